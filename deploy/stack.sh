@@ -1,0 +1,319 @@
+#!/usr/bin/env bash
+# The local stack: Apache Kafka 4 (KRaft, one combined broker+controller), Postgres and Redis,
+# installed and started by the project itself. No Docker engine is needed.
+#
+#   deploy/stack.sh up      install what is missing, start what is not answering, create topics, verify
+#   deploy/stack.sh status  say what answers where
+#   deploy/stack.sh down    stop what this script started (data is kept)
+#   deploy/stack.sh reset   down, then wipe the state folder's data (jars stay cached)
+#
+# Safe to run twice: every step checks before it acts. State lives in $CT_STATE_DIR (default
+# <repo>/.state, git-ignored); Kafka records and offsets survive `down`/`up`.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+STATE="${CT_STATE_DIR:-$REPO/.state}"
+KAFKA_PORT="${CT_KAFKA_PORT:-9092}"
+KAFKA_CONTROLLER_PORT="${CT_KAFKA_CONTROLLER_PORT:-9093}"
+PG_PORT="${CT_PG_PORT:-5432}"
+REDIS_PORT="${CT_REDIS_PORT:-6379}"
+KAFKA_START_TIMEOUT="${CT_KAFKA_START_TIMEOUT:-90}"
+KAFKA_HEAP="${CT_KAFKA_HEAP:-1G}"
+PG_DB="controltower"
+
+KAFKA_DIR="$STATE/kafka"
+KAFKA_LIB="$STATE/kafka-lib"
+PG_DIR="$STATE/postgres"
+REDIS_DIR="$STATE/redis"
+
+say() { printf '[stack] %s\n' "$*" >&2; }
+die() { printf 'stack: error: %s\n' "$*" >&2; exit 1; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+port_owner() {
+  if command -v ss >/dev/null 2>&1; then
+    ss -ltnpH "sport = :$1" 2>/dev/null | sed -n 's/.*users:((\("[^"]*"\).*/\1/p' | head -n1
+  fi
+}
+
+APT_UPDATED=0
+apt_install() {
+  command -v apt-get >/dev/null 2>&1 || die "apt-get is not available to install: $*; install them by hand"
+  local sudo=""
+  if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null 2>&1 || die "need root (or sudo) to install: $*"
+    sudo="sudo"
+  fi
+  if [ "$APT_UPDATED" = 0 ]; then
+    say "apt-get update"
+    $sudo apt-get update -qq >/dev/null || die "apt-get update failed; cannot install: $*"
+    APT_UPDATED=1
+  fi
+  say "apt-get install $*"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null \
+    || die "apt-get install $* failed"
+}
+
+java_major() {
+  java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n1
+}
+
+ensure_java() {
+  if ! command -v java >/dev/null 2>&1 || [ "$(java_major)" -lt 17 ] 2>/dev/null; then
+    apt_install openjdk-17-jre-headless
+  fi
+  command -v java >/dev/null 2>&1 || die "Java 17+ is missing and could not be installed (apt-get install openjdk-17-jre-headless)"
+  local major; major="$(java_major)"
+  [ -n "$major" ] && [ "$major" -ge 17 ] || die "Java 17+ is required for Kafka 4, found: $(java -version 2>&1 | head -n1)"
+  command -v mvn >/dev/null 2>&1 || apt_install maven
+  command -v mvn >/dev/null 2>&1 || die "Maven is missing and could not be installed (apt-get install maven)"
+}
+
+pg_bin() {
+  local d
+  d="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)"
+  [ -n "$d" ] && [ -x "$d/postgres" ] && echo "$d"
+}
+
+ensure_packages() {
+  ensure_java
+  [ -n "$(pg_bin || true)" ] || apt_install postgresql
+  [ -n "$(pg_bin || true)" ] || die "Postgres server binaries are missing and could not be installed (apt-get install postgresql)"
+  command -v psql >/dev/null 2>&1 || apt_install postgresql-client
+  command -v redis-server >/dev/null 2>&1 || apt_install redis-server
+  command -v redis-server >/dev/null 2>&1 || die "redis-server is missing and could not be installed (apt-get install redis-server)"
+}
+
+# ---------------------------------------------------------------- Kafka
+kafka_jars() {
+  if [ -f "$KAFKA_LIB/.complete" ] && [ "$KAFKA_LIB/.complete" -nt "$REPO/deploy/kafka/pom.xml" ]; then
+    return
+  fi
+  say "resolving Apache Kafka jars from Maven Central into $KAFKA_LIB"
+  rm -rf "$KAFKA_LIB"; mkdir -p "$KAFKA_LIB"
+  (cd "$REPO/deploy/kafka" && mvn -q -B dependency:copy-dependencies -Dkafka.lib.dir="$KAFKA_LIB") \
+    >"$STATE/mvn.log" 2>&1 || die "could not resolve the Kafka jars with Maven (see $STATE/mvn.log)"
+  ls "$KAFKA_LIB"/kafka_2.13-*.jar >/dev/null 2>&1 || die "Maven ran but no kafka_2.13 jar is in $KAFKA_LIB"
+  touch "$KAFKA_LIB/.complete"
+}
+
+kafka_properties() {
+  mkdir -p "$KAFKA_DIR/data" "$KAFKA_DIR/logs"
+  cat >"$KAFKA_DIR/server.properties" <<EOF
+# Written by deploy/stack.sh; edit the script, not this file.
+process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=127.0.0.1:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+inter.broker.listener.name=PLAINTEXT
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$KAFKA_DIR/data
+num.partitions=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=10
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=false
+# Flush is left to the OS like in production; durability across a clean restart comes from the log.
+log.retention.hours=-1
+EOF
+  cat >"$KAFKA_DIR/log4j2.properties" <<'EOF'
+status = warn
+appender.file.type = RollingFile
+appender.file.name = FILE
+appender.file.fileName = ${sys:kafka.logs.dir}/server.log
+appender.file.filePattern = ${sys:kafka.logs.dir}/server.log.%i
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+appender.file.policies.type = Policies
+appender.file.policies.size.type = SizeBasedTriggeringPolicy
+appender.file.policies.size.size = 50MB
+appender.file.strategy.type = DefaultRolloverStrategy
+appender.file.strategy.max = 3
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = FILE
+logger.kafka.name = kafka
+logger.kafka.level = INFO
+logger.apache.name = org.apache.kafka
+logger.apache.level = INFO
+EOF
+}
+
+kafka_java() {
+  java -Xmx256M -cp "$KAFKA_LIB/*" -Dlog4j2.configurationFile="$KAFKA_DIR/log4j2.properties" \
+    -Dkafka.logs.dir="$KAFKA_DIR/logs" "$@"
+}
+
+kafka_pid() {
+  local pid
+  pid="$(cat "$KAFKA_DIR/kafka.pid" 2>/dev/null || true)"
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && echo "$pid"
+}
+
+kafka_up() {
+  if kafka_pid >/dev/null; then
+    say "Kafka already running (pid $(kafka_pid))"
+    return
+  fi
+  if port_open "$KAFKA_PORT"; then
+    # Something else listens there: accept it only when it speaks Kafka.
+    if "$(ct_admin)" --bootstrap "127.0.0.1:$KAFKA_PORT" ping >/dev/null 2>&1; then
+      say "a Kafka broker not started by this script answers on 127.0.0.1:$KAFKA_PORT; using it"
+      return
+    fi
+    die "port $KAFKA_PORT is taken by $(port_owner "$KAFKA_PORT") which is not a Kafka broker; stop it or set CT_KAFKA_PORT"
+  fi
+  port_open "$KAFKA_CONTROLLER_PORT" && die "port $KAFKA_CONTROLLER_PORT (Kafka controller) is taken by $(port_owner "$KAFKA_CONTROLLER_PORT"); stop it or set CT_KAFKA_CONTROLLER_PORT"
+  kafka_jars
+  kafka_properties
+  if [ ! -f "$KAFKA_DIR/data/meta.properties" ]; then
+    local cluster_id
+    cluster_id="$(kafka_java kafka.tools.StorageTool random-uuid 2>>"$KAFKA_DIR/logs/tool.log")" \
+      || die "kafka StorageTool random-uuid failed (see $KAFKA_DIR/logs/tool.log)"
+    say "formatting KRaft storage (cluster id $cluster_id)"
+    kafka_java kafka.tools.StorageTool format -t "$cluster_id" -c "$KAFKA_DIR/server.properties" --standalone \
+      >>"$KAFKA_DIR/logs/tool.log" 2>&1 || die "formatting KRaft storage failed (see $KAFKA_DIR/logs/tool.log)"
+  fi
+  say "starting Kafka on 127.0.0.1:$KAFKA_PORT"
+  nohup java -Xms"$KAFKA_HEAP" -Xmx"$KAFKA_HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+    -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
+    -Dkafka.logs.dir="$KAFKA_DIR/logs" -Dlog4j2.configurationFile="$KAFKA_DIR/log4j2.properties" \
+    -cp "$KAFKA_LIB/*" kafka.Kafka "$KAFKA_DIR/server.properties" >"$KAFKA_DIR/logs/stdout.log" 2>&1 &
+  echo $! >"$KAFKA_DIR/kafka.pid"
+  local waited=0
+  until port_open "$KAFKA_PORT"; do
+    kafka_pid >/dev/null || die "Kafka exited during start-up: $(tail -n 3 "$KAFKA_DIR/logs/stdout.log" "$KAFKA_DIR/logs/server.log" 2>/dev/null | grep -iE 'error|exception' | head -n1) (see $KAFKA_DIR/logs/server.log)"
+    [ "$waited" -ge "$KAFKA_START_TIMEOUT" ] && die "Kafka did not come up on 127.0.0.1:$KAFKA_PORT within ${KAFKA_START_TIMEOUT}s (see $KAFKA_DIR/logs/server.log)"
+    sleep 1; waited=$((waited + 1))
+  done
+}
+
+kafka_down() {
+  local pid
+  pid="$(kafka_pid || true)"
+  [ -n "$pid" ] || return 0
+  say "stopping Kafka (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+  kill -0 "$pid" 2>/dev/null && { say "Kafka did not stop in 60s; killing it"; kill -KILL "$pid" 2>/dev/null || true; }
+  rm -f "$KAFKA_DIR/kafka.pid"
+}
+
+# ---------------------------------------------------------------- Postgres
+as_postgres() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+pg_answers() {
+  psql "postgres://postgres@127.0.0.1:$PG_PORT/postgres" -tAc 'SELECT 1' >/dev/null 2>&1
+}
+
+pg_up() {
+  local bin; bin="$(pg_bin)"
+  if ! pg_answers; then
+    if port_open "$PG_PORT"; then
+      die "port $PG_PORT is taken by $(port_owner "$PG_PORT") which does not accept postgres://postgres@127.0.0.1:$PG_PORT (trust); stop it or set CT_PG_PORT"
+    fi
+    if [ ! -f "$PG_DIR/PG_VERSION" ]; then
+      say "initialising a Postgres cluster in $PG_DIR"
+      mkdir -p "$PG_DIR"
+      [ "$(id -u)" = 0 ] && chown postgres:postgres "$PG_DIR"
+      chmod 700 "$PG_DIR"
+      as_postgres "$bin/initdb" -D "$PG_DIR" -U postgres --auth=trust -E UTF8 >"$STATE/postgres-init.log" 2>&1 \
+        || die "initdb failed (see $STATE/postgres-init.log); if the postgres user cannot reach $PG_DIR, set CT_STATE_DIR to a readable place"
+    fi
+    say "starting Postgres on 127.0.0.1:$PG_PORT"
+    as_postgres "$bin/pg_ctl" -D "$PG_DIR" -l "$PG_DIR/server.log" -w -t 60 \
+      -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k /tmp -c max_connections=300 -c fsync=on" start >/dev/null \
+      || die "Postgres did not start on 127.0.0.1:$PG_PORT (see $PG_DIR/server.log)"
+  fi
+  pg_answers || die "Postgres does not answer SELECT 1 on 127.0.0.1:$PG_PORT"
+  if [ "$(psql "postgres://postgres@127.0.0.1:$PG_PORT/postgres" -tAc "SELECT 1 FROM pg_database WHERE datname='$PG_DB'")" != 1 ]; then
+    psql "postgres://postgres@127.0.0.1:$PG_PORT/postgres" -qc "CREATE DATABASE $PG_DB" || die "could not create database $PG_DB"
+  fi
+}
+
+pg_down() {
+  [ -f "$PG_DIR/postmaster.pid" ] || return 0
+  say "stopping Postgres"
+  as_postgres "$(pg_bin)/pg_ctl" -D "$PG_DIR" -m fast -w stop >/dev/null 2>&1 || true
+}
+
+# ---------------------------------------------------------------- Redis
+redis_answers() { [ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" PING 2>/dev/null)" = PONG ]; }
+
+redis_up() {
+  if ! redis_answers; then
+    port_open "$REDIS_PORT" && die "port $REDIS_PORT is taken by $(port_owner "$REDIS_PORT") which does not answer Redis PING; stop it or set CT_REDIS_PORT"
+    mkdir -p "$REDIS_DIR"
+    say "starting Redis on 127.0.0.1:$REDIS_PORT"
+    redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --daemonize yes --dir "$REDIS_DIR" \
+      --pidfile "$REDIS_DIR/redis.pid" --logfile "$REDIS_DIR/redis.log" --appendonly yes --save "" >/dev/null \
+      || die "redis-server failed to start (see $REDIS_DIR/redis.log)"
+    for _ in $(seq 1 30); do redis_answers && break; sleep 0.2; done
+  fi
+  redis_answers || die "Redis does not answer PING on 127.0.0.1:$REDIS_PORT (see $REDIS_DIR/redis.log)"
+}
+
+redis_down() {
+  [ -f "$REDIS_DIR/redis.pid" ] || return 0
+  say "stopping Redis"
+  redis-cli -h 127.0.0.1 -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
+  rm -f "$REDIS_DIR/redis.pid"
+}
+
+# ---------------------------------------------------------------- topics and checks
+ct_admin() {
+  local bin="$REPO/target/debug/ct-admin"
+  if [ ! -x "$bin" ] || [ -n "$(find "$REPO/services/platform" "$REPO/services/core" -newer "$bin" -name '*.rs' -print -quit 2>/dev/null)" ]; then
+    (cd "$REPO" && cargo build -q -p ct-platform --bin ct-admin) >&2 || die "building ct-admin failed"
+  fi
+  echo "$bin"
+}
+
+topics_and_roundtrip() {
+  local admin; admin="$(ct_admin)"
+  "$admin" --bootstrap "127.0.0.1:$KAFKA_PORT" ensure-topics --file "$REPO/deploy/topics.toml" \
+    || die "creating the topics of deploy/topics.toml failed"
+  "$admin" --bootstrap "127.0.0.1:$KAFKA_PORT" roundtrip --timeout-secs 60 \
+    || die "Kafka accepts connections on 127.0.0.1:$KAFKA_PORT but a produce/consume round trip failed (see $KAFKA_DIR/logs/server.log)"
+}
+
+status() {
+  local k=down p=down r=down
+  port_open "$KAFKA_PORT" && k=up
+  pg_answers && p=up
+  redis_answers && r=up
+  cat <<EOF
+Kafka     127.0.0.1:$KAFKA_PORT   $k   (data $KAFKA_DIR/data, log $KAFKA_DIR/logs/server.log)
+Postgres  postgres://postgres@127.0.0.1:$PG_PORT/$PG_DB   $p
+Redis     redis://127.0.0.1:$REDIS_PORT   $r
+EOF
+}
+
+cmd="${1:-up}"
+mkdir -p "$STATE"
+case "$cmd" in
+  up)
+    ensure_packages
+    redis_up
+    pg_up
+    kafka_up
+    topics_and_roundtrip
+    status
+    ;;
+  status) status ;;
+  down) kafka_down; pg_down; redis_down ;;
+  reset)
+    kafka_down; pg_down; redis_down
+    say "wiping $KAFKA_DIR $PG_DIR $REDIS_DIR"
+    rm -rf "$KAFKA_DIR" "$PG_DIR" "$REDIS_DIR"
+    ;;
+  *) die "unknown command '$cmd' (use up, status, down or reset)" ;;
+esac

@@ -1,0 +1,306 @@
+//! The Avro codec of `schemas-avro/` and the Confluent wire format.
+//!
+//! `schemas-avro/` holds one `.avsc` per named type; [`compose`] inlines the referenced types into
+//! one self-contained schema per topic value (what is registered under `<topic>-value`).
+//! Encoding goes through serde straight into Avro binary (`write_avro_datum_ref`), not through
+//! `apache_avro::types::Value`. Each named type is used once, because that encoder cannot follow
+//! references to an already defined name.
+
+use std::{collections::HashSet, io::Cursor, sync::LazyLock};
+
+use apache_avro::{Schema, from_avro_datum, from_value, write_avro_datum_ref};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{
+    envelope::{Envelope, Ingest},
+    payload::Payload,
+    source::Source,
+};
+
+/// Every `.avsc` file, by the full name of the type it defines.
+pub const SCHEMA_FILES: &[(&str, &str)] = &[
+    ("ct.v1.Event", include_str!("../../../schemas-avro/ct.v1.Event.avsc")),
+    ("ct.v1.Source", include_str!("../../../schemas-avro/ct.v1.Source.avsc")),
+    ("ct.v1.Ingest", include_str!("../../../schemas-avro/ct.v1.Ingest.avsc")),
+    ("ct.v1.DesktopTriggerContract", include_str!("../../../schemas-avro/ct.v1.DesktopTriggerContract.avsc")),
+    ("ct.v1.ExcelTimesheetIngested", include_str!("../../../schemas-avro/ct.v1.ExcelTimesheetIngested.avsc")),
+    ("ct.v1.FinanceInvoiceGenerated", include_str!("../../../schemas-avro/ct.v1.FinanceInvoiceGenerated.avsc")),
+    ("ct.v1.FinancePaymentWebhook", include_str!("../../../schemas-avro/ct.v1.FinancePaymentWebhook.avsc")),
+    ("ct.v1.BackendFnError", include_str!("../../../schemas-avro/ct.v1.BackendFnError.avsc")),
+    ("ct.v1.PortalUploadReceived", include_str!("../../../schemas-avro/ct.v1.PortalUploadReceived.avsc")),
+    ("ct.v1.WebsiteFormSubmitted", include_str!("../../../schemas-avro/ct.v1.WebsiteFormSubmitted.avsc")),
+    ("ct.v1.CiWorkflowFailed", include_str!("../../../schemas-avro/ct.v1.CiWorkflowFailed.avsc")),
+    ("ct.v1.BackendParsed", include_str!("../../../schemas-avro/ct.v1.BackendParsed.avsc")),
+    ("ct.v1.BackendTransformApplied", include_str!("../../../schemas-avro/ct.v1.BackendTransformApplied.avsc")),
+    ("ct.v1.ArtifactPointerWritten", include_str!("../../../schemas-avro/ct.v1.ArtifactPointerWritten.avsc")),
+    ("ct.v1.RunStarted", include_str!("../../../schemas-avro/ct.v1.RunStarted.avsc")),
+    ("ct.v1.RunCompleted", include_str!("../../../schemas-avro/ct.v1.RunCompleted.avsc")),
+    ("ct.v1.SystemHeartbeat", include_str!("../../../schemas-avro/ct.v1.SystemHeartbeat.avsc")),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("schema file for `{0}` is missing")]
+    MissingSchema(String),
+    #[error("schema `{name}` is not valid JSON: {source}")]
+    SchemaJson { name: String, source: serde_json::Error },
+    #[error("invalid Avro schema: {0}")]
+    Schema(#[source] Box<apache_avro::Error>),
+    #[error("Avro encoding failed: {0}")]
+    Encode(#[source] Box<apache_avro::Error>),
+    #[error("Avro decoding failed: {0}")]
+    Decode(#[source] Box<apache_avro::Error>),
+    #[error("record is inconsistent: {0}")]
+    Inconsistent(String),
+    #[error("not in the Confluent wire format: {0}")]
+    Wire(&'static str),
+}
+
+fn file(name: &str) -> Result<Value, CodecError> {
+    let (_, text) =
+        SCHEMA_FILES.iter().find(|(n, _)| *n == name).ok_or_else(|| CodecError::MissingSchema(name.to_owned()))?;
+    serde_json::from_str(text).map_err(|source| CodecError::SchemaJson { name: name.to_owned(), source })
+}
+
+fn full_name(object: &serde_json::Map<String, Value>) -> Option<String> {
+    let name = object.get("name")?.as_str()?;
+    if name.contains('.') {
+        return Some(name.to_owned());
+    }
+    Some(match object.get("namespace").and_then(Value::as_str) {
+        Some(ns) => format!("{ns}.{name}"),
+        None => name.to_owned(),
+    })
+}
+
+fn inline(value: &mut Value, defined: &mut HashSet<String>) -> Result<(), CodecError> {
+    match value {
+        Value::String(name) if SCHEMA_FILES.iter().any(|(n, _)| n == name) && !defined.contains(name.as_str()) => {
+            *value = file(name)?;
+            inline(value, defined)
+        }
+        Value::Array(branches) => branches.iter_mut().try_for_each(|b| inline(b, defined)),
+        Value::Object(object) => {
+            if let Some(name) = full_name(object) {
+                defined.insert(name);
+            }
+            if let Some(Value::Array(fields)) = object.get_mut("fields") {
+                for field in fields {
+                    if let Some(t) = field.get_mut("type") {
+                        inline(t, defined)?;
+                    }
+                }
+            }
+            for key in ["type", "items", "values"] {
+                if let Some(inner) = object.get_mut(key).filter(|v| !v.is_string() || !is_primitive(v)) {
+                    inline(inner, defined)?;
+                }
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+fn is_primitive(v: &Value) -> bool {
+    matches!(
+        v.as_str(),
+        Some(
+            "null"
+                | "boolean"
+                | "int"
+                | "long"
+                | "float"
+                | "double"
+                | "bytes"
+                | "string"
+                | "record"
+                | "enum"
+                | "fixed"
+                | "array"
+                | "map"
+        )
+    )
+}
+
+/// The self-contained JSON schema of the named root type, with every referenced type inlined.
+pub fn compose(root: &str) -> Result<String, CodecError> {
+    let mut value = file(root)?;
+    inline(&mut value, &mut HashSet::new())?;
+    Ok(value.to_string())
+}
+
+static EVENT_SCHEMA_JSON: LazyLock<String> =
+    LazyLock::new(|| compose("ct.v1.Event").expect("schemas-avro/ct.v1.Event.avsc composes"));
+static EVENT_SCHEMA: LazyLock<Schema> =
+    LazyLock::new(|| Schema::parse_str(&EVENT_SCHEMA_JSON).expect("schemas-avro/ct.v1.Event.avsc is valid Avro"));
+
+/// The value schema of `ct.events.v1` as registered (self-contained JSON).
+pub fn event_schema_json() -> &'static str {
+    &EVENT_SCHEMA_JSON
+}
+
+pub fn event_schema() -> &'static Schema {
+    &EVENT_SCHEMA
+}
+
+pub fn parse_schema(json: &str) -> Result<Schema, CodecError> {
+    Schema::parse_str(json).map_err(|e| CodecError::Schema(Box::new(e)))
+}
+
+fn micros(ts: DateTime<Utc>) -> i64 {
+    ts.timestamp_micros()
+}
+
+fn from_micros(field: &str, micros: i64) -> Result<DateTime<Utc>, CodecError> {
+    DateTime::from_timestamp_micros(micros).ok_or_else(|| CodecError::Inconsistent(format!("{field} out of range")))
+}
+
+/// Field order must equal `ct.v1.Event`'s.
+#[derive(Serialize)]
+struct EventRecordRef<'a> {
+    event_id: &'a str,
+    #[serde(rename = "type")]
+    event_type: &'a str,
+    ts: i64,
+    source: Source,
+    correlation_id: Option<&'a str>,
+    payload: &'a Payload,
+    ingest: IngestRecordRef<'a>,
+}
+
+#[derive(Serialize)]
+struct IngestRecordRef<'a> {
+    received_at: i64,
+    attempt: i32,
+    status: &'a str,
+    redactions: i32,
+    trace_id: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct EventRecord {
+    event_id: String,
+    #[serde(rename = "type")]
+    event_type: String,
+    ts: i64,
+    source: Source,
+    correlation_id: Option<String>,
+    payload: Payload,
+    ingest: IngestRecord,
+}
+
+#[derive(Deserialize)]
+struct IngestRecord {
+    received_at: i64,
+    attempt: i32,
+    status: String,
+    redactions: i32,
+    trace_id: Option<String>,
+}
+
+/// Appends the Avro binary datum of `event` (no wire header) to `out`.
+pub fn encode_event(event: &Envelope, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    let record = EventRecordRef {
+        event_id: &event.event_id,
+        event_type: event.event_type().as_str(),
+        ts: micros(event.ts),
+        source: event.source,
+        correlation_id: event.correlation_id.as_deref(),
+        payload: &event.payload,
+        ingest: IngestRecordRef {
+            received_at: micros(event.ingest.received_at),
+            attempt: event.ingest.attempt,
+            status: &event.ingest.status,
+            redactions: event.ingest.redactions,
+            trace_id: event.ingest.trace_id.as_deref(),
+        },
+    };
+    write_avro_datum_ref(event_schema(), &record, out).map_err(|e| CodecError::Encode(Box::new(e)))?;
+    Ok(())
+}
+
+/// Decodes an Avro datum written with `writer` into an [`Envelope`], resolving it against the
+/// current `ct.v1.Event` schema.
+pub fn decode_event(writer: &Schema, datum: &[u8]) -> Result<Envelope, CodecError> {
+    let reader = event_schema();
+    let reader_schema = if writer == reader { None } else { Some(reader) };
+    let value =
+        from_avro_datum(writer, &mut Cursor::new(datum), reader_schema).map_err(|e| CodecError::Decode(Box::new(e)))?;
+    let record: EventRecord = from_value(&value).map_err(|e| CodecError::Decode(Box::new(e)))?;
+    if record.event_type != record.payload.event_type().as_str() {
+        return Err(CodecError::Inconsistent(format!(
+            "type `{}` but payload of `{}`",
+            record.event_type,
+            record.payload.event_type()
+        )));
+    }
+    Ok(Envelope {
+        event_id: record.event_id,
+        ts: from_micros("ts", record.ts)?,
+        source: record.source,
+        correlation_id: record.correlation_id,
+        payload: record.payload,
+        ingest: Ingest {
+            received_at: from_micros("ingest.received_at", record.ingest.received_at)?,
+            attempt: record.ingest.attempt,
+            status: record.ingest.status,
+            redactions: record.ingest.redactions,
+            trace_id: record.ingest.trace_id,
+        },
+    })
+}
+
+/// The Confluent wire format: magic byte 0, a 4-byte big-endian schema id, then the Avro datum.
+pub mod wire {
+    use super::CodecError;
+
+    pub const MAGIC: u8 = 0;
+    pub const HEADER_LEN: usize = 5;
+
+    /// Writes the 5-byte header for `schema_id`; append the datum after it.
+    pub fn write_header(schema_id: u32, out: &mut Vec<u8>) {
+        out.push(MAGIC);
+        out.extend_from_slice(&schema_id.to_be_bytes());
+    }
+
+    /// Splits a record value into its schema id and Avro datum.
+    pub fn split(bytes: &[u8]) -> Result<(u32, &[u8]), CodecError> {
+        if bytes.len() < HEADER_LEN {
+            return Err(CodecError::Wire("shorter than the 5-byte header"));
+        }
+        if bytes[0] != MAGIC {
+            return Err(CodecError::Wire("magic byte is not 0"));
+        }
+        let id = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
+        Ok((id, &bytes[HEADER_LEN..]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_event_schema_composes_and_names_each_type_once() {
+        let json = event_schema_json();
+        for (name, _) in SCHEMA_FILES {
+            let short = name.rsplit('.').next().unwrap();
+            let definitions = json.matches(&format!("\"name\":\"{short}\"")).count();
+            assert_eq!(definitions, 1, "{name} defined {definitions} times");
+        }
+        assert!(matches!(event_schema(), Schema::Record(_)));
+    }
+
+    #[test]
+    fn wire_header_round_trips_and_rejects_garbage() {
+        let mut out = Vec::new();
+        wire::write_header(0x0102_0304, &mut out);
+        out.extend_from_slice(b"datum");
+        assert_eq!(wire::split(&out).unwrap(), (0x0102_0304, &b"datum"[..]));
+        assert!(matches!(wire::split(b"\x01\0\0\0\x01x"), Err(CodecError::Wire("magic byte is not 0"))));
+        assert!(matches!(wire::split(b"\0\0"), Err(CodecError::Wire(_))));
+    }
+}

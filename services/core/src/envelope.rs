@@ -1,0 +1,314 @@
+//! The event envelope: what producers send, parsed once into a value that is valid by construction.
+
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use serde_json::{Map, Value};
+
+use crate::{
+    error::{FieldError, Rule},
+    event_type::EventType,
+    payload::Payload,
+    redact::{RedactionReport, Redactor},
+    source::Source,
+};
+
+/// Longest `eventId` / `correlationId`.
+pub const MAX_ID_LEN: usize = 128;
+
+/// Metadata the edge adds when it accepts an event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ingest {
+    pub received_at: DateTime<Utc>,
+    pub attempt: i32,
+    pub status: String,
+    pub redactions: i32,
+    pub trace_id: Option<String>,
+}
+
+/// An accepted event. Fields are private: the only ways in are [`Envelope::parse`] and the Avro
+/// decoder, so a value of this type always satisfies the schema rules.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    pub(crate) event_id: String,
+    pub(crate) ts: DateTime<Utc>,
+    pub(crate) source: Source,
+    pub(crate) correlation_id: Option<String>,
+    pub(crate) payload: Payload,
+    pub(crate) ingest: Ingest,
+}
+
+/// What parsing needs besides the JSON.
+#[derive(Debug, Clone)]
+pub struct ParseOptions<'a> {
+    pub redactor: &'a Redactor,
+    pub received_at: DateTime<Utc>,
+    /// How far in the future `ts` may be (clock skew between producer and edge).
+    pub max_future_skew: Duration,
+}
+
+fn field<'a>(map: &'a Map<String, Value>, camel: &str, snake: &str) -> Option<&'a Value> {
+    map.get(camel).or_else(|| map.get(snake)).filter(|v| !v.is_null())
+}
+
+fn parse_id(name: &str, value: Option<&Value>) -> Result<Option<String>, FieldError> {
+    let Some(value) = value else { return Ok(None) };
+    let s = value.as_str().ok_or_else(|| FieldError::wrong_type(name, "a string"))?;
+    if s.is_empty() {
+        return Err(FieldError::new(name, Rule::NotEmpty, format!("`{name}` must not be empty")));
+    }
+    if s.len() > MAX_ID_LEN {
+        return Err(FieldError::new(name, Rule::MaxLength, format!("`{name}` is longer than {MAX_ID_LEN} characters")));
+    }
+    if !s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b)) {
+        return Err(FieldError::new(
+            name,
+            Rule::Format,
+            format!("`{name}` may contain only A-Z, a-z, 0-9, '_', '-', '.', ':'"),
+        ));
+    }
+    Ok(Some(s.to_owned()))
+}
+
+impl Envelope {
+    /// Parses a producer's JSON event: envelope fields, the typed payload, source binding and
+    /// timestamp skew, redacting PII on the way. The error names the first invalid field.
+    pub fn parse(value: &Value, options: &ParseOptions<'_>) -> Result<(Envelope, RedactionReport), FieldError> {
+        let map = value.as_object().ok_or_else(|| FieldError::wrong_type("$", "a JSON object"))?;
+        let event_id =
+            parse_id("eventId", field(map, "eventId", "event_id"))?.ok_or_else(|| FieldError::required("eventId"))?;
+
+        let type_name = field(map, "type", "type")
+            .ok_or_else(|| FieldError::required("type"))?
+            .as_str()
+            .ok_or_else(|| FieldError::wrong_type("type", "a string"))?;
+        let event_type: EventType = type_name
+            .parse()
+            .map_err(|_| FieldError::new("type", Rule::UnknownValue, format!("unknown event type `{type_name}`")))?;
+
+        let ts_raw = field(map, "ts", "ts")
+            .ok_or_else(|| FieldError::required("ts"))?
+            .as_str()
+            .ok_or_else(|| FieldError::wrong_type("ts", "an RFC 3339 timestamp string"))?;
+        let ts = DateTime::parse_from_rfc3339(ts_raw)
+            .map_err(|_| {
+                FieldError::new("ts", Rule::Format, "`ts` must be an RFC 3339 timestamp like 2025-09-27T10:00:00Z")
+            })?
+            .with_timezone(&Utc);
+        if ts > options.received_at + options.max_future_skew {
+            return Err(FieldError::new(
+                "ts",
+                Rule::FutureTimestamp,
+                format!("`ts` is more than {}s in the future", options.max_future_skew.num_seconds()),
+            ));
+        }
+
+        let source_raw = field(map, "source", "source")
+            .ok_or_else(|| FieldError::required("source"))?
+            .as_str()
+            .ok_or_else(|| FieldError::wrong_type("source", "a string"))?;
+        let source = source_raw.parse::<Source>().ok().filter(|s| Source::PRODUCERS.contains(s)).ok_or_else(|| {
+            let known: Vec<_> = Source::PRODUCERS.iter().map(|s| s.as_str()).collect();
+            FieldError::new("source", Rule::UnknownValue, format!("`source` must be one of {}", known.join(", ")))
+        })?;
+        if !event_type.accepts_source(source) {
+            return Err(FieldError::new(
+                "source",
+                Rule::SourceMismatch,
+                format!("events of type `{event_type}` are not emitted by `{source}`"),
+            ));
+        }
+
+        let correlation_id = parse_id("correlationId", field(map, "correlationId", "correlation_id"))?;
+        let payload_value = field(map, "payload", "payload").ok_or_else(|| FieldError::required("payload"))?;
+        let mut report = RedactionReport::default();
+        let payload = Payload::parse(event_type, payload_value, options.redactor, &mut report)?;
+
+        let ingest = Ingest {
+            received_at: options.received_at,
+            attempt: 1,
+            status: "accepted".to_owned(),
+            redactions: i32::try_from(report.total()).unwrap_or(i32::MAX),
+            trace_id: None,
+        };
+        Ok((Envelope { event_id, ts, source, correlation_id, payload, ingest }, report))
+    }
+
+    pub fn event_id(&self) -> &str {
+        &self.event_id
+    }
+
+    pub fn event_type(&self) -> EventType {
+        self.payload.event_type()
+    }
+
+    pub fn ts(&self) -> DateTime<Utc> {
+        self.ts
+    }
+
+    pub fn source(&self) -> Source {
+        self.source
+    }
+
+    pub fn correlation_id(&self) -> Option<&str> {
+        self.correlation_id.as_deref()
+    }
+
+    pub fn payload(&self) -> &Payload {
+        &self.payload
+    }
+
+    pub fn ingest(&self) -> &Ingest {
+        &self.ingest
+    }
+
+    /// Records the W3C trace id of the request that carried the event.
+    pub fn set_trace_id(&mut self, trace_id: impl Into<String>) {
+        self.ingest.trace_id = Some(trace_id.into());
+    }
+
+    /// The event as canonical JSON (camelCase envelope, snake_case payload), as the read API shows it.
+    pub fn to_json(&self) -> Value {
+        let payload = serde_json::to_value(&self.payload).unwrap_or(Value::Null);
+        // Externally tagged enum: unwrap the single variant object.
+        let payload = match payload {
+            Value::Object(mut m) if m.len() == 1 => m.values_mut().next().map(Value::take).unwrap_or(Value::Null),
+            other => other,
+        };
+        serde_json::json!({
+            "eventId": self.event_id,
+            "type": self.event_type().as_str(),
+            "ts": self.ts.to_rfc3339_opts(SecondsFormat::Micros, true),
+            "source": self.source.as_str(),
+            "correlationId": self.correlation_id,
+            "payload": payload,
+            "ingest": {
+                "receivedAt": self.ingest.received_at.to_rfc3339_opts(SecondsFormat::Micros, true),
+                "attempt": self.ingest.attempt,
+                "status": self.ingest.status,
+                "redactions": self.ingest.redactions,
+                "traceId": self.ingest.trace_id,
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn options(redactor: &Redactor) -> ParseOptions<'_> {
+        ParseOptions {
+            redactor,
+            received_at: "2025-09-27T10:00:05Z".parse().unwrap(),
+            max_future_skew: Duration::minutes(5),
+        }
+    }
+
+    fn seed() -> Value {
+        json!({"eventId":"evt_demo_001","type":"finance.invoice.generated","ts":"2025-09-27T10:00:00Z",
+               "source":"finance","payload":{"invoiceId":"INV-2025-0912","period":"2025-09","total":1234.56}})
+    }
+
+    #[test]
+    fn the_smoke_test_body_parses() {
+        let redactor = Redactor::new("s");
+        let (event, report) = Envelope::parse(&seed(), &options(&redactor)).unwrap();
+        assert_eq!(event.event_id(), "evt_demo_001");
+        assert_eq!(event.event_type(), EventType::FinanceInvoiceGenerated);
+        assert_eq!(event.source(), Source::Finance);
+        assert_eq!(report.total(), 0);
+        assert_eq!(event.to_json()["payload"]["total_minor"], 123456);
+    }
+
+    #[test]
+    fn each_envelope_rule_names_its_field() {
+        let redactor = Redactor::new("s");
+        let cases: Vec<(Box<dyn Fn(&mut Map<String, Value>)>, &str, Rule)> = vec![
+            (
+                Box::new(|m| {
+                    m.remove("eventId");
+                }),
+                "eventId",
+                Rule::Required,
+            ),
+            (
+                Box::new(|m| {
+                    m.insert("eventId".into(), json!("has space"));
+                }),
+                "eventId",
+                Rule::Format,
+            ),
+            (
+                Box::new(|m| {
+                    m.insert("eventId".into(), json!("x".repeat(129)));
+                }),
+                "eventId",
+                Rule::MaxLength,
+            ),
+            (
+                Box::new(|m| {
+                    m.insert("type".into(), json!("nope.nope"));
+                }),
+                "type",
+                Rule::UnknownValue,
+            ),
+            (
+                Box::new(|m| {
+                    m.insert("ts".into(), json!("yesterday"));
+                }),
+                "ts",
+                Rule::Format,
+            ),
+            (
+                Box::new(|m| {
+                    m.insert("ts".into(), json!("2025-09-27T11:00:00Z"));
+                }),
+                "ts",
+                Rule::FutureTimestamp,
+            ),
+            (
+                Box::new(|m| {
+                    m.insert("source".into(), json!("mars"));
+                }),
+                "source",
+                Rule::UnknownValue,
+            ),
+            (
+                Box::new(|m| {
+                    m.insert("source".into(), json!("portal"));
+                }),
+                "source",
+                Rule::SourceMismatch,
+            ),
+            (
+                Box::new(|m| {
+                    m.insert("correlationId".into(), json!(7));
+                }),
+                "correlationId",
+                Rule::Type,
+            ),
+            (
+                Box::new(|m| {
+                    m.remove("payload");
+                }),
+                "payload",
+                Rule::Required,
+            ),
+            (
+                Box::new(|m| {
+                    m.insert("payload".into(), json!({"period":"x","total":1}));
+                }),
+                "payload.invoice_id",
+                Rule::Required,
+            ),
+        ];
+        for (mutate, field, rule) in cases {
+            let mut body = seed();
+            mutate(body.as_object_mut().unwrap());
+            let err = Envelope::parse(&body, &options(&redactor)).unwrap_err();
+            assert_eq!((err.field.as_str(), err.rule), (field, rule), "{err}");
+        }
+        assert_eq!(Envelope::parse(&json!([]), &options(&redactor)).unwrap_err().field, "$");
+    }
+}
