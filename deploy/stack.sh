@@ -4,7 +4,9 @@
 #
 #   deploy/stack.sh up      install what is missing, start what is not answering, create topics, verify
 #   deploy/stack.sh status  say what answers where
-#   deploy/stack.sh down    stop what this script started (data is kept)
+#   deploy/stack.sh down [kafka|postgres|redis] [--kill]
+#                           stop what this script started, or one part of it (data is kept);
+#                           --kill stops Kafka with SIGKILL, to prove acknowledged records survive a crash
 #   deploy/stack.sh reset   down, then wipe the state folder's data (jars stay cached)
 #
 # Safe to run twice: every step checks before it acts. State lives in $CT_STATE_DIR (default
@@ -195,11 +197,11 @@ kafka_up() {
 }
 
 kafka_down() {
-  local pid
+  local pid signal="${1:-TERM}"
   pid="$(kafka_pid || true)"
   [ -n "$pid" ] || return 0
-  say "stopping Kafka (pid $pid)"
-  kill -TERM "$pid" 2>/dev/null || true
+  say "stopping Kafka (pid $pid, SIG$signal)"
+  kill -"$signal" "$pid" 2>/dev/null || true
   for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
   kill -0 "$pid" 2>/dev/null && { say "Kafka did not stop in 60s; killing it"; kill -KILL "$pid" 2>/dev/null || true; }
   rm -f "$KAFKA_DIR/kafka.pid"
@@ -309,7 +311,18 @@ case "$cmd" in
     status
     ;;
   status) status ;;
-  down) kafka_down; pg_down; redis_down ;;
+  down)
+    part="${2:-all}"; signal=TERM
+    [ "${3:-}" = --kill ] || [ "${2:-}" = --kill ] && signal=KILL
+    [ "$part" = --kill ] && part=all
+    case "$part" in
+      all) kafka_down "$signal"; pg_down; redis_down ;;
+      kafka) kafka_down "$signal" ;;
+      postgres) pg_down ;;
+      redis) redis_down ;;
+      *) die "unknown part '$part' (use kafka, postgres or redis)" ;;
+    esac
+    ;;
   reset)
     kafka_down; pg_down; redis_down
     say "wiping $KAFKA_DIR $PG_DIR $REDIS_DIR"

@@ -224,7 +224,8 @@ mod tests {
     #[test]
     fn each_envelope_rule_names_its_field() {
         let redactor = Redactor::new("s");
-        let cases: Vec<(Box<dyn Fn(&mut Map<String, Value>)>, &str, Rule)> = vec![
+        type Mutation = Box<dyn Fn(&mut Map<String, Value>)>;
+        let cases: Vec<(Mutation, &str, Rule)> = vec![
             (
                 Box::new(|m| {
                     m.remove("eventId");

@@ -1,0 +1,159 @@
+//! Kafka clients configured the one way this project uses them: idempotent producers with
+//! `acks=all`, consumers that never auto-commit, and an admin that creates topics explicitly.
+
+use std::time::Duration;
+
+use rdkafka::{
+    ClientConfig, Message, Offset, TopicPartitionList,
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
+    consumer::{BaseConsumer, Consumer, StreamConsumer},
+    error::{KafkaError, RDKafkaErrorCode},
+    producer::{FutureProducer, FutureRecord},
+};
+
+use crate::{config::KafkaConfig, topics::TopicSpec};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaSetupError {
+    #[error("Kafka client: {0}")]
+    Client(#[from] KafkaError),
+    #[error("creating topic {topic}: {code}")]
+    CreateTopic { topic: String, code: RDKafkaErrorCode },
+    #[error("topic {topic} exists with {actual} partitions, {expected} expected")]
+    PartitionMismatch { topic: String, expected: i32, actual: i32 },
+    #[error("round trip failed: {0}")]
+    RoundTrip(String),
+}
+
+pub fn client_config(kafka: &KafkaConfig) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &kafka.bootstrap_servers);
+    for (key, value) in &kafka.properties {
+        config.set(key, value);
+    }
+    config
+}
+
+/// An idempotent producer with `acks=all`: a delivery report means the record is durable in the
+/// log, so it is safe to acknowledge upstream.
+pub fn idempotent_producer(kafka: &KafkaConfig, delivery_timeout: Duration) -> Result<FutureProducer, KafkaError> {
+    let mut config = client_config(kafka);
+    config
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("compression.type", "lz4")
+        .set("linger.ms", "2")
+        .set("message.timeout.ms", delivery_timeout.as_millis().to_string());
+    for (key, value) in &kafka.properties {
+        config.set(key, value);
+    }
+    config.create()
+}
+
+/// A consumer in `group` that reads committed data from the earliest offset and never commits
+/// on its own: progress is stored only after the work is done.
+pub fn consumer(kafka: &KafkaConfig, group: &str) -> Result<StreamConsumer, KafkaError> {
+    let mut config = client_config(kafka);
+    config
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed");
+    for (key, value) in &kafka.properties {
+        config.set(key, value);
+    }
+    config.create()
+}
+
+pub fn admin(kafka: &KafkaConfig) -> Result<AdminClient<DefaultClientContext>, KafkaError> {
+    client_config(kafka).create()
+}
+
+/// Partition count of `topic`, or `None` when it does not exist.
+pub fn partition_count(kafka: &KafkaConfig, topic: &str, timeout: Duration) -> Result<Option<i32>, KafkaError> {
+    let consumer: BaseConsumer = client_config(kafka).create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none())
+        .map(|t| i32::try_from(t.partitions().len()).unwrap_or(i32::MAX)))
+}
+
+/// The broker answers a metadata request.
+pub fn ping(kafka: &KafkaConfig, timeout: Duration) -> Result<usize, KafkaError> {
+    let consumer: BaseConsumer = client_config(kafka).create()?;
+    Ok(consumer.fetch_metadata(None, timeout)?.brokers().len())
+}
+
+/// Creates the topics that are missing; checks the partition count of those that exist.
+/// Returns the names it created.
+pub async fn ensure_topics(kafka: &KafkaConfig, specs: &[TopicSpec]) -> Result<Vec<String>, KafkaSetupError> {
+    let admin = admin(kafka)?;
+    let new_topics: Vec<NewTopic<'_>> = specs
+        .iter()
+        .map(|spec| {
+            spec.config
+                .iter()
+                .fold(NewTopic::new(&spec.name, spec.partitions, TopicReplication::Fixed(1)), |topic, (key, value)| {
+                    topic.set(key, value)
+                })
+        })
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin.create_topics(&new_topics, &options).await?;
+    let mut created = Vec::new();
+    for result in results {
+        match result {
+            Ok(name) => created.push(name),
+            Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                let expected = specs.iter().find(|s| s.name == name).map_or(0, |s| s.partitions);
+                let actual = partition_count(kafka, &name, Duration::from_secs(10))?.unwrap_or(0);
+                if actual != expected {
+                    return Err(KafkaSetupError::PartitionMismatch { topic: name, expected, actual });
+                }
+            }
+            Err((topic, code)) => return Err(KafkaSetupError::CreateTopic { topic, code }),
+        }
+    }
+    Ok(created)
+}
+
+/// Produces one unique record with the idempotent producer and reads it back: proof that the
+/// broker accepts, stores and serves data, not just connections.
+pub async fn round_trip(kafka: &KafkaConfig, timeout: Duration) -> Result<Duration, KafkaSetupError> {
+    const TOPIC: &str = "_ct.roundtrip";
+    let started = std::time::Instant::now();
+    ensure_topics(
+        kafka,
+        &[TopicSpec {
+            name: TOPIC.to_owned(),
+            partitions: 1,
+            config: [("retention.ms".to_owned(), "3600000".to_owned())].into(),
+        }],
+    )
+    .await?;
+    let producer = idempotent_producer(kafka, timeout)?;
+    let token = uuid::Uuid::new_v4().to_string();
+    let delivery = producer
+        .send(FutureRecord::to(TOPIC).key("roundtrip").payload(&token), timeout)
+        .await
+        .map_err(|(e, _)| KafkaSetupError::RoundTrip(format!("produce: {e}")))?;
+    let (partition, offset) = (delivery.partition, delivery.offset);
+    let consumer: BaseConsumer = client_config(kafka).set("group.id", "ct-roundtrip").create()?;
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset(TOPIC, partition, Offset::Offset(offset))?;
+    consumer.assign(&assignment)?;
+    let deadline = started + timeout;
+    while std::time::Instant::now() < deadline {
+        if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+            let message = message?;
+            if message.payload() == Some(token.as_bytes()) {
+                return Ok(started.elapsed());
+            }
+        }
+    }
+    Err(KafkaSetupError::RoundTrip(format!("record {partition}/{offset} not read back within {timeout:?}")))
+}

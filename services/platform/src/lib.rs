@@ -1,0 +1,13 @@
+//! What every Control Tower service shares: layered config, telemetry, Prometheus metrics,
+//! graceful shutdown, and the set-up of Kafka (producer, consumer, admin), Postgres and Redis.
+//!
+//! Architecture invariant: depends on `ct-core`, never on a service crate.
+
+pub mod config;
+pub mod kafka;
+pub mod metrics;
+pub mod postgres;
+pub mod redis;
+pub mod shutdown;
+pub mod telemetry;
+pub mod topics;

@@ -1,0 +1,39 @@
+//! Prometheus metrics: one recorder per process and a `/metrics` route.
+
+use std::sync::OnceLock;
+
+use axum::{Router, http::header, response::IntoResponse, routing::get};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Buckets for request and produce latencies, in seconds.
+const LATENCY_BUCKETS: &[f64] =
+    &[0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// Installs the global recorder once and returns its handle (later calls get the same one, so
+/// tests that start several services in one process share it).
+pub fn install() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), LATENCY_BUCKETS)
+                .expect("static buckets are valid");
+            match builder.install_recorder() {
+                Ok(handle) => handle,
+                // Another recorder exists (a test harness): render from a private one instead.
+                Err(_) => PrometheusBuilder::new().build_recorder().handle(),
+            }
+        })
+        .clone()
+}
+
+/// `GET /metrics` in the Prometheus text format.
+pub fn router<S: Clone + Send + Sync + 'static>(handle: PrometheusHandle) -> Router<S> {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let handle = handle.clone();
+            async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render()).into_response() }
+        }),
+    )
+}

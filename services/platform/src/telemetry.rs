@@ -1,0 +1,138 @@
+//! One telemetry set-up for every service: structured `tracing` (pretty locally, JSON in
+//! production), optional OTLP trace export, and W3C trace-context propagation helpers.
+
+use std::sync::OnceLock;
+
+use opentelemetry::{
+    global,
+    propagation::{Extractor, Injector},
+    trace::TracerProvider as _,
+};
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
+use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
+
+use crate::config::{LogFormat, TelemetryConfig};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("bad log filter `{0}`")]
+    Filter(String),
+    #[error("OTLP exporter: {0}")]
+    Otlp(String),
+    #[error("a global subscriber is already installed")]
+    AlreadyInstalled,
+}
+
+/// Flushes spans on drop.
+#[must_use = "dropping the guard stops trace export"]
+pub struct TelemetryGuard {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take() {
+            let _ = provider.shutdown();
+        }
+    }
+}
+
+/// Installs the global subscriber. `RUST_LOG` overrides `config.filter`.
+pub fn init(service_name: &'static str, config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> {
+    global::set_text_map_propagator(TraceContextPropagator::new());
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(from_env) if !from_env.is_empty() => from_env,
+        _ => config.filter.clone(),
+    };
+    let filter = EnvFilter::try_new(&filter).map_err(|_| TelemetryError::Filter(filter.clone()))?;
+    let fmt_layer = match config.format {
+        LogFormat::Json => tracing_subscriber::fmt::layer().json().with_current_span(true).boxed(),
+        LogFormat::Pretty => tracing_subscriber::fmt::layer().compact().boxed(),
+    };
+    let (otel_layer, provider) = match &config.otlp_endpoint {
+        Some(endpoint) => {
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_endpoint(endpoint)
+                .build()
+                .map_err(|e| TelemetryError::Otlp(e.to_string()))?;
+            let provider = SdkTracerProvider::builder()
+                .with_batch_exporter(exporter)
+                .with_resource(Resource::builder().with_service_name(service_name).build())
+                .build();
+            let tracer = provider.tracer(service_name);
+            global::set_tracer_provider(provider.clone());
+            (Some(tracing_opentelemetry::layer().with_tracer(tracer)), Some(provider))
+        }
+        None => (None, None),
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt_layer)
+        .with(otel_layer)
+        .try_init()
+        .map_err(|_| TelemetryError::AlreadyInstalled)?;
+    Ok(TelemetryGuard { provider })
+}
+
+/// For tests: a quiet subscriber, verbose with `TEST_LOG=1`. Safe to call many times.
+pub fn init_for_tests() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        global::set_text_map_propagator(TraceContextPropagator::new());
+        let filter = if std::env::var_os("TEST_LOG").is_some() { "info" } else { "off" };
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+    });
+}
+
+/// Kafka headers or HTTP headers as a W3C trace-context carrier.
+pub struct HeaderCarrier<'a>(pub &'a mut Vec<(String, String)>);
+
+impl Injector for HeaderCarrier<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.push((key.to_owned(), value));
+    }
+}
+
+/// Extracts from `(name, value)` pairs.
+pub struct PairsExtractor<'a>(pub &'a [(String, String)]);
+
+impl Extractor for PairsExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v.as_str())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.iter().map(|(k, _)| k.as_str()).collect()
+    }
+}
+
+/// The trace id (32 hex chars) of a W3C `traceparent` value, if it is well formed.
+pub fn trace_id_of(traceparent: &str) -> Option<&str> {
+    let mut parts = traceparent.split('-');
+    let (version, trace_id, span_id) = (parts.next()?, parts.next()?, parts.next()?);
+    let flags = parts.next()?;
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    (hex(version, 2) && hex(trace_id, 32) && hex(span_id, 16) && hex(flags, 2) && trace_id != "0".repeat(32))
+        .then_some(trace_id)
+}
+
+/// The propagator used for Kafka headers (W3C trace context).
+pub fn propagator() -> TraceContextPropagator {
+    TraceContextPropagator::new()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_id_is_read_only_from_valid_traceparents() {
+        let valid = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert_eq!(trace_id_of(valid), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+        for bad in ["", "00-xyz-00f067aa0ba902b7-01", "00-00000000000000000000000000000000-00f067aa0ba902b7-01"] {
+            assert_eq!(trace_id_of(bad), None, "{bad}");
+        }
+    }
+}
