@@ -26,3 +26,16 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
     || die "apt-get install ${missing[*]} failed"
 fi
+
+# Python virtualenv with Confluent's client, for the interop tests.
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${CT_STATE_DIR:-$REPO/.state}/venv"
+REQS="$REPO/deploy/requirements-interop.txt"
+if [ ! -f "$VENV/.complete" ] || [ "$REQS" -nt "$VENV/.complete" ]; then
+  say "creating $VENV with $(grep -v '^#' "$REQS" | tr '\n' ' ')"
+  rm -rf "$VENV"
+  python3 -m venv "$VENV" || die "python3 -m venv failed"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$REQS" >"$VENV.log" 2>&1 \
+    || die "pip install -r deploy/requirements-interop.txt failed (see $VENV.log)"
+  touch "$VENV/.complete"
+fi

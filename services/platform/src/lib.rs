@@ -8,6 +8,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod postgres;
 pub mod redis;
+pub mod registry;
 pub mod shutdown;
 pub mod telemetry;
 pub mod topics;

@@ -1,0 +1,81 @@
+//! `ct-registry`: a Confluent-Schema-Registry-compatible REST service whose whole state is the
+//! compacted `_schemas` topic. On start it reads the topic from the beginning, then serves;
+//! restarts and second instances therefore see the same subjects, versions and ids.
+//!
+//! Architecture invariant: the only writer of the state is the topic reader (`store.rs`); HTTP
+//! handlers decide, produce, and wait for their record to come back.
+
+pub mod api;
+pub mod compat;
+pub mod state;
+pub mod store;
+
+use std::{net::SocketAddr, path::Path, time::Duration};
+
+use ct_platform::config::{ConfigError, KafkaConfig, Profile, TelemetryConfig};
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::trace::TraceLayer;
+
+pub const DEFAULT_CONFIG: &str = include_str!("../config.default.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    pub profile: Profile,
+    pub http: HttpConfig,
+    pub kafka: KafkaConfig,
+    pub registry: RegistrySettings,
+    pub telemetry: TelemetryConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RegistrySettings {
+    pub topic: String,
+    pub timeout_ms: u64,
+}
+
+impl Config {
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        ct_platform::config::load(DEFAULT_CONFIG, file)
+    }
+}
+
+/// A registry bound to its listener and loaded from the log, ready to serve.
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+}
+
+impl Application {
+    pub async fn build(config: &Config, shutdown: CancellationToken) -> anyhow::Result<Application> {
+        let timeout = Duration::from_millis(config.registry.timeout_ms);
+        let store = store::Store::open(&config.kafka, &config.registry.topic, timeout, shutdown).await?;
+        let metrics = ct_platform::metrics::install();
+        let router = api::router(api::AppState { store })
+            .merge(ct_platform::metrics::router(metrics))
+            .layer(TraceLayer::new_for_http());
+        let listener = TcpListener::bind(config.http.listen).await?;
+        Ok(Application { listener, router })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        tracing::info!(addr = %self.local_addr(), "Schema registry listening.");
+        axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
+        Ok(())
+    }
+}
+
+/// Builds and serves until `shutdown` is cancelled.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    Application::build(&config, shutdown.clone()).await?.run_until_stopped(shutdown).await
+}

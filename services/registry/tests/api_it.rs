@@ -1,0 +1,254 @@
+//! The registry's REST API on the real broker: each test gets its own `_schemas` topic.
+
+use std::time::Duration;
+
+use ct_platform::config::{KafkaConfig, LogFormat, Profile, TelemetryConfig};
+use ct_registry::{Application, Config, HttpConfig, RegistrySettings};
+use ct_testkit::TestContext;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+const CT: &str = "application/vnd.schemaregistry.v1+json";
+const V1: &str = r#"{"type":"record","name":"Order","namespace":"t","fields":[{"name":"id","type":"string"}]}"#;
+const V2_DEFAULT: &str = r#"{"type":"record","name":"Order","namespace":"t","fields":[{"name":"id","type":"string"},{"name":"note","type":"string","default":""}]}"#;
+const V2_NO_DEFAULT: &str = r#"{"type":"record","name":"Order","namespace":"t","fields":[{"name":"id","type":"string"},{"name":"note","type":"string"}]}"#;
+
+struct Registry {
+    url: String,
+    shutdown: CancellationToken,
+    http: reqwest::Client,
+}
+
+fn config(kafka: KafkaConfig, topic: &str) -> Config {
+    Config {
+        profile: Profile::Dev,
+        http: HttpConfig { listen: "127.0.0.1:0".parse().unwrap() },
+        kafka,
+        registry: RegistrySettings { topic: topic.to_owned(), timeout_ms: 10_000 },
+        telemetry: TelemetryConfig { filter: "info".into(), format: LogFormat::Pretty, otlp_endpoint: None },
+    }
+}
+
+async fn start(ctx: &TestContext, topic: &str) -> Registry {
+    let shutdown = CancellationToken::new();
+    let app = Application::build(&config(ctx.kafka.clone(), topic), shutdown.clone()).await.expect("registry starts");
+    let url = format!("http://{}", app.local_addr());
+    tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    Registry { url, shutdown, http: reqwest::Client::new() }
+}
+
+async fn schemas_topic(ctx: &TestContext) -> String {
+    let spec = ct_platform::topics::TopicSpec {
+        name: ctx.topic("_schemas"),
+        partitions: 1,
+        config: [("cleanup.policy".to_owned(), "compact".to_owned())].into(),
+    };
+    ct_platform::kafka::ensure_topics(&ctx.kafka, std::slice::from_ref(&spec)).await.expect("topic");
+    spec.name
+}
+
+impl Registry {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(body) = body {
+            request = request.header("content-type", CT).body(body.to_string());
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        if status < 500 {
+            assert_eq!(response.headers()["content-type"], CT, "{path}");
+        }
+        let text = response.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+    async fn get(&self, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+    async fn put(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::PUT, path, Some(body)).await
+    }
+    async fn delete(&self, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::DELETE, path, None).await
+    }
+    async fn register(&self, subject: &str, schema: &str) -> (u16, Value) {
+        self.post(&format!("/subjects/{subject}/versions"), json!({"schema": schema})).await
+    }
+}
+
+#[tokio::test]
+async fn register_lookup_and_read_back() {
+    let ctx = TestContext::new();
+    let topic = schemas_topic(&ctx).await;
+    let r = start(&ctx, &topic).await;
+
+    assert_eq!(r.register("orders-value", V1).await, (200, json!({"id": 1})));
+    assert_eq!(r.register("orders-value", V1).await, (200, json!({"id": 1})), "same schema, same id");
+    // The same schema under a second subject reuses its id.
+    assert_eq!(r.register("other%2Fname-value", V1).await, (200, json!({"id": 1})));
+    assert_eq!(r.register("orders-value", V2_DEFAULT).await, (200, json!({"id": 2})));
+
+    assert_eq!(r.get("/subjects").await, (200, json!(["orders-value", "other/name-value"])));
+    assert_eq!(r.get("/subjects/orders-value/versions").await, (200, json!([1, 2])));
+    let (status, latest) = r.get("/subjects/orders-value/versions/latest").await;
+    assert_eq!((status, latest["version"].clone(), latest["id"].clone()), (200, json!(2), json!(2)));
+    assert_eq!(latest["schema"], V2_DEFAULT);
+    let (_, raw) = r.get("/subjects/orders-value/versions/1/schema").await;
+    assert_eq!(raw, serde_json::from_str::<Value>(V1).unwrap());
+    assert_eq!(r.get("/schemas/ids/2").await, (200, json!({"schema": V2_DEFAULT})));
+    assert_eq!(
+        r.get("/schemas/ids/1/versions").await,
+        (200, json!([{"subject": "orders-value", "version": 1}, {"subject": "other/name-value", "version": 1}]))
+    );
+    assert_eq!(r.get("/schemas/types").await, (200, json!(["AVRO"])));
+
+    let (status, found) = r.post("/subjects/orders-value?normalize=False&deleted=False", json!({"schema": V1})).await;
+    assert_eq!((status, found["version"].clone(), found["id"].clone()), (200, json!(1), json!(1)));
+    r.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn errors_use_confluent_codes() {
+    let ctx = TestContext::new();
+    let topic = schemas_topic(&ctx).await;
+    let r = start(&ctx, &topic).await;
+    r.register("s-value", V1).await;
+
+    let code = |(status, body): (u16, Value)| (status, body["error_code"].as_u64().unwrap_or(0));
+    assert_eq!(code(r.get("/subjects/nope/versions").await), (404, 40401));
+    assert_eq!(code(r.get("/subjects/s-value/versions/9").await), (404, 40402));
+    assert_eq!(code(r.get("/schemas/ids/999").await), (404, 40403));
+    assert_eq!(code(r.post("/subjects/s-value", json!({"schema": V2_NO_DEFAULT})).await), (404, 40403));
+    assert_eq!(code(r.post("/subjects/nope", json!({"schema": V1})).await), (404, 40401));
+    assert_eq!(code(r.get("/subjects/s-value/versions/0").await), (422, 42202));
+    assert_eq!(code(r.get("/subjects/s-value/versions/abc").await), (422, 42202));
+    assert_eq!(code(r.register("s-value", r#"{"type":"recrod"}"#).await), (422, 42201));
+    assert_eq!(
+        code(r.post("/subjects/s-value/versions", json!({"schema": V1, "schemaType": "PROTOBUF"})).await),
+        (422, 42201)
+    );
+    assert_eq!(code(r.put("/config", json!({"compatibility": "SIDEWAYS"})).await), (422, 42203));
+    assert_eq!(code(r.get("/config/s-value").await), (404, 40408));
+    assert_eq!(code(r.delete("/subjects/s-value?permanent=true").await), (404, 40405));
+    assert_eq!(code(r.register("s-value", V2_NO_DEFAULT).await), (409, 409));
+
+    // Malformed JSON is a client error, never a 5xx.
+    let response = r
+        .http
+        .post(format!("{}/subjects/s-value/versions", r.url))
+        .header("content-type", CT)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    r.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn compatibility_levels_and_config() {
+    let ctx = TestContext::new();
+    let topic = schemas_topic(&ctx).await;
+    let r = start(&ctx, &topic).await;
+    assert_eq!(r.get("/config").await, (200, json!({"compatibilityLevel": "BACKWARD"})));
+    r.register("c-value", V1).await;
+
+    let check = |level: &'static str, schema: &'static str| {
+        let r = &r;
+        async move {
+            assert_eq!(r.put("/config/c-value", json!({"compatibility": level})).await.0, 200);
+            let (_, body) =
+                r.post("/compatibility/subjects/c-value/versions/latest?verbose=True", json!({"schema": schema})).await;
+            body["is_compatible"].as_bool().expect("is_compatible")
+        }
+    };
+    assert!(check("BACKWARD", V2_DEFAULT).await);
+    assert!(!check("BACKWARD", V2_NO_DEFAULT).await);
+    assert!(check("FORWARD", V2_NO_DEFAULT).await);
+    assert!(check("FULL", V2_DEFAULT).await);
+    assert!(!check("FULL", V2_NO_DEFAULT).await);
+    assert!(check("NONE", r#"{"type":"string"}"#).await);
+    for transitive in ["BACKWARD_TRANSITIVE", "FORWARD_TRANSITIVE", "FULL_TRANSITIVE"] {
+        assert!(check(transitive, V2_DEFAULT).await, "{transitive}");
+    }
+    let (_, verbose) =
+        r.post("/compatibility/subjects/c-value/versions/latest?verbose=true", json!({"schema": V2_NO_DEFAULT})).await;
+    assert!(verbose["messages"].as_array().is_some_and(|m| !m.is_empty()), "{verbose}");
+    assert_eq!(r.get("/config/c-value").await, (200, json!({"compatibilityLevel": "FULL_TRANSITIVE"})));
+    assert_eq!(r.delete("/config/c-value").await, (200, json!({"compatibilityLevel": "FULL_TRANSITIVE"})));
+    assert_eq!(r.get("/config/c-value?defaultToGlobal=true").await, (200, json!({"compatibilityLevel": "BACKWARD"})));
+    r.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn deletes_are_soft_then_permanent_and_ids_stay_resolvable() {
+    let ctx = TestContext::new();
+    let topic = schemas_topic(&ctx).await;
+    let r = start(&ctx, &topic).await;
+    r.register("d-value", V1).await;
+    r.register("d-value", V2_DEFAULT).await;
+
+    assert_eq!(r.delete("/subjects/d-value/versions/2").await, (200, json!(2)));
+    assert_eq!(r.get("/subjects/d-value/versions").await, (200, json!([1])));
+    assert_eq!(r.get("/subjects/d-value/versions?deleted=true").await, (200, json!([1, 2])));
+    assert_eq!(r.delete("/subjects/d-value/versions/2").await.1["error_code"], 40406);
+    assert_eq!(r.delete("/subjects/d-value/versions/1?permanent=true").await.1["error_code"], 40407);
+
+    assert_eq!(r.delete("/subjects/d-value").await, (200, json!([1])));
+    assert_eq!(r.get("/subjects").await, (200, json!([])));
+    assert_eq!(r.get("/subjects?deleted=true").await, (200, json!(["d-value"])));
+    assert_eq!(r.delete("/subjects/d-value").await.1["error_code"], 40404);
+    assert_eq!(r.get("/schemas/ids/2").await.0, 200, "old data still decodes");
+
+    // Re-registering a soft-deleted schema gives the same id and the next version.
+    assert_eq!(r.register("d-value", V2_DEFAULT).await, (200, json!({"id": 2})));
+    assert_eq!(r.get("/subjects/d-value/versions").await, (200, json!([3])));
+
+    r.delete("/subjects/d-value").await;
+    assert_eq!(r.delete("/subjects/d-value?permanent=true").await, (200, json!([1, 2, 3])));
+    assert_eq!(r.get("/subjects/d-value/versions?deleted=true").await.1["error_code"], 40401);
+    r.shutdown.cancel();
+}
+
+async fn snapshot(r: &Registry) -> Vec<(u16, Value)> {
+    let mut out = Vec::new();
+    for path in [
+        "/subjects",
+        "/subjects/a-value/versions",
+        "/subjects/a-value/versions/1",
+        "/subjects/a-value/versions/2",
+        "/subjects/b-value/versions/latest",
+        "/config/b-value",
+        "/schemas/ids/3",
+    ] {
+        out.push(r.get(path).await);
+    }
+    out
+}
+
+#[tokio::test]
+async fn restart_and_second_instance_serve_the_same_state() {
+    let ctx = TestContext::new();
+    let topic = schemas_topic(&ctx).await;
+    let first = start(&ctx, &topic).await;
+    first.register("a-value", V1).await;
+    first.register("a-value", V2_DEFAULT).await;
+    first.register("b-value", r#"{"type":"string"}"#).await;
+    first.put("/config/b-value", json!({"compatibility": "NONE"})).await;
+    let before = snapshot(&first).await;
+    let second = start(&ctx, &topic).await;
+    assert_eq!(snapshot(&second).await, before, "a second instance reads the same log");
+    first.shutdown.cancel();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let restarted = start(&ctx, &topic).await;
+    assert_eq!(snapshot(&restarted).await, before, "a restart reads the same log");
+    // A write through one instance is visible to the other once it has read the log.
+    restarted.register("c-value", V1).await;
+    let seen = ct_testkit::eventually(Duration::from_secs(10), || async {
+        (second.get("/subjects").await.1 == json!(["a-value", "b-value", "c-value"])).then_some(())
+    })
+    .await;
+    assert!(seen.is_some(), "second instance did not see the new subject");
+}
