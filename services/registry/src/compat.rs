@@ -92,15 +92,15 @@ pub fn check(level: Level, new: &str, existing: &[&str]) -> Vec<String> {
     let mut reasons = Vec::new();
     for (i, old) in against.iter().enumerate() {
         let which = if level.transitive() { format!("version #{}", i + 1) } else { "the latest version".to_owned() };
-        if level.backward() {
-            if let Err(reason) = can_read(old, new) {
-                reasons.push(format!("BACKWARD: the new schema cannot read data written with {which}: {reason}"));
-            }
+        if level.backward()
+            && let Err(reason) = can_read(old, new)
+        {
+            reasons.push(format!("BACKWARD: the new schema cannot read data written with {which}: {reason}"));
         }
-        if level.forward() {
-            if let Err(reason) = can_read(new, old) {
-                reasons.push(format!("FORWARD: {which} cannot read data written with the new schema: {reason}"));
-            }
+        if level.forward()
+            && let Err(reason) = can_read(new, old)
+        {
+            reasons.push(format!("FORWARD: {which} cannot read data written with the new schema: {reason}"));
         }
     }
     reasons
@@ -149,25 +149,25 @@ fn collect_reader_facts(
     match value {
         Value::Object(object) => {
             let mut inner_ns = namespace.map(str::to_owned);
-            if is_named(object) {
-                if let Some(name) = full_name(object, namespace) {
-                    inner_ns = namespace_of(&name).map(str::to_owned);
-                    if object.get("type").and_then(Value::as_str) == Some("enum") && object.contains_key("default") {
-                        let symbols = object
-                            .get("symbols")
-                            .and_then(Value::as_array)
-                            .map(|s| s.iter().filter_map(Value::as_str).map(str::to_owned).collect())
-                            .unwrap_or_default();
-                        enums.insert(name.clone(), symbols);
-                    }
-                    for alias in object.get("aliases").and_then(Value::as_array).into_iter().flatten() {
-                        if let Some(alias) = alias.as_str() {
-                            let alias_full = match (alias.contains('.'), inner_ns.as_deref()) {
-                                (false, Some(ns)) => format!("{ns}.{alias}"),
-                                _ => alias.to_owned(),
-                            };
-                            aliases.insert(alias_full, name.clone());
-                        }
+            if is_named(object)
+                && let Some(name) = full_name(object, namespace)
+            {
+                inner_ns = namespace_of(&name).map(str::to_owned);
+                if object.get("type").and_then(Value::as_str) == Some("enum") && object.contains_key("default") {
+                    let symbols = object
+                        .get("symbols")
+                        .and_then(Value::as_array)
+                        .map(|s| s.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                        .unwrap_or_default();
+                    enums.insert(name.clone(), symbols);
+                }
+                for alias in object.get("aliases").and_then(Value::as_array).into_iter().flatten() {
+                    if let Some(alias) = alias.as_str() {
+                        let alias_full = match (alias.contains('.'), inner_ns.as_deref()) {
+                            (false, Some(ns)) => format!("{ns}.{alias}"),
+                            _ => alias.to_owned(),
+                        };
+                        aliases.insert(alias_full, name.clone());
                     }
                 }
             }
@@ -198,19 +198,19 @@ fn adapt_writer(
         }
         Value::Object(object) => {
             let mut inner_ns = namespace.map(str::to_owned);
-            if is_named(object) {
-                if let Some(mut name) = full_name(object, namespace) {
-                    if let Some(renamed) = aliases.get(&name) {
-                        name = renamed.clone();
-                        object.insert("name".to_owned(), Value::String(name.clone()));
-                        object.remove("namespace");
-                    }
-                    inner_ns = namespace_of(&name).map(str::to_owned);
-                    if let (Some(reader_symbols), Some(Value::Array(symbols))) =
-                        (reader_enums.get(&name), object.get_mut("symbols"))
-                    {
-                        symbols.retain(|s| s.as_str().is_some_and(|s| reader_symbols.iter().any(|r| r == s)));
-                    }
+            if is_named(object)
+                && let Some(mut name) = full_name(object, namespace)
+            {
+                if let Some(renamed) = aliases.get(&name) {
+                    name = renamed.clone();
+                    object.insert("name".to_owned(), Value::String(name.clone()));
+                    object.remove("namespace");
+                }
+                inner_ns = namespace_of(&name).map(str::to_owned);
+                if let (Some(reader_symbols), Some(Value::Array(symbols))) =
+                    (reader_enums.get(&name), object.get_mut("symbols"))
+                {
+                    symbols.retain(|s| s.as_str().is_some_and(|s| reader_symbols.iter().any(|r| r == s)));
                 }
             }
             for (key, child) in object.iter_mut() {
