@@ -12,6 +12,7 @@ pub mod event_type;
 pub mod money;
 pub mod payload;
 pub mod redact;
+pub mod signature;
 pub mod source;
 
 pub use envelope::{Envelope, Ingest};

@@ -75,6 +75,11 @@ impl RegistryClient {
         Err(RegistryError::Api { status, code: body.error_code, message: body.message })
     }
 
+    /// The registry answers a request (not served from the cache).
+    pub async fn ping(&self) -> Result<(), RegistryError> {
+        self.send(self.http.get(format!("{}/schemas/types", self.base_url))).await.map(|_| ())
+    }
+
     /// Registers `schema` under `subject` and returns its id (the same id again for a schema
     /// already registered).
     pub async fn register(&self, subject: &str, schema: &str) -> Result<u32, RegistryError> {

@@ -1,0 +1,156 @@
+//! The edge's typed configuration (defaults in `config.default.toml`).
+
+use std::{collections::BTreeMap, net::SocketAddr, path::Path};
+
+use ct_core::Source;
+use ct_platform::config::{ConfigError, KafkaConfig, Profile, RedisConfig, TelemetryConfig};
+use serde::Deserialize;
+
+pub const DEFAULT_CONFIG: &str = include_str!("../config.default.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    pub profile: Profile,
+    pub http: HttpConfig,
+    pub kafka: KafkaConfig,
+    pub events: EventsConfig,
+    pub registry: RegistryConfig,
+    pub redis: RedisConfig,
+    pub idempotency: IdempotencyConfig,
+    pub auth: AuthConfig,
+    pub rate_limit: RateLimitConfig,
+    pub telemetry: TelemetryConfig,
+    #[serde(default)]
+    pub pollers: Vec<PollerConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct EventsConfig {
+    pub topic: String,
+    pub delivery_timeout_ms: u64,
+    pub max_in_flight_messages: u32,
+    pub max_future_skew_s: i64,
+    pub redaction_salt: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RegistryConfig {
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct IdempotencyConfig {
+    pub ttl_s: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthConfig {
+    pub hmac_secrets: Vec<String>,
+    pub signature_tolerance_s: i64,
+    pub producer_tokens: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RateLimitConfig {
+    pub per_minute: u32,
+    pub burst: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PollerConfig {
+    pub name: String,
+    pub url: String,
+    pub source: String,
+    pub interval_ms: u64,
+    #[serde(default)]
+    pub bearer_token: Option<String>,
+}
+
+pub const DEV_SECRET: &str = "dev-webhook-secret";
+pub const DEV_TOKEN_PREFIX: &str = "dev-token-";
+
+impl Config {
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let config: Config = ct_platform::config::load(DEFAULT_CONFIG, file)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Rules the types cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let rule = |message: String| Err(ConfigError::Rule(message));
+        if self.auth.hmac_secrets.is_empty() {
+            return rule("auth.hmac_secrets must list at least one secret".into());
+        }
+        for (token, source) in &self.auth.producer_tokens {
+            match source.parse::<Source>() {
+                Ok(s) if Source::PRODUCERS.contains(&s) => {}
+                _ => return rule(format!("auth.producer_tokens: token bound to unknown source `{source}`")),
+            }
+            if token.len() < 8 {
+                return rule("auth.producer_tokens: tokens must be at least 8 characters".into());
+            }
+        }
+        for poller in &self.pollers {
+            if !matches!(poller.source.parse::<Source>(), Ok(s) if Source::PRODUCERS.contains(&s)) {
+                return rule(format!("pollers.{}: unknown source `{}`", poller.name, poller.source));
+            }
+            if poller.interval_ms < 100 {
+                return rule(format!("pollers.{}: interval_ms must be at least 100", poller.name));
+            }
+        }
+        if self.rate_limit.per_minute == 0 || self.rate_limit.burst == 0 {
+            return rule("rate_limit.per_minute and rate_limit.burst must be positive".into());
+        }
+        if self.profile == Profile::Production {
+            if self.auth.hmac_secrets.iter().any(|s| s == DEV_SECRET) {
+                return rule("the dev HMAC secret is refused under the production profile".into());
+            }
+            if self.auth.producer_tokens.keys().any(|t| t.starts_with(DEV_TOKEN_PREFIX)) {
+                return rule("dev producer tokens are refused under the production profile".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> Config {
+        ct_platform::config::extract(ct_platform::config::figment(DEFAULT_CONFIG, None).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn defaults_are_valid_for_dev() {
+        let config = defaults();
+        config.validate().unwrap();
+        assert_eq!(config.auth.producer_tokens.len(), 6);
+        assert_eq!(config.http.max_body_bytes, 256 * 1024);
+    }
+
+    #[test]
+    fn production_refuses_dev_credentials() {
+        let mut config = defaults();
+        config.profile = Profile::Production;
+        assert!(config.validate().unwrap_err().to_string().contains("dev HMAC secret"));
+        config.auth.hmac_secrets = vec!["a-real-secret".into()];
+        assert!(config.validate().unwrap_err().to_string().contains("dev producer tokens"));
+        config.auth.producer_tokens = [("prod-token-123".to_owned(), "finance".to_owned())].into();
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn tokens_must_name_a_known_source() {
+        let mut config = defaults();
+        config.auth.producer_tokens.insert("token-for-mars".into(), "mars".into());
+        assert!(config.validate().unwrap_err().to_string().contains("mars"));
+    }
+}

@@ -1,0 +1,179 @@
+//! The path every accepted event takes, from HTTP push and pull polling alike: parse and redact,
+//! claim the `eventId`, encode Avro in the Confluent wire format, produce with `acks=all`, and
+//! answer only after the broker acknowledged.
+
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use chrono::Utc;
+use ct_core::{
+    Envelope,
+    avro::{self, wire},
+    envelope::ParseOptions,
+    redact::{RedactionReport, Redactor},
+};
+use rdkafka::{
+    error::{KafkaError, RDKafkaErrorCode},
+    message::{Header, OwnedHeaders},
+    producer::{FutureProducer, FutureRecord},
+};
+use serde_json::Value;
+
+use crate::{
+    error::ApiError,
+    idempotency::{Claim, IdempotencyStore, Receipt},
+};
+
+/// The result of an accepted (or recognised duplicate) event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub event_id: String,
+    pub receipt: Receipt,
+    pub duplicate: bool,
+}
+
+pub struct Ingestor {
+    pub producer: FutureProducer,
+    pub topic: String,
+    pub schema_id: u32,
+    pub redactor: Redactor,
+    pub idempotency: IdempotencyStore,
+    pub max_future_skew: chrono::Duration,
+}
+
+/// A W3C `traceparent` for the record: the caller's when valid, otherwise a new root.
+pub fn traceparent_for(incoming: Option<&str>) -> String {
+    if let Some(tp) = incoming.filter(|tp| ct_platform::telemetry::trace_id_of(tp).is_some()) {
+        return tp.to_owned();
+    }
+    let trace: [u8; 16] = rand::random();
+    let span: [u8; 8] = rand::random();
+    format!("00-{}-{}-01", hex::encode(trace), hex::encode(span))
+}
+
+impl Ingestor {
+    /// Validates and redacts an event; a 422 names the field and the rule.
+    pub fn parse(&self, body: &Value) -> Result<(Envelope, RedactionReport), ApiError> {
+        let options =
+            ParseOptions { redactor: &self.redactor, received_at: Utc::now(), max_future_skew: self.max_future_skew };
+        Envelope::parse(body, &options).map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                format!("{} (rule: {})", e.message, e.rule),
+            )
+            .with_field(e.field)
+        })
+    }
+
+    /// Claims the id, produces, and records the receipt.
+    pub async fn accept(
+        &self,
+        mut event: Envelope,
+        body_sha256: &str,
+        traceparent: &str,
+    ) -> Result<Accepted, ApiError> {
+        let event_id = event.event_id().to_owned();
+        let redis_down = |e: redis::RedisError| {
+            tracing::warn!(error = %e, "Idempotency store unavailable.");
+            ApiError::unavailable(
+                "idempotency_unavailable",
+                "the idempotency store is unavailable; retry with the same eventId",
+            )
+        };
+        match self.idempotency.claim(&event_id, body_sha256).await.map_err(redis_down)? {
+            Claim::Claimed => {}
+            Claim::Duplicate(receipt) => {
+                metrics::counter!("ct_edge_duplicates_total").increment(1);
+                return Ok(Accepted { event_id, receipt, duplicate: true });
+            }
+            Claim::InFlight => {
+                return Err(ApiError::unavailable(
+                    "in_flight",
+                    "an identical request with this eventId is being processed; retry",
+                ));
+            }
+            Claim::Conflict => {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "event_id_conflict",
+                    "this eventId was already accepted with a different body",
+                )
+                .with_field("eventId"));
+            }
+        }
+        if let Some(trace_id) = ct_platform::telemetry::trace_id_of(traceparent) {
+            event.set_trace_id(trace_id);
+        }
+        match self.produce(&event, traceparent).await {
+            Ok(receipt) => {
+                if let Err(error) = self.idempotency.complete(&event_id, body_sha256, &receipt).await {
+                    // The record is durable; only duplicate detection for this id is weakened.
+                    tracing::warn!(%error, event_id, "Could not record the receipt of an accepted event.");
+                }
+                metrics::counter!("ct_edge_events_accepted_total", "type" => event.event_type().as_str()).increment(1);
+                Ok(Accepted { event_id, receipt, duplicate: false })
+            }
+            Err(error) => {
+                if let Err(release_error) = self.idempotency.release(&event_id).await {
+                    tracing::warn!(error = %release_error, event_id, "Could not release an idempotency claim; it expires by itself.");
+                }
+                Err(error)
+            }
+        }
+    }
+
+    async fn produce(&self, event: &Envelope, traceparent: &str) -> Result<Receipt, ApiError> {
+        let mut value = Vec::with_capacity(256);
+        wire::write_header(self.schema_id, &mut value);
+        avro::encode_event(event, &mut value).map_err(|e| {
+            tracing::error!(error = %e, "Avro encoding of a validated event failed.");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+        })?;
+        let schema_id = self.schema_id.to_string();
+        let headers = OwnedHeaders::new_with_capacity(3)
+            .insert(Header { key: "traceparent", value: Some(traceparent) })
+            .insert(Header { key: "content-type", value: Some("application/vnd.ct.event.v1+avro") })
+            .insert(Header { key: "ct-schema-id", value: Some(schema_id.as_str()) });
+        let record = FutureRecord::to(&self.topic).key(event.source().as_str()).payload(&value).headers(headers);
+        let started = Instant::now();
+        let delivery = match self.producer.send_result(record) {
+            Ok(delivery) => delivery,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                metrics::counter!("ct_edge_backpressure_total", "reason" => "queue_full").increment(1);
+                return Err(ApiError::unavailable(
+                    "backpressure",
+                    "the broker is not keeping up; retry with the same eventId",
+                ));
+            }
+            Err((error, _)) => {
+                tracing::warn!(%error, "Producing an event failed.");
+                return Err(ApiError::unavailable(
+                    "broker_unavailable",
+                    "the event was not stored; retry with the same eventId",
+                ));
+            }
+        };
+        let outcome = delivery.await;
+        metrics::histogram!("ct_edge_produce_duration_seconds").record(started.elapsed().as_secs_f64());
+        match outcome {
+            Ok(Ok(d)) => Ok(Receipt { topic: self.topic.clone(), partition: d.partition, offset: d.offset }),
+            Ok(Err((error, _))) => {
+                metrics::counter!("ct_edge_backpressure_total", "reason" => "delivery_failed").increment(1);
+                tracing::warn!(%error, "The broker did not acknowledge an event.");
+                Err(ApiError::unavailable(
+                    "broker_unavailable",
+                    "the broker did not acknowledge the event; retry with the same eventId",
+                ))
+            }
+            Err(_) => {
+                Err(ApiError::unavailable("broker_unavailable", "the producer shut down; retry with the same eventId"))
+            }
+        }
+    }
+}
+
+/// How long a claim lives without a receipt: the delivery timeout plus a margin.
+pub fn pending_ttl(delivery_timeout: Duration) -> Duration {
+    delivery_timeout + Duration::from_secs(5)
+}

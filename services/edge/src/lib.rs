@@ -1,0 +1,118 @@
+//! `ct-edge`: the edge ingestor. Signed webhooks (and polled events) in; validated, redacted
+//! Avro records on `ct.events.v1` out, acknowledged with 202 only after the broker stored them.
+//!
+//! Architecture invariants: nothing reaches Kafka before redaction (invariant 6); a 202 is sent
+//! only after the idempotent `acks=all` producer's delivery report (invariant 1); a full producer
+//! queue is a 503 with `Retry-After`, never an unbounded queue.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod idempotency;
+pub mod ingest;
+pub mod poller;
+pub mod routes;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+pub use config::Config;
+use ct_core::{avro, redact::Redactor};
+use ct_platform::{kafka, registry::RegistryClient};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::trace::TraceLayer;
+
+pub struct AppState {
+    pub config: Config,
+    pub tokens: auth::Tokens,
+    pub rate_limit: auth::RateLimit,
+    pub ingestor: Arc<ingest::Ingestor>,
+    pub registry: Arc<RegistryClient>,
+}
+
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    pollers: Vec<poller::Poller>,
+}
+
+impl Application {
+    /// Connects to Redis, registers the event schema (refusing to start when the registry calls it
+    /// incompatible), creates the producer and binds the listener.
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let metrics = ct_platform::metrics::install();
+        let redis = ct_platform::redis::connect(&config.redis).await.context("connecting to Redis")?;
+        let registry = Arc::new(RegistryClient::new(&config.registry.url));
+        let subject = ct_platform::registry::value_subject(&config.events.topic);
+        let schema_id = registry
+            .register(&subject, avro::event_schema_json())
+            .await
+            .with_context(|| format!("refusing to start: cannot register the event schema under `{subject}`"))?;
+        let delivery_timeout = Duration::from_millis(config.events.delivery_timeout_ms);
+        let mut kafka_config = config.kafka.clone();
+        kafka_config
+            .properties
+            .entry("queue.buffering.max.messages".to_owned())
+            .or_insert_with(|| config.events.max_in_flight_messages.to_string());
+        let producer =
+            kafka::idempotent_producer(&kafka_config, delivery_timeout).context("creating the Kafka producer")?;
+        let ingestor = Arc::new(ingest::Ingestor {
+            producer,
+            topic: config.events.topic.clone(),
+            schema_id,
+            redactor: Redactor::new(config.events.redaction_salt.clone()),
+            idempotency: idempotency::IdempotencyStore::new(
+                redis.clone(),
+                &config.redis.key_prefix,
+                u64::try_from(ingest::pending_ttl(delivery_timeout).as_millis()).unwrap_or(u64::MAX),
+                config.idempotency.ttl_s,
+            ),
+            max_future_skew: chrono::Duration::seconds(config.events.max_future_skew_s),
+        });
+        let pollers = config
+            .pollers
+            .iter()
+            .map(|p| poller::Poller {
+                config: p.clone(),
+                source: p.source.parse().expect("validated source"),
+                ingestor: Arc::clone(&ingestor),
+                redis: redis.clone(),
+                cursor_key: format!("{}:poller:{}:cursor", config.redis.key_prefix, p.name),
+                http: reqwest::Client::new(),
+            })
+            .collect();
+        let state = Arc::new(AppState {
+            tokens: auth::Tokens::new(&config.auth),
+            rate_limit: auth::RateLimit::new(&config.rate_limit),
+            ingestor,
+            registry,
+            config: config.clone(),
+        });
+        let router = routes::router(state)
+            .merge(ct_platform::metrics::router(metrics))
+            .layer(axum::middleware::from_fn(ct_platform::metrics::track_http))
+            .layer(TraceLayer::new_for_http());
+        let listener =
+            TcpListener::bind(config.http.listen).await.with_context(|| format!("binding {}", config.http.listen))?;
+        tracing::info!(schema_id, subject, "Event schema registered.");
+        Ok(Application { listener, router, pollers })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        tracing::info!(addr = %self.local_addr(), "Edge listening.");
+        for poller in self.pollers {
+            tokio::spawn(poller.run(shutdown.clone()));
+        }
+        axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
+        Ok(())
+    }
+}
+
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    Application::build(config).await?.run_until_stopped(shutdown).await
+}
