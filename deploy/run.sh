@@ -35,7 +35,7 @@ trap 'exit 0' INT TERM
 start() { # name port readiness-path
   local name="$1" port="$2" path="$3"
   port_open "$port" && die "port $port is taken; stop whatever runs there before starting $name"
-  "target/$profile/$name" >"$LOGS/$name.log" 2>&1 &
+  "${CARGO_TARGET_DIR:-$REPO/target}/$profile/$name" >"$LOGS/$name.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 1 120); do
     if curl -fsS "http://127.0.0.1:$port$path" >/dev/null 2>&1; then return; fi

@@ -272,7 +272,7 @@ redis_down() {
 
 # ---------------------------------------------------------------- topics and checks
 ct_admin() {
-  local bin="$REPO/target/debug/ct-admin"
+  local bin="${CARGO_TARGET_DIR:-$REPO/target}/debug/ct-admin"
   if [ ! -x "$bin" ] || [ -n "$(find "$REPO/services/platform" "$REPO/services/core" -newer "$bin" -name '*.rs' -print -quit 2>/dev/null)" ]; then
     (cd "$REPO" && cargo build -q -p ct-platform --bin ct-admin) >&2 || die "building ct-admin failed"
   fi
