@@ -273,7 +273,10 @@ redis_down() {
 # ---------------------------------------------------------------- topics and checks
 ct_admin() {
   local bin="${CARGO_TARGET_DIR:-$REPO/target}/debug/ct-admin"
-  if [ ! -x "$bin" ] || [ -n "$(find "$REPO/services/platform" "$REPO/services/core" -newer "$bin" -name '*.rs' -print -quit 2>/dev/null)" ]; then
+  # Rebuild when missing or stale, but never from inside a cargo command (a test calling this
+  # script): cargo holds the build-directory lock there, so a nested build would wait forever.
+  if [ ! -x "$bin" ] || { [ -z "${CARGO:-}" ] && [ -n "$(find "$REPO/services/platform" "$REPO/services/core" -newer "$bin" -name '*.rs' -print -quit 2>/dev/null)" ]; }; then
+    say "building ct-admin (the first build compiles librdkafka and takes a few minutes)"
     (cd "$REPO" && cargo build -q -p ct-platform --bin ct-admin) >&2 || die "building ct-admin failed"
   fi
   echo "$bin"

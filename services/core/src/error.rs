@@ -32,7 +32,8 @@ impl Rule {
     }
 }
 
-/// One invalid field: its JSON path (`payload.invoiceId`), the rule and a human message.
+/// One invalid field: its JSON path (`eventId`, `payload.invoice_id`: payload fields are named in
+/// snake_case whichever spelling was sent), the rule and a human message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
 pub struct FieldError {

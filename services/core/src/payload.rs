@@ -205,7 +205,7 @@ impl Payload {
                 let item_count = match f.raw("items") {
                     Some(Value::Array(items)) => i32::try_from(items.len()).unwrap_or(i32::MAX),
                     Some(_) => return Err(FieldError::wrong_type("payload.items", "an array")),
-                    None => f.opt_int("item_count")?.map_or(0, |n| i32::try_from(n).unwrap_or(i32::MAX)),
+                    None => f.opt_non_negative("item_count")?.map_or(0, |n| i32::try_from(n).unwrap_or(i32::MAX)),
                 };
                 Payload::ExcelTimesheetIngested(ExcelTimesheetIngested {
                     contractor_id: f.id("contractor_id")?,

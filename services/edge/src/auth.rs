@@ -38,7 +38,12 @@ impl Tokens {
 
     /// The producer behind `Authorization: Bearer <token>`.
     pub fn authenticate(&self, authorization: Option<&str>) -> Option<Producer> {
-        let token = authorization?.strip_prefix("Bearer ")?.trim();
+        // The scheme name is case-insensitive (RFC 6750 via RFC 7235).
+        let (scheme, token) = authorization?.trim().split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return None;
+        }
+        let token = token.trim();
         let id = digest(token);
         self.by_digest.get(&id).map(|source| Producer { source: *source, id })
     }
@@ -81,6 +86,7 @@ mod tests {
     fn bearer_tokens_map_to_their_source() {
         let tokens = Tokens::new(&auth());
         assert_eq!(tokens.authenticate(Some("Bearer dev-token-finance")).map(|p| p.source), Some(Source::Finance));
+        assert_eq!(tokens.authenticate(Some("bearer  dev-token-finance")).map(|p| p.source), Some(Source::Finance));
         for bad in [None, Some("dev-token-finance"), Some("Bearer nope"), Some("Basic dev-token-finance")] {
             assert_eq!(tokens.authenticate(bad), None, "{bad:?}");
         }

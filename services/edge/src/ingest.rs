@@ -52,18 +52,23 @@ pub fn traceparent_for(incoming: Option<&str>) -> String {
 }
 
 impl Ingestor {
-    /// Validates and redacts an event; a 422 names the field and the rule.
+    /// Validates and redacts an event (counting redactions by kind); a 422 names the field and the rule.
     pub fn parse(&self, body: &Value) -> Result<(Envelope, RedactionReport), ApiError> {
         let options =
             ParseOptions { redactor: &self.redactor, received_at: Utc::now(), max_future_skew: self.max_future_skew };
-        Envelope::parse(body, &options).map_err(|e| {
+        let (event, report) = Envelope::parse(body, &options).map_err(|e| {
             ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "validation_failed",
                 format!("{} (rule: {})", e.message, e.rule),
             )
             .with_field(e.field)
-        })
+        })?;
+        // Counted here so pushed and polled events both show in the metric.
+        for (kind, count) in &report.counts {
+            metrics::counter!("ct_edge_redactions_total", "kind" => kind.as_str()).increment(u64::from(*count));
+        }
+        Ok((event, report))
     }
 
     /// Claims the id, produces, and records the receipt.

@@ -101,11 +101,8 @@ async fn ingest_request(app: &AppState, headers: &HeaderMap, body: Body) -> Resu
             ApiError::new(StatusCode::UNAUTHORIZED, "invalid_signature", e.to_string()).with_field(field)
         })?;
 
-    let (event, report) = app.ingestor.parse(&value)?;
+    let (event, _) = app.ingestor.parse(&value)?;
     tracing::Span::current().record("event_id", event.event_id()).record("source", event.source().as_str());
-    for (kind, count) in &report.counts {
-        metrics::counter!("ct_edge_redactions_total", "kind" => kind.as_str()).increment(u64::from(*count));
-    }
     let body_sha256 = hex::encode(Sha256::digest(&raw));
     let traceparent = traceparent_for(header(headers, "traceparent"));
     let accepted = app.ingestor.accept(event, &body_sha256, &traceparent).await?;
