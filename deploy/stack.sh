@@ -24,7 +24,7 @@ KAFKA_HEAP="${CT_KAFKA_HEAP:-1G}"
 PG_DB="controltower"
 
 KAFKA_DIR="$STATE/kafka"
-KAFKA_LIB="$STATE/kafka-lib"
+KAFKA_LIB="${CT_KAFKA_LIB_DIR:-$STATE/kafka-lib}"
 PG_DIR="$STATE/postgres"
 REDIS_DIR="$STATE/redis"
 
@@ -191,7 +191,10 @@ kafka_up() {
   local waited=0
   until port_open "$KAFKA_PORT"; do
     kafka_pid >/dev/null || die "Kafka exited during start-up: $(tail -n 3 "$KAFKA_DIR/logs/stdout.log" "$KAFKA_DIR/logs/server.log" 2>/dev/null | grep -iE 'error|exception' | head -n1) (see $KAFKA_DIR/logs/server.log)"
-    [ "$waited" -ge "$KAFKA_START_TIMEOUT" ] && die "Kafka did not come up on 127.0.0.1:$KAFKA_PORT within ${KAFKA_START_TIMEOUT}s (see $KAFKA_DIR/logs/server.log)"
+    if [ "$waited" -ge "$KAFKA_START_TIMEOUT" ]; then
+      kafka_down KILL >/dev/null 2>&1 || true
+      die "Kafka did not come up on 127.0.0.1:$KAFKA_PORT within ${KAFKA_START_TIMEOUT}s (see $KAFKA_DIR/logs/server.log)"
+    fi
     sleep 1; waited=$((waited + 1))
   done
 }
