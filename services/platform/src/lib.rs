@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod postgres;
 pub mod redis;
 pub mod registry;
+pub mod service;
 pub mod shutdown;
 pub mod telemetry;
 pub mod topics;

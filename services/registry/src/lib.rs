@@ -79,3 +79,23 @@ impl Application {
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     Application::build(&config, shutdown.clone()).await?.run_until_stopped(shutdown).await
 }
+
+/// Starts a registry on an ephemeral port over `topic` (created compacted if missing), for tests
+/// and tools that need a real registry in-process. Returns its base URL and its stop token.
+pub async fn spawn_local(kafka: KafkaConfig, topic: &str) -> anyhow::Result<(String, CancellationToken)> {
+    let spec = ct_platform::topics::TopicSpec {
+        name: topic.to_owned(),
+        partitions: 1,
+        config: [("cleanup.policy".to_owned(), "compact".to_owned())].into(),
+    };
+    ct_platform::kafka::ensure_topics(&kafka, std::slice::from_ref(&spec)).await?;
+    let mut config: Config = ct_platform::config::extract(ct_platform::config::figment(DEFAULT_CONFIG, None)?)?;
+    config.http.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.kafka = kafka;
+    config.registry.topic = spec.name;
+    let shutdown = CancellationToken::new();
+    let app = Application::build(&config, shutdown.clone()).await?;
+    let url = format!("http://{}", app.local_addr());
+    tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    Ok((url, shutdown))
+}

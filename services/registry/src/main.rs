@@ -1,37 +1,11 @@
-use std::{path::PathBuf, process::ExitCode};
-
-use clap::Parser;
-
-/// Confluent-compatible schema registry stored in the `_schemas` Kafka topic.
-#[derive(Parser)]
-struct Args {
-    /// Configuration file layered over the defaults (then CT_ environment variables).
-    #[arg(long, env = "CT_CONFIG")]
-    config: Option<PathBuf>,
-}
-
 #[tokio::main]
-async fn main() -> ExitCode {
-    let args = Args::parse();
-    let config = match ct_registry::Config::load(args.config.as_deref()) {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("ct-registry: {error}");
-            return ExitCode::from(64);
-        }
-    };
-    let _telemetry = match ct_platform::telemetry::init("ct-registry", &config.telemetry) {
-        Ok(guard) => guard,
-        Err(error) => {
-            eprintln!("ct-registry: {error}");
-            return ExitCode::from(64);
-        }
-    };
-    match ct_registry::run(config, ct_platform::shutdown::on_signal()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!(error = format!("{error:#}"), "ct-registry failed.");
-            ExitCode::FAILURE
-        }
-    }
+async fn main() -> std::process::ExitCode {
+    ct_platform::service::main(
+        "ct-registry",
+        "Confluent-compatible schema registry stored in the `_schemas` Kafka topic.",
+        ct_registry::Config::load,
+        |c| &c.telemetry,
+        ct_registry::run,
+    )
+    .await
 }

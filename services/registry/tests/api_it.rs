@@ -2,8 +2,6 @@
 
 use std::time::Duration;
 
-use ct_platform::config::{KafkaConfig, LogFormat, Profile, TelemetryConfig};
-use ct_registry::{Application, Config, HttpConfig, RegistrySettings};
 use ct_testkit::TestContext;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -19,32 +17,13 @@ struct Registry {
     http: reqwest::Client,
 }
 
-fn config(kafka: KafkaConfig, topic: &str) -> Config {
-    Config {
-        profile: Profile::Dev,
-        http: HttpConfig { listen: "127.0.0.1:0".parse().unwrap() },
-        kafka,
-        registry: RegistrySettings { topic: topic.to_owned(), timeout_ms: 10_000 },
-        telemetry: TelemetryConfig { filter: "info".into(), format: LogFormat::Pretty, otlp_endpoint: None },
-    }
-}
-
 async fn start(ctx: &TestContext, topic: &str) -> Registry {
-    let shutdown = CancellationToken::new();
-    let app = Application::build(&config(ctx.kafka.clone(), topic), shutdown.clone()).await.expect("registry starts");
-    let url = format!("http://{}", app.local_addr());
-    tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    let (url, shutdown) = ct_registry::spawn_local(ctx.kafka.clone(), topic).await.expect("registry starts");
     Registry { url, shutdown, http: reqwest::Client::new() }
 }
 
 async fn schemas_topic(ctx: &TestContext) -> String {
-    let spec = ct_platform::topics::TopicSpec {
-        name: ctx.topic("_schemas"),
-        partitions: 1,
-        config: [("cleanup.policy".to_owned(), "compact".to_owned())].into(),
-    };
-    ct_platform::kafka::ensure_topics(&ctx.kafka, std::slice::from_ref(&spec)).await.expect("topic");
-    spec.name
+    ctx.topic("_schemas")
 }
 
 impl Registry {

@@ -14,11 +14,9 @@ use ct_core::{
     redact::Redactor,
 };
 use ct_platform::{
-    config::{LogFormat, Profile, TelemetryConfig},
     kafka,
     registry::{RegistryClient, value_subject},
 };
-use ct_registry::{Application, Config, HttpConfig, RegistrySettings};
 use ct_testkit::{TestContext, repo_root};
 use rdkafka::{
     Message,
@@ -52,24 +50,7 @@ async fn run_python(args: &[&str]) -> String {
 }
 
 async fn start_registry(ctx: &TestContext) -> (String, CancellationToken) {
-    let spec = ct_platform::topics::TopicSpec {
-        name: ctx.topic("_schemas"),
-        partitions: 1,
-        config: [("cleanup.policy".to_owned(), "compact".to_owned())].into(),
-    };
-    kafka::ensure_topics(&ctx.kafka, std::slice::from_ref(&spec)).await.expect("topic");
-    let config = Config {
-        profile: Profile::Dev,
-        http: HttpConfig { listen: "127.0.0.1:0".parse().unwrap() },
-        kafka: ctx.kafka.clone(),
-        registry: RegistrySettings { topic: spec.name, timeout_ms: 10_000 },
-        telemetry: TelemetryConfig { filter: "info".into(), format: LogFormat::Pretty, otlp_endpoint: None },
-    };
-    let shutdown = CancellationToken::new();
-    let app = Application::build(&config, shutdown.clone()).await.expect("registry");
-    let url = format!("http://{}", app.local_addr());
-    tokio::spawn(app.run_until_stopped(shutdown.clone()));
-    (url, shutdown)
+    ct_registry::spawn_local(ctx.kafka.clone(), &ctx.topic("_schemas")).await.expect("registry")
 }
 
 async fn first_record(ctx: &TestContext, topic: &str) -> Vec<u8> {

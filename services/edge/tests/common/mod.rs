@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use ct_core::signature::ct_signature;
 use ct_edge::{Application, Config};
-use ct_platform::{config::LogFormat, kafka, registry::RegistryClient, topics::TopicSpec};
+use ct_platform::{config::LogFormat, kafka, registry::RegistryClient};
 use ct_testkit::TestContext;
 use rdkafka::{
     Message, Offset, TopicPartitionList,
@@ -36,22 +36,7 @@ pub struct Record {
 }
 
 pub async fn start_registry(ctx: &TestContext) -> String {
-    let spec = TopicSpec {
-        name: ctx.topic("_schemas"),
-        partitions: 1,
-        config: [("cleanup.policy".to_owned(), "compact".to_owned())].into(),
-    };
-    kafka::ensure_topics(&ctx.kafka, std::slice::from_ref(&spec)).await.expect("schemas topic");
-    let mut config: ct_registry::Config =
-        ct_platform::config::extract(ct_platform::config::figment(ct_registry::DEFAULT_CONFIG, None).unwrap()).unwrap();
-    config.http.listen = "127.0.0.1:0".parse().unwrap();
-    config.kafka = ctx.kafka.clone();
-    config.registry.topic = spec.name;
-    let shutdown = CancellationToken::new();
-    let app = ct_registry::Application::build(&config, shutdown.clone()).await.expect("registry");
-    let url = format!("http://{}", app.local_addr());
-    tokio::spawn(app.run_until_stopped(shutdown));
-    url
+    ct_registry::spawn_local(ctx.kafka.clone(), &ctx.topic("_schemas")).await.expect("registry").0
 }
 
 pub fn edge_config(ctx: &TestContext, topic: &str, registry_url: &str) -> Config {
