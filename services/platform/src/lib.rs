@@ -4,6 +4,7 @@
 //! Architecture invariant: depends on `ct-core`, never on a service crate.
 
 pub mod config;
+pub mod consumer;
 pub mod kafka;
 pub mod metrics;
 pub mod postgres;

@@ -13,7 +13,12 @@ pub async fn connect(config: &PostgresConfig) -> Result<PgPool, sqlx::Error> {
         return Err(sqlx::Error::Configuration(format!("invalid schema name `{schema}`").into()));
     }
     let bootstrap = PgPoolOptions::new().max_connections(1).connect(&config.url).await?;
-    bootstrap.execute(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"").as_str()).await?;
+    match bootstrap.execute(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"").as_str()).await {
+        Ok(_) => {}
+        // Two connections creating the same schema at once: the loser sees a unique violation.
+        Err(sqlx::Error::Database(e)) if matches!(e.code().as_deref(), Some("23505" | "42P06")) => {}
+        Err(other) => return Err(other),
+    }
     bootstrap.close().await;
     PgPoolOptions::new()
         .max_connections(config.max_connections)

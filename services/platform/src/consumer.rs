@@ -1,0 +1,300 @@
+//! The consumer shape every Control Tower consumer shares: read a topic in its own group, decode,
+//! hand a batch to a [`Pipeline`] that applies it **and the consumer's progress in one
+//! transaction**, and resume from that stored progress (never from Kafka's committed offsets).
+//!
+//! Errors are classified: a record that cannot be decoded or fails validation is permanent and
+//! goes to the dead-letter topic with its original bytes and context; a dependency failure is
+//! transient and retried with exponential backoff, a bounded number of times, after which the
+//! consumer stops (and says so in logs and `ct_consumer_stopped_total`) rather than skip data.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    future::Future,
+    time::{Duration, Instant},
+};
+
+use chrono::Utc;
+use rdkafka::{
+    Message, Offset, TopicPartitionList,
+    consumer::{Consumer, StreamConsumer},
+    message::{Header, Headers, OwnedHeaders},
+    producer::{FutureProducer, FutureRecord},
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::{config::KafkaConfig, kafka};
+
+/// Where a record came from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Coordinates {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// A record as read, before decoding.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub coordinates: Coordinates,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Incoming {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    /// A dependency failed (database down, timeout): retry later, do not skip.
+    #[error("transient: {0}")]
+    Transient(String),
+    /// The data itself cannot be processed: dead-letter it.
+    #[error("permanent: {0}")]
+    Permanent(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumerError {
+    #[error("Kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("gave up after {attempts} attempts: {last}")]
+    GaveUp { attempts: u32, last: String },
+    #[error("topic {0} has no partitions")]
+    NoPartitions(String),
+}
+
+/// A boxed `Send` future. The pipeline's methods return these (rather than `impl Future`) so
+/// that `Send` is proven in each implementation, where lifetimes are concrete; with sqlx inside,
+/// the compiler cannot prove it for every lifetime at the spawn site.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a consumer does with its records.
+pub trait Pipeline: Send + Sync + 'static {
+    type Item: Send + Sync;
+
+    /// Decodes and validates one record. `Err` is permanent: the record is dead-lettered.
+    fn decode<'a>(&'a self, record: &'a Incoming) -> BoxFuture<'a, Result<Self::Item, String>>;
+
+    /// The stored progress: partition -> next offset to read.
+    fn load_progress<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<HashMap<i32, i64>, ProcessError>>;
+
+    /// Applies `items` and stores `progress` (partition -> next offset) in one transaction.
+    fn apply<'a>(
+        &'a self,
+        items: &'a [(Coordinates, Self::Item)],
+        progress: &'a BTreeMap<i32, i64>,
+    ) -> BoxFuture<'a, Result<(), ProcessError>>;
+}
+
+#[derive(Debug, Clone)]
+pub struct ConsumerSettings {
+    /// Consumer name: the consumer group and the key of its stored progress.
+    pub name: String,
+    pub topic: String,
+    pub dlq_topic: String,
+    pub batch_max: usize,
+    pub batch_wait: Duration,
+    pub max_attempts: u32,
+    pub backoff_base: Duration,
+}
+
+fn incoming<M: Message>(message: &M) -> Incoming {
+    let headers = message
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|h| (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    Incoming {
+        coordinates: Coordinates {
+            topic: message.topic().to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+        },
+        key: message.key().map(<[u8]>::to_vec),
+        value: message.payload().map(<[u8]>::to_vec),
+        headers,
+    }
+}
+
+/// Runs a consumer until `shutdown`; returns `Err` when it had to stop.
+pub async fn run<P: Pipeline>(
+    pipeline: &P,
+    kafka_config: &KafkaConfig,
+    settings: &ConsumerSettings,
+    shutdown: CancellationToken,
+) -> Result<(), ConsumerError> {
+    let consumer: StreamConsumer = kafka::consumer(kafka_config, &settings.name)?;
+    let dlq = DeadLetters::new(kafka_config, settings)?;
+    let partitions = kafka::partition_count(kafka_config, &settings.topic, Duration::from_secs(10))?
+        .ok_or_else(|| ConsumerError::NoPartitions(settings.topic.clone()))?;
+    let progress = retry(settings, "load progress", || pipeline.load_progress(&settings.topic)).await?;
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..partitions {
+        let offset = progress.get(&partition).map_or(Offset::Beginning, |next| Offset::Offset(*next));
+        assignment.add_partition_offset(&settings.topic, partition, offset)?;
+    }
+    consumer.assign(&assignment)?;
+    tracing::info!(consumer = %settings.name, topic = %settings.topic, ?progress, "Consumer resumed from stored progress.");
+
+    loop {
+        let mut batch = Vec::with_capacity(settings.batch_max);
+        let deadline = tokio::time::Instant::now() + settings.batch_wait;
+        while batch.len() < settings.batch_max {
+            tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                () = tokio::time::sleep_until(deadline), if !batch.is_empty() => break,
+                message = consumer.recv() => match message {
+                    Ok(message) => batch.push(incoming(&message)),
+                    Err(error) => tracing::warn!(consumer = %settings.name, %error, "Kafka read error."),
+                },
+            }
+        }
+        process_batch(pipeline, &dlq, settings, batch).await?;
+    }
+}
+
+async fn process_batch<P: Pipeline>(
+    pipeline: &P,
+    dlq: &DeadLetters,
+    settings: &ConsumerSettings,
+    batch: Vec<Incoming>,
+) -> Result<(), ConsumerError> {
+    let started = Instant::now();
+    let mut progress = BTreeMap::new();
+    let mut items = Vec::with_capacity(batch.len());
+    for record in &batch {
+        progress.insert(record.coordinates.partition, record.coordinates.offset + 1);
+        match pipeline.decode(record).await {
+            Ok(item) => items.push((record.coordinates.clone(), item)),
+            Err(reason) => {
+                retry(settings, "dead-letter", || dlq.send(record, "decode", "SCHEMA", &reason, 1)).await?;
+            }
+        }
+    }
+    match retry(settings, "apply", || pipeline.apply(&items, &progress)).await {
+        Ok(()) => {}
+        Err(ConsumerError::GaveUp { last, .. }) if last.starts_with("permanent") => {
+            // One item poisons the batch: apply one at a time and dead-letter the bad ones.
+            for index in 0..items.len() {
+                let coordinates = &items[index].0;
+                let single = BTreeMap::from([(coordinates.partition, coordinates.offset + 1)]);
+                if let Err(error) = retry(settings, "apply", || pipeline.apply(&items[index..=index], &single)).await {
+                    let record = batch.iter().find(|r| &r.coordinates == coordinates).expect("item from batch");
+                    let reason = error.to_string();
+                    retry(settings, "dead-letter", || dlq.send(record, "apply", "CRITICAL", &reason, 1)).await?;
+                }
+            }
+            retry(settings, "apply", || pipeline.apply(&[], &progress)).await?;
+        }
+        Err(other) => {
+            metrics::counter!("ct_consumer_stopped_total", "consumer" => settings.name.clone()).increment(1);
+            tracing::error!(consumer = %settings.name, error = %other, "Consumer stopped: a dependency stayed unavailable.");
+            return Err(other);
+        }
+    }
+    metrics::counter!("ct_consumer_records_total", "consumer" => settings.name.clone()).increment(batch.len() as u64);
+    metrics::histogram!("ct_consumer_batch_duration_seconds", "consumer" => settings.name.clone())
+        .record(started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Retries transient failures with exponential backoff; permanent ones return at once.
+async fn retry<T, F, Fut>(settings: &ConsumerSettings, what: &str, mut attempt: F) -> Result<T, ConsumerError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ProcessError>>,
+{
+    let mut delay = settings.backoff_base;
+    for n in 1..=settings.max_attempts {
+        match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(ProcessError::Permanent(reason)) => {
+                return Err(ConsumerError::GaveUp { attempts: n, last: format!("permanent: {reason}") });
+            }
+            Err(ProcessError::Transient(reason)) if n < settings.max_attempts => {
+                metrics::counter!("ct_consumer_retries_total", "consumer" => settings.name.clone()).increment(1);
+                tracing::warn!(consumer = %settings.name, what, attempt = n, error = %reason, ?delay, "Transient failure; retrying.");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+            Err(ProcessError::Transient(reason)) => {
+                return Err(ConsumerError::GaveUp { attempts: n, last: format!("transient: {reason}") });
+            }
+        }
+    }
+    unreachable!("max_attempts is at least 1")
+}
+
+/// Produces dead letters: the original key and bytes, the context in headers.
+pub struct DeadLetters {
+    producer: FutureProducer,
+    topic: String,
+    stage: String,
+}
+
+impl DeadLetters {
+    pub fn new(kafka_config: &KafkaConfig, settings: &ConsumerSettings) -> Result<Self, rdkafka::error::KafkaError> {
+        Ok(Self {
+            producer: kafka::idempotent_producer(kafka_config, Duration::from_secs(30))?,
+            topic: settings.dlq_topic.clone(),
+            stage: settings.name.clone(),
+        })
+    }
+
+    pub async fn send(
+        &self,
+        record: &Incoming,
+        step: &str,
+        error_class: &str,
+        message: &str,
+        attempt: u32,
+    ) -> Result<(), ProcessError> {
+        let now = Utc::now().to_rfc3339();
+        let first = record.header("ct-dlq-first-failure-at").map_or_else(|| now.clone(), str::to_owned);
+        let c = &record.coordinates;
+        let (partition, offset, attempt) = (c.partition.to_string(), c.offset.to_string(), attempt.to_string());
+        let mut headers = OwnedHeaders::new();
+        for (key, value) in &record.headers {
+            if !key.starts_with("ct-dlq-") {
+                headers = headers.insert(Header { key, value: Some(value.as_str()) });
+            }
+        }
+        let context = [
+            ("ct-dlq-stage", self.stage.as_str()),
+            ("ct-dlq-step", step),
+            ("ct-dlq-error-class", error_class),
+            ("ct-dlq-error-message", message),
+            ("ct-dlq-attempt", attempt.as_str()),
+            ("ct-dlq-original-topic", c.topic.as_str()),
+            ("ct-dlq-original-partition", partition.as_str()),
+            ("ct-dlq-original-offset", offset.as_str()),
+            ("ct-dlq-first-failure-at", first.as_str()),
+            ("ct-dlq-last-failure-at", now.as_str()),
+        ];
+        for (key, value) in context {
+            headers = headers.insert(Header { key, value: Some(value) });
+        }
+        let mut out = FutureRecord::to(&self.topic).headers(headers);
+        if let Some(key) = &record.key {
+            out = out.key(key.as_slice());
+        }
+        if let Some(value) = &record.value {
+            out = out.payload(value.as_slice());
+        }
+        self.producer
+            .send(out, Duration::from_secs(30))
+            .await
+            .map_err(|(e, _)| ProcessError::Transient(e.to_string()))?;
+        metrics::counter!("ct_consumer_dead_letters_total", "consumer" => self.stage.clone(), "class" => error_class.to_owned())
+            .increment(1);
+        tracing::warn!(stage = %self.stage, topic = %c.topic, partition = c.partition, offset = c.offset, error = message, "Record dead-lettered.");
+        Ok(())
+    }
+}

@@ -1,0 +1,175 @@
+//! `ct-projector`: builds the read models from `ct.events.v1`.
+//!
+//! Shape (same for every consumer): `config` (below), `handler.rs` (pure: decoded events ->
+//! intended writes), `store.rs` (Postgres + Redis), and the shared consumer loop of
+//! `ct_platform::consumer`, which stores progress only inside the write transaction.
+//!
+//! Architecture invariant: one event, one effect: `events.event_id` is unique and every derived
+//! change (runs, systems, counts) is applied only for rows this batch actually inserted.
+
+pub mod handler;
+pub mod store;
+
+use std::{collections::BTreeMap, collections::HashMap, net::SocketAddr, path::Path, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use ct_core::Envelope;
+use ct_platform::{
+    config::{ConfigError, KafkaConfig, PostgresConfig, Profile, RedisConfig, TelemetryConfig},
+    consumer::{self, BoxFuture, ConsumerSettings, Coordinates, Incoming, Pipeline, ProcessError},
+    redis::Keys,
+    registry::RegistryClient,
+};
+use serde::Deserialize;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+pub const DEFAULT_CONFIG: &str = include_str!("../config.default.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    pub profile: Profile,
+    pub kafka: KafkaConfig,
+    pub consumer: ConsumerConfig,
+    pub registry: RegistryConfig,
+    pub postgres: PostgresConfig,
+    pub redis: RedisConfig,
+    pub http: HttpConfig,
+    pub telemetry: TelemetryConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ConsumerConfig {
+    pub name: String,
+    pub topic: String,
+    pub dlq_topic: String,
+    pub batch_max: usize,
+    pub batch_wait_ms: u64,
+    pub max_attempts: u32,
+    pub backoff_base_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RegistryConfig {
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+}
+
+impl Config {
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        ct_platform::config::load(DEFAULT_CONFIG, file)
+    }
+
+    pub fn defaults() -> Config {
+        ct_platform::config::extract(ct_platform::config::figment(DEFAULT_CONFIG, None).expect("defaults parse"))
+            .expect("defaults are complete")
+    }
+
+    fn settings(&self) -> ConsumerSettings {
+        ConsumerSettings {
+            name: self.consumer.name.clone(),
+            topic: self.consumer.topic.clone(),
+            dlq_topic: self.consumer.dlq_topic.clone(),
+            batch_max: self.consumer.batch_max,
+            batch_wait: Duration::from_millis(self.consumer.batch_wait_ms),
+            max_attempts: self.consumer.max_attempts.max(1),
+            backoff_base: Duration::from_millis(self.consumer.backoff_base_ms),
+        }
+    }
+}
+
+/// The projector's pipeline: decode through the registry, plan, write Postgres, refresh Redis.
+pub struct Projector {
+    pool: PgPool,
+    registry: RegistryClient,
+    views: store::Views,
+    consumer: String,
+    topic: String,
+}
+
+impl Pipeline for Projector {
+    type Item = Envelope;
+
+    fn decode<'a>(&'a self, record: &'a Incoming) -> BoxFuture<'a, Result<Envelope, String>> {
+        Box::pin(async move {
+            let value = record.value.as_deref().ok_or("the record has no value")?;
+            self.registry.decode_event(value).await.map_err(|e| e.to_string())
+        })
+    }
+
+    fn load_progress<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<HashMap<i32, i64>, ProcessError>> {
+        Box::pin(async move { store::load_progress(&self.pool, &self.consumer, topic).await.map_err(store::classify) })
+    }
+
+    fn apply<'a>(
+        &'a self,
+        items: &'a [(Coordinates, Envelope)],
+        progress: &'a BTreeMap<i32, i64>,
+    ) -> BoxFuture<'a, Result<(), ProcessError>> {
+        Box::pin(self.apply_batch(items, progress))
+    }
+}
+
+impl Projector {
+    async fn apply_batch(
+        &self,
+        items: &[(Coordinates, Envelope)],
+        progress: &BTreeMap<i32, i64>,
+    ) -> Result<(), ProcessError> {
+        let effects = handler::plan(items);
+        let touched =
+            store::apply(&self.pool, &self.consumer, &self.topic, &effects, progress).await.map_err(store::classify)?;
+        // Redis is a cache of what just committed: a failure here is logged and healed on the
+        // next batch or start, never a reason to re-apply the batch.
+        if let Err(error) = self.views.refresh(&self.pool, &touched).await {
+            metrics::counter!("ct_projector_view_refresh_errors_total").increment(1);
+            tracing::warn!(%error, "Redis views not refreshed; they are rebuilt on the next refresh.");
+            let mut redis = self.views.redis.clone();
+            let _: Result<(), _> =
+                redis::cmd("DEL").arg(self.views.keys.key(&["views", "ready"])).query_async(&mut redis).await;
+        }
+        Ok(())
+    }
+}
+
+impl Projector {
+    pub async fn connect(config: &Config) -> anyhow::Result<Projector> {
+        let pool = ct_platform::postgres::connect(&config.postgres).await.context("connecting to Postgres")?;
+        store::migrate(&pool).await.context("migrating the read models")?;
+        let redis = ct_platform::redis::connect(&config.redis).await.context("connecting to Redis")?;
+        let views = store::Views { redis, keys: Keys::new(config.redis.key_prefix.clone()) };
+        views.refresh(&pool, &store::Touched::default()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(Projector {
+            pool,
+            registry: RegistryClient::new(&config.registry.url),
+            views,
+            consumer: config.consumer.name.clone(),
+            topic: config.consumer.topic.clone(),
+        })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+/// Runs the projector (and its `/metrics` endpoint) until `shutdown`.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let metrics = ct_platform::metrics::install();
+    let projector = Arc::new(Projector::connect(&config).await?);
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .with_context(|| format!("binding {}", config.http.listen))?;
+    let router = ct_platform::metrics::router(metrics)
+        .route("/healthz", axum::routing::get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }));
+    let http_shutdown = shutdown.clone();
+    tokio::spawn(
+        async move { axum::serve(listener, router).with_graceful_shutdown(http_shutdown.cancelled_owned()).await },
+    );
+    consumer::run(projector.as_ref(), &config.kafka, &config.settings(), shutdown).await?;
+    Ok(())
+}

@@ -1,0 +1,11 @@
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    ct_platform::service::main(
+        "ct-projector",
+        "Idempotent projector: ct.events.v1 into Postgres read models and Redis hot views.",
+        ct_projector::Config::load,
+        |c| &c.telemetry,
+        ct_projector::run,
+    )
+    .await
+}

@@ -1,0 +1,390 @@
+//! Postgres read models and the Redis hot views.
+//!
+//! Postgres is the projector's truth: each batch writes its new `events` rows, what they imply
+//! for `runs`, `systems` and `type_counts`, and the consumer's progress in **one transaction**.
+//! Redis is a cache of Postgres: after a commit, the touched views are recomputed from Postgres
+//! and written whole (idempotent); when the views' marker key is missing (Redis flushed or new)
+//! every view is rebuilt. Redis therefore always converges to what Postgres implies.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use ct_platform::{consumer::ProcessError, redis::Keys};
+use redis::aio::ConnectionManager;
+use serde_json::{Value, json};
+use sqlx::{PgPool, Postgres, Row, Transaction};
+
+use crate::handler::{Effect, RunEffect};
+
+/// Recent events kept per source in Redis.
+pub const RECENT_PER_SOURCE: i64 = 50;
+
+const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "read models", include_str!("../migrations/0001_read_models.sql"))];
+
+/// Applies the migrations this service owns, once each, under an advisory lock.
+pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.ct-projector'))")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("CREATE TABLE IF NOT EXISTS projector_migrations (version INT PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+        .execute(&mut *tx)
+        .await?;
+    for (version, name, sql) in MIGRATIONS {
+        let done: Option<i32> = sqlx::query_scalar("SELECT version FROM projector_migrations WHERE version = $1")
+            .bind(version)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if done.is_none() {
+            // A multi-statement script goes through the simple query protocol.
+            sqlx::Executor::execute(&mut *tx, *sql).await?;
+            sqlx::query("INSERT INTO projector_migrations (version, name) VALUES ($1, $2)")
+                .bind(version)
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    tx.commit().await
+}
+
+/// Connection loss, timeouts and pool exhaustion are transient; bad data is permanent.
+pub fn classify(error: sqlx::Error) -> ProcessError {
+    match &error {
+        sqlx::Error::Database(db) => match db.code().as_deref().map(|c| &c[..2]) {
+            Some("22" | "23") => ProcessError::Permanent(error.to_string()),
+            _ => ProcessError::Transient(error.to_string()),
+        },
+        _ => ProcessError::Transient(error.to_string()),
+    }
+}
+
+pub async fn load_progress(pool: &PgPool, consumer: &str, topic: &str) -> Result<HashMap<i32, i64>, sqlx::Error> {
+    let rows: Vec<(i32, i64)> =
+        sqlx::query_as("SELECT partition, next_offset FROM consumer_progress WHERE consumer = $1 AND topic = $2")
+            .bind(consumer)
+            .bind(topic)
+            .fetch_all(pool)
+            .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// What a committed batch touched, for the Redis refresh.
+#[derive(Debug, Default)]
+pub struct Touched {
+    pub systems: BTreeSet<String>,
+    pub types: BTreeSet<String>,
+    pub sources: BTreeSet<String>,
+}
+
+/// Writes one batch and the progress in one transaction.
+pub async fn apply(
+    pool: &PgPool,
+    consumer: &str,
+    topic: &str,
+    effects: &[Effect],
+    progress: &BTreeMap<i32, i64>,
+) -> Result<Touched, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let inserted = insert_events(&mut tx, effects).await?;
+    let new: Vec<&Effect> = effects.iter().filter(|e| inserted.contains(e.row.event_id.as_str())).collect();
+    for effect in &new {
+        if let Some(run) = &effect.run {
+            apply_run(&mut tx, run).await?;
+        }
+    }
+    let touched = apply_systems_and_counts(&mut tx, &new).await?;
+    for (partition, next_offset) in progress {
+        sqlx::query(
+            "INSERT INTO consumer_progress (consumer, topic, partition, next_offset) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (consumer, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset",
+        )
+        .bind(consumer)
+        .bind(topic)
+        .bind(partition)
+        .bind(next_offset)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(touched)
+}
+
+async fn insert_events(tx: &mut Transaction<'_, Postgres>, effects: &[Effect]) -> Result<HashSet<String>, sqlx::Error> {
+    if effects.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let mut ids = Vec::with_capacity(effects.len());
+    let (mut types, mut sources, mut ts, mut correlation, mut payloads) = (vec![], vec![], vec![], vec![], vec![]);
+    let (mut received, mut traces, mut topics, mut partitions, mut offsets) = (vec![], vec![], vec![], vec![], vec![]);
+    for e in effects {
+        let r = &e.row;
+        ids.push(r.event_id.as_str());
+        types.push(r.event_type);
+        sources.push(r.source);
+        ts.push(r.ts);
+        correlation.push(r.correlation_id.as_deref());
+        payloads.push(&r.payload);
+        received.push(r.received_at);
+        traces.push(r.trace_id.as_deref());
+        topics.push(r.topic.as_str());
+        partitions.push(r.partition);
+        offsets.push(r.offset);
+    }
+    let inserted: Vec<String> = sqlx::query_scalar(
+        r#"INSERT INTO events (event_id, type, source, ts, correlation_id, payload, received_at, trace_id, topic, "partition", "offset")
+           SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::jsonb[],
+                                $7::timestamptz[], $8::text[], $9::text[], $10::int[], $11::bigint[])
+           ON CONFLICT (event_id) DO NOTHING
+           RETURNING event_id"#,
+    )
+    .bind(&ids)
+    .bind(&types)
+    .bind(&sources)
+    .bind(&ts)
+    .bind(&correlation)
+    .bind(&payloads)
+    .bind(&received)
+    .bind(&traces)
+    .bind(&topics)
+    .bind(&partitions)
+    .bind(&offsets)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(inserted.into_iter().collect())
+}
+
+/// Run rows merge order-independently, so a rebuild gives the same rows whatever the
+/// interleaving of partitions: the earliest start and the latest completion win.
+async fn apply_run(tx: &mut Transaction<'_, Postgres>, run: &RunEffect) -> Result<(), sqlx::Error> {
+    match run {
+        RunEffect::Started { run_id, trigger, initiator, inputs, at } => {
+            sqlx::query(
+                "INSERT INTO runs (run_id, trigger, initiator, inputs, started_at) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (run_id) DO UPDATE SET trigger = EXCLUDED.trigger, initiator = EXCLUDED.initiator,
+                     inputs = EXCLUDED.inputs, started_at = EXCLUDED.started_at
+                 WHERE runs.started_at IS NULL OR EXCLUDED.started_at < runs.started_at",
+            )
+            .bind(run_id)
+            .bind(trigger)
+            .bind(initiator)
+            .bind(inputs)
+            .bind(at)
+            .execute(&mut **tx)
+            .await?;
+        }
+        RunEffect::Completed { run_id, status, duration_ms, metrics, at } => {
+            sqlx::query(
+                "INSERT INTO runs (run_id, completed_status, duration_ms, metrics, ended_at) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (run_id) DO UPDATE SET completed_status = EXCLUDED.completed_status,
+                     duration_ms = EXCLUDED.duration_ms, metrics = EXCLUDED.metrics, ended_at = EXCLUDED.ended_at
+                 WHERE runs.ended_at IS NULL OR EXCLUDED.ended_at > runs.ended_at",
+            )
+            .bind(run_id)
+            .bind(status)
+            .bind(duration_ms)
+            .bind(metrics)
+            .bind(at)
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+#[derive(Default)]
+struct SystemDelta {
+    events: i64,
+    last: Option<(DateTime<Utc>, String, &'static str)>,
+    heartbeat: Option<DateTime<Utc>>,
+}
+
+async fn apply_systems_and_counts(tx: &mut Transaction<'_, Postgres>, new: &[&Effect]) -> Result<Touched, sqlx::Error> {
+    let mut systems: BTreeMap<String, SystemDelta> = BTreeMap::new();
+    let mut counts: BTreeMap<&'static str, i64> = BTreeMap::new();
+    let mut touched = Touched::default();
+    for effect in new {
+        let row = &effect.row;
+        *counts.entry(row.event_type).or_default() += 1;
+        touched.sources.insert(row.source.to_owned());
+        let delta = systems.entry(row.source.to_owned()).or_default();
+        delta.events += 1;
+        if delta.last.as_ref().is_none_or(|(ts, id, _)| (row.ts, &row.event_id) > (*ts, id)) {
+            delta.last = Some((row.ts, row.event_id.clone(), row.event_type));
+        }
+        if let Some(system) = &effect.heartbeat_of {
+            let delta = systems.entry(system.clone()).or_default();
+            delta.heartbeat = delta.heartbeat.max(Some(row.ts));
+        }
+    }
+    for (system_id, delta) in &systems {
+        let (last_at, last_id, last_type) = match &delta.last {
+            Some((at, id, t)) => (Some(*at), Some(id.as_str()), Some(*t)),
+            None => (None, None, None),
+        };
+        sqlx::query(
+            "INSERT INTO systems (system_id, events_total, last_event_at, last_event_id, last_event_type, last_heartbeat)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (system_id) DO UPDATE SET
+               events_total = systems.events_total + EXCLUDED.events_total,
+               last_heartbeat = GREATEST(systems.last_heartbeat, EXCLUDED.last_heartbeat),
+               last_event_at = CASE WHEN EXCLUDED.last_event_at IS NOT NULL AND (systems.last_event_at IS NULL
+                   OR (EXCLUDED.last_event_at, EXCLUDED.last_event_id) > (systems.last_event_at, systems.last_event_id))
+                   THEN EXCLUDED.last_event_at ELSE systems.last_event_at END,
+               last_event_type = CASE WHEN EXCLUDED.last_event_at IS NOT NULL AND (systems.last_event_at IS NULL
+                   OR (EXCLUDED.last_event_at, EXCLUDED.last_event_id) > (systems.last_event_at, systems.last_event_id))
+                   THEN EXCLUDED.last_event_type ELSE systems.last_event_type END,
+               last_event_id = CASE WHEN EXCLUDED.last_event_at IS NOT NULL AND (systems.last_event_at IS NULL
+                   OR (EXCLUDED.last_event_at, EXCLUDED.last_event_id) > (systems.last_event_at, systems.last_event_id))
+                   THEN EXCLUDED.last_event_id ELSE systems.last_event_id END",
+        )
+        .bind(system_id)
+        .bind(delta.events)
+        .bind(last_at)
+        .bind(last_id)
+        .bind(last_type)
+        .bind(delta.heartbeat)
+        .execute(&mut **tx)
+        .await?;
+        touched.systems.insert(system_id.clone());
+    }
+    for (event_type, count) in &counts {
+        sqlx::query(
+            "INSERT INTO type_counts (type, events_total) VALUES ($1, $2)
+             ON CONFLICT (type) DO UPDATE SET events_total = type_counts.events_total + EXCLUDED.events_total",
+        )
+        .bind(event_type)
+        .bind(count)
+        .execute(&mut **tx)
+        .await?;
+        touched.types.insert((*event_type).to_owned());
+    }
+    Ok(touched)
+}
+
+/// `systems` as read back: id, events, last event (at, id, type), last heartbeat.
+type SystemRow = (String, i64, Option<DateTime<Utc>>, Option<String>, Option<String>, Option<DateTime<Utc>>);
+
+/// The Redis views, recomputed from Postgres.
+pub struct Views {
+    pub redis: ConnectionManager,
+    pub keys: Keys,
+}
+
+impl Views {
+    fn marker(&self) -> String {
+        self.keys.key(&["views", "ready"])
+    }
+
+    /// Refreshes what `touched` names, or everything when the marker is missing.
+    pub async fn refresh(&self, pool: &PgPool, touched: &Touched) -> Result<(), ProcessError> {
+        let mut redis = self.redis.clone();
+        let ready: bool = redis::cmd("EXISTS").arg(self.marker()).query_async(&mut redis).await.map_err(transient)?;
+        if ready {
+            self.write(pool, Some(touched)).await
+        } else {
+            tracing::info!(prefix = self.keys.prefix(), "Rebuilding the Redis views from Postgres.");
+            self.write(pool, None).await
+        }
+    }
+
+    async fn write(&self, pool: &PgPool, only: Option<&Touched>) -> Result<(), ProcessError> {
+        let systems: Vec<SystemRow> = sqlx::query_as(
+            "SELECT system_id, events_total, last_event_at, last_event_id, last_event_type, last_heartbeat FROM systems
+                 WHERE $1::text[] IS NULL OR system_id = ANY($1)",
+        )
+        .bind(only.map(|t| t.systems.iter().cloned().collect::<Vec<_>>()))
+        .fetch_all(pool)
+        .await
+        .map_err(crate::store::classify)?;
+        let counts: Vec<(String, i64)> =
+            sqlx::query_as("SELECT type, events_total FROM type_counts WHERE $1::text[] IS NULL OR type = ANY($1)")
+                .bind(only.map(|t| t.types.iter().cloned().collect::<Vec<_>>()))
+                .fetch_all(pool)
+                .await
+                .map_err(classify)?;
+        let sources: Vec<String> = match only {
+            Some(t) => t.sources.iter().cloned().collect(),
+            None => sqlx::query_scalar("SELECT DISTINCT source FROM events").fetch_all(pool).await.map_err(classify)?,
+        };
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        if only.is_none() {
+            let mut redis = self.redis.clone();
+            let stale: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{}:*", self.keys.prefix()))
+                .query_async(&mut redis)
+                .await
+                .map_err(transient)?;
+            for key in stale.iter().filter(|k| {
+                k.starts_with(&self.keys.key(&["system", ""]))
+                    || k.starts_with(&self.keys.key(&["recent", ""]))
+                    || *k == &self.keys.key(&["counts"])
+            }) {
+                pipe.del(key);
+            }
+        }
+        for (system_id, total, last_at, last_id, last_type, heartbeat) in &systems {
+            let key = self.keys.key(&["system", system_id]);
+            pipe.del(&key);
+            let fmt = |t: &Option<DateTime<Utc>>| t.map(|t| t.to_rfc3339()).unwrap_or_default();
+            pipe.hset_multiple(
+                &key,
+                &[
+                    ("events_total", total.to_string()),
+                    ("last_event_at", fmt(last_at)),
+                    ("last_event_id", last_id.clone().unwrap_or_default()),
+                    ("last_event_type", last_type.clone().unwrap_or_default()),
+                    ("last_heartbeat", fmt(heartbeat)),
+                ],
+            );
+        }
+        for (event_type, total) in &counts {
+            pipe.hset(self.keys.key(&["counts"]), event_type, total);
+        }
+        for source in &sources {
+            let recent: Vec<Value> = sqlx::query_scalar(
+                "SELECT jsonb_build_object('eventId', event_id, 'type', type, 'ts', ts, 'payload', payload)
+                 FROM events WHERE source = $1 ORDER BY ts DESC, event_id DESC LIMIT $2",
+            )
+            .bind(source)
+            .bind(RECENT_PER_SOURCE)
+            .fetch_all(pool)
+            .await
+            .map_err(classify)?;
+            let key = self.keys.key(&["recent", source]);
+            pipe.del(&key);
+            if !recent.is_empty() {
+                pipe.rpush(&key, recent.iter().map(Value::to_string).collect::<Vec<_>>());
+            }
+        }
+        pipe.set(self.marker(), json!({"rebuilt": only.is_none()}).to_string());
+        let mut redis = self.redis.clone();
+        pipe.query_async::<()>(&mut redis).await.map_err(transient)?;
+        Ok(())
+    }
+}
+
+fn transient(error: redis::RedisError) -> ProcessError {
+    ProcessError::Transient(format!("Redis: {error}"))
+}
+
+/// Checksum of each read-model table's content (order-independent), to compare a rebuild with
+/// the live tables. Columns that record *when* something was processed are not part of it.
+pub async fn checksums(pool: &PgPool) -> Result<BTreeMap<&'static str, String>, sqlx::Error> {
+    let tables: [(&'static str, &str); 4] = [
+        (
+            "events",
+            "SELECT md5(string_agg(md5(row(event_id, type, source, ts, correlation_id, payload, received_at, trace_id)::text), '' ORDER BY event_id)) FROM events",
+        ),
+        ("runs", "SELECT md5(string_agg(md5(r::text), '' ORDER BY run_id)) FROM runs r"),
+        ("systems", "SELECT md5(string_agg(md5(s::text), '' ORDER BY system_id)) FROM systems s"),
+        ("type_counts", "SELECT md5(string_agg(md5(c::text), '' ORDER BY type)) FROM type_counts c"),
+    ];
+    let mut out = BTreeMap::new();
+    for (table, sql) in tables {
+        let sum: Option<String> = sqlx::query(sql).fetch_one(pool).await?.try_get(0)?;
+        out.insert(table, sum.unwrap_or_else(|| "empty".to_owned()));
+    }
+    Ok(out)
+}
