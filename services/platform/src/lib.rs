@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod consumer;
+pub mod http_error;
 pub mod kafka;
 pub mod metrics;
 pub mod postgres;

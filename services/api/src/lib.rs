@@ -1,0 +1,99 @@
+//! `ct-api`: the read API over the projector's read models (`events`, `runs`, `systems`), behind
+//! bearer tokens with the roles of deep dive §5.1.
+//!
+//! Architecture invariant: read-only. It never writes a read model; it meets the projector only
+//! through the Postgres schema both are configured with.
+
+pub mod auth;
+pub mod cursor;
+pub mod health;
+pub mod routes;
+
+use std::{collections::BTreeMap, net::SocketAddr, path::Path, sync::Arc};
+
+use anyhow::Context as _;
+use ct_platform::config::{ConfigError, PostgresConfig, Profile, TelemetryConfig};
+use serde::Deserialize;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::trace::TraceLayer;
+
+pub const DEFAULT_CONFIG: &str = include_str!("../config.default.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    pub profile: Profile,
+    pub http: HttpConfig,
+    pub postgres: PostgresConfig,
+    pub health: health::HealthConfig,
+    pub auth: AuthConfig,
+    pub telemetry: TelemetryConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthConfig {
+    pub user_tokens: BTreeMap<String, auth::Role>,
+}
+
+impl Config {
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let config: Config = ct_platform::config::load(DEFAULT_CONFIG, file)?;
+        if config.profile == Profile::Production && config.auth.user_tokens.keys().any(|t| t.starts_with("dev-token-"))
+        {
+            return Err(ConfigError::Rule("dev user tokens are refused under the production profile".into()));
+        }
+        Ok(config)
+    }
+
+    pub fn defaults() -> Config {
+        ct_platform::config::extract(ct_platform::config::figment(DEFAULT_CONFIG, None).expect("defaults parse"))
+            .expect("defaults are complete")
+    }
+}
+
+pub struct AppState {
+    pub config: Config,
+    pub pool: PgPool,
+    pub users: auth::Users,
+}
+
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let metrics = ct_platform::metrics::install();
+        let pool = ct_platform::postgres::connect(&config.postgres).await.context("connecting to Postgres")?;
+        let state =
+            Arc::new(AppState { users: auth::Users::new(&config.auth.user_tokens), pool, config: config.clone() });
+        let router = routes::router(state)
+            .merge(ct_platform::metrics::router(metrics))
+            .layer(axum::middleware::from_fn(ct_platform::metrics::track_http))
+            .layer(TraceLayer::new_for_http());
+        let listener =
+            TcpListener::bind(config.http.listen).await.with_context(|| format!("binding {}", config.http.listen))?;
+        Ok(Application { listener, router })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        tracing::info!(addr = %self.local_addr(), "Read API listening.");
+        axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
+        Ok(())
+    }
+}
+
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    Application::build(config).await?.run_until_stopped(shutdown).await
+}

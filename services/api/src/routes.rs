@@ -1,0 +1,325 @@
+//! The read endpoints. Bad query parameters are 400 naming the parameter; unknown ids are 404.
+
+use std::{collections::HashMap, sync::Arc};
+
+use axum::{
+    Json, Router,
+    extract::{Path, Query, State},
+    http::{HeaderMap, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use chrono::{DateTime, Utc};
+use ct_core::{EventType, Source};
+use ct_platform::http_error::ApiError;
+use serde_json::{Value, json};
+use sqlx::Row;
+
+use crate::{AppState, auth::Permission, cursor::Cursor};
+
+pub const MAX_LIMIT: i64 = 500;
+pub const DEFAULT_LIMIT: i64 = 100;
+
+type Params = Query<HashMap<String, String>>;
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/events", get(list_events))
+        .route("/events/{event_id}", get(get_event))
+        .route("/runs", get(list_runs))
+        .route("/runs/{run_id}", get(get_run))
+        .route("/systems", get(list_systems))
+        .route("/health", get(health))
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .with_state(state)
+}
+
+fn bad(param: &str, message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", message).with_field(param)
+}
+
+fn internal(error: sqlx::Error) -> ApiError {
+    tracing::error!(%error, "Read model query failed.");
+    ApiError::unavailable("read_model_unavailable", "the read model is unavailable; retry")
+}
+
+fn time_param(params: &HashMap<String, String>, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
+    params
+        .get(name)
+        .map(|raw| {
+            DateTime::parse_from_rfc3339(raw)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| bad(name, format!("`{name}` must be an RFC 3339 timestamp like 2025-09-27T00:00:00Z")))
+        })
+        .transpose()
+}
+
+fn limit_param(params: &HashMap<String, String>) -> Result<i64, ApiError> {
+    match params.get("limit") {
+        None => Ok(DEFAULT_LIMIT),
+        Some(raw) => match raw.parse::<i64>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+            _ => Err(bad("limit", format!("`limit` must be an integer from 1 to {MAX_LIMIT}"))),
+        },
+    }
+}
+
+fn cursor_param(params: &HashMap<String, String>) -> Result<Option<Cursor>, ApiError> {
+    params
+        .get("cursor")
+        .map(|raw| Cursor::decode(raw).ok_or_else(|| bad("cursor", "`cursor` is not a cursor this API issued")))
+        .transpose()
+}
+
+fn reject_unknown(params: &HashMap<String, String>, known: &[&str]) -> Result<(), ApiError> {
+    match params.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(unknown) => {
+            Err(bad(unknown, format!("unknown query parameter `{unknown}`; allowed: {}", known.join(", "))))
+        }
+        None => Ok(()),
+    }
+}
+
+/// A page: the JSON array of items, with `X-Next-Cursor` and a `Link: rel="next"` header when
+/// there is more (the deep dive's clients expect a plain array).
+fn page(items: Vec<Value>, next: Option<Cursor>, path: &str, params: &HashMap<String, String>) -> Response {
+    let mut response = Json(Value::Array(items)).into_response();
+    if let Some(next) = next {
+        let token = next.encode();
+        let mut query: Vec<String> =
+            params.iter().filter(|(k, _)| *k != "cursor").map(|(k, v)| format!("{k}={}", urlencode(v))).collect();
+        query.sort();
+        query.push(format!("cursor={token}"));
+        let headers = response.headers_mut();
+        if let Ok(value) = HeaderValue::from_str(&token) {
+            headers.insert("x-next-cursor", value);
+        }
+        if let Ok(value) = HeaderValue::from_str(&format!("<{path}?{}>; rel=\"next\"", query.join("&"))) {
+            headers.insert("link", value);
+        }
+    }
+    response
+}
+
+fn urlencode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+fn event_json(row: &sqlx::postgres::PgRow) -> Value {
+    let ts: DateTime<Utc> = row.get("ts");
+    let received: DateTime<Utc> = row.get("received_at");
+    json!({
+        "eventId": row.get::<String, _>("event_id"),
+        "type": row.get::<String, _>("type"),
+        "ts": ts.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "source": row.get::<String, _>("source"),
+        "correlationId": row.get::<Option<String>, _>("correlation_id"),
+        "payload": row.get::<Value, _>("payload"),
+        "ingest": {"receivedAt": received.to_rfc3339_opts(chrono::SecondsFormat::Micros, true), "traceId": row.get::<Option<String>, _>("trace_id")},
+        "log": {"topic": row.get::<String, _>("topic"), "partition": row.get::<i32, _>("partition"), "offset": row.get::<i64, _>("offset")},
+    })
+}
+
+const EVENT_COLUMNS: &str =
+    r#"event_id, type, source, ts, correlation_id, payload, received_at, trace_id, topic, "partition", "offset""#;
+
+async fn list_events(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(params): Params,
+) -> Result<Response, ApiError> {
+    app.users.authorize(&headers, Permission::ReadEvents)?;
+    reject_unknown(&params, &["source", "type", "from", "to", "correlation_id", "limit", "cursor"])?;
+    let source = params
+        .get("source")
+        .map(|s| s.parse::<Source>().map(|s| s.as_str()).map_err(|_| bad("source", format!("unknown source `{s}`"))))
+        .transpose()?;
+    let event_type = params
+        .get("type")
+        .map(|t| {
+            t.parse::<EventType>().map(|t| t.as_str()).map_err(|_| bad("type", format!("unknown event type `{t}`")))
+        })
+        .transpose()?;
+    let (from, to) = (time_param(&params, "from")?, time_param(&params, "to")?);
+    if let (Some(from), Some(to)) = (from, to)
+        && from > to
+    {
+        return Err(bad("to", "`to` is before `from`"));
+    }
+    let limit = limit_param(&params)?;
+    let cursor = cursor_param(&params)?;
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events
+         WHERE ($1::text IS NULL OR source = $1) AND ($2::text IS NULL OR type = $2)
+           AND ($3::timestamptz IS NULL OR ts >= $3) AND ($4::timestamptz IS NULL OR ts < $4)
+           AND ($5::text IS NULL OR correlation_id = $5)
+           AND ($6::timestamptz IS NULL OR (ts, event_id) < ($6, $7))
+         ORDER BY ts DESC, event_id DESC LIMIT $8"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(source)
+        .bind(event_type)
+        .bind(from)
+        .bind(to)
+        .bind(params.get("correlation_id"))
+        .bind(cursor.as_ref().map(|c| c.at))
+        .bind(cursor.as_ref().map(|c| c.id.clone()))
+        .bind(limit + 1)
+        .fetch_all(&app.pool)
+        .await
+        .map_err(internal)?;
+    let more = rows.len() as i64 > limit;
+    let rows = &rows[..rows.len().min(limit as usize)];
+    let next = more.then(|| rows.last()).flatten().map(|r| Cursor { at: r.get("ts"), id: r.get("event_id") });
+    Ok(page(rows.iter().map(event_json).collect(), next, "/events", &params))
+}
+
+async fn get_event(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(event_id): Path<String>,
+) -> Result<Response, ApiError> {
+    app.users.authorize(&headers, Permission::ReadEvents)?;
+    let row = sqlx::query(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = $1"))
+        .bind(&event_id)
+        .fetch_optional(&app.pool)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no event `{event_id}`")).with_field("eventId")
+        })?;
+    Ok(Json(event_json(&row)).into_response())
+}
+
+fn run_json(row: &sqlx::postgres::PgRow) -> Value {
+    let status =
+        match (row.get::<Option<String>, _>("completed_status"), row.get::<Option<DateTime<Utc>>, _>("started_at")) {
+            (Some(done), _) => done,
+            (None, Some(_)) => "running".to_owned(),
+            (None, None) => "unknown".to_owned(),
+        };
+    json!({
+        "runId": row.get::<String, _>("run_id"),
+        "trigger": row.get::<Option<String>, _>("trigger"),
+        "initiator": row.get::<Option<String>, _>("initiator"),
+        "inputs": row.get::<Option<Value>, _>("inputs"),
+        "status": status,
+        "metrics": row.get::<Option<Value>, _>("metrics"),
+        "durationMs": row.get::<Option<i64>, _>("duration_ms"),
+        "startedAt": row.get::<Option<DateTime<Utc>>, _>("started_at"),
+        "endedAt": row.get::<Option<DateTime<Utc>>, _>("ended_at"),
+    })
+}
+
+async fn list_runs(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(params): Params,
+) -> Result<Response, ApiError> {
+    app.users.authorize(&headers, Permission::ReadStatus)?;
+    reject_unknown(&params, &["limit", "cursor"])?;
+    let limit = limit_param(&params)?;
+    let cursor = cursor_param(&params)?;
+    let rows = sqlx::query(
+        "SELECT *, COALESCE(started_at, ended_at) AS sort_at FROM runs
+         WHERE ($1::timestamptz IS NULL OR (COALESCE(started_at, ended_at), run_id) < ($1, $2))
+         ORDER BY COALESCE(started_at, ended_at) DESC, run_id DESC LIMIT $3",
+    )
+    .bind(cursor.as_ref().map(|c| c.at))
+    .bind(cursor.as_ref().map(|c| c.id.clone()))
+    .bind(limit + 1)
+    .fetch_all(&app.pool)
+    .await
+    .map_err(internal)?;
+    let more = rows.len() as i64 > limit;
+    let rows = &rows[..rows.len().min(limit as usize)];
+    let next = more.then(|| rows.last()).flatten().map(|r| Cursor { at: r.get("sort_at"), id: r.get("run_id") });
+    Ok(page(rows.iter().map(run_json).collect(), next, "/runs", &params))
+}
+
+async fn get_run(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(run_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let role = app.users.authorize(&headers, Permission::ReadStatus)?;
+    let row = sqlx::query("SELECT * FROM runs WHERE run_id = $1")
+        .bind(&run_id)
+        .fetch_optional(&app.pool)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no run `{run_id}`")).with_field("runId")
+        })?;
+    let mut run = run_json(&row);
+    // Correlated events only for roles that may read events.
+    if role.allows(Permission::ReadEvents) {
+        let events = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE correlation_id = $1 ORDER BY ts, event_id LIMIT 200"
+        ))
+        .bind(&run_id)
+        .fetch_all(&app.pool)
+        .await
+        .map_err(internal)?;
+        run["events"] = Value::Array(events.iter().map(event_json).collect());
+    }
+    Ok(Json(run).into_response())
+}
+
+async fn systems_with_status(app: &AppState) -> Result<Vec<Value>, ApiError> {
+    let rows = sqlx::query(
+        "SELECT s.*, now() AS now,
+                (SELECT count(*) FROM events e WHERE e.source = s.system_id AND e.type = 'backend.fn.error'
+                   AND e.ts > now() - interval '24 hours') AS errors_24h
+         FROM systems s ORDER BY system_id",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .map_err(internal)?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let now: DateTime<Utc> = row.get("now");
+            let heartbeat: Option<DateTime<Utc>> = row.get("last_heartbeat");
+            let errors: i64 = row.get("errors_24h");
+            let status = crate::health::status(now, heartbeat, errors, &app.config.health);
+            json!({
+                "systemId": row.get::<String, _>("system_id"),
+                "status": status.as_str(),
+                "lastHeartbeat": heartbeat,
+                "errors24h": errors,
+                "eventsTotal": row.get::<i64, _>("events_total"),
+                "lastEvent": {
+                    "at": row.get::<Option<DateTime<Utc>>, _>("last_event_at"),
+                    "eventId": row.get::<Option<String>, _>("last_event_id"),
+                    "type": row.get::<Option<String>, _>("last_event_type"),
+                },
+            })
+        })
+        .collect())
+}
+
+async fn list_systems(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    app.users.authorize(&headers, Permission::ReadStatus)?;
+    Ok(Json(systems_with_status(&app).await?).into_response())
+}
+
+async fn health(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    app.users.authorize(&headers, Permission::ReadStatus)?;
+    let systems = systems_with_status(&app).await?;
+    let overall = systems
+        .iter()
+        .filter_map(|s| s["status"].as_str())
+        .map(crate::health::Status::parse)
+        .max()
+        .unwrap_or(crate::health::Status::Unknown);
+    let per_system: serde_json::Map<String, Value> =
+        systems.iter().map(|s| (s["systemId"].as_str().unwrap_or_default().to_owned(), s["status"].clone())).collect();
+    Ok(Json(json!({"status": overall.as_str(), "systems": per_system})).into_response())
+}
