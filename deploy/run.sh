@@ -21,7 +21,7 @@ bash deploy/stack.sh up
 profile=debug; cargo_flags=()
 if [ "${CT_RELEASE:-0}" = 1 ]; then profile=release; cargo_flags=(--release); fi
 echo "[run] building the services ($profile)"
-cargo build "${cargo_flags[@]}" -p ct-registry -p ct-edge
+cargo build "${cargo_flags[@]}" -p ct-registry -p ct-edge -p ct-projector -p ct-api
 
 pids=()
 cleanup() {
@@ -47,11 +47,15 @@ start() { # name port readiness-path
 
 start ct-registry 8081 /schemas/types
 start ct-edge 8080 /readyz
+start ct-projector 9101 /healthz
+start ct-api 8090 /healthz
 
 cat <<BANNER
 
 Control Tower is running.
   edge (POST /events)   http://127.0.0.1:8080      logs $LOGS/ct-edge.log
+  read API              http://127.0.0.1:8090      logs $LOGS/ct-api.log
+  projector (metrics)   http://127.0.0.1:9101      logs $LOGS/ct-projector.log
   schema registry       http://127.0.0.1:8081      logs $LOGS/ct-registry.log
   Kafka                 127.0.0.1:9092             topics: deploy/topics.toml
   Postgres              postgres://postgres@127.0.0.1:5432/controltower
@@ -60,12 +64,15 @@ Control Tower is running.
 Dev credentials (refused under CT_PROFILE=production):
   producer tokens  dev-token-portal dev-token-backend dev-token-finance dev-token-desktop dev-token-github dev-token-website
   HMAC secret      dev-webhook-secret
+  user tokens      dev-token-owner dev-token-maintainer dev-token-operator dev-token-viewer
 
 Try it (deep dive §7.1):
   BODY='{"eventId":"evt_demo_001","type":"finance.invoice.generated","ts":"2025-09-27T10:00:00Z","source":"finance","payload":{"invoiceId":"INV-2025-0912","period":"2025-09","total":1234.56}}'
   SIG=\$(printf '%s' "\$BODY" | openssl dgst -sha256 -hmac dev-webhook-secret -binary | xxd -p -c 256)
   curl -i http://127.0.0.1:8080/events -H "Authorization: Bearer dev-token-finance" \\
        -H "X-CT-Signature: sha256=\$SIG" -H "Content-Type: application/json" -d "\$BODY"
+  curl -s "http://127.0.0.1:8090/events?source=finance&type=finance.invoice.generated&from=2025-09-27T00:00:00Z" \\
+       -H "Authorization: Bearer dev-token-maintainer"
 
 Press Ctrl-C to stop the services.
 BANNER
