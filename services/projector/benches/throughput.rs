@@ -1,0 +1,197 @@
+//! Projector throughput on the real stack (`cargo bench -p ct-projector`; needs `deploy/stack.sh up`).
+//!
+//! Writes `CT_BENCH_EVENTS` events (default 200,000) to a fresh 6-partition topic, then measures,
+//! in the same run and on the same data:
+//! - baseline: reading every record from Kafka with no processing;
+//! - projector: decode + plan + one Postgres transaction per batch + Redis refresh, into a fresh
+//!   schema each round.
+//!
+//! Each is run `CT_BENCH_ROUNDS` times (default 3); medians and the ratio are printed.
+#![allow(clippy::print_stdout)]
+
+use std::time::{Duration, Instant};
+
+use chrono::Duration as ChronoDuration;
+use ct_core::{
+    Envelope,
+    avro::{self, wire},
+    envelope::ParseOptions,
+    redact::Redactor,
+};
+use ct_platform::{kafka, registry::RegistryClient};
+use rdkafka::{
+    Offset, TopicPartitionList,
+    consumer::{BaseConsumer, Consumer},
+    producer::FutureRecord,
+};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn event(i: usize) -> Envelope {
+    let redactor = Redactor::new("bench");
+    let options = ParseOptions {
+        redactor: &redactor,
+        received_at: "2025-09-27T12:00:00Z".parse().unwrap(),
+        max_future_skew: ChronoDuration::minutes(5),
+    };
+    let ts = format!("2025-09-27T{:02}:{:02}:{:02}Z", (i / 3600) % 24, (i / 60) % 60, i % 60);
+    let body = match i % 4 {
+        0 => {
+            json!({"eventId": format!("bench_{i}"), "type": "finance.invoice.generated", "ts": ts, "source": "finance",
+                    "payload": {"invoiceId": format!("INV-{i}"), "period": "2025-09", "total": 1234.56}})
+        }
+        1 => json!({"eventId": format!("bench_{i}"), "type": "system.heartbeat", "ts": ts, "source": "portal",
+                    "payload": {"systemId": "portal", "version": "1.0.0"}}),
+        2 => json!({"eventId": format!("bench_{i}"), "type": "backend.fn.error", "ts": ts, "source": "backend",
+                    "payload": {"fnName": "timesheetParse", "severity": "high", "stackRef": "gs://logs/1.txt"}}),
+        _ => json!({"eventId": format!("bench_{i}"), "type": "portal.upload.received", "ts": ts, "source": "portal",
+                    "payload": {"contractorId": format!("C{i}"), "fileRef": "gs://uploads/1.pdf", "sizeBytes": 1024}}),
+    };
+    Envelope::parse(&body, &options).expect("valid").0
+}
+
+fn read_all(
+    kafka_config: &ct_platform::config::KafkaConfig,
+    topic: &str,
+    partitions: i32,
+    expected: usize,
+) -> Duration {
+    let consumer: BaseConsumer = kafka::client_config(kafka_config)
+        .set("group.id", format!("bench-raw-{}", std::process::id()))
+        .create()
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    for p in 0..partitions {
+        assignment.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    let started = Instant::now();
+    let mut n = 0;
+    while n < expected {
+        if let Some(message) = consumer.poll(Duration::from_millis(500)) {
+            message.expect("consume");
+            n += 1;
+        }
+    }
+    started.elapsed()
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let events = env_or("CT_BENCH_EVENTS", 200_000);
+    let rounds = env_or("CT_BENCH_ROUNDS", 3);
+    let run_id = format!("{}", std::process::id());
+    let kafka_config = ct_testkit::kafka_config();
+    let topic = format!("bench.{run_id}.events");
+    let partitions = 6;
+    kafka::ensure_topics(
+        &kafka_config,
+        &[
+            ct_platform::topics::TopicSpec::new(&topic, partitions),
+            ct_platform::topics::TopicSpec::new(format!("bench.{run_id}.dlq"), 1),
+        ],
+    )
+    .await
+    .expect("topics");
+    let (registry_url, stop_registry) =
+        ct_registry::spawn_local(kafka_config.clone(), &format!("bench.{run_id}._schemas")).await.expect("registry");
+    let schema_id = RegistryClient::new(&registry_url)
+        .register(&format!("{topic}-value"), avro::event_schema_json())
+        .await
+        .unwrap();
+
+    let producer = kafka::idempotent_producer(&kafka_config, Duration::from_secs(60)).unwrap();
+    let started = Instant::now();
+    let mut pending = Vec::with_capacity(10_000);
+    for i in 0..events {
+        let event = event(i);
+        let mut value = Vec::with_capacity(200);
+        wire::write_header(schema_id, &mut value);
+        avro::encode_event(&event, &mut value).unwrap();
+        let key = event.source().as_str();
+        loop {
+            match producer.send_result(FutureRecord::to(&topic).key(key).payload(&value)) {
+                Ok(delivery) => {
+                    pending.push(delivery);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+        if pending.len() >= 10_000 {
+            for d in pending.drain(..) {
+                d.await.unwrap().map_err(|(e, _)| e).unwrap();
+            }
+        }
+    }
+    for d in pending.drain(..) {
+        d.await.unwrap().map_err(|(e, _)| e).unwrap();
+    }
+    let produce_rate = events as f64 / started.elapsed().as_secs_f64();
+    println!(
+        "wrote {events} events to {topic} ({partitions} partitions) at {produce_rate:.0} events/s (encode + acks=all)"
+    );
+
+    let mut raw_rates = Vec::new();
+    let mut projector_rates = Vec::new();
+    for round in 0..rounds {
+        let took = tokio::task::spawn_blocking({
+            let (k, t) = (kafka_config.clone(), topic.clone());
+            move || read_all(&k, &t, partitions, events)
+        })
+        .await
+        .unwrap();
+        raw_rates.push(events as f64 / took.as_secs_f64());
+
+        let mut config = ct_projector::Config::defaults();
+        config.kafka = kafka_config.clone();
+        config.consumer.name = format!("bench-{run_id}-{round}");
+        config.consumer.topic = topic.clone();
+        config.consumer.dlq_topic = format!("bench.{run_id}.dlq");
+        config.consumer.batch_max = env_or("CT_BENCH_BATCH", 5_000);
+        config.registry.url = registry_url.clone();
+        config.postgres.url = ct_testkit::postgres_url();
+        config.postgres.schema = format!("bench_{run_id}_{round}");
+        config.redis.url = ct_testkit::redis_url();
+        config.redis.key_prefix = format!("bench:{run_id}:{round}");
+        config.http.listen = "127.0.0.1:0".parse().unwrap();
+        let pool = ct_platform::postgres::connect(&config.postgres).await.unwrap();
+        let stop = CancellationToken::new();
+        let started = Instant::now();
+        let projector = tokio::spawn(ct_projector::run(config.clone(), stop.clone()));
+        loop {
+            let done: Option<i64> = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&pool).await.ok();
+            if done == Some(events as i64) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let took = started.elapsed();
+        stop.cancel();
+        let _ = projector.await;
+        projector_rates.push(events as f64 / took.as_secs_f64());
+        sqlx::query(&format!("DROP SCHEMA \"{}\" CASCADE", config.postgres.schema)).execute(&pool).await.unwrap();
+        println!(
+            "round {round}: raw read {:.0} events/s, projector {:.0} events/s",
+            raw_rates[round], projector_rates[round]
+        );
+    }
+    let (raw, projector) = (median(raw_rates), median(projector_rates));
+    println!(
+        "median over {rounds} rounds: raw read {raw:.0} events/s, projector {projector:.0} events/s, ratio {:.2}",
+        projector / raw
+    );
+    stop_registry.cancel();
+}
