@@ -53,6 +53,12 @@ pub fn status(now: DateTime<Utc>, heartbeat: Option<DateTime<Utc>>, errors_24h: 
     }
 }
 
+/// The worst status among systems that report one; `unknown` only when none does, so a source
+/// that never sends heartbeats does not hide the others.
+pub fn overall(statuses: impl IntoIterator<Item = Status>) -> Status {
+    statuses.into_iter().filter(|s| *s != Status::Unknown).max().unwrap_or(Status::Unknown)
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::Duration;
@@ -74,6 +80,9 @@ mod tests {
         for (heartbeat, errors, expected) in cases {
             assert_eq!(status(now, heartbeat, errors, &config), expected, "{heartbeat:?} {errors}");
         }
-        assert_eq!([Status::Green, Status::Red, Status::Amber].into_iter().max(), Some(Status::Red));
+        assert_eq!(overall([Status::Green, Status::Red, Status::Amber]), Status::Red);
+        assert_eq!(overall([Status::Unknown, Status::Green]), Status::Green);
+        assert_eq!(overall([Status::Unknown]), Status::Unknown);
+        assert_eq!(overall([]), Status::Unknown);
     }
 }

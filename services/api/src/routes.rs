@@ -72,7 +72,8 @@ fn cursor_param(params: &HashMap<String, String>) -> Result<Option<Cursor>, ApiE
 }
 
 fn reject_unknown(params: &HashMap<String, String>, known: &[&str]) -> Result<(), ApiError> {
-    match params.keys().find(|k| !known.contains(&k.as_str())) {
+    // The smallest unknown name, so the answer does not depend on hash order.
+    match params.keys().filter(|k| !known.contains(&k.as_str())).min() {
         Some(unknown) => {
             Err(bad(unknown, format!("unknown query parameter `{unknown}`; allowed: {}", known.join(", "))))
         }
@@ -313,12 +314,7 @@ async fn list_systems(State(app): State<Arc<AppState>>, headers: HeaderMap) -> R
 async fn health(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
     app.users.authorize(&headers, Permission::ReadStatus)?;
     let systems = systems_with_status(&app).await?;
-    let overall = systems
-        .iter()
-        .filter_map(|s| s["status"].as_str())
-        .map(crate::health::Status::parse)
-        .max()
-        .unwrap_or(crate::health::Status::Unknown);
+    let overall = crate::health::overall(systems.iter().filter_map(|s| s["status"].as_str()).map(crate::health::Status::parse));
     let per_system: serde_json::Map<String, Value> =
         systems.iter().map(|s| (s["systemId"].as_str().unwrap_or_default().to_owned(), s["status"].clone())).collect();
     Ok(Json(json!({"status": overall.as_str(), "systems": per_system})).into_response())

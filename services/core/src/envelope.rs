@@ -165,7 +165,8 @@ impl Envelope {
         self.ingest.trace_id = Some(trace_id.into());
     }
 
-    /// The event as canonical JSON (camelCase envelope, snake_case payload), as the read API shows it.
+    /// The event as canonical JSON (camelCase envelope, snake_case payload); the projector stores
+    /// its `payload` part.
     pub fn to_json(&self) -> Value {
         let payload = serde_json::to_value(&self.payload).unwrap_or(Value::Null);
         // Externally tagged enum: unwrap the single variant object.
