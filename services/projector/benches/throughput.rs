@@ -40,7 +40,7 @@ fn event(i: usize) -> Envelope {
     let redactor = Redactor::new("bench");
     let options = ParseOptions {
         redactor: &redactor,
-        received_at: "2025-09-27T12:00:00Z".parse().unwrap(),
+        received_at: "2025-09-28T00:00:00Z".parse().unwrap(),
         max_future_skew: ChronoDuration::minutes(5),
     };
     let ts = format!("2025-09-27T{:02}:{:02}:{:02}Z", (i / 3600) % 24, (i / 60) % 60, i % 60);
