@@ -314,7 +314,8 @@ async fn list_systems(State(app): State<Arc<AppState>>, headers: HeaderMap) -> R
 async fn health(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
     app.users.authorize(&headers, Permission::ReadStatus)?;
     let systems = systems_with_status(&app).await?;
-    let overall = crate::health::overall(systems.iter().filter_map(|s| s["status"].as_str()).map(crate::health::Status::parse));
+    let overall =
+        crate::health::overall(systems.iter().filter_map(|s| s["status"].as_str()).map(crate::health::Status::parse));
     let per_system: serde_json::Map<String, Value> =
         systems.iter().map(|s| (s["systemId"].as_str().unwrap_or_default().to_owned(), s["status"].clone())).collect();
     Ok(Json(json!({"status": overall.as_str(), "systems": per_system})).into_response())

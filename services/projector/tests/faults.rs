@@ -72,8 +72,10 @@ async fn exactly_once_through_kills_a_postgres_restart_and_a_redis_flush() {
     let ctx = TestContext::new();
     let topics = ctx.create_topics(&[("ct.events.v1", 3), ("ct.dlq.v1", 1)]).await;
     let (registry_url, _stop) = ct_registry::spawn_local(ctx.kafka.clone(), &ctx.topic("_schemas")).await.unwrap();
-    let schema_id =
-        RegistryClient::new(&registry_url).register(&format!("{}-value", topics[0]), avro::event_schema_json()).await.unwrap();
+    let schema_id = RegistryClient::new(&registry_url)
+        .register(&format!("{}-value", topics[0]), avro::event_schema_json())
+        .await
+        .unwrap();
     let postgres = ctx.postgres();
     let redis_config = ctx.redis();
     let projector = Projector {
@@ -106,7 +108,10 @@ async fn exactly_once_through_kills_a_postgres_restart_and_a_redis_flush() {
                     wire::write_header(schema_id, &mut value);
                     avro::encode_event(&event, &mut value).unwrap();
                     producer
-                        .send(FutureRecord::to(&topic).key(event.source().as_str()).payload(&value), Duration::from_secs(30))
+                        .send(
+                            FutureRecord::to(&topic).key(event.source().as_str()).payload(&value),
+                            Duration::from_secs(30),
+                        )
                         .await
                         .map_err(|(e, _)| e)
                         .unwrap();
@@ -167,13 +172,16 @@ async fn exactly_once_through_kills_a_postgres_restart_and_a_redis_flush() {
     assert_eq!(count("SELECT sum(events_total)::bigint FROM type_counts").await, EVENTS as i64);
     assert_eq!(count("SELECT sum(events_total)::bigint FROM systems").await, EVENTS as i64);
 
-    let systems: Vec<(String, i64)> = sqlx::query_as("SELECT system_id, events_total FROM systems").fetch_all(&pool).await.unwrap();
+    let systems: Vec<(String, i64)> =
+        sqlx::query_as("SELECT system_id, events_total FROM systems").fetch_all(&pool).await.unwrap();
     for (system, total) in systems {
-        let cached: Option<String> = redis.hget(format!("{}:system:{system}", redis_config.key_prefix), "events_total").await.unwrap();
+        let cached: Option<String> =
+            redis.hget(format!("{}:system:{system}", redis_config.key_prefix), "events_total").await.unwrap();
         assert_eq!(cached, Some(total.to_string()), "Redis view of {system}");
     }
     let counts: BTreeMap<String, i64> = redis.hgetall(format!("{}:counts", redis_config.key_prefix)).await.unwrap();
-    let expected: Vec<(String, i64)> = sqlx::query_as("SELECT type, events_total FROM type_counts").fetch_all(&pool).await.unwrap();
+    let expected: Vec<(String, i64)> =
+        sqlx::query_as("SELECT type, events_total FROM type_counts").fetch_all(&pool).await.unwrap();
     assert_eq!(counts, expected.into_iter().collect::<BTreeMap<_, _>>());
     child.kill().unwrap();
     child.wait().unwrap();
