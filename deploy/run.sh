@@ -3,7 +3,9 @@
 # starts every service, prints where everything runs and the dev credentials, and stays in the
 # foreground until Ctrl-C (services stop; the stack keeps running: `deploy/stack.sh down`).
 #
-#   deploy/run.sh            debug build
+#   deploy/run.sh                debug build
+#   deploy/run.sh --golden       also load the golden dataset (testdata/golden), so the read API
+#                                shows a populated system at once
 #   CT_RELEASE=1 deploy/run.sh   optimised build (for load tests)
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -13,6 +15,13 @@ LOGS="$STATE/logs"
 mkdir -p "$LOGS"
 
 die() { printf 'run: error: %s\n' "$*" >&2; exit 1; }
+load_golden=0
+for arg in "$@"; do
+  case "$arg" in
+    --golden) load_golden=1 ;;
+    *) die "unknown option $arg (use --golden)" ;;
+  esac
+done
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 bash deploy/bootstrap.sh
@@ -46,9 +55,15 @@ start() { # name port readiness-path
 }
 
 start ct-registry 8081 /schemas/types
+# Locally the per-token rate limit is raised so the golden dataset and load tests are not throttled;
+# set CT_RATE_LIMIT__PER_MINUTE / CT_RATE_LIMIT__BURST to see the production defaults (60 / 120).
+export CT_RATE_LIMIT__PER_MINUTE="${CT_RATE_LIMIT__PER_MINUTE:-600000}" CT_RATE_LIMIT__BURST="${CT_RATE_LIMIT__BURST:-100000}"
 start ct-edge 8080 /readyz
 start ct-projector 9101 /healthz
 start ct-api 8090 /healthz
+if [ "$load_golden" = 1 ]; then
+  python3 testdata/golden/golden.py load --edge http://127.0.0.1:8080 || die "loading the golden dataset failed"
+fi
 
 cat <<BANNER
 

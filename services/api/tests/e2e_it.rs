@@ -1,99 +1,13 @@
 //! Edge → Kafka → projector → Postgres → read API, all real: the deep dive's smoke test §7.1 +
 //! §7.2, roles, bad parameters, 404s, and cursor pages that stay stable under inserts.
 
+mod common;
+
 use std::{collections::BTreeSet, time::Duration};
 
-use ct_core::signature::ct_signature;
-use ct_testkit::{TestContext, eventually};
+use common::stack;
+use ct_testkit::eventually;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
-
-struct Stack {
-    edge: String,
-    api: String,
-    http: reqwest::Client,
-    _stop: CancellationToken,
-}
-
-async fn stack() -> Stack {
-    let ctx = TestContext::new();
-    let topics = ctx.create_topics(&[("ct.events.v1", 3), ("ct.dlq.v1", 1)]).await;
-    let (registry_url, stop) =
-        ct_registry::spawn_local(ctx.kafka.clone(), &ctx.topic("_schemas")).await.expect("registry");
-
-    let mut edge: ct_edge::Config =
-        ct_platform::config::extract(ct_platform::config::figment(ct_edge::config::DEFAULT_CONFIG, None).unwrap())
-            .unwrap();
-    edge.http.listen = "127.0.0.1:0".parse().unwrap();
-    edge.kafka = ctx.kafka.clone();
-    edge.events.topic = topics[0].clone();
-    edge.registry.url = registry_url.clone();
-    edge.redis = ctx.redis();
-    edge.rate_limit.per_minute = 60_000;
-    edge.rate_limit.burst = 10_000;
-    let edge_app = ct_edge::Application::build(edge).await.expect("edge");
-    let edge_url = format!("http://{}", edge_app.local_addr());
-    tokio::spawn(edge_app.run_until_stopped(stop.clone()));
-
-    let mut projector = ct_projector::Config::defaults();
-    projector.kafka = ctx.kafka.clone();
-    projector.consumer.name = ctx.group("projector");
-    projector.consumer.topic = topics[0].clone();
-    projector.consumer.dlq_topic = topics[1].clone();
-    projector.consumer.batch_wait_ms = 10;
-    projector.registry.url = registry_url;
-    projector.postgres = ctx.postgres();
-    projector.redis = ctx.redis();
-    projector.http.listen = "127.0.0.1:0".parse().unwrap();
-    let token = stop.clone();
-    let schema = projector.postgres.clone();
-    tokio::spawn(async move { ct_projector::run(projector, token).await.expect("projector") });
-
-    let mut api = ct_api::Config::defaults();
-    api.http.listen = "127.0.0.1:0".parse().unwrap();
-    api.postgres = schema;
-    // The API may start before the projector created the tables; both use the same schema.
-    let api_app = ct_api::Application::build(api).await.expect("api");
-    let api_url = format!("http://{}", api_app.local_addr());
-    tokio::spawn(api_app.run_until_stopped(stop.clone()));
-    Stack { edge: edge_url, api: api_url, http: reqwest::Client::new(), _stop: stop }
-}
-
-impl Stack {
-    async fn post(&self, token: &str, body: &Value) -> u16 {
-        let body = body.to_string();
-        self.http
-            .post(format!("{}/events", self.edge))
-            .header("authorization", format!("Bearer {token}"))
-            .header("x-ct-signature", ct_signature("dev-webhook-secret", body.as_bytes()))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
-    }
-
-    async fn get(&self, token: Option<&str>, path: &str) -> (u16, Value, reqwest::header::HeaderMap) {
-        let mut request = self.http.get(format!("{}{path}", self.api));
-        if let Some(token) = token {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
-        let response = request.send().await.unwrap();
-        let (status, headers) = (response.status().as_u16(), response.headers().clone());
-        (status, response.json().await.unwrap_or(Value::Null), headers)
-    }
-
-    async fn wait_events(&self, query: &str, n: usize) -> Vec<Value> {
-        eventually(Duration::from_secs(30), || async {
-            let (status, body, _) = self.get(Some("dev-token-maintainer"), &format!("/events?{query}")).await;
-            (status == 200 && body.as_array().is_some_and(|a| a.len() >= n)).then(|| body.as_array().unwrap().clone())
-        })
-        .await
-        .unwrap_or_else(|| panic!("{n} events for {query} never appeared"))
-    }
-}
 
 fn invoice(id: &str, ts: &str) -> Value {
     json!({"eventId": id, "type": "finance.invoice.generated", "ts": ts, "source": "finance",

@@ -1,0 +1,100 @@
+//! The whole pipeline in-process for one test: registry, edge, projector and read API, each on
+//! this test's own topics, Postgres schema and Redis prefix.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use ct_core::signature::ct_signature;
+use ct_platform::config::PostgresConfig;
+use ct_testkit::{TestContext, eventually};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+pub struct Stack {
+    pub edge: String,
+    pub api: String,
+    pub http: reqwest::Client,
+    pub postgres: PostgresConfig,
+    _stop: CancellationToken,
+}
+
+pub async fn stack() -> Stack {
+    let ctx = TestContext::new();
+    let topics = ctx.create_topics(&[("ct.events.v1", 3), ("ct.dlq.v1", 1)]).await;
+    let (registry_url, stop) =
+        ct_registry::spawn_local(ctx.kafka.clone(), &ctx.topic("_schemas")).await.expect("registry");
+
+    let mut edge: ct_edge::Config =
+        ct_platform::config::extract(ct_platform::config::figment(ct_edge::config::DEFAULT_CONFIG, None).unwrap())
+            .unwrap();
+    edge.http.listen = "127.0.0.1:0".parse().unwrap();
+    edge.kafka = ctx.kafka.clone();
+    edge.events.topic = topics[0].clone();
+    edge.registry.url = registry_url.clone();
+    edge.redis = ctx.redis();
+    edge.rate_limit.per_minute = 60_000;
+    edge.rate_limit.burst = 10_000;
+    let edge_app = ct_edge::Application::build(edge).await.expect("edge");
+    let edge_url = format!("http://{}", edge_app.local_addr());
+    tokio::spawn(edge_app.run_until_stopped(stop.clone()));
+
+    let mut projector = ct_projector::Config::defaults();
+    projector.kafka = ctx.kafka.clone();
+    projector.consumer.name = ctx.group("projector");
+    projector.consumer.topic = topics[0].clone();
+    projector.consumer.dlq_topic = topics[1].clone();
+    projector.consumer.batch_wait_ms = 10;
+    projector.registry.url = registry_url;
+    projector.postgres = ctx.postgres();
+    projector.redis = ctx.redis();
+    projector.http.listen = "127.0.0.1:0".parse().unwrap();
+    let token = stop.clone();
+    let schema = projector.postgres.clone();
+    tokio::spawn(async move { ct_projector::run(projector, token).await.expect("projector") });
+
+    let mut api = ct_api::Config::defaults();
+    api.http.listen = "127.0.0.1:0".parse().unwrap();
+    let schema_for_test = schema.clone();
+    api.postgres = schema;
+    // The API may start before the projector created the tables; both use the same schema.
+    let api_app = ct_api::Application::build(api).await.expect("api");
+    let api_url = format!("http://{}", api_app.local_addr());
+    tokio::spawn(api_app.run_until_stopped(stop.clone()));
+    Stack { edge: edge_url, api: api_url, http: reqwest::Client::new(), postgres: schema_for_test, _stop: stop }
+}
+
+impl Stack {
+    pub async fn post(&self, token: &str, body: &Value) -> u16 {
+        let body = body.to_string();
+        self.http
+            .post(format!("{}/events", self.edge))
+            .header("authorization", format!("Bearer {token}"))
+            .header("x-ct-signature", ct_signature("dev-webhook-secret", body.as_bytes()))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    pub async fn get(&self, token: Option<&str>, path: &str) -> (u16, Value, reqwest::header::HeaderMap) {
+        let mut request = self.http.get(format!("{}{path}", self.api));
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let response = request.send().await.unwrap();
+        let (status, headers) = (response.status().as_u16(), response.headers().clone());
+        (status, response.json().await.unwrap_or(Value::Null), headers)
+    }
+
+    pub async fn wait_events(&self, query: &str, n: usize) -> Vec<Value> {
+        eventually(Duration::from_secs(30), || async {
+            let (status, body, _) = self.get(Some("dev-token-maintainer"), &format!("/events?{query}")).await;
+            (status == 200 && body.as_array().is_some_and(|a| a.len() >= n)).then(|| body.as_array().unwrap().clone())
+        })
+        .await
+        .unwrap_or_else(|| panic!("{n} events for {query} never appeared"))
+    }
+}
