@@ -1,0 +1,541 @@
+//! `ct-load`: open-loop load against the edge (a fixed arrival rate, so latency under overload is
+//! honest), HDR latency histograms for the HTTP answer and for event -> visible in the read model,
+//! and a zero-loss check at the end: every event that got 202 is in `events` exactly once and no
+//! refused one is. Never run by `cargo test`; see `loadtest/README.md`.
+#![allow(clippy::print_stdout)]
+
+use std::{
+    collections::HashMap,
+    process::ExitCode,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use clap::{Parser, ValueEnum};
+use ct_core::signature::ct_signature;
+use hdrhistogram::Histogram;
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Scenario {
+    /// The same rate for the whole duration.
+    Steady,
+    /// Five equal steps from a tenth of --rate up to --rate; reports the knee (the highest step
+    /// whose HTTP p99 stays under --knee-p99-ms).
+    Ramp,
+    /// --rate, with a one-second burst at five times the rate every ten seconds.
+    Burst,
+    /// Steady, and the local broker is SIGKILLed and restarted half-way (deploy/stack.sh); refused
+    /// requests are retried with the same eventId, and the zero-loss check must still pass.
+    BrokerRestart,
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "ct-load", about = "Open-loop load tester for the Control Tower edge", version)]
+struct Args {
+    /// Edge base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    edge: String,
+    /// Arrival rate, events per second.
+    #[arg(long, default_value_t = 1000)]
+    rate: u64,
+    /// How long to send, e.g. 10s, 5m.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// HTTP connections (the client's pool); requests beyond them queue in the client.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Share of requests that repeat an earlier accepted request (same eventId, same body).
+    #[arg(long, default_value_t = 0.02)]
+    duplicates: f64,
+    /// Share of requests that are invalid (422) and must never be projected.
+    #[arg(long, default_value_t = 0.01)]
+    invalid: f64,
+    #[arg(long, value_enum, default_value_t = Scenario::Steady)]
+    scenario: Scenario,
+    /// HMAC secret of the edge.
+    #[arg(long, default_value = "dev-webhook-secret")]
+    secret: String,
+    /// Read model to check visibility and loss in (empty: skip those checks).
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/controltower")]
+    postgres_url: String,
+    /// Schema of the projector's tables.
+    #[arg(long, default_value = "ct")]
+    schema: String,
+    /// Share of accepted events whose event -> visible latency is measured.
+    #[arg(long, default_value_t = 0.01)]
+    sample_visible: f64,
+    /// How long to wait at the end for every accepted event to become visible.
+    #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+    settle: Duration,
+    /// The p99 threshold that defines the knee in the ramp scenario.
+    #[arg(long, default_value_t = 100.0)]
+    knee_p99_ms: f64,
+    /// Per-second figures to this CSV file.
+    #[arg(long)]
+    csv: Option<std::path::PathBuf>,
+    /// Print one JSON object with the figures instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Maximum requests in flight before the tool counts arrivals as client overload.
+    #[arg(long, default_value_t = 20_000)]
+    max_in_flight: u64,
+}
+
+const SOURCES: [(&str, &str); 6] = [
+    ("finance", "finance.invoice.generated"),
+    ("portal", "portal.upload.received"),
+    ("backend", "backend.fn.error"),
+    ("website", "website.form.submitted"),
+    ("github", "ci.workflow.failed"),
+    ("desktop", "desktop.trigger.contract"),
+];
+
+fn payload(event_type: &str, n: u64, rng: &mut StdRng) -> Value {
+    match event_type {
+        "finance.invoice.generated" => {
+            json!({"invoiceId": format!("INV-{n}"), "period": "2025-09", "total": rng.random_range(100..900_000) as f64 / 100.0})
+        }
+        "portal.upload.received" => {
+            json!({"contractorId": format!("C{}", n % 500), "fileRef": format!("gs://u/{n}.pdf"),
+                                           "sizeBytes": rng.random_range(1_000..4_000_000)})
+        }
+        "backend.fn.error" => {
+            json!({"fnName": "timesheetParse", "severity": "high", "stackRef": format!("gs://l/{n}.txt"),
+                                     "message": "failed for someone@example.com"})
+        }
+        "website.form.submitted" => json!({"formId": format!("lead-{n}"), "captchaScore": 0.9, "email": "x@y.io",
+                                           "notes": "x".repeat(rng.random_range(0..2_000))}),
+        "ci.workflow.failed" => json!({"repo": "swan-portal", "runId": n, "job": "build", "url": "https://ci/1"}),
+        _ => json!({"contractorId": format!("C{}", n % 500), "contractId": format!("K{n}")}),
+    }
+}
+
+/// Outcome of one logical event (after retries in the broker-restart scenario).
+#[derive(Default)]
+struct Tally {
+    sent: AtomicU64,
+    accepted: AtomicU64,
+    duplicates_answered: AtomicU64,
+    refused_as_expected: AtomicU64,
+    unexpected: AtomicU64,
+    retryable_failures: AtomicU64,
+    client_overload: AtomicU64,
+}
+
+struct Shared {
+    args: Args,
+    http: reqwest::Client,
+    run: String,
+    tally: Tally,
+    http_latency: Mutex<Histogram<u64>>,
+    second_latency: Mutex<Histogram<u64>>,
+    accepted_ids: Mutex<Vec<String>>,
+    refused_ids: Mutex<Vec<String>>,
+    samples: Mutex<HashMap<String, Instant>>,
+    in_flight: AtomicU64,
+    started: Instant,
+}
+
+async fn send_once(shared: &Shared, token: &str, body: &str) -> Result<u16, reqwest::Error> {
+    let response = shared
+        .http
+        .post(format!("{}/events", shared.args.edge))
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {token}"))
+        .header("x-ct-signature", ct_signature(&shared.args.secret, body.as_bytes()))
+        .body(body.to_owned())
+        .send()
+        .await?;
+    let status = response.status().as_u16();
+    let answer: Value = response.json().await.unwrap_or(Value::Null);
+    if status == 202 && answer["duplicate"] == true {
+        shared.tally.duplicates_answered.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(status)
+}
+
+/// Sends one event; retries 5xx/transport errors with the same eventId (what a producer does).
+async fn deliver(
+    shared: Arc<Shared>,
+    token: String,
+    event_id: String,
+    body: String,
+    expect_refusal: bool,
+    sample: bool,
+) {
+    let mut attempt = 0;
+    loop {
+        let started = Instant::now();
+        let outcome = send_once(&shared, &token, &body).await;
+        let micros = started.elapsed().as_micros() as u64;
+        let _ = shared.http_latency.lock().expect("histogram").record(micros.max(1));
+        let _ = shared.second_latency.lock().expect("histogram").record(micros.max(1));
+        match outcome {
+            Ok(202) if !expect_refusal => {
+                shared.tally.accepted.fetch_add(1, Ordering::Relaxed);
+                if sample {
+                    shared.samples.lock().expect("samples").insert(event_id.clone(), started);
+                }
+                shared.accepted_ids.lock().expect("ids").push(event_id);
+                break;
+            }
+            Ok(400..=499) if expect_refusal => {
+                shared.tally.refused_as_expected.fetch_add(1, Ordering::Relaxed);
+                shared.refused_ids.lock().expect("ids").push(event_id);
+                break;
+            }
+            Ok(status) if (500..=599).contains(&status) || status == 429 => {
+                shared.tally.retryable_failures.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => {
+                shared.tally.retryable_failures.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(_) => {
+                shared.tally.unexpected.fetch_add(1, Ordering::Relaxed);
+                break;
+            }
+        }
+        attempt += 1;
+        if shared.args.scenario != Scenario::BrokerRestart || attempt > 120 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    shared.in_flight.fetch_sub(1, Ordering::Relaxed);
+}
+
+fn rate_at(args: &Args, elapsed: Duration) -> f64 {
+    let rate = args.rate as f64;
+    match args.scenario {
+        Scenario::Steady | Scenario::BrokerRestart => rate,
+        Scenario::Ramp => {
+            let step = ((elapsed.as_secs_f64() / args.duration.as_secs_f64()) * 5.0).floor().min(4.0);
+            rate * (0.1 + 0.225 * step)
+        }
+        Scenario::Burst => {
+            if elapsed.as_secs() % 10 == 9 {
+                rate * 5.0
+            } else {
+                rate
+            }
+        }
+    }
+}
+
+fn ms(h: &Histogram<u64>, q: f64) -> f64 {
+    h.value_at_quantile(q) as f64 / 1000.0
+}
+
+async fn visible_poller(
+    shared: Arc<Shared>,
+    pool: sqlx::PgPool,
+    histogram: Arc<Mutex<Histogram<u64>>>,
+    stop: Arc<AtomicU64>,
+) {
+    while stop.load(Ordering::Relaxed) == 0 || !shared.samples.lock().expect("samples").is_empty() {
+        let pending: Vec<String> = shared.samples.lock().expect("samples").keys().cloned().collect();
+        if !pending.is_empty() {
+            let found: Vec<String> = sqlx::query_scalar("SELECT event_id FROM events WHERE event_id = ANY($1)")
+                .bind(&pending)
+                .fetch_all(&pool)
+                .await
+                .unwrap_or_default();
+            let now = Instant::now();
+            let mut samples = shared.samples.lock().expect("samples");
+            for id in found {
+                if let Some(sent) = samples.remove(&id) {
+                    let _ = histogram.lock().expect("histogram").record((now - sent).as_micros() as u64);
+                }
+            }
+        }
+        if stop.load(Ordering::Relaxed) > 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn stack(args: &[&str]) -> anyhow::Result<()> {
+    let script = std::env::var("CT_STACK_SCRIPT").unwrap_or_else(|_| "deploy/stack.sh".to_owned());
+    let status = std::process::Command::new("bash")
+        .arg(&script)
+        .args(args)
+        .status()
+        .with_context(|| format!("running {script}"))?;
+    anyhow::ensure!(status.success(), "{script} {args:?} failed");
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run(Args::parse()).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("ct-load: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<bool> {
+    let http =
+        reqwest::Client::builder().pool_max_idle_per_host(args.connections).timeout(Duration::from_secs(30)).build()?;
+    let pool = if args.postgres_url.is_empty() {
+        None
+    } else {
+        let schema = args.schema.clone();
+        Some(
+            sqlx::postgres::PgPoolOptions::new()
+                .max_connections(4)
+                .after_connect(move |conn, _| {
+                    let schema = schema.clone();
+                    Box::pin(async move {
+                        sqlx::Executor::execute(conn, format!("SET search_path TO \"{schema}\"").as_str()).await?;
+                        Ok(())
+                    })
+                })
+                .connect(&args.postgres_url)
+                .await
+                .context("connecting to the read model (pass --postgres-url '' to skip the checks)")?,
+        )
+    };
+    let shared = Arc::new(Shared {
+        run: format!("load_{}", chrono::Utc::now().format("%Y%m%d%H%M%S")),
+        http,
+        tally: Tally::default(),
+        http_latency: Mutex::new(Histogram::new_with_bounds(1, 120_000_000, 3)?),
+        second_latency: Mutex::new(Histogram::new_with_bounds(1, 120_000_000, 3)?),
+        accepted_ids: Mutex::default(),
+        refused_ids: Mutex::default(),
+        samples: Mutex::default(),
+        in_flight: AtomicU64::new(0),
+        started: Instant::now(),
+        args,
+    });
+    let visible = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?));
+    let stop_poller = Arc::new(AtomicU64::new(0));
+    let poller = pool.clone().map(|pool| {
+        tokio::spawn(visible_poller(Arc::clone(&shared), pool, Arc::clone(&visible), Arc::clone(&stop_poller)))
+    });
+
+    let args = &shared.args;
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut bodies: Vec<(String, String, String)> = Vec::new();
+    let mut per_second: Vec<(u64, f64, u64, u64)> = Vec::new();
+    let mut knee: Option<f64> = None;
+    let mut step_rate = rate_at(args, Duration::ZERO);
+    let mut step_p99 = 0.0_f64;
+    let mut restarted = false;
+    let mut next = Instant::now();
+    let mut n: u64 = 0;
+    let mut last_report = Instant::now();
+    let mut last_sent = 0;
+    while shared.started.elapsed() < args.duration {
+        let elapsed = shared.started.elapsed();
+        let rate = rate_at(args, elapsed);
+        if args.scenario == Scenario::Ramp && (rate - step_rate).abs() > f64::EPSILON {
+            if step_p99 < args.knee_p99_ms {
+                knee = Some(step_rate);
+            }
+            step_rate = rate;
+            step_p99 = 0.0;
+        }
+        if args.scenario == Scenario::BrokerRestart && !restarted && elapsed > args.duration / 2 {
+            restarted = true;
+            tokio::task::spawn_blocking(|| {
+                let result = stack(&["down", "kafka", "--kill"]).and_then(|()| stack(&["up"]));
+                if let Err(error) = result {
+                    eprintln!("ct-load: broker restart failed: {error:#}");
+                }
+            });
+        }
+        next += Duration::from_secs_f64(1.0 / rate);
+        let now = Instant::now();
+        if next > now {
+            tokio::time::sleep_until(next.into()).await;
+        }
+        n += 1;
+        let (source, event_type) = SOURCES[(n % SOURCES.len() as u64) as usize];
+        let token = format!("dev-token-{source}");
+        let roll: f64 = rng.random();
+        let (event_id, body, refusal) = if roll < args.invalid {
+            let id = format!("{}_bad_{n}", shared.run);
+            (id.clone(), json!({"eventId": id, "type": event_type, "ts": chrono::Utc::now().to_rfc3339(), "source": source, "payload": {}}).to_string(), true)
+        } else if roll < args.invalid + args.duplicates && !bodies.is_empty() {
+            let (id, token_again, body) = bodies[rng.random_range(0..bodies.len())].clone();
+            shared.in_flight.fetch_add(1, Ordering::Relaxed);
+            shared.tally.sent.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(deliver(Arc::clone(&shared), token_again, format!("{id}#dup"), body, false, false));
+            continue;
+        } else {
+            let id = format!("{}_{n}", shared.run);
+            let body =
+                json!({"eventId": id, "type": event_type, "ts": chrono::Utc::now().to_rfc3339(), "source": source,
+                              "payload": payload(event_type, n, &mut rng)})
+                .to_string();
+            if bodies.len() < 10_000 {
+                bodies.push((id.clone(), token.clone(), body.clone()));
+            }
+            (id, body, false)
+        };
+        if shared.in_flight.load(Ordering::Relaxed) >= args.max_in_flight {
+            shared.tally.client_overload.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        shared.in_flight.fetch_add(1, Ordering::Relaxed);
+        shared.tally.sent.fetch_add(1, Ordering::Relaxed);
+        let sample = !refusal && rng.random::<f64>() < args.sample_visible;
+        tokio::spawn(deliver(Arc::clone(&shared), token, event_id, body, refusal, sample));
+
+        if last_report.elapsed() >= Duration::from_secs(1) {
+            let sent = shared.tally.sent.load(Ordering::Relaxed);
+            let mut second = shared.second_latency.lock().expect("histogram");
+            let p99 = ms(&second, 0.99);
+            step_p99 = step_p99.max(p99);
+            let achieved = (sent - last_sent) as f64 / last_report.elapsed().as_secs_f64();
+            per_second.push((elapsed.as_secs(), achieved, second.len(), (p99 * 1000.0) as u64));
+            second.reset();
+            drop(second);
+            eprintln!(
+                "[{:>4}s] {achieved:>8.0}/s sent  {} accepted  {} retryable  {} unexpected  in flight {}  p99 {p99:.1} ms",
+                elapsed.as_secs(),
+                shared.tally.accepted.load(Ordering::Relaxed),
+                shared.tally.retryable_failures.load(Ordering::Relaxed),
+                shared.tally.unexpected.load(Ordering::Relaxed),
+                shared.in_flight.load(Ordering::Relaxed),
+            );
+            last_sent = sent;
+            last_report = Instant::now();
+        }
+    }
+    if args.scenario == Scenario::Ramp && step_p99 < args.knee_p99_ms {
+        knee = Some(step_rate);
+    }
+    let send_seconds = shared.started.elapsed().as_secs_f64();
+    while shared.in_flight.load(Ordering::Relaxed) > 0 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Zero-loss check.
+    let accepted: Vec<String> =
+        shared.accepted_ids.lock().expect("ids").iter().filter(|id| !id.ends_with("#dup")).cloned().collect();
+    let refused: Vec<String> = shared.refused_ids.lock().expect("ids").clone();
+    let (mut visible_count, mut refused_visible, mut checked) = (0_i64, 0_i64, false);
+    if let Some(pool) = &pool {
+        checked = true;
+        let deadline = Instant::now() + args.settle;
+        loop {
+            visible_count = 0;
+            for chunk in accepted.chunks(10_000) {
+                let n: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE event_id = ANY($1)")
+                    .bind(chunk)
+                    .fetch_one(pool)
+                    .await?;
+                visible_count += n;
+            }
+            if visible_count == accepted.len() as i64 || Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        refused_visible = sqlx::query_scalar("SELECT count(*) FROM events WHERE event_id = ANY($1)")
+            .bind(&refused)
+            .fetch_one(pool)
+            .await?;
+    }
+    stop_poller.store(2, Ordering::Relaxed);
+    if let Some(poller) = poller {
+        let _ = poller.await;
+    }
+
+    let http = shared.http_latency.lock().expect("histogram").clone();
+    let visible = visible.lock().expect("histogram").clone();
+    let t = &shared.tally;
+    let lost = accepted.len() as i64 - visible_count;
+    let zero_loss = !checked || (lost == 0 && refused_visible == 0);
+    let report = json!({
+        "scenario": format!("{:?}", args.scenario).to_lowercase(),
+        "target_rate": args.rate,
+        "duration_s": send_seconds,
+        "sent": t.sent.load(Ordering::Relaxed),
+        "achieved_rate": t.sent.load(Ordering::Relaxed) as f64 / send_seconds,
+        "accepted_events": accepted.len(),
+        "duplicate_answers": t.duplicates_answered.load(Ordering::Relaxed),
+        "refused_as_expected": t.refused_as_expected.load(Ordering::Relaxed),
+        "retryable_failures": t.retryable_failures.load(Ordering::Relaxed),
+        "unexpected": t.unexpected.load(Ordering::Relaxed),
+        "client_overload": t.client_overload.load(Ordering::Relaxed),
+        "http_ms": {"p50": ms(&http, 0.5), "p90": ms(&http, 0.9), "p99": ms(&http, 0.99), "p999": ms(&http, 0.999), "max": http.max() as f64 / 1000.0},
+        "visible_ms": {"samples": visible.len(), "p50": ms(&visible, 0.5), "p99": ms(&visible, 0.99), "max": visible.max() as f64 / 1000.0},
+        "knee_rate": knee,
+        "zero_loss": {"checked": checked, "accepted": accepted.len(), "visible_exactly_once": visible_count, "lost": lost, "refused_but_visible": refused_visible, "passed": zero_loss},
+    });
+    if let Some(path) = &args.csv {
+        let mut csv = String::from("second,achieved_rate,responses,p99_us\n");
+        for (s, r, c, p) in &per_second {
+            csv.push_str(&format!("{s},{r:.0},{c},{p}\n"));
+        }
+        std::fs::write(path, csv)?;
+    }
+    if args.json {
+        println!("{report}");
+    } else {
+        println!("scenario        {}", report["scenario"]);
+        println!(
+            "sent            {} in {:.1} s ({:.0}/s, target {}/s)",
+            report["sent"],
+            send_seconds,
+            report["achieved_rate"].as_f64().unwrap_or(0.0),
+            args.rate
+        );
+        println!(
+            "accepted        {} (+{} duplicate answers), refused as expected {}, retryable failures {}, unexpected {}, client overload {}",
+            accepted.len(),
+            report["duplicate_answers"],
+            report["refused_as_expected"],
+            report["retryable_failures"],
+            report["unexpected"],
+            report["client_overload"]
+        );
+        println!(
+            "HTTP latency    p50 {:.2} ms  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
+            ms(&http, 0.5),
+            ms(&http, 0.9),
+            ms(&http, 0.99),
+            ms(&http, 0.999),
+            http.max() as f64 / 1000.0
+        );
+        println!(
+            "event->visible  p50 {:.1} ms  p99 {:.1}  max {:.1}  ({} samples)",
+            ms(&visible, 0.5),
+            ms(&visible, 0.99),
+            visible.max() as f64 / 1000.0,
+            visible.len()
+        );
+        if let Some(knee) = knee {
+            println!("knee            {knee:.0}/s (highest step with p99 < {} ms)", args.knee_p99_ms);
+        }
+        println!(
+            "zero loss       {} ({} accepted, {} visible exactly once, {} lost, {} refused but visible)",
+            if !checked {
+                "not checked"
+            } else if zero_loss {
+                "PASSED"
+            } else {
+                "FAILED"
+            },
+            accepted.len(),
+            visible_count,
+            lost,
+            refused_visible
+        );
+    }
+    Ok(zero_loss && t.unexpected.load(Ordering::Relaxed) == 0)
+}
