@@ -458,7 +458,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let http = shared.http_latency.lock().expect("histogram").clone();
     let visible = visible.lock().expect("histogram").clone();
     let t = &shared.tally;
-    let lost = accepted.len() as i64 - visible_count;
+    let lost = if checked { accepted.len() as i64 - visible_count } else { 0 };
     let zero_loss = !checked || (lost == 0 && refused_visible == 0);
     let report = json!({
         "scenario": format!("{:?}", args.scenario).to_lowercase(),
