@@ -82,6 +82,13 @@ struct Args {
     /// Print one JSON object with the figures instead of the table.
     #[arg(long)]
     json: bool,
+    /// Instead of posting events, read this read API (e.g. http://127.0.0.1:8090) at --rate:
+    /// `GET /events` pages with rotating filters, measuring only the HTTP latency.
+    #[arg(long)]
+    read_api: Option<String>,
+    /// Token for --read-api.
+    #[arg(long, default_value = "dev-token-maintainer")]
+    read_token: String,
     /// Maximum requests in flight before the tool counts arrivals as client overload.
     #[arg(long, default_value_t = 20_000)]
     max_in_flight: u64,
@@ -207,6 +214,22 @@ async fn deliver(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    shared.in_flight.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// One read of the API; 200 counts as accepted, anything else as unexpected.
+async fn read_once(shared: Arc<Shared>, url: String) {
+    let started = Instant::now();
+    let outcome = shared.http.get(&url).bearer_auth(&shared.args.read_token).send().await;
+    let ok = match outcome {
+        Ok(response) => response.status().is_success() && response.bytes().await.is_ok(),
+        Err(_) => false,
+    };
+    let micros = started.elapsed().as_micros() as u64;
+    let _ = shared.http_latency.lock().expect("histogram").record(micros.max(1));
+    let _ = shared.second_latency.lock().expect("histogram").record(micros.max(1));
+    let counter = if ok { &shared.tally.accepted } else { &shared.tally.unexpected };
+    counter.fetch_add(1, Ordering::Relaxed);
     shared.in_flight.fetch_sub(1, Ordering::Relaxed);
 }
 
@@ -363,6 +386,27 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         }
         n += 1;
         let (source, event_type) = SOURCES[(n % SOURCES.len() as u64) as usize];
+        if let Some(api) = &args.read_api {
+            if shared.in_flight.load(Ordering::Relaxed) >= args.max_in_flight {
+                shared.tally.client_overload.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            shared.in_flight.fetch_add(1, Ordering::Relaxed);
+            shared.tally.sent.fetch_add(1, Ordering::Relaxed);
+            let url = match n % 3 {
+                0 => format!("{api}/events?limit=20"),
+                1 => format!("{api}/events?source={source}&limit=50"),
+                _ => format!("{api}/events?type={event_type}&from=2025-01-01T00:00:00Z&limit=20"),
+            };
+            tokio::spawn(read_once(Arc::clone(&shared), url));
+            if last_report.elapsed() >= Duration::from_secs(1) {
+                let mut second = shared.second_latency.lock().expect("histogram");
+                eprintln!("[{:>4}s] {} sent  p99 {:.1} ms", elapsed.as_secs(), shared.tally.sent.load(Ordering::Relaxed), ms(&second, 0.99));
+                second.reset();
+                last_report = Instant::now();
+            }
+            continue;
+        }
         let token = format!("dev-token-{source}");
         let roll: f64 = rng.random();
         let (event_id, body, refusal) = if roll < args.invalid {
@@ -428,7 +472,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         shared.accepted_ids.lock().expect("ids").iter().filter(|id| !id.ends_with("#dup")).cloned().collect();
     let refused: Vec<String> = shared.refused_ids.lock().expect("ids").clone();
     let (mut visible_count, mut refused_visible, mut checked) = (0_i64, 0_i64, false);
-    if let Some(pool) = &pool {
+    if let Some(pool) = pool.as_ref().filter(|_| args.read_api.is_none()) {
         checked = true;
         let deadline = Instant::now() + args.settle;
         loop {
@@ -472,6 +516,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         "retryable_failures": t.retryable_failures.load(Ordering::Relaxed),
         "unexpected": t.unexpected.load(Ordering::Relaxed),
         "client_overload": t.client_overload.load(Ordering::Relaxed),
+        "mode": if args.read_api.is_some() { "read-api" } else { "ingest" },
         "http_ms": {"p50": ms(&http, 0.5), "p90": ms(&http, 0.9), "p99": ms(&http, 0.99), "p999": ms(&http, 0.999), "max": http.max() as f64 / 1000.0},
         "visible_ms": {"samples": visible.len(), "p50": ms(&visible, 0.5), "p99": ms(&visible, 0.99), "max": visible.max() as f64 / 1000.0},
         "knee_rate": knee,
