@@ -401,7 +401,12 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             tokio::spawn(read_once(Arc::clone(&shared), url));
             if last_report.elapsed() >= Duration::from_secs(1) {
                 let mut second = shared.second_latency.lock().expect("histogram");
-                eprintln!("[{:>4}s] {} sent  p99 {:.1} ms", elapsed.as_secs(), shared.tally.sent.load(Ordering::Relaxed), ms(&second, 0.99));
+                eprintln!(
+                    "[{:>4}s] {} sent  p99 {:.1} ms",
+                    elapsed.as_secs(),
+                    shared.tally.sent.load(Ordering::Relaxed),
+                    ms(&second, 0.99)
+                );
                 second.reset();
                 last_report = Instant::now();
             }

@@ -225,8 +225,13 @@ pub fn encode_event(event: &Envelope, out: &mut Vec<u8>) -> Result<(), CodecErro
 /// Decodes an Avro datum written with `writer` into an [`Envelope`], resolving it against the
 /// current `ct.v1.Event` schema.
 pub fn decode_event(writer: &Schema, datum: &[u8]) -> Result<Envelope, CodecError> {
-    let reader = event_schema();
-    let reader_schema = if writer == reader { None } else { Some(reader) };
+    decode_event_from(writer, writer == event_schema(), datum)
+}
+
+/// [`decode_event`] for callers that already know whether `writer` is the current schema
+/// (comparing two schemas costs more than decoding a small record; cache it per schema id).
+pub fn decode_event_from(writer: &Schema, writer_is_current: bool, datum: &[u8]) -> Result<Envelope, CodecError> {
+    let reader_schema = if writer_is_current { None } else { Some(event_schema()) };
     let value =
         from_avro_datum(writer, &mut Cursor::new(datum), reader_schema).map_err(|e| CodecError::Decode(Box::new(e)))?;
     let record: EventRecord = from_value(&value).map_err(|e| CodecError::Decode(Box::new(e)))?;

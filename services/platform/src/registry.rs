@@ -50,13 +50,20 @@ pub struct RegistryClient {
     base_url: String,
     http: reqwest::Client,
     by_id: RwLock<HashMap<u32, Arc<Schema>>>,
+    /// Per schema id: is it the current event schema (decode without resolution)?
+    current_event_schema: RwLock<HashMap<u32, bool>>,
 }
 
 impl RegistryClient {
     pub fn new(base_url: impl Into<String>) -> Self {
         let http =
             reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("a plain HTTP client builds");
-        Self { base_url: base_url.into().trim_end_matches('/').to_owned(), http, by_id: RwLock::new(HashMap::new()) }
+        Self {
+            base_url: base_url.into().trim_end_matches('/').to_owned(),
+            http,
+            by_id: RwLock::new(HashMap::new()),
+            current_event_schema: RwLock::new(HashMap::new()),
+        }
     }
 
     pub fn base_url(&self) -> &str {
@@ -124,7 +131,16 @@ impl RegistryClient {
     pub async fn decode_event(&self, value: &[u8]) -> Result<Envelope, RegistryError> {
         let (id, datum) = avro::wire::split(value)?;
         let writer = self.schema(id).await?;
-        Ok(avro::decode_event(&writer, datum)?)
+        let known = self.current_event_schema.read().unwrap_or_else(|p| p.into_inner()).get(&id).copied();
+        let is_current = match known {
+            Some(is_current) => is_current,
+            None => {
+                let is_current = *writer == *avro::event_schema();
+                self.current_event_schema.write().unwrap_or_else(|p| p.into_inner()).insert(id, is_current);
+                is_current
+            }
+        };
+        Ok(avro::decode_event_from(&writer, is_current, datum)?)
     }
 }
 

@@ -86,6 +86,9 @@ pub async fn apply(
     progress: &BTreeMap<i32, i64>,
 ) -> Result<Touched, sqlx::Error> {
     let mut tx = pool.begin().await?;
+    // Safe without waiting for the WAL flush: the effects and the progress commit together, so a
+    // crash that loses the last commits loses both, and the projector re-reads those records.
+    sqlx::query("SET LOCAL synchronous_commit TO OFF").execute(&mut *tx).await?;
     let inserted = insert_events(&mut tx, effects).await?;
     let new: Vec<&Effect> = effects.iter().filter(|e| inserted.contains(e.row.event_id.as_str())).collect();
     for effect in &new {
