@@ -11,7 +11,7 @@ use axum::{
 };
 use chrono::{DateTime, Utc};
 use ct_core::{EventType, Source};
-use ct_platform::http_error::ApiError;
+use ct_platform::{http_error::ApiError, registry::encode_segment};
 use serde_json::{Value, json};
 use sqlx::Row;
 
@@ -88,7 +88,7 @@ fn page(items: Vec<Value>, next: Option<Cursor>, path: &str, params: &HashMap<St
     if let Some(next) = next {
         let token = next.encode();
         let mut query: Vec<String> =
-            params.iter().filter(|(k, _)| *k != "cursor").map(|(k, v)| format!("{k}={}", urlencode(v))).collect();
+            params.iter().filter(|(k, _)| *k != "cursor").map(|(k, v)| format!("{k}={}", encode_segment(v))).collect();
         query.sort();
         query.push(format!("cursor={token}"));
         let headers = response.headers_mut();
@@ -102,14 +102,17 @@ fn page(items: Vec<Value>, next: Option<Cursor>, path: &str, params: &HashMap<St
     response
 }
 
-fn urlencode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            other => format!("%{other:02X}"),
-        })
-        .collect()
+/// Rows were fetched with `limit + 1`: the page, and the cursor after its last row when more exist.
+fn split_page<'a>(
+    rows: &'a [sqlx::postgres::PgRow],
+    limit: i64,
+    at: &str,
+    id: &str,
+) -> (&'a [sqlx::postgres::PgRow], Option<Cursor>) {
+    let page = &rows[..rows.len().min(limit as usize)];
+    let more = rows.len() > page.len();
+    let next = more.then(|| page.last()).flatten().map(|r| Cursor { at: r.get(at), id: r.get(id) });
+    (page, next)
 }
 
 fn event_json(row: &sqlx::postgres::PgRow) -> Value {
@@ -175,9 +178,7 @@ async fn list_events(
         .fetch_all(&app.pool)
         .await
         .map_err(internal)?;
-    let more = rows.len() as i64 > limit;
-    let rows = &rows[..rows.len().min(limit as usize)];
-    let next = more.then(|| rows.last()).flatten().map(|r| Cursor { at: r.get("ts"), id: r.get("event_id") });
+    let (rows, next) = split_page(&rows, limit, "ts", "event_id");
     Ok(page(rows.iter().map(event_json).collect(), next, "/events", &params))
 }
 
@@ -238,9 +239,7 @@ async fn list_runs(
     .fetch_all(&app.pool)
     .await
     .map_err(internal)?;
-    let more = rows.len() as i64 > limit;
-    let rows = &rows[..rows.len().min(limit as usize)];
-    let next = more.then(|| rows.last()).flatten().map(|r| Cursor { at: r.get("sort_at"), id: r.get("run_id") });
+    let (rows, next) = split_page(&rows, limit, "sort_at", "run_id");
     Ok(page(rows.iter().map(run_json).collect(), next, "/runs", &params))
 }
 

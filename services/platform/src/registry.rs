@@ -144,8 +144,8 @@ impl RegistryClient {
     }
 }
 
-/// Percent-encodes a path segment (subjects may contain `/`).
-fn encode_segment(segment: &str) -> String {
+/// Percent-encodes a URL path segment or query value (everything but RFC 3986 unreserved bytes).
+pub fn encode_segment(segment: &str) -> String {
     segment
         .bytes()
         .map(|b| match b {
