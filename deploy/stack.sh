@@ -25,7 +25,7 @@ PG_DB="controltower"
 
 KAFKA_DIR="$STATE/kafka"
 KAFKA_LIB="${CT_KAFKA_LIB_DIR:-$STATE/kafka-lib}"
-PG_DIR="$STATE/postgres"
+PG_DIR=""  # set by pg_data_dir once $STATE exists
 REDIS_DIR="$STATE/redis"
 
 say() { printf '[stack] %s\n' "$*" >&2; }
@@ -219,6 +219,16 @@ pg_answers() {
   psql "postgres://postgres@127.0.0.1:$PG_PORT/postgres" -tAc 'SELECT 1' >/dev/null 2>&1
 }
 
+# The postgres user must reach its data folder. When the repository sits somewhere it cannot
+# traverse (a clone under /root, say), keep the cluster under /var/tmp instead, one per state folder.
+pg_data_dir() {
+  if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$STATE" 2>/dev/null; then
+    echo "/var/tmp/ct-postgres-$(printf '%s' "$STATE" | md5sum | cut -c1-12)"
+  else
+    echo "$STATE/postgres"
+  fi
+}
+
 pg_up() {
   local bin; bin="$(pg_bin)"
   if ! pg_answers; then
@@ -307,6 +317,7 @@ EOF
 
 cmd="${1:-up}"
 mkdir -p "$STATE"
+PG_DIR="$(pg_data_dir)"
 case "$cmd" in
   up)
     ensure_packages
