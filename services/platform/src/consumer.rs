@@ -102,6 +102,13 @@ pub struct ConsumerSettings {
     pub backoff_base: Duration,
 }
 
+impl Incoming {
+    /// Copies a Kafka message (key, value, headers as text, coordinates).
+    pub fn from_message<M: Message>(message: &M) -> Incoming {
+        incoming(message)
+    }
+}
+
 fn incoming<M: Message>(message: &M) -> Incoming {
     let headers = message
         .headers()

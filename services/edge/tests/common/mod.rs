@@ -8,9 +8,8 @@ use ct_edge::{Application, Config};
 use ct_platform::{config::LogFormat, kafka, registry::RegistryClient};
 use ct_testkit::TestContext;
 use rdkafka::{
-    Message, Offset, TopicPartitionList,
+    Offset, TopicPartitionList,
     consumer::{BaseConsumer, Consumer},
-    message::Headers,
 };
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -133,21 +132,13 @@ pub fn records(ctx: &TestContext, topic: &str) -> Vec<Record> {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while (out.len() as i64) < expected && std::time::Instant::now() < deadline {
         let Some(message) = consumer.poll(Duration::from_millis(200)) else { continue };
-        let message = message.expect("consume");
-        let headers = message
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let message = ct_platform::consumer::Incoming::from_message(&message.expect("consume"));
         out.push(Record {
-            key: String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
-            value: message.payload().unwrap_or_default().to_vec(),
-            headers,
-            partition: message.partition(),
-            offset: message.offset(),
+            key: String::from_utf8_lossy(message.key.as_deref().unwrap_or_default()).into_owned(),
+            value: message.value.unwrap_or_default(),
+            headers: message.headers,
+            partition: message.coordinates.partition,
+            offset: message.coordinates.offset,
         });
     }
     assert_eq!(out.len() as i64, expected, "read every record of {topic}");
