@@ -22,6 +22,8 @@ pub enum KafkaSetupError {
     CreateTopic { topic: String, code: RDKafkaErrorCode },
     #[error("topic {topic} exists with {actual} partitions, {expected} expected")]
     PartitionMismatch { topic: String, expected: i32, actual: i32 },
+    #[error("topic {topic} was not served with a leader for every partition within {waited:?}")]
+    NotServed { topic: String, waited: Duration },
     #[error("round trip failed: {0}")]
     RoundTrip(String),
 }
@@ -108,17 +110,49 @@ pub async fn ensure_topics(kafka: &KafkaConfig, specs: &[TopicSpec]) -> Result<V
     for result in results {
         match result {
             Ok(name) => created.push(name),
-            Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
-                let expected = specs.iter().find(|s| s.name == name).map_or(0, |s| s.partitions);
-                let actual = partition_count(kafka, &name, Duration::from_secs(10))?.unwrap_or(0);
-                if actual != expected {
-                    return Err(KafkaSetupError::PartitionMismatch { topic: name, expected, actual });
-                }
-            }
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((topic, code)) => return Err(KafkaSetupError::CreateTopic { topic, code }),
         }
     }
+    for spec in specs {
+        let actual = wait_until_served(kafka, &spec.name, TOPIC_VISIBLE_TIMEOUT).await?;
+        if actual != spec.partitions {
+            return Err(KafkaSetupError::PartitionMismatch {
+                topic: spec.name.clone(),
+                expected: spec.partitions,
+                actual,
+            });
+        }
+    }
     Ok(created)
+}
+
+const TOPIC_VISIBLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Waits until the broker serves `topic` with a leader for every partition and returns its
+/// partition count. The controller acknowledges a creation before the broker's metadata cache
+/// knows the topic; a client that looks it up in that window gets `UnknownPartition` (this is
+/// what Kafka's own tests wait out with `waitForTopicCreated`).
+async fn wait_until_served(kafka: &KafkaConfig, topic: &str, timeout: Duration) -> Result<i32, KafkaSetupError> {
+    let consumer: BaseConsumer = client_config(kafka).create()?;
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(5));
+        let served = metadata.as_ref().ok().and_then(|metadata| {
+            metadata.topics().iter().find(|t| t.name() == topic && t.error().is_none()).and_then(|t| {
+                let partitions = t.partitions();
+                let led = !partitions.is_empty() && partitions.iter().all(|p| p.error().is_none() && p.leader() >= 0);
+                led.then(|| i32::try_from(partitions.len()).unwrap_or(i32::MAX))
+            })
+        });
+        if let Some(count) = served {
+            return Ok(count);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(KafkaSetupError::NotServed { topic: topic.to_owned(), waited: timeout });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Produces one unique record with the idempotent producer and reads it back: proof that the
