@@ -70,6 +70,8 @@ pub async fn rebuild(options: RebuildOptions) -> anyhow::Result<RebuildReport> {
     let stamp = chrono::Utc::now().format("%Y%m%d%H%M%S").to_string();
     let mut target = live.clone();
     target.consumer.name = format!("{}-rebuild-{stamp}", live.consumer.name);
+    // A rebuild runs while things may be down; it waits rather than send the log to the DLQ.
+    target.consumer.on_exhausted = ct_platform::consumer::OnExhausted::Stop;
     target.postgres.schema = format!("{live_schema}_rebuild_{stamp}");
     target.redis.key_prefix = format!("{}:rebuild:{stamp}", live.redis.key_prefix);
     target.http.listen = "127.0.0.1:0".parse().expect("literal address");

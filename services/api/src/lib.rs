@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod cursor;
+pub mod dlq;
 pub mod health;
 pub mod routes;
 

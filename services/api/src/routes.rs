@@ -30,20 +30,22 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/runs/{run_id}", get(get_run))
         .route("/systems", get(list_systems))
         .route("/health", get(health))
+        .route("/dlq", get(crate::dlq::list))
+        .route("/dlq/{item_id}", get(crate::dlq::get_one))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .with_state(state)
 }
 
-fn bad(param: &str, message: impl Into<String>) -> ApiError {
+pub(crate) fn bad(param: &str, message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", message).with_field(param)
 }
 
-fn internal(error: sqlx::Error) -> ApiError {
+pub(crate) fn internal(error: sqlx::Error) -> ApiError {
     tracing::error!(%error, "Read model query failed.");
     ApiError::unavailable("read_model_unavailable", "the read model is unavailable; retry")
 }
 
-fn time_param(params: &HashMap<String, String>, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
+pub(crate) fn time_param(params: &HashMap<String, String>, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
     params
         .get(name)
         .map(|raw| {
@@ -54,7 +56,7 @@ fn time_param(params: &HashMap<String, String>, name: &str) -> Result<Option<Dat
         .transpose()
 }
 
-fn limit_param(params: &HashMap<String, String>) -> Result<i64, ApiError> {
+pub(crate) fn limit_param(params: &HashMap<String, String>) -> Result<i64, ApiError> {
     match params.get("limit") {
         None => Ok(DEFAULT_LIMIT),
         Some(raw) => match raw.parse::<i64>() {
@@ -64,14 +66,14 @@ fn limit_param(params: &HashMap<String, String>) -> Result<i64, ApiError> {
     }
 }
 
-fn cursor_param(params: &HashMap<String, String>) -> Result<Option<Cursor>, ApiError> {
+pub(crate) fn cursor_param(params: &HashMap<String, String>) -> Result<Option<Cursor>, ApiError> {
     params
         .get("cursor")
         .map(|raw| Cursor::decode(raw).ok_or_else(|| bad("cursor", "`cursor` is not a cursor this API issued")))
         .transpose()
 }
 
-fn reject_unknown(params: &HashMap<String, String>, known: &[&str]) -> Result<(), ApiError> {
+pub(crate) fn reject_unknown(params: &HashMap<String, String>, known: &[&str]) -> Result<(), ApiError> {
     // The smallest unknown name, so the answer does not depend on hash order.
     match params.keys().filter(|k| !known.contains(&k.as_str())).min() {
         Some(unknown) => {
@@ -83,7 +85,7 @@ fn reject_unknown(params: &HashMap<String, String>, known: &[&str]) -> Result<()
 
 /// A page: the JSON array of items, with `X-Next-Cursor` and a `Link: rel="next"` header when
 /// there is more (the deep dive's clients expect a plain array).
-fn page(items: Vec<Value>, next: Option<Cursor>, path: &str, params: &HashMap<String, String>) -> Response {
+pub(crate) fn page(items: Vec<Value>, next: Option<Cursor>, path: &str, params: &HashMap<String, String>) -> Response {
     let mut response = Json(Value::Array(items)).into_response();
     if let Some(next) = next {
         let token = next.encode();
@@ -103,7 +105,7 @@ fn page(items: Vec<Value>, next: Option<Cursor>, path: &str, params: &HashMap<St
 }
 
 /// Rows were fetched with `limit + 1`: the page, and the cursor after its last row when more exist.
-fn split_page<'a>(
+pub(crate) fn split_page<'a>(
     rows: &'a [sqlx::postgres::PgRow],
     limit: i64,
     at: &str,

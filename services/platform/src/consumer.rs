@@ -4,8 +4,14 @@
 //!
 //! Errors are classified: a record that cannot be decoded or fails validation is permanent and
 //! goes to the dead-letter topic with its original bytes and context; a dependency failure is
-//! transient and retried with exponential backoff, a bounded number of times, after which the
-//! consumer stops (and says so in logs and `ct_consumer_stopped_total`) rather than skip data.
+//! transient and retried in place with exponential backoff, a bounded number of times. What
+//! happens then is the consumer's choice ([`OnExhausted`]): stop (and say so in logs and
+//! `ct_consumer_stopped_total`) rather than skip data, or dead-letter the batch as TRANSIENT so
+//! the categoriser's retry hands it back later through `ct.retry.v1` while the stage moves on.
+//!
+//! A consumer of `ct.retry.v1` ([`ConsumerSettings::retry_of`]) takes only the records whose
+//! `ct-retry-stage` names it; a record that fails again is dead-lettered with attempt + 1 and
+//! its original coordinates, so every attempt of one record updates one DLQ item.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -14,6 +20,7 @@ use std::{
 };
 
 use chrono::Utc;
+use ct_core::dlq::{Context, header};
 use rdkafka::{
     Message, Offset, TopicPartitionList,
     consumer::{Consumer, StreamConsumer},
@@ -39,6 +46,8 @@ pub struct Incoming {
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
     pub headers: Vec<(String, String)>,
+    /// The record's timestamp (milliseconds since the epoch), when it has one.
+    pub timestamp_ms: Option<i64>,
 }
 
 impl Incoming {
@@ -82,12 +91,24 @@ pub trait Pipeline: Send + Sync + 'static {
     /// The stored progress: partition -> next offset to read.
     fn load_progress<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<HashMap<i32, i64>, ProcessError>>;
 
-    /// Applies `items` and stores `progress` (partition -> next offset) in one transaction.
+    /// Applies `items` and stores `progress` (partition of `topic` -> next offset) in one
+    /// transaction.
     fn apply<'a>(
         &'a self,
         items: &'a [(Coordinates, Self::Item)],
+        topic: &'a str,
         progress: &'a BTreeMap<i32, i64>,
     ) -> BoxFuture<'a, Result<(), ProcessError>>;
+}
+
+/// What a consumer does when a transient failure outlasts its in-place retries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnExhausted {
+    /// Stop the consumer: nothing is skipped, an operator (or the supervisor) restarts it.
+    Stop,
+    /// Dead-letter the batch as TRANSIENT (retried later via `ct.retry.v1`) and go on.
+    DeadLetter,
 }
 
 #[derive(Debug, Clone)]
@@ -100,6 +121,10 @@ pub struct ConsumerSettings {
     pub batch_wait: Duration,
     pub max_attempts: u32,
     pub backoff_base: Duration,
+    pub on_exhausted: OnExhausted,
+    /// Set when `topic` is the retry topic: only records whose `ct-retry-stage` equals this
+    /// stage name are taken; the others belong to other stages and are passed over.
+    pub retry_of: Option<String>,
 }
 
 impl Incoming {
@@ -127,6 +152,7 @@ fn incoming<M: Message>(message: &M) -> Incoming {
         key: message.key().map(<[u8]>::to_vec),
         value: message.payload().map(<[u8]>::to_vec),
         headers,
+        timestamp_ms: message.timestamp().to_millis(),
     }
 }
 
@@ -150,6 +176,10 @@ pub async fn run<P: Pipeline>(
     consumer.assign(&assignment)?;
     tracing::info!(consumer = %settings.name, topic = %settings.topic, ?progress, "Consumer resumed from stored progress.");
 
+    // Progress of records that were dead-lettered while the store was down: it is written with
+    // the next batch that commits. Until then a crash re-reads them, which is safe because
+    // applying is idempotent and dead letters are deduplicated on their original coordinates.
+    let mut unsaved = BTreeMap::new();
     loop {
         let mut batch = Vec::with_capacity(settings.batch_max);
         let deadline = tokio::time::Instant::now() + settings.batch_wait;
@@ -163,7 +193,7 @@ pub async fn run<P: Pipeline>(
                 },
             }
         }
-        process_batch(pipeline, &dlq, settings, batch).await?;
+        process_batch(pipeline, &dlq, settings, batch, &mut unsaved).await?;
     }
 }
 
@@ -172,33 +202,54 @@ async fn process_batch<P: Pipeline>(
     dlq: &DeadLetters,
     settings: &ConsumerSettings,
     batch: Vec<Incoming>,
+    unsaved: &mut BTreeMap<i32, i64>,
 ) -> Result<(), ConsumerError> {
     let started = Instant::now();
-    let mut progress = BTreeMap::new();
+    let mut progress = std::mem::take(unsaved);
     let mut items = Vec::with_capacity(batch.len());
     for record in &batch {
         progress.insert(record.coordinates.partition, record.coordinates.offset + 1);
+        if let Some(stage) = &settings.retry_of
+            && record.header(header::RETRY_STAGE) != Some(stage.as_str())
+        {
+            continue;
+        }
         match pipeline.decode(record).await {
             Ok(item) => items.push((record.coordinates.clone(), item)),
             Err(reason) => {
-                retry(settings, "dead-letter", || dlq.send(record, "decode", "SCHEMA", &reason, 1)).await?;
+                retry(settings, "dead-letter", || dlq.send(record, "decode", "SCHEMA", &reason)).await?;
             }
         }
     }
-    match retry(settings, "apply", || pipeline.apply(&items, &progress)).await {
+    let topic = settings.topic.as_str();
+    match retry(settings, "apply", || pipeline.apply(&items, topic, &progress)).await {
         Ok(()) => {}
         Err(ConsumerError::GaveUp { last, .. }) if last.starts_with("permanent") => {
             // One item poisons the batch: apply one at a time and dead-letter the bad ones.
             for index in 0..items.len() {
                 let coordinates = &items[index].0;
                 let single = BTreeMap::from([(coordinates.partition, coordinates.offset + 1)]);
-                if let Err(error) = retry(settings, "apply", || pipeline.apply(&items[index..=index], &single)).await {
+                if let Err(error) =
+                    retry(settings, "apply", || pipeline.apply(&items[index..=index], topic, &single)).await
+                {
                     let record = batch.iter().find(|r| &r.coordinates == coordinates).expect("item from batch");
-                    let reason = error.to_string();
-                    retry(settings, "dead-letter", || dlq.send(record, "apply", "CRITICAL", &reason, 1)).await?;
+                    let (class, reason) = match &error {
+                        ConsumerError::GaveUp { last, .. } if last.starts_with("transient") => ("TRANSIENT", last),
+                        ConsumerError::GaveUp { last, .. } => ("CRITICAL", last),
+                        other => ("CRITICAL", &other.to_string()),
+                    };
+                    retry(settings, "dead-letter", || dlq.send(record, "apply", class, reason)).await?;
                 }
             }
-            retry(settings, "apply", || pipeline.apply(&[], &progress)).await?;
+            retry(settings, "apply", || pipeline.apply(&[], topic, &progress)).await?;
+        }
+        Err(ConsumerError::GaveUp { last, .. }) if settings.on_exhausted == OnExhausted::DeadLetter => {
+            for (coordinates, _) in &items {
+                let record = batch.iter().find(|r| &r.coordinates == coordinates).expect("item from batch");
+                retry(settings, "dead-letter", || dlq.send(record, "apply", "TRANSIENT", &last)).await?;
+            }
+            tracing::warn!(consumer = %settings.name, records = items.len(), error = %last, "Store unavailable; batch dead-lettered as TRANSIENT for a later retry.");
+            *unsaved = progress;
         }
         Err(other) => {
             metrics::counter!("ct_consumer_stopped_total", "consumer" => settings.name.clone()).increment(1);
@@ -255,38 +306,42 @@ impl DeadLetters {
         })
     }
 
+    /// Dead-letters `record`. A record that came back through `ct.retry.v1` keeps its original
+    /// coordinates and first failure time, and counts as the next attempt.
     pub async fn send(
         &self,
         record: &Incoming,
         step: &str,
         error_class: &str,
         message: &str,
-        attempt: u32,
     ) -> Result<(), ProcessError> {
-        let now = Utc::now().to_rfc3339();
-        let first = record.header("ct-dlq-first-failure-at").map_or_else(|| now.clone(), str::to_owned);
         let c = &record.coordinates;
-        let (partition, offset, attempt) = (c.partition.to_string(), c.offset.to_string(), attempt.to_string());
+        // A record handed back through the retry topic carries its original context.
+        let previous = Context::from_headers(|name| record.header(name), (&c.topic, c.partition, c.offset), Utc::now());
+        let attempt = record.header(header::RETRY_ATTEMPT).and_then(|a| a.parse::<u32>().ok()).map_or(1, |a| a + 1);
+        let now = Utc::now();
+        let context = Context {
+            stage: self.stage.clone(),
+            step: step.to_owned(),
+            error_class: error_class.to_owned(),
+            message: message.to_owned(),
+            attempt,
+            first_failure_at: if record.header(header::FIRST_FAILURE_AT).is_some() {
+                previous.first_failure_at
+            } else {
+                now
+            },
+            last_failure_at: now,
+            ..previous
+        };
         let mut headers = OwnedHeaders::new();
         for (key, value) in &record.headers {
-            if !key.starts_with("ct-dlq-") {
+            if !key.starts_with(header::PREFIX) && !key.starts_with("ct-retry-") {
                 headers = headers.insert(Header { key, value: Some(value.as_str()) });
             }
         }
-        let context = [
-            ("ct-dlq-stage", self.stage.as_str()),
-            ("ct-dlq-step", step),
-            ("ct-dlq-error-class", error_class),
-            ("ct-dlq-error-message", message),
-            ("ct-dlq-attempt", attempt.as_str()),
-            ("ct-dlq-original-topic", c.topic.as_str()),
-            ("ct-dlq-original-partition", partition.as_str()),
-            ("ct-dlq-original-offset", offset.as_str()),
-            ("ct-dlq-first-failure-at", first.as_str()),
-            ("ct-dlq-last-failure-at", now.as_str()),
-        ];
-        for (key, value) in context {
-            headers = headers.insert(Header { key, value: Some(value) });
+        for (key, value) in context.headers() {
+            headers = headers.insert(Header { key, value: Some(value.as_str()) });
         }
         let mut out = FutureRecord::to(&self.topic).headers(headers);
         if let Some(key) = &record.key {
@@ -301,7 +356,7 @@ impl DeadLetters {
             .map_err(|(e, _)| ProcessError::Transient(e.to_string()))?;
         metrics::counter!("ct_consumer_dead_letters_total", "consumer" => self.stage.clone(), "class" => error_class.to_owned())
             .increment(1);
-        tracing::warn!(stage = %self.stage, topic = %c.topic, partition = c.partition, offset = c.offset, error = message, "Record dead-lettered.");
+        tracing::warn!(stage = %self.stage, topic = %c.topic, partition = c.partition, offset = c.offset, attempt = context.attempt, error = message, "Record dead-lettered.");
         Ok(())
     }
 }

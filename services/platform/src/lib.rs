@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod postgres;
 pub mod redis;
 pub mod registry;
+pub mod relay;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;

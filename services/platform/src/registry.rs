@@ -142,6 +142,13 @@ impl RegistryClient {
         };
         Ok(avro::decode_event_from(&writer, is_current, datum)?)
     }
+
+    /// Decodes a `ct.audit.v1` record value in the Confluent wire format.
+    pub async fn decode_audit(&self, value: &[u8]) -> Result<ct_core::dlq::Audit, RegistryError> {
+        let (id, datum) = avro::wire::split(value)?;
+        let writer = self.schema(id).await?;
+        Ok(ct_core::dlq::decode_audit(&writer, datum)?)
+    }
 }
 
 /// Percent-encodes a URL path segment or query value (everything but RFC 3986 unreserved bytes).

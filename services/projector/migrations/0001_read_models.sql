@@ -45,7 +45,7 @@ CREATE TABLE type_counts (
     events_total  BIGINT NOT NULL
 );
 
-CREATE TABLE consumer_progress (
+CREATE TABLE IF NOT EXISTS consumer_progress (
     consumer     TEXT NOT NULL,
     topic        TEXT NOT NULL,
     "partition"  INT NOT NULL,

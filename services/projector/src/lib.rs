@@ -16,7 +16,8 @@ use anyhow::Context as _;
 use ct_core::Envelope;
 use ct_platform::{
     config::{ConfigError, KafkaConfig, PostgresConfig, Profile, RedisConfig, TelemetryConfig},
-    consumer::{self, BoxFuture, ConsumerSettings, Coordinates, Incoming, Pipeline, ProcessError},
+    consumer::{self, BoxFuture, ConsumerSettings, Coordinates, Incoming, OnExhausted, Pipeline, ProcessError},
+    postgres::classify,
     redis::Keys,
     registry::RegistryClient,
 };
@@ -43,6 +44,9 @@ pub struct ConsumerConfig {
     pub name: String,
     pub topic: String,
     pub dlq_topic: String,
+    /// Records the categoriser hands back for another attempt (only those for this stage).
+    pub retry_topic: String,
+    pub on_exhausted: OnExhausted,
     pub batch_max: usize,
     pub batch_wait_ms: u64,
     pub max_attempts: u32,
@@ -69,7 +73,8 @@ impl Config {
             .expect("defaults are complete")
     }
 
-    fn settings(&self) -> ConsumerSettings {
+    /// The settings of the main consumer (`consumer.topic`).
+    pub fn settings(&self) -> ConsumerSettings {
         ConsumerSettings {
             name: self.consumer.name.clone(),
             topic: self.consumer.topic.clone(),
@@ -78,6 +83,18 @@ impl Config {
             batch_wait: Duration::from_millis(self.consumer.batch_wait_ms),
             max_attempts: self.consumer.max_attempts.max(1),
             backoff_base: Duration::from_millis(self.consumer.backoff_base_ms),
+            on_exhausted: self.consumer.on_exhausted,
+            retry_of: None,
+        }
+    }
+
+    /// The settings of the consumer of `consumer.retry_topic`: the same stage, taking only the
+    /// records handed back to it.
+    pub fn retry_settings(&self) -> ConsumerSettings {
+        ConsumerSettings {
+            topic: self.consumer.retry_topic.clone(),
+            retry_of: Some(self.consumer.name.clone()),
+            ..self.settings()
         }
     }
 }
@@ -88,7 +105,6 @@ pub struct Projector {
     registry: RegistryClient,
     views: store::Views,
     consumer: String,
-    topic: String,
 }
 
 impl Pipeline for Projector {
@@ -102,15 +118,18 @@ impl Pipeline for Projector {
     }
 
     fn load_progress<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<HashMap<i32, i64>, ProcessError>> {
-        Box::pin(async move { store::load_progress(&self.pool, &self.consumer, topic).await.map_err(store::classify) })
+        Box::pin(async move {
+            ct_platform::postgres::load_progress(&self.pool, &self.consumer, topic).await.map_err(classify)
+        })
     }
 
     fn apply<'a>(
         &'a self,
         items: &'a [(Coordinates, Envelope)],
+        topic: &'a str,
         progress: &'a BTreeMap<i32, i64>,
     ) -> BoxFuture<'a, Result<(), ProcessError>> {
-        Box::pin(self.apply_batch(items, progress))
+        Box::pin(self.apply_batch(items, topic, progress))
     }
 }
 
@@ -118,11 +137,11 @@ impl Projector {
     async fn apply_batch(
         &self,
         items: &[(Coordinates, Envelope)],
+        topic: &str,
         progress: &BTreeMap<i32, i64>,
     ) -> Result<(), ProcessError> {
         let effects = handler::plan(items);
-        let touched =
-            store::apply(&self.pool, &self.consumer, &self.topic, &effects, progress).await.map_err(store::classify)?;
+        let touched = store::apply(&self.pool, &self.consumer, topic, &effects, progress).await.map_err(classify)?;
         // Redis is a cache of what just committed: a failure here is logged and healed on the
         // next batch or start, never a reason to re-apply the batch.
         if let Err(error) = self.views.refresh(&self.pool, &touched).await {
@@ -148,7 +167,6 @@ impl Projector {
             registry: RegistryClient::new(&config.registry.url),
             views,
             consumer: config.consumer.name.clone(),
-            topic: config.consumer.topic.clone(),
         })
     }
 
@@ -170,6 +188,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     tokio::spawn(
         async move { axum::serve(listener, router).with_graceful_shutdown(http_shutdown.cancelled_owned()).await },
     );
-    consumer::run(projector.as_ref(), &config.kafka, &config.settings(), shutdown).await?;
+    let (main, retry) = (config.settings(), config.retry_settings());
+    tokio::try_join!(
+        consumer::run(projector.as_ref(), &config.kafka, &main, shutdown.clone()),
+        consumer::run(projector.as_ref(), &config.kafka, &retry, shutdown.clone()),
+    )?;
     Ok(())
 }

@@ -6,10 +6,14 @@
 //! and written whole (idempotent); when the views' marker key is missing (Redis flushed or new)
 //! every view is rebuilt. Redis therefore always converges to what Postgres implies.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use chrono::{DateTime, Utc};
-use ct_platform::{consumer::ProcessError, redis::Keys};
+use ct_platform::{
+    consumer::ProcessError,
+    postgres::{Migration, classify},
+    redis::Keys,
+};
 use redis::aio::ConnectionManager;
 use serde_json::{Value, json};
 use sqlx::{PgPool, Postgres, Row, Transaction};
@@ -19,54 +23,12 @@ use crate::handler::{Effect, RunEffect};
 /// Recent events kept per source in Redis.
 pub const RECENT_PER_SOURCE: i64 = 50;
 
-const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "read models", include_str!("../migrations/0001_read_models.sql"))];
+pub const MIGRATIONS: &[Migration] =
+    &[Migration { version: 1, name: "read models", sql: include_str!("../migrations/0001_read_models.sql") }];
 
-/// Applies the migrations this service owns, once each, under an advisory lock.
+/// Applies the migrations this service owns (see [`ct_platform::postgres::migrate`]).
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.ct-projector'))")
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("CREATE TABLE IF NOT EXISTS projector_migrations (version INT PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
-        .execute(&mut *tx)
-        .await?;
-    for (version, name, sql) in MIGRATIONS {
-        let done: Option<i32> = sqlx::query_scalar("SELECT version FROM projector_migrations WHERE version = $1")
-            .bind(version)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if done.is_none() {
-            // A multi-statement script goes through the simple query protocol.
-            sqlx::Executor::execute(&mut *tx, *sql).await?;
-            sqlx::query("INSERT INTO projector_migrations (version, name) VALUES ($1, $2)")
-                .bind(version)
-                .bind(name)
-                .execute(&mut *tx)
-                .await?;
-        }
-    }
-    tx.commit().await
-}
-
-/// Connection loss, timeouts and pool exhaustion are transient; bad data is permanent.
-pub fn classify(error: sqlx::Error) -> ProcessError {
-    match &error {
-        sqlx::Error::Database(db) => match db.code().as_deref().map(|c| &c[..2]) {
-            Some("22" | "23") => ProcessError::Permanent(error.to_string()),
-            _ => ProcessError::Transient(error.to_string()),
-        },
-        _ => ProcessError::Transient(error.to_string()),
-    }
-}
-
-pub async fn load_progress(pool: &PgPool, consumer: &str, topic: &str) -> Result<HashMap<i32, i64>, sqlx::Error> {
-    let rows: Vec<(i32, i64)> =
-        sqlx::query_as("SELECT partition, next_offset FROM consumer_progress WHERE consumer = $1 AND topic = $2")
-            .bind(consumer)
-            .bind(topic)
-            .fetch_all(pool)
-            .await?;
-    Ok(rows.into_iter().collect())
+    ct_platform::postgres::migrate(pool, "projector", MIGRATIONS).await
 }
 
 /// What a committed batch touched, for the Redis refresh.
@@ -97,18 +59,7 @@ pub async fn apply(
         }
     }
     let touched = apply_systems_and_counts(&mut tx, &new).await?;
-    for (partition, next_offset) in progress {
-        sqlx::query(
-            "INSERT INTO consumer_progress (consumer, topic, partition, next_offset) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (consumer, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset",
-        )
-        .bind(consumer)
-        .bind(topic)
-        .bind(partition)
-        .bind(next_offset)
-        .execute(&mut *tx)
-        .await?;
-    }
+    ct_platform::postgres::store_progress(&mut tx, consumer, topic, progress).await?;
     tx.commit().await?;
     Ok(touched)
 }
@@ -299,7 +250,7 @@ impl Views {
         .bind(only.map(|t| t.systems.iter().cloned().collect::<Vec<_>>()))
         .fetch_all(pool)
         .await
-        .map_err(crate::store::classify)?;
+        .map_err(classify)?;
         let counts: Vec<(String, i64)> =
             sqlx::query_as("SELECT type, events_total FROM type_counts WHERE $1::text[] IS NULL OR type = ANY($1)")
                 .bind(only.map(|t| t.types.iter().cloned().collect::<Vec<_>>()))

@@ -1,5 +1,5 @@
-//! The whole pipeline in-process for one test: registry, edge, projector and read API, each on
-//! this test's own topics, Postgres schema and Redis prefix.
+//! The whole pipeline in-process for one test: registry, edge, projector, DLQ categoriser and
+//! read API, each on this test's own topics, Postgres schema and Redis prefix.
 #![allow(dead_code)]
 
 use std::time::Duration;
@@ -15,12 +15,25 @@ pub struct Stack {
     pub api: String,
     pub http: reqwest::Client,
     pub postgres: PostgresConfig,
+    pub ctx: TestContext,
+    /// This test's `ct.events.v1`.
+    pub events_topic: String,
     _stop: CancellationToken,
 }
 
 pub async fn stack() -> Stack {
     let ctx = TestContext::new();
-    let topics = ctx.create_topics(&[("ct.events.v1", 3), ("ct.dlq.v1", 1)]).await;
+    let topics = ctx
+        .create_topics(&[
+            ("ct.events.v1", 3),
+            ("ct.dlq.v1", 1),
+            ("ct.dlq.schema.v1", 1),
+            ("ct.dlq.transient.v1", 1),
+            ("ct.dlq.critical.v1", 1),
+            ("ct.retry.v1", 1),
+            ("ct.audit.v1", 1),
+        ])
+        .await;
     let (registry_url, stop) =
         ct_registry::spawn_local(ctx.kafka.clone(), &ctx.topic("_schemas")).await.expect("registry");
 
@@ -43,14 +56,35 @@ pub async fn stack() -> Stack {
     projector.consumer.name = ctx.group("projector");
     projector.consumer.topic = topics[0].clone();
     projector.consumer.dlq_topic = topics[1].clone();
+    projector.consumer.retry_topic = topics[5].clone();
     projector.consumer.batch_wait_ms = 10;
-    projector.registry.url = registry_url;
+    projector.registry.url = registry_url.clone();
     projector.postgres = ctx.postgres();
     projector.redis = ctx.redis();
     projector.http.listen = "127.0.0.1:0".parse().unwrap();
     let token = stop.clone();
     let schema = projector.postgres.clone();
     tokio::spawn(async move { ct_projector::run(projector, token).await.expect("projector") });
+
+    let mut categoriser = ct_dlq_categoriser::Config::defaults();
+    categoriser.kafka = ctx.kafka.clone();
+    categoriser.topics = ct_dlq_categoriser::Topics {
+        dlq: topics[1].clone(),
+        schema: topics[2].clone(),
+        transient: topics[3].clone(),
+        critical: topics[4].clone(),
+        retry: topics[5].clone(),
+        audit: topics[6].clone(),
+    };
+    categoriser.categoriser.name = ctx.group("categoriser");
+    categoriser.retry.name = ctx.group("retry");
+    categoriser.items.name = ctx.group("dlq-items");
+    categoriser.registry.url = registry_url;
+    categoriser.postgres = ctx.postgres();
+    categoriser.redis = ctx.redis();
+    categoriser.http.listen = "127.0.0.1:0".parse().unwrap();
+    let token = stop.clone();
+    tokio::spawn(async move { ct_dlq_categoriser::run(categoriser, token).await.expect("categoriser") });
 
     let mut api = ct_api::Config::defaults();
     api.http.listen = "127.0.0.1:0".parse().unwrap();
@@ -60,7 +94,15 @@ pub async fn stack() -> Stack {
     let api_app = ct_api::Application::build(api).await.expect("api");
     let api_url = format!("http://{}", api_app.local_addr());
     tokio::spawn(api_app.run_until_stopped(stop.clone()));
-    Stack { edge: edge_url, api: api_url, http: reqwest::Client::new(), postgres: schema_for_test, _stop: stop }
+    Stack {
+        edge: edge_url,
+        api: api_url,
+        http: reqwest::Client::new(),
+        postgres: schema_for_test,
+        ctx,
+        events_topic: topics[0].clone(),
+        _stop: stop,
+    }
 }
 
 impl Stack {

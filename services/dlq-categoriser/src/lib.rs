@@ -1,0 +1,279 @@
+//! `ct-dlq-categoriser`: makes dead letters understandable and replayable.
+//!
+//! Three loops in one service:
+//! - **categorise** (`ct.dlq.v1` -> `ct.dlq.{schema,transient,critical}.v1`): the rules of the
+//!   configuration choose the category; a Kafka transaction writes the record and commits the
+//!   input offset together ([`ct_platform::relay`]), so each dead letter is categorised once;
+//! - **retry** (`ct.dlq.transient.v1` -> `ct.retry.v1`): hands a transient item back to its
+//!   stage once its backoff has passed, in the same transactional way;
+//! - **items** (category topics, `ct.retry.v1`, `ct.audit.v1` -> `dlq_items`): the read model
+//!   of the read API and the SRE CLI, in the shared consumer shape (`items.rs` says what each
+//!   record means, `store.rs` writes it with the progress in one transaction), and the DLQ depth
+//!   per category in Redis and `/metrics`.
+//!
+//! Architecture invariant: this service never dead-letters into its own input: the items
+//! consumer stops on a lasting failure instead (`OnExhausted::Stop`).
+
+pub mod items;
+pub mod routing;
+pub mod store;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::SocketAddr,
+    path::Path,
+    sync::Arc,
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use ct_core::dlq::Rules;
+use ct_platform::{
+    config::{ConfigError, KafkaConfig, PostgresConfig, Profile, RedisConfig, TelemetryConfig},
+    consumer::{self, BoxFuture, ConsumerSettings, Coordinates, Incoming, OnExhausted, Pipeline, ProcessError},
+    postgres::classify,
+    redis::Keys,
+    registry::RegistryClient,
+    relay::{self, RelaySettings},
+};
+use serde::Deserialize;
+use sqlx::PgPool;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use crate::items::Change;
+
+pub const DEFAULT_CONFIG: &str = include_str!("../config.default.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    pub profile: Profile,
+    pub kafka: KafkaConfig,
+    pub topics: Topics,
+    pub categoriser: RelayConfig,
+    pub retry: RetryConfig,
+    pub rules: Rules,
+    pub items: ItemsConfig,
+    pub registry: RegistryConfig,
+    pub postgres: PostgresConfig,
+    pub redis: RedisConfig,
+    pub http: HttpConfig,
+    pub telemetry: TelemetryConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Topics {
+    pub dlq: String,
+    pub schema: String,
+    pub transient: String,
+    pub critical: String,
+    pub retry: String,
+    pub audit: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RelayConfig {
+    pub name: String,
+    pub batch_max: usize,
+    pub batch_wait_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RetryConfig {
+    pub name: String,
+    pub backoff_base_ms: u64,
+    pub backoff_cap_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ItemsConfig {
+    pub name: String,
+    pub batch_max: usize,
+    pub batch_wait_ms: u64,
+    pub max_attempts: u32,
+    pub backoff_base_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RegistryConfig {
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+}
+
+impl Config {
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        ct_platform::config::load(DEFAULT_CONFIG, file)
+    }
+
+    pub fn defaults() -> Config {
+        ct_platform::config::extract(ct_platform::config::figment(DEFAULT_CONFIG, None).expect("defaults parse"))
+            .expect("defaults are complete")
+    }
+
+    /// The topics the items consumer reads, one consumer each.
+    fn item_topics(&self) -> [&str; 5] {
+        [&self.topics.schema, &self.topics.transient, &self.topics.critical, &self.topics.retry, &self.topics.audit]
+    }
+
+    fn item_settings(&self, topic: &str) -> ConsumerSettings {
+        ConsumerSettings {
+            name: self.items.name.clone(),
+            topic: topic.to_owned(),
+            dlq_topic: self.topics.dlq.clone(),
+            batch_max: self.items.batch_max,
+            batch_wait: Duration::from_millis(self.items.batch_wait_ms),
+            max_attempts: self.items.max_attempts.max(1),
+            backoff_base: Duration::from_millis(self.items.backoff_base_ms),
+            on_exhausted: OnExhausted::Stop,
+            retry_of: None,
+        }
+    }
+}
+
+/// The `dlq_items` pipeline.
+pub struct DlqItems {
+    pool: PgPool,
+    registry: RegistryClient,
+    redis: Mutex<redis::aio::ConnectionManager>,
+    keys: Keys,
+    topics: Topics,
+    consumer: String,
+}
+
+impl Pipeline for DlqItems {
+    type Item = Option<Change>;
+
+    fn decode<'a>(&'a self, record: &'a Incoming) -> BoxFuture<'a, Result<Option<Change>, String>> {
+        Box::pin(async move {
+            let topic = record.coordinates.topic.as_str();
+            if topic == self.topics.retry {
+                Ok(items::handed_back(record))
+            } else if topic == self.topics.audit {
+                let value = record.value.as_deref().ok_or("the audit record has no value")?;
+                let audit = self.registry.decode_audit(value).await.map_err(|e| e.to_string())?;
+                Ok(Some(Change::Audited(audit)))
+            } else {
+                Ok(Some(items::parked(record)))
+            }
+        })
+    }
+
+    fn load_progress<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<HashMap<i32, i64>, ProcessError>> {
+        Box::pin(async move {
+            ct_platform::postgres::load_progress(&self.pool, &self.consumer, topic).await.map_err(classify)
+        })
+    }
+
+    fn apply<'a>(
+        &'a self,
+        items: &'a [(Coordinates, Option<Change>)],
+        topic: &'a str,
+        progress: &'a BTreeMap<i32, i64>,
+    ) -> BoxFuture<'a, Result<(), ProcessError>> {
+        Box::pin(async move {
+            let changes: Vec<Change> = items.iter().filter_map(|(_, change)| change.clone()).collect();
+            store::apply(&self.pool, &self.consumer, topic, &changes, progress).await.map_err(classify)?;
+            if !changes.is_empty() {
+                self.refresh_depth().await;
+            }
+            Ok(())
+        })
+    }
+}
+
+impl DlqItems {
+    pub async fn connect(config: &Config) -> anyhow::Result<DlqItems> {
+        let pool = ct_platform::postgres::connect(&config.postgres).await.context("connecting to Postgres")?;
+        store::migrate(&pool).await.context("migrating dlq_items")?;
+        let redis = ct_platform::redis::connect(&config.redis).await.context("connecting to Redis")?;
+        let items = DlqItems {
+            pool,
+            registry: RegistryClient::new(&config.registry.url),
+            redis: Mutex::new(redis),
+            keys: Keys::new(config.redis.key_prefix.clone()),
+            topics: config.topics.clone(),
+            consumer: config.items.name.clone(),
+        };
+        items.refresh_depth().await;
+        Ok(items)
+    }
+
+    /// Redis and the gauge follow Postgres; a failure here is healed by the next batch.
+    async fn refresh_depth(&self) {
+        let result = match store::depth(&self.pool).await {
+            Ok(depth) => {
+                store::publish_depth(&mut *self.redis.lock().await, &self.keys, &depth).await.map_err(|e| e.to_string())
+            }
+            Err(error) => Err(error.to_string()),
+        };
+        if let Err(error) = result {
+            tracing::warn!(%error, "DLQ depth not refreshed; the next batch retries.");
+        }
+    }
+}
+
+/// Runs the three loops (and `/metrics`, `/healthz`) until `shutdown`.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let metrics = ct_platform::metrics::install();
+    let items = Arc::new(DlqItems::connect(&config).await?);
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .with_context(|| format!("binding {}", config.http.listen))?;
+    let router = ct_platform::metrics::router(metrics)
+        .route("/healthz", axum::routing::get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }));
+    let http_shutdown = shutdown.clone();
+    tokio::spawn(
+        async move { axum::serve(listener, router).with_graceful_shutdown(http_shutdown.cancelled_owned()).await },
+    );
+
+    let categorise = routing::Categorise { rules: config.rules.clone(), topics: config.topics.clone() };
+    let categorise_settings = RelaySettings {
+        name: config.categoriser.name.clone(),
+        input_topic: config.topics.dlq.clone(),
+        batch_max: config.categoriser.batch_max,
+        batch_wait: Duration::from_millis(config.categoriser.batch_wait_ms),
+        transaction_timeout: Duration::from_secs(60),
+    };
+    let retry = routing::RetryWhenDue {
+        retry_topic: config.topics.retry.clone(),
+        base: Duration::from_millis(config.retry.backoff_base_ms),
+        cap: Duration::from_millis(config.retry.backoff_cap_ms),
+    };
+    let retry_settings = RelaySettings {
+        name: config.retry.name.clone(),
+        input_topic: config.topics.transient.clone(),
+        batch_max: config.categoriser.batch_max,
+        batch_wait: Duration::from_millis(config.categoriser.batch_wait_ms),
+        transaction_timeout: Duration::from_secs(60),
+    };
+    let item_settings: Vec<ConsumerSettings> = config.item_topics().iter().map(|t| config.item_settings(t)).collect();
+    let item_loops = run_item_consumers(items.as_ref(), &config.kafka, &item_settings, &shutdown);
+    tokio::select! {
+        () = relay::run(&config.kafka, &categorise_settings, &categorise, shutdown.clone()) => {}
+        () = relay::run(&config.kafka, &retry_settings, &retry, shutdown.clone()) => {}
+        result = item_loops => result?,
+    }
+    shutdown.cancel();
+    Ok(())
+}
+
+/// Runs one items consumer per topic; the first to stop with an error stops them all.
+async fn run_item_consumers(
+    items: &DlqItems,
+    kafka: &KafkaConfig,
+    settings: &[ConsumerSettings],
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let mut loops: Vec<_> =
+        settings.iter().map(|s| Box::pin(consumer::run(items, kafka, s, shutdown.clone()))).collect();
+    while !loops.is_empty() {
+        let (result, _, rest) = futures::future::select_all(loops).await;
+        result?;
+        loops = rest;
+    }
+    Ok(())
+}
