@@ -66,6 +66,14 @@ pub struct PostgresConfig {
     pub max_connections: u32,
     /// Schema that holds this service's tables (tests use one per test).
     pub schema: String,
+    /// How long a query waits for a connection (sqlx keeps reconnecting meanwhile) before it
+    /// fails as transient.
+    #[serde(default = "default_acquire_timeout_ms")]
+    pub acquire_timeout_ms: u64,
+}
+
+fn default_acquire_timeout_ms() -> u64 {
+    10_000
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -244,10 +244,13 @@ async fn process_batch<P: Pipeline>(
             retry(settings, "apply", || pipeline.apply(&[], topic, &progress)).await?;
         }
         Err(ConsumerError::GaveUp { last, .. }) if settings.on_exhausted == OnExhausted::DeadLetter => {
-            for (coordinates, _) in &items {
+            // Sent concurrently: one delivery round trip for the batch, not one per record.
+            let last = last.as_str();
+            let sends = items.iter().map(|(coordinates, _)| {
                 let record = batch.iter().find(|r| &r.coordinates == coordinates).expect("item from batch");
-                retry(settings, "dead-letter", || dlq.send(record, "apply", "TRANSIENT", &last)).await?;
-            }
+                retry(settings, "dead-letter", move || dlq.send(record, "apply", "TRANSIENT", last))
+            });
+            futures::future::try_join_all(sends).await?;
             tracing::warn!(consumer = %settings.name, records = items.len(), error = %last, "Store unavailable; batch dead-lettered as TRANSIENT for a later retry.");
             *unsaved = progress;
         }

@@ -25,7 +25,7 @@ pub async fn connect(config: &PostgresConfig) -> Result<PgPool, sqlx::Error> {
     bootstrap.close().await;
     PgPoolOptions::new()
         .max_connections(config.max_connections)
-        .acquire_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_millis(config.acquire_timeout_ms))
         .after_connect(move |conn, _meta| {
             let schema = schema.clone();
             Box::pin(async move {

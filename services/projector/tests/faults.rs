@@ -12,44 +12,13 @@ use std::{
     time::Duration,
 };
 
-use chrono::Duration as ChronoDuration;
-use ct_core::{
-    Envelope,
-    avro::{self, wire},
-    envelope::ParseOptions,
-    redact::Redactor,
-};
+use ct_core::avro;
 use ct_platform::{kafka, registry::RegistryClient};
-use ct_testkit::{TestContext, eventually, repo_root};
+use ct_testkit::{TestContext, eventually, sample_event as event, stack, wire_event};
 use rdkafka::producer::FutureRecord;
 use redis::AsyncCommands;
-use serde_json::json;
 
 const EVENTS: usize = 4_000;
-
-fn event(i: usize) -> Envelope {
-    let redactor = Redactor::new("t");
-    let options = ParseOptions {
-        redactor: &redactor,
-        received_at: "2025-09-27T12:00:00Z".parse().unwrap(),
-        max_future_skew: ChronoDuration::minutes(5),
-    };
-    let ts = format!("2025-09-27T{:02}:{:02}:{:02}Z", (i / 3600) % 24, (i / 60) % 60, i % 60);
-    let body = match i % 3 {
-        0 => json!({"eventId": format!("f_{i}"), "type": "finance.invoice.generated", "ts": ts, "source": "finance",
-                    "payload": {"invoiceId": format!("INV-{i}"), "period": "2025-09", "total": 10}}),
-        1 => json!({"eventId": format!("f_{i}"), "type": "system.heartbeat", "ts": ts, "source": "portal",
-                    "payload": {"systemId": "portal"}}),
-        _ => json!({"eventId": format!("f_{i}"), "type": "backend.fn.error", "ts": ts, "source": "backend",
-                    "payload": {"fnName": "parse", "severity": "low"}}),
-    };
-    Envelope::parse(&body, &options).unwrap().0
-}
-
-fn stack(args: &[&str]) {
-    let status = Command::new("bash").arg(repo_root().join("deploy/stack.sh")).args(args).status().expect("stack.sh");
-    assert!(status.success(), "deploy/stack.sh {args:?} failed");
-}
 
 struct Projector {
     env: Vec<(String, String)>,
@@ -106,9 +75,7 @@ async fn exactly_once_through_kills_a_postgres_restart_and_a_redis_flush() {
             for pass in 0..2 {
                 for i in 0..EVENTS {
                     let event = event(i);
-                    let mut value = Vec::new();
-                    wire::write_header(schema_id, &mut value);
-                    avro::encode_event(&event, &mut value).unwrap();
+                    let value = wire_event(schema_id, &event);
                     producer
                         .send(
                             FutureRecord::to(&topic).key(event.source().as_str()).payload(&value),

@@ -76,14 +76,49 @@ impl TestContext {
         specs.into_iter().map(|s| s.name).collect()
     }
 
+    /// This test's copies of every pipeline topic (design §5).
+    pub async fn pipeline_topics(&self) -> PipelineTopics {
+        let names = self
+            .create_topics(&[
+                ("ct.events.v1", 3),
+                ("ct.dlq.v1", 1),
+                ("ct.dlq.schema.v1", 1),
+                ("ct.dlq.transient.v1", 1),
+                ("ct.dlq.critical.v1", 1),
+                ("ct.retry.v1", 1),
+                ("ct.audit.v1", 1),
+            ])
+            .await;
+        let [events, dlq, schema, transient, critical, retry, audit] =
+            <[String; 7]>::try_from(names).expect("seven topics");
+        PipelineTopics { events, dlq, schema, transient, critical, retry, audit }
+    }
+
     /// Postgres config for a schema of this test's own.
     pub fn postgres(&self) -> PostgresConfig {
-        PostgresConfig { url: postgres_url(), max_connections: 5, schema: format!("t_{}", self.id) }
+        PostgresConfig {
+            url: postgres_url(),
+            max_connections: 5,
+            schema: format!("t_{}", self.id),
+            acquire_timeout_ms: 10_000,
+        }
     }
 
     pub fn redis(&self) -> RedisConfig {
         RedisConfig { url: redis_url(), key_prefix: format!("t:{}", self.id) }
     }
+}
+
+/// Topic names of one test's pipeline.
+#[derive(Debug, Clone)]
+pub struct PipelineTopics {
+    pub events: String,
+    pub dlq: String,
+    pub schema: String,
+    pub transient: String,
+    pub critical: String,
+    pub retry: String,
+    pub audit: String,
 }
 
 impl Default for TestContext {
@@ -108,4 +143,43 @@ where
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Runs `deploy/stack.sh` with `args` (e.g. `["down", "postgres"]`) and asserts it succeeded.
+pub fn stack(args: &[&str]) {
+    let status = std::process::Command::new("bash")
+        .arg(repo_root().join("deploy/stack.sh"))
+        .args(args)
+        .status()
+        .expect("stack.sh");
+    assert!(status.success(), "deploy/stack.sh {args:?} failed");
+}
+
+/// The `i`-th of a deterministic mix of valid events (invoices, heartbeats, function errors).
+pub fn sample_event(i: usize) -> ct_core::Envelope {
+    use serde_json::json;
+    let redactor = ct_core::redact::Redactor::new("t");
+    let options = ct_core::envelope::ParseOptions {
+        redactor: &redactor,
+        received_at: "2025-09-27T12:00:00Z".parse().expect("literal time"),
+        max_future_skew: chrono::Duration::minutes(5),
+    };
+    let ts = format!("2025-09-27T{:02}:{:02}:{:02}Z", (i / 3600) % 24, (i / 60) % 60, i % 60);
+    let body = match i % 3 {
+        0 => json!({"eventId": format!("f_{i}"), "type": "finance.invoice.generated", "ts": ts, "source": "finance",
+                    "payload": {"invoiceId": format!("INV-{i}"), "period": "2025-09", "total": 10}}),
+        1 => json!({"eventId": format!("f_{i}"), "type": "system.heartbeat", "ts": ts, "source": "portal",
+                    "payload": {"systemId": "portal"}}),
+        _ => json!({"eventId": format!("f_{i}"), "type": "backend.fn.error", "ts": ts, "source": "backend",
+                    "payload": {"fnName": "parse", "severity": "low"}}),
+    };
+    ct_core::Envelope::parse(&body, &options).expect("sample events are valid").0
+}
+
+/// `event` in the Confluent wire format under `schema_id`.
+pub fn wire_event(schema_id: u32, event: &ct_core::Envelope) -> Vec<u8> {
+    let mut value = Vec::new();
+    ct_core::avro::wire::write_header(schema_id, &mut value);
+    ct_core::avro::encode_event(event, &mut value).expect("sample events encode");
+    value
 }

@@ -23,17 +23,7 @@ pub struct Stack {
 
 pub async fn stack() -> Stack {
     let ctx = TestContext::new();
-    let topics = ctx
-        .create_topics(&[
-            ("ct.events.v1", 3),
-            ("ct.dlq.v1", 1),
-            ("ct.dlq.schema.v1", 1),
-            ("ct.dlq.transient.v1", 1),
-            ("ct.dlq.critical.v1", 1),
-            ("ct.retry.v1", 1),
-            ("ct.audit.v1", 1),
-        ])
-        .await;
+    let t = ctx.pipeline_topics().await;
     let (registry_url, stop) =
         ct_registry::spawn_local(ctx.kafka.clone(), &ctx.topic("_schemas")).await.expect("registry");
 
@@ -42,7 +32,7 @@ pub async fn stack() -> Stack {
             .unwrap();
     edge.http.listen = "127.0.0.1:0".parse().unwrap();
     edge.kafka = ctx.kafka.clone();
-    edge.events.topic = topics[0].clone();
+    edge.events.topic = t.events.clone();
     edge.registry.url = registry_url.clone();
     edge.redis = ctx.redis();
     edge.rate_limit.per_minute = 60_000;
@@ -54,9 +44,9 @@ pub async fn stack() -> Stack {
     let mut projector = ct_projector::Config::defaults();
     projector.kafka = ctx.kafka.clone();
     projector.consumer.name = ctx.group("projector");
-    projector.consumer.topic = topics[0].clone();
-    projector.consumer.dlq_topic = topics[1].clone();
-    projector.consumer.retry_topic = topics[5].clone();
+    projector.consumer.topic = t.events.clone();
+    projector.consumer.dlq_topic = t.dlq.clone();
+    projector.consumer.retry_topic = t.retry.clone();
     projector.consumer.batch_wait_ms = 10;
     projector.registry.url = registry_url.clone();
     projector.postgres = ctx.postgres();
@@ -69,12 +59,12 @@ pub async fn stack() -> Stack {
     let mut categoriser = ct_dlq_categoriser::Config::defaults();
     categoriser.kafka = ctx.kafka.clone();
     categoriser.topics = ct_dlq_categoriser::Topics {
-        dlq: topics[1].clone(),
-        schema: topics[2].clone(),
-        transient: topics[3].clone(),
-        critical: topics[4].clone(),
-        retry: topics[5].clone(),
-        audit: topics[6].clone(),
+        dlq: t.dlq.clone(),
+        schema: t.schema.clone(),
+        transient: t.transient.clone(),
+        critical: t.critical.clone(),
+        retry: t.retry.clone(),
+        audit: t.audit.clone(),
     };
     categoriser.categoriser.name = ctx.group("categoriser");
     categoriser.retry.name = ctx.group("retry");
@@ -100,7 +90,7 @@ pub async fn stack() -> Stack {
         http: reqwest::Client::new(),
         postgres: schema_for_test,
         ctx,
-        events_topic: topics[0].clone(),
+        events_topic: t.events.clone(),
         _stop: stop,
     }
 }
