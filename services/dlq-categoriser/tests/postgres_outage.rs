@@ -143,7 +143,7 @@ async fn events_dead_lettered_while_postgres_is_down_land_once_it_is_back() {
         0,
         "a failure was not TRANSIENT"
     );
-    println!("{transient} events were dead-lettered as TRANSIENT during the outage and retried");
+    eprintln!("{transient} events were dead-lettered as TRANSIENT during the outage and retried");
 
     stop.cancel();
     projector_task.await.unwrap().unwrap();
