@@ -3,4 +3,5 @@
 //! Architecture note: `rebuild` drives the projector's own pipeline in-process (a dependency on
 //! `ct-projector` as a library), so a rebuild applies exactly the code the live projector runs.
 
+pub mod dlq;
 pub mod rebuild;

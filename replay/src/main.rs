@@ -1,14 +1,31 @@
-//! `ct`: the SRE command line. `ct rebuild projector` rebuilds the read models from offset 0 into
-//! a fresh schema beside the live one, compares checksums and, with `--swap`, swaps them in.
+//! `ct`: the SRE command line. Dead letters (`ct dlq list|show|replay|skip`) and read-model
+//! rebuilds (`ct rebuild projector`).
 #![allow(clippy::print_stdout)]
 
-use std::{path::PathBuf, process::ExitCode, time::Duration};
+use std::{io::IsTerminal, num::NonZeroU32, path::PathBuf, process::ExitCode, time::Duration};
 
-use clap::{Parser, Subcommand};
-use ct_replay::rebuild::{RebuildOptions, rebuild};
+use chrono::{DateTime, Utc};
+use clap::{Args, Parser, Subcommand, error::ErrorKind};
+use ct_core::dlq::{Action, Category};
+use ct_replay::{
+    dlq::{self, Change, Dlq, Item, Plan, Report, Selection},
+    rebuild::{RebuildOptions, rebuild},
+};
+
+/// Exit codes besides 0 (success) and 2 (bad arguments, as clap).
+const FAILED: u8 = 1;
+/// A replay that re-parked some items (they failed re-validation again).
+const SOME_REPARKED: u8 = 3;
 
 #[derive(Parser)]
-#[command(name = "ct", about = "Control Tower SRE command line", version)]
+#[command(
+    name = "ct",
+    version,
+    about = "Control Tower SRE command line: inspect, replay and skip dead letters; rebuild read models.",
+    long_about = "Control Tower SRE command line.\n\nConfiguration comes from the service configuration \
+                  files (--config) and CT_ environment variables, like the services themselves. Commands \
+                  that change something print their plan and ask first, unless --yes."
+)]
 struct Cli {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
@@ -19,10 +36,109 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Dead letters: list, show, replay, skip.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
     /// Rebuild a read model from the log.
     Rebuild {
         #[command(subcommand)]
         model: Model,
+    },
+}
+
+#[derive(Args, Clone)]
+struct DlqConfig {
+    /// The categoriser's configuration file (defaults, then this file, then CT_ variables).
+    #[arg(long, env = "CT_CONFIG", global = true)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Args, Clone, Default)]
+struct Filters {
+    /// Only this category.
+    #[arg(long, value_parser = parse_category)]
+    category: Option<Category>,
+    /// Only items of this stage (consumer), e.g. ct-projector.
+    #[arg(long)]
+    stage: Option<String>,
+    /// Only items whose original record key (the source system) is this.
+    #[arg(long)]
+    source: Option<String>,
+    /// Only items whose last failure is at or after this RFC 3339 time.
+    #[arg(long, value_parser = parse_time)]
+    from: Option<DateTime<Utc>>,
+    /// Only items whose last failure is before this RFC 3339 time.
+    #[arg(long, value_parser = parse_time)]
+    to: Option<DateTime<Utc>>,
+    /// Only these items (repeat the flag or separate with commas).
+    #[arg(long = "id", value_delimiter = ',')]
+    ids: Vec<String>,
+    /// At most this many items (oldest failure first).
+    #[arg(long, value_parser = clap::value_parser!(i64).range(1..))]
+    limit: Option<i64>,
+}
+
+#[derive(Args, Clone)]
+struct ChangeArgs {
+    /// Print the plan (how many, which, where they go) and change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Do not ask before changing anything.
+    #[arg(long, short = 'y')]
+    yes: bool,
+    /// Items per second at most.
+    #[arg(long, default_value = "100", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    rate: u32,
+    /// Who is acting, for the audit record (default: $USER).
+    #[arg(long, env = "CT_ACTOR")]
+    actor: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// List dead letters, newest failure first (all states unless --state).
+    List {
+        #[command(flatten)]
+        config: DlqConfig,
+        #[command(flatten)]
+        filters: Filters,
+        /// parked, replayed or skipped.
+        #[arg(long, value_parser = ["parked", "replayed", "skipped"])]
+        state: Option<String>,
+    },
+    /// Show one dead letter: context, headers, the record decoded with the current schema, audit trail.
+    Show {
+        #[command(flatten)]
+        config: DlqConfig,
+        /// The item id, as `ct dlq list` prints it (<stage>:<topic>:<partition>:<offset>).
+        id: String,
+    },
+    /// Hand parked items back to their stage (through the retry topic). Each record is first
+    /// re-validated against the current schema; those that fail again stay parked (re-parked)
+    /// with the reason, instead of looping. Exit code 3 when some were re-parked.
+    Replay {
+        #[command(flatten)]
+        config: DlqConfig,
+        #[command(flatten)]
+        filters: Filters,
+        #[command(flatten)]
+        change: ChangeArgs,
+        /// Why, for the audit record.
+        #[arg(long, default_value = "manual replay")]
+        reason: String,
+    },
+    /// Mark parked items skipped: a tombstone with a reason on the audit topic; the record is
+    /// not processed.
+    Skip {
+        #[command(flatten)]
+        config: DlqConfig,
+        #[command(flatten)]
+        filters: Filters,
+        #[command(flatten)]
+        change: ChangeArgs,
+        /// Why (required), for the audit record.
+        #[arg(long)]
+        reason: String,
     },
 }
 
@@ -46,60 +162,236 @@ enum Model {
     },
 }
 
+fn parse_category(raw: &str) -> Result<Category, String> {
+    raw.parse().map_err(|e: ct_core::dlq::UnknownCategory| e.to_string())
+}
+
+fn parse_time(raw: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(raw)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| format!("`{raw}` is not an RFC 3339 time like 2026-11-24T08:00:00Z"))
+}
+
+/// Parses the command line; a bad argument is one line on stderr and exit code 2.
+fn parse() -> Result<Cli, ExitCode> {
+    Cli::try_parse().map_err(|error| match error.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = error.print();
+            ExitCode::from(if error.use_stderr() { 2 } else { 0 })
+        }
+        _ => {
+            // clap's first paragraph, on one line ("required arguments were not provided: --reason").
+            let rendered = error.render().to_string();
+            let first = rendered.split("\n\n").next().unwrap_or("bad arguments");
+            let line: Vec<&str> = first.split_whitespace().collect();
+            eprintln!("ct: {} (see --help)", line.join(" ").trim_start_matches("error: "));
+            ExitCode::from(2)
+        }
+    })
+}
+
 fn confirm(question: &str) -> bool {
     use std::io::{BufRead, Write};
-    print!("{question} [y/N] ");
-    let _ = std::io::stdout().flush();
+    if !std::io::stdin().is_terminal() {
+        return false;
+    }
+    eprint!("{question} [y/N] ");
+    let _ = std::io::stderr().flush();
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer).is_ok() && matches!(answer.trim(), "y" | "Y" | "yes")
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let Command::Rebuild { model: Model::Projector { config, swap, yes, timeout_secs } } = cli.command;
-    let live = match ct_projector::Config::load(config.as_deref()) {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("ct: {error}");
-            return ExitCode::from(2);
+    let cli = match parse() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
+    let result = match cli.command {
+        Command::Dlq(command) => run_dlq(command, cli.json).await,
+        Command::Rebuild { model: Model::Projector { config, swap, yes, timeout_secs } } => {
+            run_rebuild(config, swap, yes, timeout_secs, cli.json).await
         }
     };
+    result.unwrap_or_else(|error| {
+        eprintln!("ct: {error:#}");
+        ExitCode::from(FAILED)
+    })
+}
+
+fn load(config: &DlqConfig) -> anyhow::Result<ct_dlq_categoriser::Config> {
+    Ok(ct_dlq_categoriser::Config::load(config.config.as_deref())?)
+}
+
+fn selection(filters: Filters, state: Option<String>) -> Selection {
+    Selection {
+        ids: filters.ids,
+        category: filters.category,
+        stage: filters.stage,
+        source: filters.source,
+        from: filters.from,
+        to: filters.to,
+        state,
+        limit: filters.limit,
+    }
+}
+
+fn print_json(value: &impl serde::Serialize) {
+    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+}
+
+fn print_items(items: &[Item]) {
+    println!("{:<58} {:<9} {:<8} {:>3} {:<24} {:<8} ERROR", "ID", "CATEGORY", "STATE", "ATT", "LAST FAILURE", "SOURCE");
+    for item in items {
+        let error: String = item.error.chars().take(60).collect();
+        println!(
+            "{:<58} {:<9} {:<8} {:>3} {:<24} {:<8} {}",
+            item.id,
+            item.category,
+            item.state,
+            item.attempts,
+            item.last_failure_at,
+            item.source.as_deref().unwrap_or("-"),
+            error
+        );
+    }
+}
+
+fn print_plan(plan: &Plan) {
+    println!("{} {} item(s){}", plan.action.to_lowercase(), plan.items, if plan.dry_run { " (dry run)" } else { "" });
+    for (group, count) in &plan.by_category_and_stage {
+        println!("  {count:>6}  {group}");
+    }
+    println!("  to: {}", plan.destination);
+    println!("  audit: {}", plan.audit_topic);
+    for id in plan.ids.iter().take(10) {
+        println!("  - {id}");
+    }
+    if plan.ids.len() > 10 {
+        println!("  … and {} more", plan.ids.len() - 10);
+    }
+}
+
+fn print_report(report: &Report) {
+    println!(
+        "replayed {}, re-parked {}, skipped {} in {:.1} s ({:.0}/s)",
+        report.replayed, report.reparked, report.skipped, report.seconds, report.per_second
+    );
+    for (id, reason) in report.reparked_items.iter().take(20) {
+        println!("  re-parked {id}: {reason}");
+    }
+}
+
+async fn run_dlq(command: DlqCommand, json: bool) -> anyhow::Result<ExitCode> {
+    match command {
+        DlqCommand::List { config, filters, state } => {
+            let dlq = Dlq::connect(load(&config)?).await?;
+            let mut items = dlq.select(&selection(filters, state)).await?;
+            items.reverse();
+            if json {
+                print_json(&items)
+            } else {
+                print_items(&items)
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DlqCommand::Show { config, id } => {
+            let dlq = Dlq::connect(load(&config)?).await?;
+            let shown = dlq.show(&id).await?;
+            if json {
+                print_json(&shown);
+            } else {
+                println!("{}", serde_json::to_string_pretty(&shown)?);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DlqCommand::Replay { config, filters, change, reason } => {
+            change_items(Action::Replay, load(&config)?, filters, change, reason, json).await
+        }
+        DlqCommand::Skip { config, filters, change, reason } => {
+            if reason.trim().is_empty() {
+                anyhow::bail!("--reason must say why the items are skipped");
+            }
+            change_items(Action::Skip, load(&config)?, filters, change, reason, json).await
+        }
+    }
+}
+
+async fn change_items(
+    action: Action,
+    config: ct_dlq_categoriser::Config,
+    filters: Filters,
+    args: ChangeArgs,
+    reason: String,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let dlq = Dlq::connect(config).await?;
+    let items = dlq.select(&selection(filters, Some("parked".to_owned()))).await?;
+    let plan = dlq::plan(&dlq, action, &items, args.dry_run);
+    if args.dry_run || items.is_empty() {
+        if json {
+            print_json(&plan)
+        } else {
+            print_plan(&plan)
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !json {
+        print_plan(&plan);
+    }
+    if !args.yes && !confirm(&format!("{} {} item(s)?", action.as_str().to_lowercase(), items.len())) {
+        eprintln!("ct: nothing changed (answer y, or pass --yes)");
+        return Ok(ExitCode::from(FAILED));
+    }
+    let actor = args.actor.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "unknown".to_owned());
+    let change = Change {
+        actor: &actor,
+        reason: &reason,
+        rate: NonZeroU32::new(args.rate).unwrap_or(NonZeroU32::MIN),
+        show_progress: !json && std::io::stderr().is_terminal(),
+    };
+    let report = match action {
+        Action::Replay => dlq::replay(&dlq, &items, &change).await?,
+        Action::Skip => dlq::skip(&dlq, &items, &change).await?,
+    };
+    if json {
+        print_json(&report)
+    } else {
+        print_report(&report)
+    }
+    Ok(if report.reparked > 0 { ExitCode::from(SOME_REPARKED) } else { ExitCode::SUCCESS })
+}
+
+async fn run_rebuild(
+    config: Option<PathBuf>,
+    swap: bool,
+    yes: bool,
+    timeout_secs: u64,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let live = ct_projector::Config::load(config.as_deref())?;
     if swap && !yes && !confirm(&format!("Swap a rebuilt schema in for `{}`?", live.postgres.schema)) {
         eprintln!("ct: not swapping (pass --yes to skip this question)");
-        return ExitCode::from(1);
+        return Ok(ExitCode::from(FAILED));
     }
-    let options = RebuildOptions { live, swap, timeout: Duration::from_secs(timeout_secs) };
-    match rebuild(options).await {
-        Ok(report) => {
-            if cli.json {
-                println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
-            } else {
-                println!(
-                    "rebuilt {} events into {} in {:.1} s ({:.0} events/s)",
-                    report.events, report.rebuild_schema, report.seconds, report.events_per_second
-                );
-                for (table, sum) in &report.rebuild_checksums {
-                    let live = report.live_checksums.get(table).map_or("-", String::as_str);
-                    println!(
-                        "  {table:<12} rebuild {sum}  live {live}  {}",
-                        if live == sum { "equal" } else { "DIFFERENT" }
-                    );
-                }
-                if !report.compared_at_same_offsets {
-                    println!(
-                        "  (the live projector moved on during the comparison; checksums cover different offsets)"
-                    );
-                }
-                if let Some(old) = &report.swapped_out {
-                    println!("swapped: {} now holds the rebuilt tables; the old ones are in {old}", report.live_schema);
-                }
-            }
-            if report.compared_at_same_offsets && !report.identical { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+    let report = rebuild(RebuildOptions { live, swap, timeout: Duration::from_secs(timeout_secs) }).await?;
+    if json {
+        print_json(&report);
+    } else {
+        println!(
+            "rebuilt {} events into {} in {:.1} s ({:.0} events/s)",
+            report.events, report.rebuild_schema, report.seconds, report.events_per_second
+        );
+        for (table, sum) in &report.rebuild_checksums {
+            let live = report.live_checksums.get(table).map_or("-", String::as_str);
+            println!("  {table:<12} rebuild {sum}  live {live}  {}", if live == sum { "equal" } else { "DIFFERENT" });
         }
-        Err(error) => {
-            eprintln!("ct: {error:#}");
-            ExitCode::FAILURE
+        if !report.compared_at_same_offsets {
+            println!("  (the live projector moved on during the comparison; checksums cover different offsets)");
+        }
+        if let Some(old) = &report.swapped_out {
+            println!("swapped: {} now holds the rebuilt tables; the old ones are in {old}", report.live_schema);
         }
     }
+    Ok(if report.compared_at_same_offsets && !report.identical { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
