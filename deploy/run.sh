@@ -30,7 +30,7 @@ bash deploy/stack.sh up
 profile=debug; cargo_flags=()
 if [ "${CT_RELEASE:-0}" = 1 ]; then profile=release; cargo_flags=(--release); fi
 echo "[run] building the services ($profile)"
-cargo build "${cargo_flags[@]}" -p ct-registry -p ct-edge -p ct-projector -p ct-api
+cargo build "${cargo_flags[@]}" -p ct-registry -p ct-edge -p ct-projector -p ct-dlq-categoriser -p ct-api -p ct-replay
 
 pids=()
 cleanup() {
@@ -60,6 +60,7 @@ start ct-registry 8081 /schemas/types
 export CT_RATE_LIMIT__PER_MINUTE="${CT_RATE_LIMIT__PER_MINUTE:-600000}" CT_RATE_LIMIT__BURST="${CT_RATE_LIMIT__BURST:-100000}"
 start ct-edge 8080 /readyz
 start ct-projector 9101 /healthz
+start ct-dlq-categoriser 9102 /healthz
 start ct-api 8090 /healthz
 if [ "$load_golden" = 1 ]; then
   python3 testdata/golden/golden.py load --edge http://127.0.0.1:8080 || die "loading the golden dataset failed"
@@ -71,6 +72,7 @@ Control Tower is running.
   edge (POST /events)   http://127.0.0.1:8080      logs $LOGS/ct-edge.log
   read API              http://127.0.0.1:8090      logs $LOGS/ct-api.log
   projector (metrics)   http://127.0.0.1:9101      logs $LOGS/ct-projector.log
+  DLQ categoriser       http://127.0.0.1:9102      logs $LOGS/ct-dlq-categoriser.log (GET /metrics: ct_dlq_depth)
   schema registry       http://127.0.0.1:8081      logs $LOGS/ct-registry.log
   Kafka                 127.0.0.1:9092             topics: deploy/topics.toml
   Postgres              postgres://postgres@127.0.0.1:5432/controltower
@@ -88,6 +90,11 @@ Try it (deep dive §7.1):
        -H "X-CT-Signature: sha256=\$SIG" -H "Content-Type: application/json" -d "\$BODY"
   curl -s "http://127.0.0.1:8090/events?source=finance&type=finance.invoice.generated&from=2025-09-27T00:00:00Z" \\
        -H "Authorization: Bearer dev-token-maintainer"
+
+Dead letters (the SRE CLI; every command has --help and --json):
+  ${CARGO_TARGET_DIR:-$REPO/target}/$profile/ct dlq list
+  ${CARGO_TARGET_DIR:-$REPO/target}/$profile/ct dlq replay --category schema --dry-run
+  curl -s "http://127.0.0.1:8090/dlq?category=schema" -H "Authorization: Bearer dev-token-maintainer"
 
 Press Ctrl-C to stop the services.
 BANNER
