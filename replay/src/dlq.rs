@@ -321,45 +321,23 @@ fn audit_of(item: &Item, action: Action, outcome: Outcome, change: &Change<'_>, 
     }
 }
 
-/// Re-validates each item against the current schema; hands the valid ones back to their stage
-/// and re-parks the others (with the reason in the audit), at most `rate` items per second.
-pub async fn replay(dlq: &Dlq, items: &[Item], change: &Change<'_>) -> anyhow::Result<Report> {
-    let writer = Writer::new(dlq).await?;
-    let limiter = RateLimiter::direct(Quota::per_second(change.rate).allow_burst(NonZeroU32::MIN));
-    let bar = progress_bar(items.len(), change.show_progress);
-    let started = std::time::Instant::now();
-    let mut report = Report::default();
-    for item in items {
-        limiter.until_ready().await;
-        let invalid = if item.stage == "unknown" {
-            Some("the dead letter names no stage to hand it back to".to_owned())
-        } else {
-            match item.value.as_deref() {
-                None => Some("the record has no value".to_owned()),
-                Some(value) => dlq.registry.decode_event(value).await.err().map(|e| e.to_string()),
-            }
-        };
-        match invalid {
-            None => {
-                writer.hand_back(&dlq.config.topics.retry, item).await?;
-                writer.audit(&audit_of(item, Action::Replay, Outcome::Replayed, change, None)).await?;
-                report.replayed += 1;
-            }
-            Some(reason) => {
-                writer.audit(&audit_of(item, Action::Replay, Outcome::Reparked, change, Some(reason.clone()))).await?;
-                report.reparked += 1;
-                report.reparked_items.insert(item.id.clone(), reason);
-            }
-        }
-        bar.inc(1);
+/// Why `item` cannot go back to its stage as it is, if it cannot: the record is re-validated
+/// against the current schema, as the stage's own decode would.
+async fn refusal(dlq: &Dlq, item: &Item) -> Option<String> {
+    if item.stage == "unknown" {
+        return Some("the dead letter names no stage to hand it back to".to_owned());
     }
-    bar.finish_and_clear();
-    finish(&mut report, started);
-    Ok(report)
+    match item.value.as_deref() {
+        None => Some("the record has no value".to_owned()),
+        Some(value) => dlq.registry.decode_event(value).await.err().map(|e| e.to_string()),
+    }
 }
 
-/// Marks each item skipped (a tombstone with the reason, on the audit topic).
-pub async fn skip(dlq: &Dlq, items: &[Item], change: &Change<'_>) -> anyhow::Result<Report> {
+/// Replays or skips `items`, at most `change.rate` per second, each with its audit record.
+///
+/// A replay hands each valid record back to its stage and re-parks the others (the reason goes
+/// into the audit); a skip marks each item skipped (a tombstone with the reason).
+pub async fn apply(dlq: &Dlq, action: Action, items: &[Item], change: &Change<'_>) -> anyhow::Result<Report> {
     let writer = Writer::new(dlq).await?;
     let limiter = RateLimiter::direct(Quota::per_second(change.rate).allow_burst(NonZeroU32::MIN));
     let bar = progress_bar(items.len(), change.show_progress);
@@ -367,8 +345,25 @@ pub async fn skip(dlq: &Dlq, items: &[Item], change: &Change<'_>) -> anyhow::Res
     let mut report = Report::default();
     for item in items {
         limiter.until_ready().await;
-        writer.audit(&audit_of(item, Action::Skip, Outcome::Skipped, change, None)).await?;
-        report.skipped += 1;
+        let (outcome, detail) = match action {
+            Action::Skip => (Outcome::Skipped, None),
+            Action::Replay => match refusal(dlq, item).await {
+                None => {
+                    writer.hand_back(&dlq.config.topics.retry, item).await?;
+                    (Outcome::Replayed, None)
+                }
+                Some(reason) => (Outcome::Reparked, Some(reason)),
+            },
+        };
+        writer.audit(&audit_of(item, action, outcome, change, detail.clone())).await?;
+        match outcome {
+            Outcome::Replayed => report.replayed += 1,
+            Outcome::Skipped => report.skipped += 1,
+            Outcome::Reparked => {
+                report.reparked += 1;
+                report.reparked_items.insert(item.id.clone(), detail.unwrap_or_default());
+            }
+        }
         bar.inc(1);
     }
     bar.finish_and_clear();

@@ -350,10 +350,7 @@ async fn change_items(
         rate: NonZeroU32::new(args.rate).unwrap_or(NonZeroU32::MIN),
         show_progress: !json && std::io::stderr().is_terminal(),
     };
-    let report = match action {
-        Action::Replay => dlq::replay(&dlq, &items, &change).await?,
-        Action::Skip => dlq::skip(&dlq, &items, &change).await?,
-    };
+    let report = dlq::apply(&dlq, action, &items, &change).await?;
     if json {
         print_json(&report)
     } else {

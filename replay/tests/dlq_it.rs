@@ -97,37 +97,11 @@ async fn replay_hands_back_valid_items_once_and_reparks_the_rest() {
         .unwrap();
     let stop = CancellationToken::new();
 
-    let mut projector = ct_projector::Config::defaults();
-    projector.kafka = ctx.kafka.clone();
-    projector.consumer.name = ctx.group("projector");
-    projector.consumer.topic = t.events.clone();
-    projector.consumer.dlq_topic = t.dlq.clone();
-    projector.consumer.retry_topic = t.retry.clone();
-    projector.consumer.batch_wait_ms = 10;
-    projector.registry.url = registry_url.clone();
-    projector.postgres = ctx.postgres();
-    projector.redis = ctx.redis();
-    projector.http.listen = "127.0.0.1:0".parse().unwrap();
+    let projector = ct_testkit::pipeline::projector_config(&ctx, &t, &registry_url);
     let stage = projector.consumer.name.clone();
     tokio::spawn(ct_projector::run(projector, stop.clone()));
 
-    let mut categoriser = ct_dlq_categoriser::Config::defaults();
-    categoriser.kafka = ctx.kafka.clone();
-    categoriser.topics = ct_dlq_categoriser::Topics {
-        dlq: t.dlq.clone(),
-        schema: t.schema.clone(),
-        transient: t.transient.clone(),
-        critical: t.critical.clone(),
-        retry: t.retry.clone(),
-        audit: t.audit.clone(),
-    };
-    categoriser.categoriser.name = ctx.group("categoriser");
-    categoriser.retry.name = ctx.group("retry");
-    categoriser.items.name = ctx.group("dlq-items");
-    categoriser.registry.url = registry_url.clone();
-    categoriser.postgres = ctx.postgres();
-    categoriser.redis = ctx.redis();
-    categoriser.http.listen = "127.0.0.1:0".parse().unwrap();
+    let categoriser = ct_testkit::pipeline::categoriser_config(&ctx, &t, &registry_url);
     tokio::spawn(ct_dlq_categoriser::run(categoriser, stop.clone()));
 
     let producer = kafka::idempotent_producer(&ctx.kafka, Duration::from_secs(30)).unwrap();

@@ -7,7 +7,7 @@ use std::{collections::HashMap, sync::Arc};
 use axum::{
     Json,
     extract::{Path, Query, State},
-    http::{HeaderMap, StatusCode},
+    http::HeaderMap,
     response::{IntoResponse, Response},
 };
 use base64::{Engine, engine::general_purpose::STANDARD};
@@ -20,7 +20,7 @@ use sqlx::{Row, postgres::PgRow};
 use crate::{
     AppState,
     auth::Permission,
-    routes::{bad, cursor_param, internal, limit_param, page, reject_unknown, split_page, time_param},
+    routes::{bad, cursor_param, fetch_one_by_id, internal, limit_param, page, reject_unknown, split_page, time_range},
 };
 
 const STATES: [&str; 3] = ["parked", "replayed", "skipped"];
@@ -75,12 +75,7 @@ pub async fn list(
                 .ok_or_else(|| bad("state", format!("unknown state `{s}`; allowed: {}", STATES.join(", "))))
         })
         .transpose()?;
-    let (from, to) = (time_param(&params, "from")?, time_param(&params, "to")?);
-    if let (Some(from), Some(to)) = (from, to)
-        && from > to
-    {
-        return Err(bad("to", "`to` is before `from`"));
-    }
+    let (from, to) = time_range(&params)?;
     let limit = limit_param(&params)?;
     let cursor = cursor_param(&params)?;
     let sql = format!(
@@ -115,14 +110,8 @@ pub async fn get_one(
     Path(item_id): Path<String>,
 ) -> Result<Response, ApiError> {
     app.users.authorize(&headers, Permission::ReadEvents)?;
-    let row = sqlx::query(&format!("SELECT {COLUMNS}, record_key, record_value, headers FROM dlq_items WHERE id = $1"))
-        .bind(&item_id)
-        .fetch_optional(&app.pool)
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| {
-            ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no dead letter `{item_id}`")).with_field("id")
-        })?;
+    let sql = format!("SELECT {COLUMNS}, record_key, record_value, headers FROM dlq_items WHERE id = $1");
+    let row = fetch_one_by_id(&app.pool, &sql, &item_id, "dead letter", "id").await?;
     let audit = sqlx::query(
         "SELECT action, outcome, actor, at, reason, detail FROM dlq_audit WHERE item_id = $1 ORDER BY at, audit_id",
     )

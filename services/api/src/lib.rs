@@ -13,7 +13,7 @@ pub mod routes;
 use std::{collections::BTreeMap, net::SocketAddr, path::Path, sync::Arc};
 
 use anyhow::Context as _;
-use ct_platform::config::{ConfigError, PostgresConfig, Profile, TelemetryConfig};
+use ct_platform::config::{ConfigError, HttpConfig, PostgresConfig, Profile, TelemetryConfig};
 use serde::Deserialize;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -33,11 +33,6 @@ pub struct Config {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-pub struct HttpConfig {
-    pub listen: SocketAddr,
-}
-
-#[derive(Debug, Clone, Deserialize)]
 pub struct AuthConfig {
     pub user_tokens: BTreeMap<String, auth::Role>,
 }
@@ -53,8 +48,7 @@ impl Config {
     }
 
     pub fn defaults() -> Config {
-        ct_platform::config::extract(ct_platform::config::figment(DEFAULT_CONFIG, None).expect("defaults parse"))
-            .expect("defaults are complete")
+        ct_platform::config::defaults(DEFAULT_CONFIG)
     }
 }
 

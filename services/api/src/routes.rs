@@ -56,6 +56,35 @@ pub(crate) fn time_param(params: &HashMap<String, String>, name: &str) -> Result
         .transpose()
 }
 
+/// `from` and `to` (RFC 3339); `to` before `from` is refused naming `to`.
+pub(crate) fn time_range(
+    params: &HashMap<String, String>,
+) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), ApiError> {
+    let (from, to) = (time_param(params, "from")?, time_param(params, "to")?);
+    if let (Some(from), Some(to)) = (from, to)
+        && from > to
+    {
+        return Err(bad("to", "`to` is before `from`"));
+    }
+    Ok((from, to))
+}
+
+/// The one row `sql` finds for `id` (bound as `$1`), or 404 naming `field`.
+pub(crate) async fn fetch_one_by_id(
+    pool: &sqlx::PgPool,
+    sql: &str,
+    id: &str,
+    what: &str,
+    field: &str,
+) -> Result<sqlx::postgres::PgRow, ApiError> {
+    sqlx::query(sql)
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no {what} `{id}`")).with_field(field))
+}
+
 pub(crate) fn limit_param(params: &HashMap<String, String>) -> Result<i64, ApiError> {
     match params.get("limit") {
         None => Ok(DEFAULT_LIMIT),
@@ -152,12 +181,7 @@ async fn list_events(
             t.parse::<EventType>().map(|t| t.as_str()).map_err(|_| bad("type", format!("unknown event type `{t}`")))
         })
         .transpose()?;
-    let (from, to) = (time_param(&params, "from")?, time_param(&params, "to")?);
-    if let (Some(from), Some(to)) = (from, to)
-        && from > to
-    {
-        return Err(bad("to", "`to` is before `from`"));
-    }
+    let (from, to) = time_range(&params)?;
     let limit = limit_param(&params)?;
     let cursor = cursor_param(&params)?;
     let sql = format!(
@@ -190,14 +214,8 @@ async fn get_event(
     Path(event_id): Path<String>,
 ) -> Result<Response, ApiError> {
     app.users.authorize(&headers, Permission::ReadEvents)?;
-    let row = sqlx::query(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = $1"))
-        .bind(&event_id)
-        .fetch_optional(&app.pool)
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| {
-            ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no event `{event_id}`")).with_field("eventId")
-        })?;
+    let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = $1");
+    let row = fetch_one_by_id(&app.pool, &sql, &event_id, "event", "eventId").await?;
     Ok(Json(event_json(&row)).into_response())
 }
 
@@ -251,14 +269,7 @@ async fn get_run(
     Path(run_id): Path<String>,
 ) -> Result<Response, ApiError> {
     let role = app.users.authorize(&headers, Permission::ReadStatus)?;
-    let row = sqlx::query("SELECT * FROM runs WHERE run_id = $1")
-        .bind(&run_id)
-        .fetch_optional(&app.pool)
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| {
-            ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no run `{run_id}`")).with_field("runId")
-        })?;
+    let row = fetch_one_by_id(&app.pool, "SELECT * FROM runs WHERE run_id = $1", &run_id, "run", "runId").await?;
     let mut run = run_json(&row);
     // Correlated events only for roles that may read events.
     if role.allows(Permission::ReadEvents) {

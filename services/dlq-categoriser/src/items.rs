@@ -16,6 +16,17 @@ pub enum Change {
     Audited(Audit),
 }
 
+impl Change {
+    /// The item this change is about.
+    pub fn item_id(&self) -> &str {
+        match self {
+            Change::Parked(item) => &item.id,
+            Change::HandedBack { item_id, .. } => item_id,
+            Change::Audited(audit) => &audit.item_id,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Parked {
     pub id: String,

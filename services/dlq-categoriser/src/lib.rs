@@ -20,7 +20,6 @@ pub mod store;
 
 use std::{
     collections::{BTreeMap, HashMap},
-    net::SocketAddr,
     path::Path,
     sync::Arc,
     time::Duration,
@@ -29,7 +28,9 @@ use std::{
 use anyhow::Context as _;
 use ct_core::dlq::Rules;
 use ct_platform::{
-    config::{ConfigError, KafkaConfig, PostgresConfig, Profile, RedisConfig, TelemetryConfig},
+    config::{
+        ConfigError, HttpConfig, KafkaConfig, PostgresConfig, Profile, RedisConfig, RegistryConfig, TelemetryConfig,
+    },
     consumer::{self, BoxFuture, ConsumerSettings, Coordinates, Incoming, OnExhausted, Pipeline, ProcessError},
     postgres::classify,
     redis::Keys,
@@ -94,24 +95,13 @@ pub struct ItemsConfig {
     pub backoff_base_ms: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct RegistryConfig {
-    pub url: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct HttpConfig {
-    pub listen: SocketAddr,
-}
-
 impl Config {
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
         ct_platform::config::load(DEFAULT_CONFIG, file)
     }
 
     pub fn defaults() -> Config {
-        ct_platform::config::extract(ct_platform::config::figment(DEFAULT_CONFIG, None).expect("defaults parse"))
-            .expect("defaults are complete")
+        ct_platform::config::defaults(DEFAULT_CONFIG)
     }
 
     /// The topics the items consumer reads, one consumer each.

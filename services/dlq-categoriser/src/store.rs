@@ -14,8 +14,10 @@ use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::items::{Change, Parked};
 
-pub const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, name: "dlq items", sql: include_str!("../migrations/0001_dlq_items.sql") }];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "consumer progress", sql: ct_platform::postgres::PROGRESS_TABLE_SQL },
+    Migration { version: 2, name: "dlq items", sql: include_str!("../migrations/0002_dlq_items.sql") },
+];
 
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::Error> {
     ct_platform::postgres::migrate(pool, "dlq", MIGRATIONS).await
@@ -30,6 +32,7 @@ pub async fn apply(
     progress: &BTreeMap<i32, i64>,
 ) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
+    lock_items(&mut tx, changes).await?;
     for change in changes {
         match change {
             Change::Parked(item) => park(&mut tx, item).await?,
@@ -59,6 +62,24 @@ pub async fn apply(
     }
     ct_platform::postgres::store_progress(&mut tx, consumer, topic, progress).await?;
     tx.commit().await
+}
+
+/// Locks the batch's items for this transaction. The category topics, the retry topic and the
+/// audit topic are applied by concurrent transactions; without the lock, an item's insert and its
+/// hand-back could each miss the other's uncommitted row and leave it parked forever. Locks are
+/// taken in one order (by key), so two batches cannot deadlock.
+async fn lock_items(tx: &mut Transaction<'_, Postgres>, changes: &[Change]) -> Result<(), sqlx::Error> {
+    const LOCK_SPACE: i32 = 0x0d1c; // the (int, int) advisory key space is apart from the bigint one
+    let ids: Vec<&str> = changes.iter().map(Change::item_id).collect();
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock($1, key)
+         FROM (SELECT DISTINCT hashtext(id) AS key FROM unnest($2::text[]) AS id ORDER BY key) AS keys",
+    )
+    .bind(LOCK_SPACE)
+    .bind(&ids)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// Inserts the item, or updates it when this is a later attempt of it. Duplicates of one

@@ -27,45 +27,19 @@ async fn events_dead_lettered_while_postgres_is_down_land_once_it_is_back() {
         .unwrap();
     let stop = CancellationToken::new();
 
-    let mut projector = ct_projector::Config::defaults();
-    projector.kafka = ctx.kafka.clone();
-    projector.consumer.name = ctx.group("projector");
-    projector.consumer.topic = t.events.clone();
-    projector.consumer.dlq_topic = t.dlq.clone();
-    projector.consumer.retry_topic = t.retry.clone();
+    let mut projector = ct_testkit::pipeline::projector_config(&ctx, &t, &registry_url);
     projector.consumer.batch_max = 100;
-    projector.consumer.batch_wait_ms = 10;
     projector.consumer.max_attempts = 3;
     projector.consumer.backoff_base_ms = 100;
-    projector.registry.url = registry_url.clone();
-    projector.postgres = ctx.postgres();
     // Fail fast while Postgres is down, so the outage outlasts the in-place retries.
     projector.postgres.acquire_timeout_ms = 500;
-    projector.redis = ctx.redis();
-    projector.http.listen = "127.0.0.1:0".parse().unwrap();
     let token = stop.clone();
     let projector_task = tokio::spawn(async move { ct_projector::run(projector, token).await });
 
-    let mut categoriser = ct_dlq_categoriser::Config::defaults();
-    categoriser.kafka = ctx.kafka.clone();
-    categoriser.topics = ct_dlq_categoriser::Topics {
-        dlq: t.dlq.clone(),
-        schema: t.schema.clone(),
-        transient: t.transient.clone(),
-        critical: t.critical.clone(),
-        retry: t.retry.clone(),
-        audit: t.audit.clone(),
-    };
-    categoriser.categoriser.name = ctx.group("categoriser");
-    categoriser.retry.name = ctx.group("retry");
+    let mut categoriser = ct_testkit::pipeline::categoriser_config(&ctx, &t, &registry_url);
     categoriser.retry.backoff_base_ms = 500;
     categoriser.retry.backoff_cap_ms = 4_000;
     categoriser.rules.max_transient_attempts = 12;
-    categoriser.items.name = ctx.group("dlq-items");
-    categoriser.registry.url = registry_url;
-    categoriser.postgres = ctx.postgres();
-    categoriser.redis = ctx.redis();
-    categoriser.http.listen = "127.0.0.1:0".parse().unwrap();
     let token = stop.clone();
     let categoriser_task = tokio::spawn(async move { ct_dlq_categoriser::run(categoriser, token).await });
 

@@ -3,7 +3,7 @@
 use std::{collections::BTreeMap, net::SocketAddr, path::Path};
 
 use ct_core::Source;
-use ct_platform::config::{ConfigError, KafkaConfig, Profile, RedisConfig, TelemetryConfig};
+use ct_platform::config::{ConfigError, KafkaConfig, Profile, RedisConfig, RegistryConfig, TelemetryConfig};
 use serde::Deserialize;
 
 pub const DEFAULT_CONFIG: &str = include_str!("../config.default.toml");
@@ -37,11 +37,6 @@ pub struct EventsConfig {
     pub max_in_flight_messages: u32,
     pub max_future_skew_s: i64,
     pub redaction_salt: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct RegistryConfig {
-    pub url: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -60,6 +60,23 @@ pub struct KafkaConfig {
     pub properties: std::collections::BTreeMap<String, String>,
 }
 
+/// Where a service listens (its API, or `/metrics` and `/healthz` for a consumer).
+#[derive(Debug, Clone, Deserialize)]
+pub struct HttpConfig {
+    pub listen: std::net::SocketAddr,
+}
+
+/// The schema registry a service reads writer schemas from.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RegistryConfig {
+    pub url: String,
+}
+
+/// A service's compiled-in defaults alone (tests start from these).
+pub fn defaults<C: DeserializeOwned>(defaults: &str) -> C {
+    extract(figment(defaults, None).expect("the defaults file parses")).expect("the defaults are complete")
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct PostgresConfig {
     pub url: String,

@@ -180,21 +180,37 @@ pub async fn run<P: Pipeline>(
     // the next batch that commits. Until then a crash re-reads them, which is safe because
     // applying is idempotent and dead letters are deduplicated on their original coordinates.
     let mut unsaved = BTreeMap::new();
-    loop {
-        let mut batch = Vec::with_capacity(settings.batch_max);
-        let deadline = tokio::time::Instant::now() + settings.batch_wait;
-        while batch.len() < settings.batch_max {
-            tokio::select! {
-                () = shutdown.cancelled() => return Ok(()),
-                () = tokio::time::sleep_until(deadline), if !batch.is_empty() => break,
-                message = consumer.recv() => match message {
-                    Ok(message) => batch.push(incoming(&message)),
-                    Err(error) => tracing::warn!(consumer = %settings.name, %error, "Kafka read error."),
-                },
-            }
-        }
+    while let Some(batch) =
+        next_batch(&consumer, &settings.name, settings.batch_max, settings.batch_wait, &shutdown).await
+    {
         process_batch(pipeline, &dlq, settings, batch, &mut unsaved).await?;
     }
+    Ok(())
+}
+
+/// Reads up to `max` records, waiting at most `wait` once the first has arrived; `None` when
+/// `shutdown` is cancelled. Read errors (broker transport, rebalance notices) are logged, never
+/// a reason to drop what was read.
+pub async fn next_batch(
+    consumer: &StreamConsumer,
+    name: &str,
+    max: usize,
+    wait: Duration,
+    shutdown: &CancellationToken,
+) -> Option<Vec<Incoming>> {
+    let mut batch = Vec::with_capacity(max);
+    let deadline = tokio::time::Instant::now() + wait;
+    while batch.len() < max {
+        tokio::select! {
+            () = shutdown.cancelled() => return None,
+            () = tokio::time::sleep_until(deadline), if !batch.is_empty() => break,
+            message = consumer.recv() => match message {
+                Ok(message) => batch.push(incoming(&message)),
+                Err(error) => tracing::warn!(consumer = name, %error, "Kafka read error."),
+            },
+        }
+    }
+    Some(batch)
 }
 
 async fn process_batch<P: Pipeline>(

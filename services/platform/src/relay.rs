@@ -20,7 +20,11 @@ use rdkafka::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::{config::KafkaConfig, consumer::Incoming, kafka};
+use crate::{
+    config::KafkaConfig,
+    consumer::{self, Incoming},
+    kafka,
+};
 
 /// Where one record goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,16 +134,9 @@ async fn relay(
     tracing::info!(relay = %settings.name, topic = %settings.input_topic, "Relay started.");
 
     let group = std::sync::Arc::new(group);
-    loop {
-        let mut batch = Vec::with_capacity(settings.batch_max);
-        let deadline = tokio::time::Instant::now() + settings.batch_wait;
-        while batch.len() < settings.batch_max {
-            tokio::select! {
-                () = shutdown.cancelled() => return Ok(()),
-                () = tokio::time::sleep_until(deadline), if !batch.is_empty() => break,
-                message = consumer.recv() => batch.push(Incoming::from_message(&message?)),
-            }
-        }
+    while let Some(batch) =
+        consumer::next_batch(&consumer, &settings.name, settings.batch_max, settings.batch_wait, shutdown).await
+    {
         tx.producer.begin_transaction()?;
         let mut offsets = TopicPartitionList::new();
         let mut open = 0_usize;
@@ -177,6 +174,7 @@ async fn relay(
         }
         commit(&tx, &offsets, &group).await?;
     }
+    Ok(())
 }
 
 async fn commit(

@@ -183,3 +183,46 @@ pub fn wire_event(schema_id: u32, event: &ct_core::Envelope) -> Vec<u8> {
     ct_core::avro::encode_event(event, &mut value).expect("sample events encode");
     value
 }
+
+/// Configurations of this test's pipeline services: the defaults, pointed at the test's topics,
+/// consumer names, Postgres schema, Redis prefix and registry, listening on port 0.
+#[cfg(feature = "pipeline")]
+pub mod pipeline {
+    use super::{PipelineTopics, TestContext};
+
+    pub fn projector_config(ctx: &TestContext, t: &PipelineTopics, registry_url: &str) -> ct_projector::Config {
+        let mut config = ct_projector::Config::defaults();
+        config.kafka = ctx.kafka.clone();
+        config.consumer.name = ctx.group("projector");
+        config.consumer.topic = t.events.clone();
+        config.consumer.dlq_topic = t.dlq.clone();
+        config.consumer.retry_topic = t.retry.clone();
+        config.consumer.batch_wait_ms = 10;
+        config.registry.url = registry_url.to_owned();
+        config.postgres = ctx.postgres();
+        config.redis = ctx.redis();
+        config.http.listen = "127.0.0.1:0".parse().expect("literal address");
+        config
+    }
+
+    pub fn categoriser_config(ctx: &TestContext, t: &PipelineTopics, registry_url: &str) -> ct_dlq_categoriser::Config {
+        let mut config = ct_dlq_categoriser::Config::defaults();
+        config.kafka = ctx.kafka.clone();
+        config.topics = ct_dlq_categoriser::Topics {
+            dlq: t.dlq.clone(),
+            schema: t.schema.clone(),
+            transient: t.transient.clone(),
+            critical: t.critical.clone(),
+            retry: t.retry.clone(),
+            audit: t.audit.clone(),
+        };
+        config.categoriser.name = ctx.group("categoriser");
+        config.retry.name = ctx.group("retry");
+        config.items.name = ctx.group("dlq-items");
+        config.registry.url = registry_url.to_owned();
+        config.postgres = ctx.postgres();
+        config.redis = ctx.redis();
+        config.http.listen = "127.0.0.1:0".parse().expect("literal address");
+        config
+    }
+}

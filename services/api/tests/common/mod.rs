@@ -41,38 +41,12 @@ pub async fn stack() -> Stack {
     let edge_url = format!("http://{}", edge_app.local_addr());
     tokio::spawn(edge_app.run_until_stopped(stop.clone()));
 
-    let mut projector = ct_projector::Config::defaults();
-    projector.kafka = ctx.kafka.clone();
-    projector.consumer.name = ctx.group("projector");
-    projector.consumer.topic = t.events.clone();
-    projector.consumer.dlq_topic = t.dlq.clone();
-    projector.consumer.retry_topic = t.retry.clone();
-    projector.consumer.batch_wait_ms = 10;
-    projector.registry.url = registry_url.clone();
-    projector.postgres = ctx.postgres();
-    projector.redis = ctx.redis();
-    projector.http.listen = "127.0.0.1:0".parse().unwrap();
+    let projector = ct_testkit::pipeline::projector_config(&ctx, &t, &registry_url);
     let token = stop.clone();
     let schema = projector.postgres.clone();
     tokio::spawn(async move { ct_projector::run(projector, token).await.expect("projector") });
 
-    let mut categoriser = ct_dlq_categoriser::Config::defaults();
-    categoriser.kafka = ctx.kafka.clone();
-    categoriser.topics = ct_dlq_categoriser::Topics {
-        dlq: t.dlq.clone(),
-        schema: t.schema.clone(),
-        transient: t.transient.clone(),
-        critical: t.critical.clone(),
-        retry: t.retry.clone(),
-        audit: t.audit.clone(),
-    };
-    categoriser.categoriser.name = ctx.group("categoriser");
-    categoriser.retry.name = ctx.group("retry");
-    categoriser.items.name = ctx.group("dlq-items");
-    categoriser.registry.url = registry_url;
-    categoriser.postgres = ctx.postgres();
-    categoriser.redis = ctx.redis();
-    categoriser.http.listen = "127.0.0.1:0".parse().unwrap();
+    let categoriser = ct_testkit::pipeline::categoriser_config(&ctx, &t, &registry_url);
     let token = stop.clone();
     tokio::spawn(async move { ct_dlq_categoriser::run(categoriser, token).await.expect("categoriser") });
 

@@ -1,17 +1,11 @@
 -- Read model of the dead-letter topics, built by ct-dlq-categoriser from the category topics,
 -- ct.retry.v1 and ct.audit.v1. Every column comes from the log (times included), so a rebuild
 -- from offset 0 gives the same content.
-
-CREATE TABLE IF NOT EXISTS consumer_progress (
-    consumer     TEXT NOT NULL,
-    topic        TEXT NOT NULL,
-    "partition"  INT NOT NULL,
-    next_offset  BIGINT NOT NULL,
-    PRIMARY KEY (consumer, topic, "partition")
-);
+-- Tables are created IF NOT EXISTS: databases that ran the first cut of this service applied
+-- this script as version 1, before the progress table became a migration of its own.
 
 -- One row per stage and original record: later attempts and duplicates update it.
-CREATE TABLE dlq_items (
+CREATE TABLE IF NOT EXISTS dlq_items (
     id                  TEXT PRIMARY KEY,
     category            TEXT NOT NULL CHECK (category IN ('SCHEMA', 'TRANSIENT', 'CRITICAL')),
     rule                TEXT NOT NULL,
@@ -37,13 +31,13 @@ CREATE TABLE dlq_items (
     state_actor         TEXT,
     state_reason        TEXT
 );
-CREATE INDEX dlq_items_recent ON dlq_items (last_failure_at DESC, id DESC);
-CREATE INDEX dlq_items_category ON dlq_items (category, last_failure_at DESC, id DESC);
-CREATE INDEX dlq_items_parked ON dlq_items (category) WHERE state = 'parked';
+CREATE INDEX IF NOT EXISTS dlq_items_recent ON dlq_items (last_failure_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS dlq_items_category ON dlq_items (category, last_failure_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS dlq_items_parked ON dlq_items (category) WHERE state = 'parked';
 
 -- Each hand-back through ct.retry.v1 (automatic retry or replay). Kept apart so that a
 -- hand-back read before its item (the topics are consumed independently) still counts.
-CREATE TABLE dlq_handbacks (
+CREATE TABLE IF NOT EXISTS dlq_handbacks (
     item_id   TEXT NOT NULL,
     attempt   INT NOT NULL,
     origin    TEXT NOT NULL,
@@ -51,7 +45,7 @@ CREATE TABLE dlq_handbacks (
     PRIMARY KEY (item_id, attempt, origin)
 );
 
-CREATE TABLE dlq_audit (
+CREATE TABLE IF NOT EXISTS dlq_audit (
     audit_id  TEXT PRIMARY KEY,
     item_id   TEXT NOT NULL,
     action    TEXT NOT NULL,
@@ -62,4 +56,4 @@ CREATE TABLE dlq_audit (
     detail    TEXT,
     attempt   INT NOT NULL
 );
-CREATE INDEX dlq_audit_item ON dlq_audit (item_id, at);
+CREATE INDEX IF NOT EXISTS dlq_audit_item ON dlq_audit (item_id, at);
