@@ -56,10 +56,11 @@ pub(crate) fn time_param(params: &HashMap<String, String>, name: &str) -> Result
         .transpose()
 }
 
+/// An optional `[from, to)` interval.
+pub(crate) type TimeRange = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
 /// `from` and `to` (RFC 3339); `to` before `from` is refused naming `to`.
-pub(crate) fn time_range(
-    params: &HashMap<String, String>,
-) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), ApiError> {
+pub(crate) fn time_range(params: &HashMap<String, String>) -> Result<TimeRange, ApiError> {
     let (from, to) = (time_param(params, "from")?, time_param(params, "to")?);
     if let (Some(from), Some(to)) = (from, to)
         && from > to
