@@ -54,6 +54,22 @@ async fn garbage_on_the_event_topic_is_listed_as_a_schema_dead_letter() {
     assert_eq!(item["original"]["topic"], json!(s.events_topic));
     assert!(item["error"].as_str().unwrap().contains("wire format"), "{item}");
 
+    // The depth per category is in Redis (and in the categoriser's /metrics as ct_dlq_depth).
+    let redis_config = s.ctx.redis();
+    let redis = ct_platform::redis::connect(&redis_config).await.unwrap();
+    let depth: std::collections::BTreeMap<String, i64> = eventually(Duration::from_secs(10), || {
+        let mut redis = redis.clone();
+        let key = format!("{}:dlq:depth", redis_config.key_prefix);
+        async move {
+            let depth: std::collections::BTreeMap<String, i64> =
+                redis::AsyncCommands::hgetall(&mut redis, key).await.ok()?;
+            (depth.get("schema") == Some(&1)).then_some(depth)
+        }
+    })
+    .await
+    .expect("the DLQ depth never reached Redis");
+    assert_eq!((depth["transient"], depth["critical"]), (0, 0), "{depth:?}");
+
     // The item in full: the original bytes are kept.
     let id = item["id"].as_str().unwrap();
     let (status, full, _) = s.get(Some("dev-token-maintainer"), &format!("/dlq/{id}")).await;
