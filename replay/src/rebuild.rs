@@ -64,14 +64,66 @@ fn reached(rebuild: &BTreeMap<i32, i64>, target: &BTreeMap<i32, i64>) -> bool {
     target.iter().all(|(p, offset)| rebuild.get(p).is_some_and(|r| r >= offset))
 }
 
+/// What a rebuild's projector does differently from the live one.
+pub fn rebuild_settings(config: &mut ct_projector::Config) {
+    // A rebuild runs while things may be down; it waits rather than send the log to the DLQ.
+    config.consumer.on_exhausted = ct_platform::consumer::OnExhausted::Stop;
+    // The rebuilt schema is what gets swapped in; Redis views of it would be thrown away (the
+    // live projector's views heal from the swapped-in tables), so none are built.
+    config.views.enabled = false;
+    // Reading history, not following the head: bigger batches, fewer transactions, and the
+    // partitions applied by two consumers side by side.
+    config.consumer.batch_max = config.consumer.batch_max.max(REBUILD_BATCH);
+    config.consumer.parallelism = config.consumer.parallelism.max(REBUILD_PARALLELISM);
+}
+
+const REBUILD_BATCH: usize = 10_000;
+const REBUILD_PARALLELISM: u32 = 2;
+
+/// The secondary indexes of a schema, dropped for a bulk load and created again after it (as
+/// `pg_restore` does): maintaining them row by row costs more than building them once.
+pub struct DeferredIndexes {
+    definitions: Vec<String>,
+}
+
+impl DeferredIndexes {
+    /// Creates the projector's tables in `schema` (its migrations) and drops their non-unique
+    /// indexes; unique ones stay, because inserts rely on them (`ON CONFLICT`).
+    pub async fn drop_from(config: &ct_projector::Config) -> anyhow::Result<DeferredIndexes> {
+        let pool = ct_platform::postgres::connect(&config.postgres).await?;
+        store::migrate(&pool).await?;
+        let indexes: Vec<(String, String)> = sqlx::query_as(
+            "SELECT quote_ident(i.relname), pg_get_indexdef(i.oid)
+             FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid
+             JOIN pg_namespace n ON n.oid = t.relnamespace
+             WHERE n.nspname = current_schema() AND NOT x.indisunique AND NOT x.indisprimary
+             ORDER BY i.relname",
+        )
+        .fetch_all(&pool)
+        .await?;
+        for (name, _) in &indexes {
+            sqlx::query(&format!("DROP INDEX {name}")).execute(&pool).await?;
+        }
+        pool.close().await;
+        Ok(DeferredIndexes { definitions: indexes.into_iter().map(|(_, definition)| definition).collect() })
+    }
+
+    /// Creates the indexes again (the definitions name their schema).
+    pub async fn restore(self, pool: &PgPool) -> anyhow::Result<()> {
+        for definition in &self.definitions {
+            sqlx::query(definition).execute(pool).await.with_context(|| format!("restoring `{definition}`"))?;
+        }
+        Ok(())
+    }
+}
+
 pub async fn rebuild(options: RebuildOptions) -> anyhow::Result<RebuildReport> {
     let live = &options.live;
     let live_schema = valid_schema(&live.postgres.schema)?.to_owned();
     let stamp = chrono::Utc::now().format("%Y%m%d%H%M%S").to_string();
     let mut target = live.clone();
     target.consumer.name = format!("{}-rebuild-{stamp}", live.consumer.name);
-    // A rebuild runs while things may be down; it waits rather than send the log to the DLQ.
-    target.consumer.on_exhausted = ct_platform::consumer::OnExhausted::Stop;
+    rebuild_settings(&mut target);
     target.postgres.schema = format!("{live_schema}_rebuild_{stamp}");
     target.redis.key_prefix = format!("{}:rebuild:{stamp}", live.redis.key_prefix);
     target.http.listen = "127.0.0.1:0".parse().expect("literal address");
@@ -84,6 +136,7 @@ pub async fn rebuild(options: RebuildOptions) -> anyhow::Result<RebuildReport> {
         .context("connecting to Postgres")?;
     let stop = CancellationToken::new();
     let started = std::time::Instant::now();
+    let deferred = DeferredIndexes::drop_from(&target).await.context("preparing the rebuild schema")?;
     let runner = tokio::spawn(ct_projector::run(target.clone(), stop.clone()));
 
     // Catch up with where the live projector stands now.
@@ -104,6 +157,8 @@ pub async fn rebuild(options: RebuildOptions) -> anyhow::Result<RebuildReport> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // The history is in; the indexes are built once, before anything reads the rebuilt tables.
+    deferred.restore(&admin).await?;
     let seconds = started.elapsed().as_secs_f64();
 
     let mut swapped_out = None;

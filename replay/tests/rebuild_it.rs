@@ -128,5 +128,21 @@ async fn rebuild_equals_live_and_a_swap_under_load_loses_nothing() {
         .await
         .unwrap();
     assert!(old_exists, "the old tables are kept for rollback");
+    // The rebuild dropped its secondary indexes for the load; the swapped-in tables have them all.
+    let indexes = |schema: String| {
+        let pool = pool.clone();
+        async move {
+            let names: Vec<String> =
+                sqlx::query_scalar("SELECT indexname::text FROM pg_indexes WHERE schemaname = $1 ORDER BY 1")
+                    .bind(schema)
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap();
+            names
+        }
+    };
+    let live_indexes = indexes(live.postgres.schema.clone()).await;
+    assert!(live_indexes.contains(&"events_source_ts".to_owned()), "{live_indexes:?}");
+    assert_eq!(live_indexes, indexes(old).await, "the rebuilt schema has the indexes of the original");
     stop_live.cancel();
 }

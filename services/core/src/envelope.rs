@@ -167,13 +167,18 @@ impl Envelope {
 
     /// The event as canonical JSON (camelCase envelope, snake_case payload); the projector stores
     /// its `payload` part.
-    pub fn to_json(&self) -> Value {
+    /// The payload's fields as JSON (snake_case, money in minor units), without the variant tag.
+    pub fn payload_json(&self) -> Value {
         let payload = serde_json::to_value(&self.payload).unwrap_or(Value::Null);
         // Externally tagged enum: unwrap the single variant object.
-        let payload = match payload {
+        match payload {
             Value::Object(mut m) if m.len() == 1 => m.values_mut().next().map(Value::take).unwrap_or(Value::Null),
             other => other,
-        };
+        }
+    }
+
+    pub fn to_json(&self) -> Value {
+        let payload = self.payload_json();
         serde_json::json!({
             "eventId": self.event_id,
             "type": self.event_type().as_str(),

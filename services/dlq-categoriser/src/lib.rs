@@ -31,7 +31,7 @@ use ct_platform::{
     config::{
         ConfigError, HttpConfig, KafkaConfig, PostgresConfig, Profile, RedisConfig, RegistryConfig, TelemetryConfig,
     },
-    consumer::{self, BoxFuture, ConsumerSettings, Coordinates, Incoming, OnExhausted, Pipeline, ProcessError},
+    consumer::{self, BoxFuture, ConsumerSettings, Coordinates, Incoming, OnExhausted, Pipeline, ProcessError, Shard},
     postgres::classify,
     redis::Keys,
     registry::RegistryClient,
@@ -120,6 +120,7 @@ impl Config {
             backoff_base: Duration::from_millis(self.items.backoff_base_ms),
             on_exhausted: OnExhausted::Stop,
             retry_of: None,
+            shard: Shard::ALL,
         }
     }
 }

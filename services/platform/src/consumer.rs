@@ -125,6 +125,30 @@ pub struct ConsumerSettings {
     /// Set when `topic` is the retry topic: only records whose `ct-retry-stage` equals this
     /// stage name are taken; the others belong to other stages and are passed over.
     pub retry_of: Option<String>,
+    /// This consumer reads the partitions `p` with `p % shard.count == shard.index`. Several
+    /// shards of one consumer apply in parallel (each its own transactions); correct only for
+    /// pipelines whose effects do not depend on the order across partitions.
+    pub shard: Shard,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    pub const ALL: Shard = Shard { index: 0, count: 1 };
+
+    /// `count` shards covering every partition.
+    pub fn split(count: u32) -> impl Iterator<Item = Shard> {
+        let count = count.max(1);
+        (0..count).map(move |index| Shard { index, count })
+    }
+
+    pub fn owns(self, partition: i32) -> bool {
+        u32::try_from(partition).is_ok_and(|p| p % self.count.max(1) == self.index)
+    }
 }
 
 impl Incoming {
@@ -169,23 +193,40 @@ pub async fn run<P: Pipeline>(
         .ok_or_else(|| ConsumerError::NoPartitions(settings.topic.clone()))?;
     let progress = retry(settings, "load progress", || pipeline.load_progress(&settings.topic)).await?;
     let mut assignment = TopicPartitionList::new();
-    for partition in 0..partitions {
+    for partition in (0..partitions).filter(|p| settings.shard.owns(*p)) {
         let offset = progress.get(&partition).map_or(Offset::Beginning, |next| Offset::Offset(*next));
         assignment.add_partition_offset(&settings.topic, partition, offset)?;
     }
     consumer.assign(&assignment)?;
-    tracing::info!(consumer = %settings.name, topic = %settings.topic, ?progress, "Consumer resumed from stored progress.");
+    tracing::info!(consumer = %settings.name, topic = %settings.topic, shard = ?settings.shard, ?progress, "Consumer resumed from stored progress.");
 
     // Progress of records that were dead-lettered while the store was down: it is written with
     // the next batch that commits. Until then a crash re-reads them, which is safe because
     // applying is idempotent and dead letters are deduplicated on their original coordinates.
     let mut unsaved = BTreeMap::new();
-    while let Some(batch) =
-        next_batch(&consumer, &settings.name, settings.batch_max, settings.batch_wait, &shutdown).await
-    {
-        process_batch(pipeline, &dlq, settings, batch, &mut unsaved).await?;
+    // Two batches in flight: while one is applied (Postgres works on its own core), the next is
+    // read and decoded. They are still applied one after the other, in order.
+    let mut ready: Option<Prepared<P::Item>> = None;
+    loop {
+        let next = async {
+            match next_batch(&consumer, &settings.name, settings.batch_max, settings.batch_wait, &shutdown).await {
+                Some(batch) => prepare(pipeline, &dlq, settings, batch).await.map(Some),
+                None => Ok(None),
+            }
+        };
+        let next = match ready.take() {
+            None => next.await?,
+            Some(prepared) => {
+                let (applied, next) = tokio::join!(commit(pipeline, &dlq, settings, prepared, &mut unsaved), next);
+                applied?;
+                next?
+            }
+        };
+        match next {
+            Some(prepared) => ready = Some(prepared),
+            None => return Ok(()),
+        }
     }
-    Ok(())
 }
 
 /// Reads up to `max` records, waiting at most `wait` once the first has arrived; `None` when
@@ -213,15 +254,23 @@ pub async fn next_batch(
     Some(batch)
 }
 
-async fn process_batch<P: Pipeline>(
+/// A batch read and decoded, waiting to be applied.
+struct Prepared<Item> {
+    batch: Vec<Incoming>,
+    items: Vec<(Coordinates, Item)>,
+    progress: BTreeMap<i32, i64>,
+    started: Instant,
+}
+
+/// Decodes a batch; records that cannot be decoded are dead-lettered (SCHEMA) here.
+async fn prepare<P: Pipeline>(
     pipeline: &P,
     dlq: &DeadLetters,
     settings: &ConsumerSettings,
     batch: Vec<Incoming>,
-    unsaved: &mut BTreeMap<i32, i64>,
-) -> Result<(), ConsumerError> {
+) -> Result<Prepared<P::Item>, ConsumerError> {
     let started = Instant::now();
-    let mut progress = std::mem::take(unsaved);
+    let mut progress = BTreeMap::new();
     let mut items = Vec::with_capacity(batch.len());
     for record in &batch {
         progress.insert(record.coordinates.partition, record.coordinates.offset + 1);
@@ -237,6 +286,21 @@ async fn process_batch<P: Pipeline>(
             }
         }
     }
+    Ok(Prepared { batch, items, progress, started })
+}
+
+/// Applies a prepared batch with its progress (and any progress left unsaved by an earlier batch
+/// that was dead-lettered while the store was down).
+async fn commit<P: Pipeline>(
+    pipeline: &P,
+    dlq: &DeadLetters,
+    settings: &ConsumerSettings,
+    prepared: Prepared<P::Item>,
+    unsaved: &mut BTreeMap<i32, i64>,
+) -> Result<(), ConsumerError> {
+    let Prepared { batch, items, progress: batch_progress, started } = prepared;
+    let mut progress = std::mem::take(unsaved);
+    progress.extend(batch_progress);
     let topic = settings.topic.as_str();
     match retry(settings, "apply", || pipeline.apply(&items, topic, &progress)).await {
         Ok(()) => {}
@@ -377,5 +441,17 @@ impl DeadLetters {
             .increment(1);
         tracing::warn!(stage = %self.stage, topic = %c.topic, partition = c.partition, offset = c.offset, attempt = context.attempt, error = message, "Record dead-lettered.");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod shard_tests {
+    use super::Shard;
+
+    #[test]
+    fn shards_split_the_partitions_between_them() {
+        let owners: Vec<Vec<i32>> = Shard::split(2).map(|shard| (0..6).filter(|p| shard.owns(*p)).collect()).collect();
+        assert_eq!(owners, [vec![0, 2, 4], vec![1, 3, 5]]);
+        assert!((0..6).all(|p| Shard::ALL.owns(p)));
     }
 }

@@ -4,7 +4,8 @@
 //! in the same run and on the same data:
 //! - baseline: reading every record from Kafka with no processing;
 //! - projector: decode + plan + one Postgres transaction per batch + Redis refresh, into a fresh
-//!   schema each round.
+//!   schema each round, with the live projector's configuration;
+//! - rebuild mode: the same with the settings `ct rebuild` gives its projector.
 //!
 //! Each is run `CT_BENCH_ROUNDS` times (default 3); medians and the ratio are printed.
 #![allow(clippy::print_stdout)]
@@ -103,7 +104,7 @@ async fn main() {
         &kafka_config,
         &[
             ct_platform::topics::TopicSpec::new(&topic, partitions),
-            ct_platform::topics::TopicSpec::new(format!("bench.{run_id}.dlq"), 1),
+            ct_platform::topics::TopicSpec::new(format!("{topic}.dlq"), 1),
         ],
     )
     .await
@@ -149,6 +150,7 @@ async fn main() {
 
     let mut raw_rates = Vec::new();
     let mut projector_rates = Vec::new();
+    let mut rebuild_rates = Vec::new();
     for round in 0..rounds {
         let took = tokio::task::spawn_blocking({
             let (k, t) = (kafka_config.clone(), topic.clone());
@@ -158,43 +160,84 @@ async fn main() {
         .unwrap();
         raw_rates.push(events as f64 / took.as_secs_f64());
 
-        let mut config = ct_projector::Config::defaults();
-        config.kafka = kafka_config.clone();
-        config.consumer.name = format!("bench-{run_id}-{round}");
-        config.consumer.topic = topic.clone();
-        config.consumer.dlq_topic = format!("bench.{run_id}.dlq");
-        config.consumer.batch_max = env_or("CT_BENCH_BATCH", 5_000);
-        config.registry.url = registry_url.clone();
-        config.postgres.url = ct_testkit::postgres_url();
-        config.postgres.schema = format!("bench_{run_id}_{round}");
-        config.redis.url = ct_testkit::redis_url();
-        config.redis.key_prefix = format!("bench:{run_id}:{round}");
-        config.http.listen = "127.0.0.1:0".parse().unwrap();
-        let pool = ct_platform::postgres::connect(&config.postgres).await.unwrap();
-        let stop = CancellationToken::new();
-        let started = Instant::now();
-        let projector = tokio::spawn(ct_projector::run(config.clone(), stop.clone()));
-        loop {
-            let done: Option<i64> = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&pool).await.ok();
-            if done == Some(events as i64) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let took = started.elapsed();
-        stop.cancel();
-        let _ = projector.await;
-        projector_rates.push(events as f64 / took.as_secs_f64());
-        sqlx::query(&format!("DROP SCHEMA \"{}\" CASCADE", config.postgres.schema)).execute(&pool).await.unwrap();
+        let live = project(&kafka_config, &registry_url, &topic, &format!("{run_id}_{round}_live"), events, |c| {
+            c.consumer.batch_max = env_or("CT_BENCH_BATCH", c.consumer.batch_max);
+        })
+        .await;
+        projector_rates.push(live);
+        let rebuild =
+            project(&kafka_config, &registry_url, &topic, &format!("{run_id}_{round}_rebuild"), events, |c| {
+                ct_replay::rebuild::rebuild_settings(c);
+            })
+            .await;
+        rebuild_rates.push(rebuild);
         println!(
-            "round {round}: raw read {:.0} events/s, projector {:.0} events/s",
-            raw_rates[round], projector_rates[round]
+            "round {round}: raw read {:.0} events/s, projector {live:.0} events/s, rebuild mode {rebuild:.0} events/s",
+            raw_rates[round]
         );
     }
-    let (raw, projector) = (median(raw_rates), median(projector_rates));
+    let (raw, projector, rebuild) = (median(raw_rates), median(projector_rates), median(rebuild_rates));
     println!(
-        "median over {rounds} rounds: raw read {raw:.0} events/s, projector {projector:.0} events/s, ratio {:.2}",
-        projector / raw
+        "median over {rounds} rounds: raw read {raw:.0} events/s, projector {projector:.0} events/s (ratio {:.3}), rebuild mode {rebuild:.0} events/s (ratio {:.3})",
+        projector / raw,
+        rebuild / raw
     );
     stop_registry.cancel();
+}
+
+/// Runs a projector (configured by `adjust`) over `topic` into a fresh schema until it has read
+/// every record; returns events per second. Progress is polled from `consumer_progress` (a
+/// `count(*)` of `events` would cost Postgres more than the projector does).
+async fn project(
+    kafka_config: &ct_platform::config::KafkaConfig,
+    registry_url: &str,
+    topic: &str,
+    name: &str,
+    events: usize,
+    adjust: impl FnOnce(&mut ct_projector::Config),
+) -> f64 {
+    let rebuild_mode = name.ends_with("_rebuild");
+    let mut config = ct_projector::Config::defaults();
+    config.kafka = kafka_config.clone();
+    config.consumer.name = format!("bench-{name}");
+    config.consumer.topic = topic.to_owned();
+    config.consumer.dlq_topic = format!("{topic}.dlq");
+    config.consumer.retry_topic = format!("{topic}.dlq");
+    config.registry.url = registry_url.to_owned();
+    config.postgres.url = ct_testkit::postgres_url();
+    config.postgres.schema = format!("bench_{name}");
+    config.redis.url = ct_testkit::redis_url();
+    config.redis.key_prefix = format!("bench:{name}");
+    config.http.listen = "127.0.0.1:0".parse().unwrap();
+    adjust(&mut config);
+    let pool = ct_platform::postgres::connect(&config.postgres).await.unwrap();
+    let stop = CancellationToken::new();
+    let started = Instant::now();
+    // As `ct rebuild` does: secondary indexes dropped for the load, built at the end (timed).
+    let deferred =
+        if rebuild_mode { Some(ct_replay::rebuild::DeferredIndexes::drop_from(&config).await.unwrap()) } else { None };
+    let projector = tokio::spawn(ct_projector::run(config.clone(), stop.clone()));
+    loop {
+        let done: Option<i64> =
+            sqlx::query_scalar("SELECT sum(next_offset)::bigint FROM consumer_progress WHERE consumer = $1")
+                .bind(&config.consumer.name)
+                .fetch_one(&pool)
+                .await
+                .ok()
+                .flatten();
+        if done == Some(events as i64) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if let Some(deferred) = deferred {
+        deferred.restore(&pool).await.unwrap();
+    }
+    let took = started.elapsed();
+    stop.cancel();
+    let _ = projector.await;
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&pool).await.unwrap();
+    assert_eq!(rows, events as i64, "the projector wrote every event");
+    sqlx::query(&format!("DROP SCHEMA \"{}\" CASCADE", config.postgres.schema)).execute(&pool).await.unwrap();
+    events as f64 / took.as_secs_f64()
 }

@@ -29,6 +29,14 @@ pub enum RunEffect {
     Completed { run_id: String, status: &'static str, duration_ms: Option<i64>, metrics: Value, at: DateTime<Utc> },
 }
 
+impl RunEffect {
+    pub fn run_id(&self) -> &str {
+        match self {
+            RunEffect::Started { run_id, .. } | RunEffect::Completed { run_id, .. } => run_id,
+        }
+    }
+}
+
 /// Everything one event changes, applied only if its row is new (one event, one effect).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Effect {
@@ -38,25 +46,22 @@ pub struct Effect {
     pub heartbeat_of: Option<String>,
 }
 
-/// Plans the writes for a batch, keeping the first occurrence of an `eventId` within it.
-pub fn plan(items: &[(Coordinates, Envelope)]) -> Vec<Effect> {
+/// The writes of a batch: its effects, keeping the first occurrence of an `eventId` within it.
+pub fn plan(items: &[(Coordinates, Effect)]) -> Vec<&Effect> {
     let mut seen = HashSet::with_capacity(items.len());
-    items
-        .iter()
-        .filter(|(_, event)| seen.insert(event.event_id()))
-        .map(|(coordinates, event)| effect(coordinates, event))
-        .collect()
+    items.iter().map(|(_, effect)| effect).filter(|effect| seen.insert(effect.row.event_id.as_str())).collect()
 }
 
-fn effect(coordinates: &Coordinates, event: &Envelope) -> Effect {
-    let json = event.to_json();
+/// What one event read at `coordinates` would change. Computed per record as it is decoded, so
+/// this work overlaps the previous batch's transaction.
+pub fn effect(coordinates: &Coordinates, event: &Envelope) -> Effect {
     let row = EventRow {
         event_id: event.event_id().to_owned(),
         event_type: event.event_type().as_str(),
         source: event.source().as_str(),
         ts: event.ts(),
         correlation_id: event.correlation_id().map(str::to_owned),
-        payload: json["payload"].clone(),
+        payload: event.payload_json(),
         received_at: event.ingest().received_at,
         trace_id: event.ingest().trace_id.clone(),
         topic: coordinates.topic.clone(),
@@ -121,7 +126,11 @@ mod tests {
         let heartbeat =
             event(json!({"eventId":"e2","type":"system.heartbeat","ts":"2025-09-27T10:00:01Z","source":"portal",
             "payload":{"systemId":"portal"}}));
-        let effects = plan(&[(at(0), started.clone()), (at(1), heartbeat), (at(2), started)]);
+        let items: Vec<(Coordinates, Effect)> = [(at(0), &started), (at(1), &heartbeat), (at(2), &started)]
+            .into_iter()
+            .map(|(at, event)| (at.clone(), effect(&at, event)))
+            .collect();
+        let effects = plan(&items);
         assert_eq!(effects.len(), 2);
         assert_eq!(effects[0].row.offset, 0);
         assert!(matches!(&effects[0].run, Some(RunEffect::Started { run_id, .. }) if run_id == "run_1"));

@@ -13,12 +13,11 @@ pub mod store;
 use std::{collections::BTreeMap, collections::HashMap, path::Path, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
-use ct_core::Envelope;
 use ct_platform::{
     config::{
         ConfigError, HttpConfig, KafkaConfig, PostgresConfig, Profile, RedisConfig, RegistryConfig, TelemetryConfig,
     },
-    consumer::{self, BoxFuture, ConsumerSettings, Coordinates, Incoming, OnExhausted, Pipeline, ProcessError},
+    consumer::{self, BoxFuture, ConsumerSettings, Coordinates, Incoming, OnExhausted, Pipeline, ProcessError, Shard},
     postgres::classify,
     redis::Keys,
     registry::RegistryClient,
@@ -37,6 +36,7 @@ pub struct Config {
     pub registry: RegistryConfig,
     pub postgres: PostgresConfig,
     pub redis: RedisConfig,
+    pub views: ViewsConfig,
     pub http: HttpConfig,
     pub telemetry: TelemetryConfig,
 }
@@ -53,6 +53,14 @@ pub struct ConsumerConfig {
     pub batch_wait_ms: u64,
     pub max_attempts: u32,
     pub backoff_base_ms: u64,
+    /// Consumers applying `topic` in parallel, each on its share of the partitions.
+    pub parallelism: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ViewsConfig {
+    /// Keep the Redis hot views. A rebuild turns them off: its views would be thrown away.
+    pub enabled: bool,
 }
 
 impl Config {
@@ -76,6 +84,7 @@ impl Config {
             backoff_base: Duration::from_millis(self.consumer.backoff_base_ms),
             on_exhausted: self.consumer.on_exhausted,
             retry_of: None,
+            shard: Shard::ALL,
         }
     }
 
@@ -94,17 +103,18 @@ impl Config {
 pub struct Projector {
     pool: PgPool,
     registry: RegistryClient,
-    views: store::Views,
+    views: Option<store::Views>,
     consumer: String,
 }
 
 impl Pipeline for Projector {
-    type Item = Envelope;
+    type Item = handler::Effect;
 
-    fn decode<'a>(&'a self, record: &'a Incoming) -> BoxFuture<'a, Result<Envelope, String>> {
+    fn decode<'a>(&'a self, record: &'a Incoming) -> BoxFuture<'a, Result<handler::Effect, String>> {
         Box::pin(async move {
             let value = record.value.as_deref().ok_or("the record has no value")?;
-            self.registry.decode_event(value).await.map_err(|e| e.to_string())
+            let event = self.registry.decode_event(value).await.map_err(|e| e.to_string())?;
+            Ok(handler::effect(&record.coordinates, &event))
         })
     }
 
@@ -116,7 +126,7 @@ impl Pipeline for Projector {
 
     fn apply<'a>(
         &'a self,
-        items: &'a [(Coordinates, Envelope)],
+        items: &'a [(Coordinates, handler::Effect)],
         topic: &'a str,
         progress: &'a BTreeMap<i32, i64>,
     ) -> BoxFuture<'a, Result<(), ProcessError>> {
@@ -127,7 +137,7 @@ impl Pipeline for Projector {
 impl Projector {
     async fn apply_batch(
         &self,
-        items: &[(Coordinates, Envelope)],
+        items: &[(Coordinates, handler::Effect)],
         topic: &str,
         progress: &BTreeMap<i32, i64>,
     ) -> Result<(), ProcessError> {
@@ -135,12 +145,14 @@ impl Projector {
         let touched = store::apply(&self.pool, &self.consumer, topic, &effects, progress).await.map_err(classify)?;
         // Redis is a cache of what just committed: a failure here is logged and healed on the
         // next batch or start, never a reason to re-apply the batch.
-        if let Err(error) = self.views.refresh(&self.pool, &touched).await {
+        if let Some(views) = &self.views
+            && let Err(error) = views.refresh(&self.pool, &touched).await
+        {
             metrics::counter!("ct_projector_view_refresh_errors_total").increment(1);
             tracing::warn!(%error, "Redis views not refreshed; they are rebuilt on the next refresh.");
-            let mut redis = self.views.redis.clone();
+            let mut redis = views.redis.clone();
             let _: Result<(), _> =
-                redis::cmd("DEL").arg(self.views.keys.key(&["views", "ready"])).query_async(&mut redis).await;
+                redis::cmd("DEL").arg(views.keys.key(&["views", "ready"])).query_async(&mut redis).await;
         }
         Ok(())
     }
@@ -150,9 +162,14 @@ impl Projector {
     pub async fn connect(config: &Config) -> anyhow::Result<Projector> {
         let pool = ct_platform::postgres::connect(&config.postgres).await.context("connecting to Postgres")?;
         store::migrate(&pool).await.context("migrating the read models")?;
-        let redis = ct_platform::redis::connect(&config.redis).await.context("connecting to Redis")?;
-        let views = store::Views { redis, keys: Keys::new(config.redis.key_prefix.clone()) };
-        views.refresh(&pool, &store::Touched::default()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let views = if config.views.enabled {
+            let redis = ct_platform::redis::connect(&config.redis).await.context("connecting to Redis")?;
+            let views = store::Views { redis, keys: Keys::new(config.redis.key_prefix.clone()) };
+            views.refresh(&pool, &store::Touched::default()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            Some(views)
+        } else {
+            None
+        };
         Ok(Projector {
             pool,
             registry: RegistryClient::new(&config.registry.url),
@@ -179,10 +196,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     tokio::spawn(
         async move { axum::serve(listener, router).with_graceful_shutdown(http_shutdown.cancelled_owned()).await },
     );
-    let (main, retry) = (config.settings(), config.retry_settings());
-    tokio::try_join!(
-        consumer::run(projector.as_ref(), &config.kafka, &main, shutdown.clone()),
-        consumer::run(projector.as_ref(), &config.kafka, &retry, shutdown.clone()),
-    )?;
+    // Derived rows merge order-independently (see `store.rs`), so shards of the partitions may
+    // apply in parallel.
+    let mut settings: Vec<ConsumerSettings> = Shard::split(config.consumer.parallelism)
+        .map(|shard| ConsumerSettings { shard, ..config.settings() })
+        .collect();
+    settings.push(config.retry_settings());
+    let consumers =
+        settings.iter().map(|s| Box::pin(consumer::run(projector.as_ref(), &config.kafka, s, shutdown.clone())));
+    futures::future::try_join_all(consumers).await?;
     Ok(())
 }

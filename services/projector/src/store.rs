@@ -44,7 +44,7 @@ pub async fn apply(
     pool: &PgPool,
     consumer: &str,
     topic: &str,
-    effects: &[Effect],
+    effects: &[&Effect],
     progress: &BTreeMap<i32, i64>,
 ) -> Result<Touched, sqlx::Error> {
     let mut tx = pool.begin().await?;
@@ -52,11 +52,13 @@ pub async fn apply(
     // crash that loses the last commits loses both, and the projector re-reads those records.
     sqlx::query("SET LOCAL synchronous_commit TO OFF").execute(&mut *tx).await?;
     let inserted = insert_events(&mut tx, effects).await?;
-    let new: Vec<&Effect> = effects.iter().filter(|e| inserted.contains(e.row.event_id.as_str())).collect();
-    for effect in &new {
-        if let Some(run) = &effect.run {
-            apply_run(&mut tx, run).await?;
-        }
+    let new: Vec<&Effect> = effects.iter().copied().filter(|e| inserted.contains(e.row.event_id.as_str())).collect();
+    // Rows shared between transactions (runs, systems, type counts) are always updated in key
+    // order, so parallel shards of the projector wait on each other but never deadlock.
+    let mut runs: Vec<&RunEffect> = new.iter().filter_map(|effect| effect.run.as_ref()).collect();
+    runs.sort_by(|a, b| a.run_id().cmp(b.run_id()));
+    for run in runs {
+        apply_run(&mut tx, run).await?;
     }
     let touched = apply_systems_and_counts(&mut tx, &new).await?;
     ct_platform::postgres::store_progress(&mut tx, consumer, topic, progress).await?;
@@ -64,7 +66,10 @@ pub async fn apply(
     Ok(touched)
 }
 
-async fn insert_events(tx: &mut Transaction<'_, Postgres>, effects: &[Effect]) -> Result<HashSet<String>, sqlx::Error> {
+async fn insert_events(
+    tx: &mut Transaction<'_, Postgres>,
+    effects: &[&Effect],
+) -> Result<HashSet<String>, sqlx::Error> {
     if effects.is_empty() {
         return Ok(HashSet::new());
     }
