@@ -79,6 +79,9 @@ struct Args {
     /// Per-second figures to this CSV file.
     #[arg(long)]
     csv: Option<std::path::PathBuf>,
+    /// An SVG plot of the per-second throughput and p99 latency to this file.
+    #[arg(long)]
+    svg: Option<std::path::PathBuf>,
     /// Print one JSON object with the figures instead of the table.
     #[arg(long)]
     json: bool,
@@ -249,6 +252,47 @@ fn rate_at(args: &Args, elapsed: Duration) -> f64 {
             }
         }
     }
+}
+
+/// Two panels over time: requests sent per second (with the target) and the p99 HTTP latency.
+fn plot(path: &std::path::Path, per_second: &[(u64, f64, u64, u64)], target: f64) -> anyhow::Result<()> {
+    use plotters::prelude::*;
+    let root = SVGBackend::new(path, (1000, 700)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (top, bottom) = root.split_vertically(350);
+    let seconds = per_second.last().map_or(1, |(s, ..)| *s).max(1);
+    let rate_max = per_second.iter().map(|(_, r, ..)| *r).fold(target, f64::max) * 1.1;
+    let mut rate = ChartBuilder::on(&top)
+        .caption("events sent per second", ("sans-serif", 20))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0..seconds, 0.0..rate_max)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    rate.configure_mesh().x_desc("second").y_desc("events/s").draw().map_err(|e| anyhow::anyhow!("{e}"))?;
+    rate.draw_series(LineSeries::new(per_second.iter().map(|(s, r, ..)| (*s, *r)), &BLUE))
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .label("achieved")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
+    rate.draw_series(LineSeries::new([(0, target), (seconds, target)], &RED))
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .label("target")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
+    rate.configure_series_labels().border_style(BLACK).draw().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let p99_max = per_second.iter().map(|(.., p)| *p as f64 / 1000.0).fold(1.0, f64::max) * 1.1;
+    let mut latency = ChartBuilder::on(&bottom)
+        .caption("HTTP p99 per second (ms)", ("sans-serif", 20))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0..seconds, 0.0..p99_max)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    latency.configure_mesh().x_desc("second").y_desc("ms").draw().map_err(|e| anyhow::anyhow!("{e}"))?;
+    latency
+        .draw_series(LineSeries::new(per_second.iter().map(|(s, .., p)| (*s, *p as f64 / 1000.0)), &MAGENTA))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    root.present().map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
 }
 
 fn ms(h: &Histogram<u64>, q: f64) -> f64 {
@@ -533,6 +577,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             csv.push_str(&format!("{s},{r:.0},{c},{p}\n"));
         }
         std::fs::write(path, csv)?;
+    }
+    if let Some(path) = &args.svg {
+        plot(path, &per_second, args.rate as f64)?;
     }
     if args.json {
         println!("{report}");
