@@ -330,9 +330,11 @@ async fn visible_poller(
 
 fn stack(args: &[&str]) -> anyhow::Result<()> {
     let script = std::env::var("CT_STACK_SCRIPT").unwrap_or_else(|_| "deploy/stack.sh".to_owned());
+    // The script's output goes to stderr: stdout carries only the report (`--json`).
     let status = std::process::Command::new("bash")
         .arg(&script)
         .args(args)
+        .stdout(std::io::stderr())
         .status()
         .with_context(|| format!("running {script}"))?;
     anyhow::ensure!(status.success(), "{script} {args:?} failed");

@@ -8,11 +8,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ct_core::{
-    avro,
-    dlq::{Context, header},
-};
-use ct_platform::{kafka, registry::RegistryClient};
+use ct_core::dlq::{Context, header};
+use ct_platform::kafka;
 use ct_testkit::{PipelineTopics, TestContext, eventually, sample_event, wire_event};
 use rdkafka::{
     message::{Header, OwnedHeaders},
@@ -90,11 +87,7 @@ fn dead_letter_headers(stage: &str, events_topic: &str, offset: i64) -> OwnedHea
 async fn replay_hands_back_valid_items_once_and_reparks_the_rest() {
     let ctx = TestContext::new();
     let t = ctx.pipeline_topics().await;
-    let (registry_url, _registry) = ct_registry::spawn_local(ctx.kafka.clone(), &ctx.topic("_schemas")).await.unwrap();
-    let schema_id = RegistryClient::new(&registry_url)
-        .register(&format!("{}-value", t.events), avro::event_schema_json())
-        .await
-        .unwrap();
+    let (registry_url, schema_id, _registry) = ct_testkit::pipeline::registry(&ctx, &t).await;
     let stop = CancellationToken::new();
 
     let projector = ct_testkit::pipeline::projector_config(&ctx, &t, &registry_url);

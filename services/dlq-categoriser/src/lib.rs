@@ -209,17 +209,10 @@ impl DlqItems {
 
 /// Runs the three loops (and `/metrics`, `/healthz`) until `shutdown`.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let metrics = ct_platform::metrics::install();
     let items = Arc::new(DlqItems::connect(&config).await?);
-    let listener = tokio::net::TcpListener::bind(config.http.listen)
+    ct_platform::metrics::serve_operations(config.http.listen, shutdown.clone())
         .await
         .with_context(|| format!("binding {}", config.http.listen))?;
-    let router = ct_platform::metrics::router(metrics)
-        .route("/healthz", axum::routing::get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }));
-    let http_shutdown = shutdown.clone();
-    tokio::spawn(
-        async move { axum::serve(listener, router).with_graceful_shutdown(http_shutdown.cancelled_owned()).await },
-    );
 
     let categorise = routing::Categorise { rules: config.rules.clone(), topics: config.topics.clone() };
     let categorise_settings = RelaySettings {

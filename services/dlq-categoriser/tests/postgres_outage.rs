@@ -8,8 +8,7 @@
 
 use std::time::Duration;
 
-use ct_core::avro;
-use ct_platform::{kafka, registry::RegistryClient};
+use ct_platform::kafka;
 use ct_testkit::{TestContext, eventually, sample_event, stack, wire_event};
 use rdkafka::producer::FutureRecord;
 use tokio_util::sync::CancellationToken;
@@ -20,11 +19,7 @@ const EVENTS: usize = 900;
 async fn events_dead_lettered_while_postgres_is_down_land_once_it_is_back() {
     let ctx = TestContext::new();
     let t = ctx.pipeline_topics().await;
-    let (registry_url, _registry) = ct_registry::spawn_local(ctx.kafka.clone(), &ctx.topic("_schemas")).await.unwrap();
-    let schema_id = RegistryClient::new(&registry_url)
-        .register(&format!("{}-value", t.events), avro::event_schema_json())
-        .await
-        .unwrap();
+    let (registry_url, schema_id, _registry) = ct_testkit::pipeline::registry(&ctx, &t).await;
     let stop = CancellationToken::new();
 
     let mut projector = ct_testkit::pipeline::projector_config(&ctx, &t, &registry_url);

@@ -54,3 +54,15 @@ pub async fn track_http(request: axum::extract::Request, next: axum::middleware:
         .record(started.elapsed().as_secs_f64());
     response
 }
+
+/// Serves `/metrics` and `/healthz` on `listen` until `shutdown`: the HTTP side of a consumer
+/// service, which has no API of its own. Installs the recorder first.
+pub async fn serve_operations(
+    listen: std::net::SocketAddr,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let app = router(install()).route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }));
+    tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await });
+    Ok(())
+}

@@ -185,17 +185,10 @@ impl Projector {
 
 /// Runs the projector (and its `/metrics` endpoint) until `shutdown`.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let metrics = ct_platform::metrics::install();
     let projector = Arc::new(Projector::connect(&config).await?);
-    let listener = tokio::net::TcpListener::bind(config.http.listen)
+    ct_platform::metrics::serve_operations(config.http.listen, shutdown.clone())
         .await
         .with_context(|| format!("binding {}", config.http.listen))?;
-    let router = ct_platform::metrics::router(metrics)
-        .route("/healthz", axum::routing::get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }));
-    let http_shutdown = shutdown.clone();
-    tokio::spawn(
-        async move { axum::serve(listener, router).with_graceful_shutdown(http_shutdown.cancelled_owned()).await },
-    );
     // Derived rows merge order-independently (see `store.rs`), so shards of the partitions may
     // apply in parallel.
     let mut settings: Vec<ConsumerSettings> = Shard::split(config.consumer.parallelism)

@@ -190,6 +190,18 @@ pub fn wire_event(schema_id: u32, event: &ct_core::Envelope) -> Vec<u8> {
 pub mod pipeline {
     use super::{PipelineTopics, TestContext};
 
+    /// A registry of this test's own (on its own `_schemas` topic) with the event schema
+    /// registered for `t.events`: its URL, the schema id and its stop token.
+    pub async fn registry(ctx: &TestContext, t: &PipelineTopics) -> (String, u32, tokio_util::sync::CancellationToken) {
+        let (url, stop) =
+            ct_registry::spawn_local(ctx.kafka.clone(), &ctx.topic("_schemas")).await.expect("start the registry");
+        let schema_id = ct_platform::registry::RegistryClient::new(&url)
+            .register(&ct_platform::registry::value_subject(&t.events), ct_core::avro::event_schema_json())
+            .await
+            .expect("register the event schema");
+        (url, schema_id, stop)
+    }
+
     pub fn projector_config(ctx: &TestContext, t: &PipelineTopics, registry_url: &str) -> ct_projector::Config {
         let mut config = ct_projector::Config::defaults();
         config.kafka = ctx.kafka.clone();
