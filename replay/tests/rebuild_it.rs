@@ -74,6 +74,7 @@ async fn rebuild_equals_live_and_a_swap_under_load_loses_nothing() {
     live.consumer.name = ctx.group("projector");
     live.consumer.topic = topics[0].clone();
     live.consumer.dlq_topic = topics[1].clone();
+    live.consumer.retry_topic = topics[1].clone();
     live.consumer.batch_wait_ms = 20;
     live.registry.url = registry_url;
     live.postgres = ctx.postgres();

@@ -238,8 +238,11 @@ impl Views {
     /// Refreshes what `touched` names, or everything when the marker is missing.
     pub async fn refresh(&self, pool: &PgPool, touched: &Touched) -> Result<(), ProcessError> {
         let mut redis = self.redis.clone();
+        let nothing_touched = touched.systems.is_empty() && touched.types.is_empty() && touched.sources.is_empty();
         let ready: bool = redis::cmd("EXISTS").arg(self.marker()).query_async(&mut redis).await.map_err(transient)?;
-        if ready {
+        if ready && nothing_touched {
+            Ok(())
+        } else if ready {
             self.write(pool, Some(touched)).await
         } else {
             tracing::info!(prefix = self.keys.prefix(), "Rebuilding the Redis views from Postgres.");
@@ -269,12 +272,26 @@ impl Views {
         let mut pipe = redis::pipe();
         pipe.atomic();
         if only.is_none() {
+            // SCAN, not KEYS: a full rebuild must not block Redis for every other client.
             let mut redis = self.redis.clone();
-            let stale: Vec<String> = redis::cmd("KEYS")
-                .arg(format!("{}:*", self.keys.prefix()))
-                .query_async(&mut redis)
-                .await
-                .map_err(transient)?;
+            let mut stale: Vec<String> = Vec::new();
+            let mut cursor = 0_u64;
+            loop {
+                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(format!("{}:*", self.keys.prefix()))
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut redis)
+                    .await
+                    .map_err(transient)?;
+                stale.extend(keys);
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
             for key in stale.iter().filter(|k| {
                 k.starts_with(&self.keys.key(&["system", ""]))
                     || k.starts_with(&self.keys.key(&["recent", ""]))
@@ -317,7 +334,12 @@ impl Views {
                 pipe.rpush(&key, recent.iter().map(Value::to_string).collect::<Vec<_>>());
             }
         }
-        pipe.set(self.marker(), json!({"rebuilt": only.is_none()}).to_string());
+        // Only a full rebuild marks the views ready. A partial refresh that set the marker could
+        // resurrect it right after a flush (EXISTS, flush, then this write) and leave the
+        // untouched views missing for good.
+        if only.is_none() {
+            pipe.set(self.marker(), json!({"rebuilt": true}).to_string());
+        }
         let mut redis = self.redis.clone();
         pipe.query_async::<()>(&mut redis).await.map_err(transient)?;
         Ok(())

@@ -47,6 +47,8 @@ fn config(s: &Setup, name: &str, schema: &str) -> Config {
     config.consumer.name = s.ctx.group(name);
     config.consumer.topic = s.topic.clone();
     config.consumer.dlq_topic = s.dlq.clone();
+    // A topic of this test's own (nothing is handed back here), never the shared ct.retry.v1.
+    config.consumer.retry_topic = s.dlq.clone();
     config.consumer.batch_wait_ms = 20;
     config.consumer.max_attempts = 3;
     config.registry.url = s.registry_url.clone();
@@ -127,22 +129,38 @@ async fn wait_for_events(pool: &sqlx::PgPool, expected: i64) {
     assert!(reached.is_some(), "projected {} of {expected}", count(pool, "SELECT count(*) FROM events").await);
 }
 
+/// The Redis views equal what Postgres implies (polled: the views are written after the commit).
 async fn redis_matches_postgres(config: &Config, pool: &sqlx::PgPool) {
+    let matched =
+        eventually(Duration::from_secs(15), || async { views_differ(config, pool).await.is_none().then_some(()) })
+            .await;
+    if matched.is_none() {
+        panic!("the Redis views never matched Postgres: {:?}", views_differ(config, pool).await);
+    }
+}
+
+/// What differs between the Redis views and Postgres, if anything.
+async fn views_differ(config: &Config, pool: &sqlx::PgPool) -> Option<String> {
     let mut redis = ct_platform::redis::connect(&config.redis).await.unwrap();
     let prefix = &config.redis.key_prefix;
     let systems: Vec<(String, i64)> =
         sqlx::query_as("SELECT system_id, events_total FROM systems").fetch_all(pool).await.unwrap();
     for (system, total) in systems {
         let cached: Option<String> = redis.hget(format!("{prefix}:system:{system}"), "events_total").await.unwrap();
-        assert_eq!(cached, Some(total.to_string()), "system {system}");
+        if cached != Some(total.to_string()) {
+            return Some(format!("system {system}: Redis {cached:?}, Postgres {total}"));
+        }
     }
     let counts: Vec<(String, i64)> =
         sqlx::query_as("SELECT type, events_total FROM type_counts").fetch_all(pool).await.unwrap();
     let cached: BTreeMap<String, i64> = redis.hgetall(format!("{prefix}:counts")).await.unwrap();
-    assert_eq!(cached, counts.into_iter().collect::<BTreeMap<_, _>>());
+    let counts: BTreeMap<String, i64> = counts.into_iter().collect();
+    if cached != counts {
+        return Some(format!("counts: Redis {cached:?}, Postgres {counts:?}"));
+    }
     let recent: Vec<String> = redis.lrange(format!("{prefix}:recent:finance"), 0, -1).await.unwrap();
     let expected: i64 = count(pool, "SELECT least(count(*), 50) FROM events WHERE source = 'finance'").await;
-    assert_eq!(recent.len() as i64, expected);
+    (recent.len() as i64 != expected).then(|| format!("recent finance: Redis {}, Postgres {expected}", recent.len()))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
