@@ -11,12 +11,12 @@ use std::{
 };
 
 use common::stack;
-use ct_testkit::{eventually, repo_root};
+use ct_testkit::{eventually, kafka_lib_dir};
 use serde_json::json;
 
 /// Writes `line` to `topic` with `kafka.tools.ConsoleProducer` from the stack's Kafka jars.
 fn console_produce(bootstrap: &str, topic: &str, line: &str) {
-    let classpath = repo_root().join(".state/kafka-lib/*");
+    let classpath = kafka_lib_dir().join("*");
     let mut child = Command::new("java")
         .arg("-cp")
         .arg(classpath)

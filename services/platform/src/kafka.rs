@@ -134,10 +134,16 @@ const TOPIC_VISIBLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// knows the topic; a client that looks it up in that window gets `UnknownPartition` (this is
 /// what Kafka's own tests wait out with `waitForTopicCreated`).
 async fn wait_until_served(kafka: &KafkaConfig, topic: &str, timeout: Duration) -> Result<i32, KafkaSetupError> {
-    let consumer: BaseConsumer = client_config(kafka).create()?;
+    let consumer: std::sync::Arc<BaseConsumer> = std::sync::Arc::new(client_config(kafka).create()?);
     let deadline = std::time::Instant::now() + timeout;
     loop {
-        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(5));
+        // A metadata request blocks its thread: keep it off the async workers.
+        let metadata = {
+            let (consumer, topic) = (std::sync::Arc::clone(&consumer), topic.to_owned());
+            tokio::task::spawn_blocking(move || consumer.fetch_metadata(Some(&topic), Duration::from_secs(5)))
+                .await
+                .expect("metadata request panicked")
+        };
         let served = metadata.as_ref().ok().and_then(|metadata| {
             metadata.topics().iter().find(|t| t.name() == topic && t.error().is_none()).and_then(|t| {
                 let partitions = t.partitions();

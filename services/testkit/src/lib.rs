@@ -37,6 +37,18 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repository root")
 }
 
+/// Where `deploy/stack.sh` keeps the Kafka jars (the same `CT_KAFKA_LIB_DIR` / `CT_STATE_DIR`
+/// overrides), for tests that run Apache Kafka's own tools.
+pub fn kafka_lib_dir() -> PathBuf {
+    match std::env::var_os("CT_KAFKA_LIB_DIR").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => std::env::var_os("CT_STATE_DIR")
+            .filter(|v| !v.is_empty())
+            .map_or_else(|| repo_root().join(".state"), PathBuf::from)
+            .join("kafka-lib"),
+    }
+}
+
 /// One test's isolated slice of the stack.
 pub struct TestContext {
     pub id: String,
