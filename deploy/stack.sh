@@ -20,6 +20,7 @@ KAFKA_CONTROLLER_PORT="${CT_KAFKA_CONTROLLER_PORT:-9093}"
 PG_PORT="${CT_PG_PORT:-5432}"
 REDIS_PORT="${CT_REDIS_PORT:-6379}"
 KAFKA_START_TIMEOUT="${CT_KAFKA_START_TIMEOUT:-90}"
+REDIS_START_TIMEOUT="${CT_REDIS_START_TIMEOUT:-60}"
 KAFKA_HEAP="${CT_KAFKA_HEAP:-1G}"
 PG_DB="controltower"
 
@@ -271,9 +272,11 @@ redis_up() {
     redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --daemonize yes --dir "$REDIS_DIR" \
       --pidfile "$REDIS_DIR/redis.pid" --logfile "$REDIS_DIR/redis.log" --appendonly yes --save "" >/dev/null \
       || die "redis-server failed to start (see $REDIS_DIR/redis.log)"
-    for _ in $(seq 1 30); do redis_answers && break; sleep 0.2; done
+    # A large append-only file is replayed before Redis answers PING (it answers LOADING meanwhile).
+    local waited=0
+    until redis_answers || [ "$waited" -ge $((REDIS_START_TIMEOUT * 5)) ]; do sleep 0.2; waited=$((waited + 1)); done
   fi
-  redis_answers || die "Redis does not answer PING on 127.0.0.1:$REDIS_PORT (see $REDIS_DIR/redis.log)"
+  redis_answers || die "Redis does not answer PING on 127.0.0.1:$REDIS_PORT within ${REDIS_START_TIMEOUT}s (see $REDIS_DIR/redis.log)"
 }
 
 redis_down() {
