@@ -17,6 +17,7 @@ use std::{
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
 use ct_core::signature::ct_signature;
+use ct_load::workload::{SOURCES, event_body};
 use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde_json::{Value, json};
@@ -95,35 +96,6 @@ struct Args {
     /// Maximum requests in flight before the tool counts arrivals as client overload.
     #[arg(long, default_value_t = 20_000)]
     max_in_flight: u64,
-}
-
-const SOURCES: [(&str, &str); 6] = [
-    ("finance", "finance.invoice.generated"),
-    ("portal", "portal.upload.received"),
-    ("backend", "backend.fn.error"),
-    ("website", "website.form.submitted"),
-    ("github", "ci.workflow.failed"),
-    ("desktop", "desktop.trigger.contract"),
-];
-
-fn payload(event_type: &str, n: u64, rng: &mut StdRng) -> Value {
-    match event_type {
-        "finance.invoice.generated" => {
-            json!({"invoiceId": format!("INV-{n}"), "period": "2025-09", "total": rng.random_range(100..900_000) as f64 / 100.0})
-        }
-        "portal.upload.received" => {
-            json!({"contractorId": format!("C{}", n % 500), "fileRef": format!("gs://u/{n}.pdf"),
-                                           "sizeBytes": rng.random_range(1_000..4_000_000)})
-        }
-        "backend.fn.error" => {
-            json!({"fnName": "timesheetParse", "severity": "high", "stackRef": format!("gs://l/{n}.txt"),
-                                     "message": "failed for someone@example.com"})
-        }
-        "website.form.submitted" => json!({"formId": format!("lead-{n}"), "captchaScore": 0.9, "email": "x@y.io",
-                                           "notes": "x".repeat(rng.random_range(0..2_000))}),
-        "ci.workflow.failed" => json!({"repo": "swan-portal", "runId": n, "job": "build", "url": "https://ci/1"}),
-        _ => json!({"contractorId": format!("C{}", n % 500), "contractId": format!("K{n}")}),
-    }
 }
 
 /// Outcome of one logical event (after retries in the broker-restart scenario).
@@ -471,10 +443,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             continue;
         } else {
             let id = format!("{}_{n}", shared.run);
-            let body =
-                json!({"eventId": id, "type": event_type, "ts": chrono::Utc::now().to_rfc3339(), "source": source,
-                              "payload": payload(event_type, n, &mut rng)})
-                .to_string();
+            let (_, body) = event_body(&id, n, &mut rng);
             if bodies.len() < 10_000 {
                 bodies.push((id.clone(), token.clone(), body.clone()));
             }

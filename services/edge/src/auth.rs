@@ -1,5 +1,6 @@
 //! Producer tokens, each bound to one source, looked up by SHA-256 digest so the comparison does
-//! not leak through timing, and the per-token rate limit.
+//! not leak through timing, and the per-token rate limit (charged per event, so a batch of 50
+//! costs 50).
 
 use std::{collections::HashMap, num::NonZeroU32, sync::Arc};
 
@@ -61,13 +62,27 @@ impl RateLimit {
         Self { limiter: Arc::new(RateLimiter::keyed(Quota::per_minute(per_minute).allow_burst(burst))) }
     }
 
-    /// `Err(seconds to wait)` when the producer is over its limit.
-    pub fn check(&self, producer: &Producer) -> Result<(), u64> {
-        self.limiter.check_key(&producer.id).map_err(|not_until| {
-            let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
-            wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
-        })
+    /// Charges `events` to the producer's bucket.
+    pub fn check(&self, producer: &Producer, events: u32) -> Result<(), RateRefusal> {
+        let events = NonZeroU32::new(events).unwrap_or(NonZeroU32::MIN);
+        match self.limiter.check_key_n(&producer.id, events) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => {
+                let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+                Err(RateRefusal::Wait(wait.as_secs() + u64::from(wait.subsec_nanos() > 0)))
+            }
+            Err(governor::InsufficientCapacity(burst)) => Err(RateRefusal::LargerThanBurst(burst)),
+        }
     }
+}
+
+/// Why the rate limit refused a request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RateRefusal {
+    /// Over the limit now: retry after this many seconds.
+    Wait(u64),
+    /// More events at once than the burst allows, ever.
+    LargerThanBurst(u32),
 }
 
 #[cfg(test)]
@@ -98,9 +113,18 @@ mod tests {
         let producer = tokens.authenticate(Some("Bearer dev-token-finance")).unwrap();
         let limit = RateLimit::new(&RateLimitConfig { per_minute: 60, burst: 3 });
         for _ in 0..3 {
-            assert_eq!(limit.check(&producer), Ok(()));
+            assert_eq!(limit.check(&producer, 1), Ok(()));
         }
-        let wait = limit.check(&producer).unwrap_err();
-        assert!((1..=1).contains(&wait), "wait {wait}s at 1/s");
+        assert_eq!(limit.check(&producer, 1), Err(RateRefusal::Wait(1)), "1 s at 1/s");
+    }
+
+    #[test]
+    fn a_batch_is_charged_per_event_and_may_not_exceed_the_burst() {
+        let tokens = Tokens::new(&auth());
+        let producer = tokens.authenticate(Some("Bearer dev-token-finance")).unwrap();
+        let limit = RateLimit::new(&RateLimitConfig { per_minute: 60, burst: 3 });
+        assert_eq!(limit.check(&producer, 4), Err(RateRefusal::LargerThanBurst(3)));
+        assert_eq!(limit.check(&producer, 2), Ok(()));
+        assert_eq!(limit.check(&producer, 2), Err(RateRefusal::Wait(1)));
     }
 }

@@ -28,6 +28,7 @@ pub struct Config {
 pub struct HttpConfig {
     pub listen: SocketAddr,
     pub max_body_bytes: usize,
+    pub max_batch_bytes: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -37,6 +38,7 @@ pub struct EventsConfig {
     pub max_in_flight_messages: u32,
     pub max_future_skew_s: i64,
     pub redaction_salt: String,
+    pub max_batch_events: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]

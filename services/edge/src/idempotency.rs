@@ -1,6 +1,6 @@
 //! Idempotency on `eventId`, in Redis so it holds across edge restarts and instances.
 //!
-//! A request first claims the id with `SET NX` and a short expiry (the delivery timeout plus a
+//! A request first claims the id with `SET NX GET` and a short expiry (the delivery timeout plus a
 //! margin), produces, then records the result with the long expiry. If the edge dies between
 //! claim and result, the claim expires by itself and the producer's retry goes through; the
 //! projector's unique `event_id` keeps read models single in that rare case.
@@ -51,50 +51,80 @@ impl IdempotencyStore {
         format!("{}{event_id}", self.prefix)
     }
 
-    pub async fn claim(&self, event_id: &str, body_sha256: &str) -> Result<Claim, redis::RedisError> {
-        let mut redis = self.redis.clone();
-        let key = self.key(event_id);
-        let pending = serde_json::to_string(&Entry { body_sha256: body_sha256.to_owned(), receipt: None })
-            .expect("entry serialises");
-        let claimed: Option<String> = redis::cmd("SET")
-            .arg(&key)
-            .arg(&pending)
-            .arg("NX")
-            .arg("PX")
-            .arg(self.pending_ttl_ms)
-            .query_async(&mut redis)
-            .await?;
-        if claimed.is_some() {
-            return Ok(Claim::Claimed);
+    fn pending_entry(body_sha256: &str) -> String {
+        serde_json::to_string(&Entry { body_sha256: body_sha256.to_owned(), receipt: None }).expect("entry serialises")
+    }
+
+    /// Claims each `(event_id, body_sha256)` in one pipelined round trip: `SET NX GET` either
+    /// takes the id or returns what holds it, atomically.
+    pub async fn claim_all(&self, items: &[(&str, &str)]) -> Result<Vec<Claim>, redis::RedisError> {
+        let mut pipeline = redis::pipe();
+        for (event_id, body_sha256) in items {
+            pipeline
+                .cmd("SET")
+                .arg(self.key(event_id))
+                .arg(Self::pending_entry(body_sha256))
+                .arg("NX")
+                .arg("PX")
+                .arg(self.pending_ttl_ms)
+                .arg("GET");
         }
-        let existing: Option<String> = redis.get(&key).await?;
-        let Some(entry) = existing.and_then(|e| serde_json::from_str::<Entry>(&e).ok()) else {
-            // Expired between SET and GET: try once more.
-            return Box::pin(self.claim(event_id, body_sha256)).await;
-        };
-        Ok(match (entry.body_sha256 == body_sha256, entry.receipt) {
-            (false, _) => Claim::Conflict,
-            (true, Some(receipt)) => Claim::Duplicate(receipt),
-            (true, None) => Claim::InFlight,
-        })
+        let held: Vec<Option<String>> = pipeline.query_async(&mut self.redis.clone()).await?;
+        Ok(items.iter().zip(held).map(|((_, body_sha256), held)| Self::judge(body_sha256, held)).collect())
     }
 
-    pub async fn complete(
-        &self,
-        event_id: &str,
-        body_sha256: &str,
-        receipt: &Receipt,
-    ) -> Result<(), redis::RedisError> {
-        let mut redis = self.redis.clone();
-        let entry =
-            serde_json::to_string(&Entry { body_sha256: body_sha256.to_owned(), receipt: Some(receipt.clone()) })
-                .expect("entry serialises");
-        redis.set_ex(self.key(event_id), entry, self.done_ttl_s).await
+    fn judge(body_sha256: &str, held: Option<String>) -> Claim {
+        let Some(held) = held else { return Claim::Claimed };
+        match serde_json::from_str::<Entry>(&held) {
+            Ok(entry) if entry.body_sha256 != body_sha256 => Claim::Conflict,
+            Ok(Entry { receipt: Some(receipt), .. }) => Claim::Duplicate(receipt),
+            Ok(Entry { receipt: None, .. }) => Claim::InFlight,
+            // Not ours to overwrite; refusing is safer than producing twice.
+            Err(_) => Claim::Conflict,
+        }
     }
 
-    /// Gives the id back after a failed produce, so the producer's retry is not a conflict.
-    pub async fn release(&self, event_id: &str) -> Result<(), redis::RedisError> {
-        let mut redis = self.redis.clone();
-        redis.del(self.key(event_id)).await
+    /// Records each produced event's receipt with the long expiry, in one round trip.
+    pub async fn complete_all(&self, items: &[(&str, &str, &Receipt)]) -> Result<(), redis::RedisError> {
+        let mut pipeline = redis::pipe();
+        for (event_id, body_sha256, receipt) in items {
+            let entry = serde_json::to_string(&Entry {
+                body_sha256: (*body_sha256).to_owned(),
+                receipt: Some((*receipt).clone()),
+            })
+            .expect("entry serialises");
+            pipeline.set_ex(self.key(event_id), entry, self.done_ttl_s).ignore();
+        }
+        pipeline.query_async(&mut self.redis.clone()).await
+    }
+
+    /// Gives ids back after a failed produce (or a refused batch), so the producer's retry is not
+    /// a conflict.
+    pub async fn release_all(&self, event_ids: &[&str]) -> Result<(), redis::RedisError> {
+        if event_ids.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<String> = event_ids.iter().map(|id| self.key(id)).collect();
+        self.redis.clone().del(keys).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(body_sha256: &str, receipt: Option<Receipt>) -> Option<String> {
+        Some(serde_json::to_string(&Entry { body_sha256: body_sha256.into(), receipt }).unwrap())
+    }
+
+    #[test]
+    fn what_holds_an_id_decides_the_claim() {
+        let receipt = Receipt { topic: "t".into(), partition: 1, offset: 7 };
+        assert_eq!(IdempotencyStore::judge("a", None), Claim::Claimed);
+        assert_eq!(IdempotencyStore::judge("a", entry("a", Some(receipt.clone()))), Claim::Duplicate(receipt.clone()));
+        assert_eq!(IdempotencyStore::judge("a", entry("a", None)), Claim::InFlight);
+        assert_eq!(IdempotencyStore::judge("a", entry("b", Some(receipt))), Claim::Conflict);
+        assert_eq!(IdempotencyStore::judge("a", entry("b", None)), Claim::Conflict);
+        assert_eq!(IdempotencyStore::judge("a", Some("not json".into())), Claim::Conflict);
     }
 }

@@ -32,6 +32,26 @@ pub struct Accepted {
     pub duplicate: bool,
 }
 
+/// A validated, redacted event and the digest of the JSON it arrived as (what "the same body"
+/// means for idempotency).
+pub struct Candidate {
+    pub event: Envelope,
+    pub body_sha256: String,
+}
+
+/// Why events were not accepted; `index` is the event at fault when there were several.
+#[derive(Debug)]
+pub struct Refused {
+    pub index: Option<usize>,
+    pub error: ApiError,
+}
+
+impl Refused {
+    fn whole(error: ApiError) -> Self {
+        Self { index: None, error }
+    }
+}
+
 pub struct Ingestor {
     pub producer: FutureProducer,
     pub topic: String,
@@ -72,60 +92,115 @@ impl Ingestor {
     }
 
     /// Claims the id, produces, and records the receipt.
-    pub async fn accept(
+    pub async fn accept(&self, event: Envelope, body_sha256: &str, traceparent: &str) -> Result<Accepted, ApiError> {
+        let candidate = Candidate { event, body_sha256: body_sha256.to_owned() };
+        match self.accept_all(vec![candidate], traceparent).await {
+            Ok(mut accepted) => Ok(accepted.remove(0)),
+            Err(refused) => Err(refused.error),
+        }
+    }
+
+    /// Accepts events together: one Redis round trip claims every id, all records are produced
+    /// at once, and one round trip records the receipts. Nothing is produced unless every id could
+    /// be claimed or is a recognised duplicate. When some records are not acknowledged, the
+    /// acknowledged ones keep their receipts (a retry of the same events answers them as
+    /// duplicates) and the rest are released, so retrying the same events is always safe.
+    pub async fn accept_all(
         &self,
-        mut event: Envelope,
-        body_sha256: &str,
+        mut candidates: Vec<Candidate>,
         traceparent: &str,
-    ) -> Result<Accepted, ApiError> {
-        let event_id = event.event_id().to_owned();
+    ) -> Result<Vec<Accepted>, Refused> {
         let redis_down = |e: redis::RedisError| {
             tracing::warn!(error = %e, "Idempotency store unavailable.");
-            ApiError::unavailable(
+            Refused::whole(ApiError::unavailable(
                 "idempotency_unavailable",
                 "the idempotency store is unavailable; retry with the same eventId",
-            )
+            ))
         };
-        match self.idempotency.claim(&event_id, body_sha256).await.map_err(redis_down)? {
-            Claim::Claimed => {}
-            Claim::Duplicate(receipt) => {
-                metrics::counter!("ct_edge_duplicates_total").increment(1);
-                return Ok(Accepted { event_id, receipt, duplicate: true });
+        let keys: Vec<(&str, &str)> = candidates.iter().map(|c| (c.event.event_id(), c.body_sha256.as_str())).collect();
+        let claims = self.idempotency.claim_all(&keys).await.map_err(redis_down)?;
+        let claimed_ids =
+            || claims.iter().zip(&keys).filter(|(claim, _)| **claim == Claim::Claimed).map(|(_, (id, _))| *id);
+        if let Some((index, claim)) =
+            claims.iter().enumerate().find(|(_, claim)| matches!(claim, Claim::Conflict | Claim::InFlight))
+        {
+            let ours: Vec<&str> = claimed_ids().collect();
+            if let Err(error) = self.idempotency.release_all(&ours).await {
+                tracing::warn!(%error, "Could not release idempotency claims; they expire by themselves.");
             }
-            Claim::InFlight => {
-                return Err(ApiError::unavailable(
-                    "in_flight",
-                    "an identical request with this eventId is being processed; retry",
-                ));
-            }
-            Claim::Conflict => {
-                return Err(ApiError::new(
+            let error = if *claim == Claim::Conflict {
+                ApiError::new(
                     StatusCode::CONFLICT,
                     "event_id_conflict",
                     "this eventId was already accepted with a different body",
                 )
-                .with_field("eventId"));
+            } else {
+                ApiError::unavailable("in_flight", "an identical request with this eventId is being processed; retry")
+            };
+            return Err(Refused { index: Some(index), error: error.with_field("eventId") });
+        }
+        drop(keys);
+
+        let trace_id = ct_platform::telemetry::trace_id_of(traceparent);
+        let produced = futures::future::join_all(candidates.iter_mut().zip(&claims).map(|(candidate, claim)| {
+            let claimed = *claim == Claim::Claimed;
+            if let Some(trace_id) = trace_id.filter(|_| claimed) {
+                candidate.event.set_trace_id(trace_id);
             }
-        }
-        if let Some(trace_id) = ct_platform::telemetry::trace_id_of(traceparent) {
-            event.set_trace_id(trace_id);
-        }
-        match self.produce(&event, traceparent).await {
-            Ok(receipt) => {
-                if let Err(error) = self.idempotency.complete(&event_id, body_sha256, &receipt).await {
-                    // The record is durable; only duplicate detection for this id is weakened.
-                    tracing::warn!(%error, event_id, "Could not record the receipt of an accepted event.");
+            let event = &candidate.event;
+            async move { if claimed { Some(self.produce(event, traceparent).await) } else { None } }
+        }))
+        .await;
+
+        let mut receipts = Vec::new();
+        let mut failed = Vec::new();
+        for (index, (candidate, outcome)) in candidates.iter().zip(&produced).enumerate() {
+            match outcome {
+                Some(Ok(receipt)) => {
+                    receipts.push((candidate.event.event_id(), candidate.body_sha256.as_str(), receipt))
                 }
-                metrics::counter!("ct_edge_events_accepted_total", "type" => event.event_type().as_str()).increment(1);
-                Ok(Accepted { event_id, receipt, duplicate: false })
-            }
-            Err(error) => {
-                if let Err(release_error) = self.idempotency.release(&event_id).await {
-                    tracing::warn!(error = %release_error, event_id, "Could not release an idempotency claim; it expires by itself.");
-                }
-                Err(error)
+                Some(Err(_)) => failed.push((index, candidate.event.event_id())),
+                None => {}
             }
         }
+        if let Err(error) = self.idempotency.complete_all(&receipts).await {
+            // The records are durable; only duplicate detection for these ids is weakened.
+            tracing::warn!(%error, events = receipts.len(), "Could not record the receipts of accepted events.");
+        }
+        if let Some(&(first_failed, _)) = failed.first() {
+            let ids: Vec<&str> = failed.iter().map(|(_, id)| *id).collect();
+            if let Err(error) = self.idempotency.release_all(&ids).await {
+                tracing::warn!(%error, "Could not release idempotency claims; they expire by themselves.");
+            }
+            let error = produced
+                .into_iter()
+                .nth(first_failed)
+                .flatten()
+                .and_then(Result::err)
+                .expect("the first failed outcome is an error");
+            return Err(Refused { index: Some(first_failed), error });
+        }
+
+        Ok(candidates
+            .into_iter()
+            .zip(claims)
+            .zip(produced)
+            .map(|((candidate, claim), outcome)| {
+                let event_id = candidate.event.event_id().to_owned();
+                match (claim, outcome) {
+                    (Claim::Duplicate(receipt), _) => {
+                        metrics::counter!("ct_edge_duplicates_total").increment(1);
+                        Accepted { event_id, receipt, duplicate: true }
+                    }
+                    (_, Some(Ok(receipt))) => {
+                        metrics::counter!("ct_edge_events_accepted_total", "type" => candidate.event.event_type().as_str())
+                            .increment(1);
+                        Accepted { event_id, receipt, duplicate: false }
+                    }
+                    _ => unreachable!("refusals and failures returned above"),
+                }
+            })
+            .collect())
     }
 
     async fn produce(&self, event: &Envelope, traceparent: &str) -> Result<Receipt, ApiError> {

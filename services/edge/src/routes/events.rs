@@ -1,10 +1,11 @@
-//! `POST /events`: every check in order, each refusal with its own status and JSON body.
+//! `POST /events` and `POST /events/batch`: every check in order, each refusal with its own status
+//! and JSON body; in a batch the field is prefixed with the event's index (`[3].payload.total`).
 
-use std::sync::Arc;
+use std::{collections::HashSet, sync::Arc};
 
 use axum::{
     Json, Router,
-    body::Body,
+    body::{Body, Bytes},
     extract::State,
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
@@ -12,13 +13,18 @@ use axum::{
 };
 use chrono::Utc;
 use ct_core::signature::{self, SignatureError, SignatureHeaders};
-use serde_json::{Value, json};
+use serde_json::{Value, json, value::RawValue};
 use sha2::{Digest, Sha256};
 
-use crate::{AppState, error::ApiError, ingest::traceparent_for};
+use crate::{
+    AppState,
+    auth::{Producer, RateRefusal},
+    error::ApiError,
+    ingest::{Accepted, Candidate, traceparent_for},
+};
 
 pub fn router() -> Router<Arc<AppState>> {
-    Router::new().route("/events", post(post_event))
+    Router::new().route("/events", post(post_event)).route("/events/batch", post(post_batch))
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -32,14 +38,36 @@ fn is_json(content_type: Option<&str>) -> bool {
 
 #[tracing::instrument(skip_all, fields(event_id, source))]
 async fn post_event(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
-    match ingest_request(&app, &headers, body).await {
+    match ingest_one(&app, &headers, body).await {
         Ok(accepted) => (StatusCode::ACCEPTED, Json(accepted)).into_response(),
         Err(error) => error.into_response(),
     }
 }
 
-async fn ingest_request(app: &AppState, headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
-    let max = app.config.http.max_body_bytes;
+#[tracing::instrument(skip_all, fields(events, source))]
+async fn post_batch(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    match ingest_batch(&app, &headers, body).await {
+        Ok(accepted) => (StatusCode::ACCEPTED, Json(accepted)).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+fn accepted_json(accepted: &Accepted) -> Value {
+    json!({
+        "eventId": accepted.event_id,
+        "topic": accepted.receipt.topic,
+        "partition": accepted.receipt.partition,
+        "offset": accepted.receipt.offset,
+        "duplicate": accepted.duplicate,
+    })
+}
+
+fn invalid_json(e: &serde_json::Error) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("the body is not valid JSON: {e}"))
+}
+
+/// Content type, size and UTF-8: the checks before anything is parsed.
+async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<Bytes, ApiError> {
     if !is_json(header(headers, "content-type")) {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -59,31 +87,46 @@ async fn ingest_request(app: &AppState, headers: &HeaderMap, body: Body) -> Resu
         return Err(too_large());
     }
     let raw = axum::body::to_bytes(body, max).await.map_err(|_| too_large())?;
-    let text = std::str::from_utf8(&raw).map_err(|e| {
+    std::str::from_utf8(&raw).map_err(|e| {
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_utf8", format!("the body is not valid UTF-8: {e}"))
     })?;
-    let value: Value = serde_json::from_str(text).map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("the body is not valid JSON: {e}"))
-    })?;
+    Ok(raw)
+}
 
+/// The bearer token, charged `events` against its rate limit.
+fn authorize(app: &AppState, headers: &HeaderMap, events: u32) -> Result<Producer, ApiError> {
     let producer = app.tokens.authenticate(header(headers, "authorization")).ok_or_else(|| {
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing or unknown bearer token")
             .with_field("Authorization")
     })?;
-    app.rate_limit.check(&producer).map_err(|wait| {
-        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many requests for this token")
-            .retry_after(wait)
+    app.rate_limit.check(&producer, events).map_err(|refusal| match refusal {
+        RateRefusal::Wait(seconds) => {
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many events for this token")
+                .retry_after(seconds)
+        }
+        RateRefusal::LargerThanBurst(burst) => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_exceeds_burst",
+            format!("{events} events in one request exceed this token's burst of {burst}; send smaller batches"),
+        ),
     })?;
-    if let Some(claimed) = value.get("source").and_then(Value::as_str)
-        && claimed != producer.source.as_str()
-    {
-        return Err(ApiError::new(
+    Ok(producer)
+}
+
+/// A token speaks for one source only.
+fn check_source(event: &Value, producer: &Producer, field: impl FnOnce() -> String) -> Result<(), ApiError> {
+    match event.get("source").and_then(Value::as_str) {
+        Some(claimed) if claimed != producer.source.as_str() => Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden_source",
             format!("this token may only send events of source `{}`", producer.source),
         )
-        .with_field("source"));
+        .with_field(field())),
+        _ => Ok(()),
     }
+}
+
+fn verify_signature(app: &AppState, headers: &HeaderMap, raw: &[u8]) -> Result<(), ApiError> {
     let signature_headers = SignatureHeaders {
         ct_signature: header(headers, "x-ct-signature"),
         webhook_id: header(headers, "webhook-id"),
@@ -91,7 +134,7 @@ async fn ingest_request(app: &AppState, headers: &HeaderMap, body: Body) -> Resu
         webhook_signature: header(headers, "webhook-signature"),
     };
     let auth = &app.config.auth;
-    signature::verify(&signature_headers, &raw, &auth.hmac_secrets, Utc::now().timestamp(), auth.signature_tolerance_s)
+    signature::verify(&signature_headers, raw, &auth.hmac_secrets, Utc::now().timestamp(), auth.signature_tolerance_s)
         .map_err(|e| {
             let field = match (e, signature_headers.ct_signature.is_some()) {
                 (_, true) => "X-CT-Signature",
@@ -99,20 +142,96 @@ async fn ingest_request(app: &AppState, headers: &HeaderMap, body: Body) -> Resu
                 _ => "webhook-signature",
             };
             ApiError::new(StatusCode::UNAUTHORIZED, "invalid_signature", e.to_string()).with_field(field)
-        })?;
+        })
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+async fn ingest_one(app: &AppState, headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
+    let raw = read_body(headers, body, app.config.http.max_body_bytes).await?;
+    let value: Value = serde_json::from_slice(&raw).map_err(|e| invalid_json(&e))?;
+    let producer = authorize(app, headers, 1)?;
+    check_source(&value, &producer, || "source".to_owned())?;
+    verify_signature(app, headers, &raw)?;
 
     let (event, _) = app.ingestor.parse(&value)?;
     tracing::Span::current().record("event_id", event.event_id()).record("source", event.source().as_str());
-    let body_sha256 = hex::encode(Sha256::digest(&raw));
     let traceparent = traceparent_for(header(headers, "traceparent"));
-    let accepted = app.ingestor.accept(event, &body_sha256, &traceparent).await?;
-    Ok(json!({
-        "eventId": accepted.event_id,
-        "topic": accepted.receipt.topic,
-        "partition": accepted.receipt.partition,
-        "offset": accepted.receipt.offset,
-        "duplicate": accepted.duplicate,
-    }))
+    let accepted = app.ingestor.accept(event, &sha256_hex(&raw), &traceparent).await?;
+    Ok(accepted_json(&accepted))
+}
+
+/// `[3].payload.total`: the field of the 4th event of a batch.
+fn item_field(index: usize, field: Option<&str>) -> String {
+    match field {
+        Some(field) if !field.is_empty() => format!("[{index}].{field}"),
+        _ => format!("[{index}]"),
+    }
+}
+
+fn in_batch(index: usize, mut error: ApiError) -> ApiError {
+    error.field = Some(item_field(index, error.field.as_deref()));
+    error
+}
+
+/// `POST /events/batch`: a JSON array of events from one source, checked like single events
+/// and accepted all together or not at all (see [`crate::ingest::Ingestor::accept_all`]).
+async fn ingest_batch(app: &AppState, headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
+    let raw = read_body(headers, body, app.config.http.max_batch_bytes).await?;
+    // Each event's own bytes are kept: their digest is what "the same body" means for its eventId.
+    let items: Vec<&RawValue> = serde_json::from_slice(&raw).map_err(|e| {
+        if serde_json::from_slice::<serde::de::IgnoredAny>(&raw).is_ok() {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                "the body must be a JSON array of events (rule: batch_is_array)",
+            )
+        } else {
+            invalid_json(&e)
+        }
+    })?;
+    let max = app.config.events.max_batch_events;
+    if items.is_empty() || items.len() > max {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            format!("a batch holds 1 to {max} events, this one {} (rule: batch_size)", items.len()),
+        ));
+    }
+    let values = items
+        .iter()
+        .map(|item| serde_json::from_str::<Value>(item.get()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid_json(&e))?;
+    let producer = authorize(app, headers, u32::try_from(items.len()).unwrap_or(u32::MAX))?;
+    for (index, value) in values.iter().enumerate() {
+        check_source(value, &producer, || item_field(index, Some("source")))?;
+    }
+    verify_signature(app, headers, &raw)?;
+
+    let mut candidates = Vec::with_capacity(items.len());
+    let mut seen = HashSet::with_capacity(items.len());
+    for (index, (item, value)) in items.iter().zip(&values).enumerate() {
+        let (event, _) = app.ingestor.parse(value).map_err(|e| in_batch(index, e))?;
+        if !seen.insert(event.event_id().to_owned()) {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                "this eventId appears earlier in the same batch (rule: unique_in_batch)",
+            )
+            .with_field(item_field(index, Some("eventId"))));
+        }
+        candidates.push(Candidate { event, body_sha256: sha256_hex(item.get().as_bytes()) });
+    }
+    tracing::Span::current().record("events", candidates.len()).record("source", producer.source.as_str());
+    let traceparent = traceparent_for(header(headers, "traceparent"));
+    let accepted = app.ingestor.accept_all(candidates, &traceparent).await.map_err(|refused| match refused.index {
+        Some(index) => in_batch(index, refused.error),
+        None => refused.error,
+    })?;
+    Ok(json!({"events": accepted.iter().map(accepted_json).collect::<Vec<_>>()}))
 }
 
 #[cfg(test)]

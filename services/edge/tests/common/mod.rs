@@ -85,11 +85,16 @@ impl TestEdge {
         self.shutdown = shutdown;
     }
 
-    /// POSTs `body` with a producer token and a valid X-CT-Signature.
+    /// POSTs `body` to `/events` with a producer token and a valid X-CT-Signature.
     pub async fn send(&self, token: &str, body: &str) -> (u16, Value, reqwest::header::HeaderMap) {
+        self.send_to("/events", token, body).await
+    }
+
+    /// POSTs `body` to `path` with a producer token and a valid X-CT-Signature.
+    pub async fn send_to(&self, path: &str, token: &str, body: &str) -> (u16, Value, reqwest::header::HeaderMap) {
         let request = self
             .http
-            .post(format!("{}/events", self.url))
+            .post(format!("{}{path}", self.url))
             .header("content-type", "application/json")
             .header("authorization", format!("Bearer {token}"))
             .header("x-ct-signature", ct_signature(SECRET, body.as_bytes()))

@@ -1,0 +1,344 @@
+//! The edge with every check on against a bare axum → rdkafka forwarder, closed loop
+//! (`cargo bench -p ct-load --bench edge_vs_forwarder`; needs `deploy/stack.sh up`).
+//!
+//! Both servers are child processes of this binary (`CT_BENCH_ROLE`), on the same broker, each
+//! producing to a fresh 6-partition topic with the same idempotent `acks=all` producer:
+//! - forwarder: the raw body becomes the record, keyed by the Authorization header; no checks;
+//! - edge: `ct_edge::run` with its real configuration layered with `CT_` variables: token, HMAC,
+//!   schema, redaction, Redis idempotency, Avro; only the per-token rate limit is raised.
+//!
+//! The client keeps `CT_BENCH_CONNECTIONS` (default 64) requests in flight with fresh signed events
+//! of ct-load's mix, for `CT_BENCH_SECONDS` (default 10) after a 2 s warm-up. Rounds alternate the
+//! targets; `CT_BENCH_ROUNDS` (default 3) medians are printed with the edge/forwarder ratio, each
+//! server's CPU, and the edge's peak RSS. Every answer must be a 202.
+#![allow(clippy::print_stdout)]
+
+use std::{
+    net::TcpListener,
+    process::{Child, Command},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::State,
+    http::{HeaderMap, StatusCode, header::AUTHORIZATION},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use ct_core::signature::ct_signature;
+use ct_load::workload::event_body;
+use hdrhistogram::Histogram;
+use rand::{SeedableRng, rngs::StdRng};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use reqwest::header::HeaderValue;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const ROLE: &str = "CT_BENCH_ROLE";
+const SECRET: &str = "dev-webhook-secret";
+const WARM_UP: Duration = Duration::from_secs(2);
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn main() -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    match std::env::var(ROLE).as_deref() {
+        Ok("edge") => runtime.block_on(edge()),
+        Ok("forwarder") => runtime.block_on(forwarder()),
+        _ => runtime.block_on(bench()),
+    }
+}
+
+/// The real edge, configured from `CT_` variables like the `ct-edge` binary.
+async fn edge() -> anyhow::Result<()> {
+    let config = ct_edge::Config::load(None)?;
+    let _telemetry = ct_platform::telemetry::init("ct-edge", &config.telemetry)?;
+    ct_edge::run(config, ct_platform::shutdown::on_signal()).await
+}
+
+struct Forwarder {
+    producer: FutureProducer,
+    topic: String,
+}
+
+/// The baseline: what any HTTP → Kafka bridge costs, with the edge's producer settings.
+async fn forwarder() -> anyhow::Result<()> {
+    let kafka = ct_testkit::kafka_config();
+    let mut producer_config = kafka.clone();
+    producer_config.properties.insert("queue.buffering.max.messages".into(), "100000".into());
+    let producer = ct_platform::kafka::idempotent_producer(&producer_config, Duration::from_secs(10))?;
+    let state = Arc::new(Forwarder { producer, topic: std::env::var("CT_BENCH_TOPIC")? });
+    let app = Router::new().route("/events", post(forward)).route("/healthz", get(|| async { "ok" })).with_state(state);
+    let listener = tokio::net::TcpListener::bind(std::env::var("CT_HTTP__LISTEN")?).await?;
+    axum::serve(listener, app).with_graceful_shutdown(ct_platform::shutdown::on_signal().cancelled_owned()).await?;
+    Ok(())
+}
+
+async fn forward(State(state): State<Arc<Forwarder>>, headers: HeaderMap, body: Bytes) -> Response {
+    let key = headers.get(AUTHORIZATION).map_or(&b""[..], HeaderValue::as_bytes);
+    let record = FutureRecord::to(&state.topic).key(key).payload(body.as_ref());
+    let delivery = match state.producer.send_result(record) {
+        Ok(delivery) => delivery,
+        Err(_) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    };
+    match delivery.await {
+        Ok(Ok(delivery)) => (
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({"topic": state.topic, "partition": delivery.partition, "offset": delivery.offset})),
+        )
+            .into_response(),
+        _ => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
+}
+
+/// A child process serving one target.
+struct Server {
+    name: &'static str,
+    url: String,
+    child: Child,
+}
+
+impl Server {
+    async fn spawn(name: &'static str, envs: &[(&str, String)]) -> anyhow::Result<Server> {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let child = Command::new(std::env::current_exe()?)
+            .env(ROLE, name)
+            .env("CT_HTTP__LISTEN", format!("127.0.0.1:{port}"))
+            .env("CT_TELEMETRY__FILTER", "warn")
+            .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+            .spawn()
+            .with_context(|| format!("starting the {name}"))?;
+        let server = Server { name, url: format!("http://127.0.0.1:{port}"), child };
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while http.get(format!("{}/healthz", server.url)).send().await.is_err() {
+            anyhow::ensure!(Instant::now() < deadline, "the {name} did not answer /healthz within 60 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(server)
+    }
+
+    fn proc_status_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(field)?.trim().strip_suffix(" kB")?.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// User + system CPU time so far, in seconds (clock ticks are 1/100 s on Linux).
+    fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+        let fields: Vec<&str> =
+            stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+        let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        (ticks(11) + ticks(12)) / 100.0
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One prepared request: fresh eventId, signed body.
+struct Prepared {
+    authorization: HeaderValue,
+    signature: HeaderValue,
+    body: Bytes,
+}
+
+/// Enough fresh events for `count` requests, generated on every core before the round starts.
+fn prepare(run: &str, count: usize) -> Vec<Prepared> {
+    let threads = std::thread::available_parallelism().map_or(2, usize::from);
+    let per_thread = count.div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                scope.spawn(move || {
+                    let mut rng = StdRng::seed_from_u64(t as u64);
+                    (t * per_thread..((t + 1) * per_thread).min(count))
+                        .map(|n| {
+                            let (token, body) = event_body(&format!("{run}_{n}"), n as u64, &mut rng);
+                            Prepared {
+                                authorization: HeaderValue::from_str(&format!("Bearer {token}")).expect("ascii"),
+                                signature: HeaderValue::from_str(&ct_signature(SECRET, body.as_bytes()))
+                                    .expect("ascii"),
+                                body: Bytes::from(body),
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().expect("generator")).collect()
+    })
+}
+
+struct RoundResult {
+    events_per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    server_cores: f64,
+    refused: u64,
+}
+
+/// Closed loop: `connections` workers each send their next request as soon as the previous answered.
+async fn drive(server: &Server, requests: Vec<Prepared>, connections: usize, seconds: u64) -> RoundResult {
+    let http = reqwest::Client::builder().pool_max_idle_per_host(connections).build().expect("client");
+    let requests = Arc::new(requests);
+    let next = Arc::new(AtomicUsize::new(0));
+    let measured = Arc::new(AtomicU64::new(0));
+    let refused = Arc::new(AtomicU64::new(0));
+    let exhausted = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let measure_from = start + WARM_UP;
+    let deadline = measure_from + Duration::from_secs(seconds);
+    let url = format!("{}/events", server.url);
+    let mut workers = Vec::new();
+    let mut cpu_at_measure_start = None;
+    for _ in 0..connections {
+        let (http, requests, next, measured, refused, exhausted, url) = (
+            http.clone(),
+            Arc::clone(&requests),
+            Arc::clone(&next),
+            Arc::clone(&measured),
+            Arc::clone(&refused),
+            Arc::clone(&exhausted),
+            url.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            let mut latency = Histogram::<u64>::new(3).expect("histogram");
+            loop {
+                let sent = Instant::now();
+                if sent >= deadline {
+                    break;
+                }
+                let Some(request) = requests.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                    exhausted.store(true, Ordering::Relaxed);
+                    break;
+                };
+                let answer = http
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .header(AUTHORIZATION, request.authorization.clone())
+                    .header("x-ct-signature", request.signature.clone())
+                    .body(request.body.clone())
+                    .send()
+                    .await;
+                let accepted = match answer {
+                    Ok(response) => response.status() == StatusCode::ACCEPTED && response.bytes().await.is_ok(),
+                    Err(_) => false,
+                };
+                if !accepted {
+                    refused.fetch_add(1, Ordering::Relaxed);
+                } else if sent >= measure_from {
+                    measured.fetch_add(1, Ordering::Relaxed);
+                    latency.record(sent.elapsed().as_micros() as u64).expect("in range");
+                }
+            }
+            latency
+        }));
+    }
+    tokio::time::sleep_until(measure_from.into()).await;
+    cpu_at_measure_start.get_or_insert(server.cpu_seconds());
+    tokio::time::sleep_until(deadline.into()).await;
+    let cpu = server.cpu_seconds() - cpu_at_measure_start.unwrap_or_default();
+    let mut latency = Histogram::<u64>::new(3).expect("histogram");
+    for worker in workers {
+        latency.add(worker.await.expect("worker")).expect("same bounds");
+    }
+    assert!(!exhausted.load(Ordering::Relaxed), "ran out of prepared events; raise CT_BENCH_MAX_RATE");
+    RoundResult {
+        events_per_s: measured.load(Ordering::Relaxed) as f64 / seconds as f64,
+        p50_ms: latency.value_at_quantile(0.5) as f64 / 1000.0,
+        p99_ms: latency.value_at_quantile(0.99) as f64 / 1000.0,
+        server_cores: cpu / seconds as f64,
+        refused: refused.load(Ordering::Relaxed),
+    }
+}
+
+async fn bench() -> anyhow::Result<()> {
+    let rounds = env_or("CT_BENCH_ROUNDS", 3) as usize;
+    let seconds = env_or("CT_BENCH_SECONDS", 10);
+    let connections = env_or("CT_BENCH_CONNECTIONS", 64) as usize;
+    // Prepared events per round: enough for this rate over the round, warm-up included.
+    let max_rate = env_or("CT_BENCH_MAX_RATE", 40_000);
+    let ctx = ct_testkit::TestContext::new();
+    let topics = ctx.create_topics(&[("ct.events.v1", 6), ("forwarded", 6)]).await;
+    let (registry_url, _registry) = ct_registry::spawn_local(ctx.kafka.clone(), &ctx.topic("_schemas")).await?;
+    let kafka = ("CT_KAFKA__BOOTSTRAP_SERVERS", ctx.kafka.bootstrap_servers.clone());
+    let forwarder = Server::spawn("forwarder", &[kafka.clone(), ("CT_BENCH_TOPIC", topics[1].clone())]).await?;
+    let edge = Server::spawn(
+        "edge",
+        &[
+            kafka,
+            ("CT_EVENTS__TOPIC", topics[0].clone()),
+            ("CT_REGISTRY__URL", registry_url),
+            ("CT_REDIS__KEY_PREFIX", ctx.redis().key_prefix),
+            // Short, so the benchmark's keys leave the dev Redis soon.
+            ("CT_IDEMPOTENCY__TTL_S", "900".into()),
+            ("CT_RATE_LIMIT__PER_MINUTE", "100000000".into()),
+            ("CT_RATE_LIMIT__BURST", "1000000".into()),
+        ],
+    )
+    .await?;
+    println!(
+        "edge vs forwarder: {rounds} rounds of {seconds} s (after {} s warm-up), {connections} connections, closed loop",
+        WARM_UP.as_secs()
+    );
+    let mut results: Vec<(&'static str, Vec<RoundResult>)> = vec![("forwarder", Vec::new()), ("edge", Vec::new())];
+    let mut peak_rss_kib = 0;
+    for round in 0..rounds {
+        for (i, server) in [&forwarder, &edge].into_iter().enumerate() {
+            let count = (max_rate * (seconds + WARM_UP.as_secs())) as usize;
+            let requests =
+                tokio::task::block_in_place(|| prepare(&format!("{}_{}_{round}", ctx.id, server.name), count));
+            let result = drive(server, requests, connections, seconds).await;
+            if server.name == "edge" {
+                peak_rss_kib = peak_rss_kib.max(server.proc_status_kib("VmHWM:"));
+            }
+            println!(
+                "round {round} {:>9}: {:>8.0} events/s  p50 {:>6.2} ms  p99 {:>6.2} ms  server {:.2} cores  non-202 {}",
+                server.name, result.events_per_s, result.p50_ms, result.p99_ms, result.server_cores, result.refused
+            );
+            assert_eq!(result.refused, 0, "every request of the mix must be accepted by the {}", server.name);
+            results[i].1.push(result);
+        }
+    }
+    println!("\n| target | events/s | p50 ms | p99 ms | server cores | server CPU µs/event |");
+    println!("|---|---|---|---|---|---|");
+    let mut medians = Vec::new();
+    for (name, rounds) in &results {
+        let rate = median(rounds.iter().map(|r| r.events_per_s).collect());
+        let cores = median(rounds.iter().map(|r| r.server_cores).collect());
+        println!(
+            "| {name} | {rate:.0} | {:.2} | {:.2} | {cores:.2} | {:.1} |",
+            median(rounds.iter().map(|r| r.p50_ms).collect()),
+            median(rounds.iter().map(|r| r.p99_ms).collect()),
+            cores * 1e6 / rate
+        );
+        medians.push(rate);
+    }
+    println!("\nedge / forwarder throughput: {:.3}", medians[1] / medians[0]);
+    println!("edge peak RSS (VmHWM): {:.1} MiB", peak_rss_kib as f64 / 1024.0);
+    Ok(())
+}
