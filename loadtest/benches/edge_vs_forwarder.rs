@@ -8,9 +8,11 @@
 //!   schema, redaction, Redis idempotency, Avro; only the per-token rate limit is raised.
 //!
 //! The client keeps `CT_BENCH_CONNECTIONS` (default 64) requests in flight with fresh signed events
-//! of ct-load's mix, for `CT_BENCH_SECONDS` (default 10) after a 2 s warm-up. Rounds alternate the
-//! targets; `CT_BENCH_ROUNDS` (default 3) medians are printed with the edge/forwarder ratio, each
-//! server's CPU, and the edge's peak RSS. Every answer must be a 202.
+//! of ct-load's mix, for `CT_BENCH_SECONDS` (default 10) after a 2 s warm-up, once with one event
+//! per request (`POST /events`) and once with batches (`POST /events/batch`; sizes in
+//! `CT_BENCH_BATCH`, default `1,100`). Rounds alternate the targets; `CT_BENCH_ROUNDS` (default 3)
+//! medians are printed with the edge/forwarder ratio, each server's CPU, and the edge's peak RSS.
+//! Every answer must be a 202.
 #![allow(clippy::print_stdout)]
 
 use std::{
@@ -33,7 +35,7 @@ use axum::{
     routing::{get, post},
 };
 use ct_core::signature::ct_signature;
-use ct_load::workload::event_body;
+use ct_load::workload::{SOURCES, event_body};
 use hdrhistogram::Histogram;
 use rand::{SeedableRng, rngs::StdRng};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -83,7 +85,11 @@ async fn forwarder() -> anyhow::Result<()> {
     producer_config.properties.insert("queue.buffering.max.messages".into(), "100000".into());
     let producer = ct_platform::kafka::idempotent_producer(&producer_config, Duration::from_secs(10))?;
     let state = Arc::new(Forwarder { producer, topic: std::env::var("CT_BENCH_TOPIC")? });
-    let app = Router::new().route("/events", post(forward)).route("/healthz", get(|| async { "ok" })).with_state(state);
+    let app = Router::new()
+        .route("/events", post(forward))
+        .route("/events/batch", post(forward_batch))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(state);
     let listener = tokio::net::TcpListener::bind(std::env::var("CT_HTTP__LISTEN")?).await?;
     axum::serve(listener, app).with_graceful_shutdown(ct_platform::shutdown::on_signal().cancelled_owned()).await?;
     Ok(())
@@ -104,6 +110,31 @@ async fn forward(State(state): State<Arc<Forwarder>>, headers: HeaderMap, body: 
             .into_response(),
         _ => StatusCode::SERVICE_UNAVAILABLE.into_response(),
     }
+}
+
+/// The array's elements become records: no more than splitting is done.
+async fn forward_batch(State(state): State<Arc<Forwarder>>, headers: HeaderMap, body: Bytes) -> Response {
+    let Ok(items) = serde_json::from_slice::<Vec<&serde_json::value::RawValue>>(&body) else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let key = headers.get(AUTHORIZATION).map_or(&b""[..], HeaderValue::as_bytes);
+    let deliveries: Vec<_> = items
+        .iter()
+        .map(|item| state.producer.send_result(FutureRecord::to(&state.topic).key(key).payload(item.get())))
+        .collect();
+    let mut offsets = Vec::with_capacity(deliveries.len());
+    for delivery in deliveries {
+        match delivery {
+            Ok(delivery) => match delivery.await {
+                Ok(Ok(delivery)) => {
+                    offsets.push(serde_json::json!({"partition": delivery.partition, "offset": delivery.offset}))
+                }
+                _ => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
+            },
+            Err(_) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
+        }
+    }
+    (StatusCode::ACCEPTED, Json(serde_json::json!({"events": offsets}))).into_response()
 }
 
 /// A child process serving one target.
@@ -159,30 +190,46 @@ impl Drop for Server {
     }
 }
 
-/// One prepared request: fresh eventId, signed body.
+/// One prepared request: `events` fresh events of one source, signed.
 struct Prepared {
     authorization: HeaderValue,
     signature: HeaderValue,
     body: Bytes,
+    events: u64,
 }
 
-/// Enough fresh events for `count` requests, generated on every core before the round starts.
-fn prepare(run: &str, count: usize) -> Vec<Prepared> {
+/// `count` requests of `batch` events each (a bare event when `batch` is 1), generated on every
+/// core before the round starts.
+fn prepare(run: &str, count: usize, batch: usize) -> Vec<Prepared> {
     let threads = std::thread::available_parallelism().map_or(2, usize::from);
     let per_thread = count.div_ceil(threads);
+    let sources = SOURCES.len();
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
                 scope.spawn(move || {
                     let mut rng = StdRng::seed_from_u64(t as u64);
                     (t * per_thread..((t + 1) * per_thread).min(count))
-                        .map(|n| {
-                            let (token, body) = event_body(&format!("{run}_{n}"), n as u64, &mut rng);
+                        .map(|request| {
+                            // Event numbers congruent modulo the sources keep a request to one source.
+                            let events: Vec<(String, String)> = (0..batch)
+                                .map(|j| {
+                                    let n = ((request * batch + j) * sources + request % sources) as u64;
+                                    event_body(&format!("{run}_{n}"), n, &mut rng)
+                                })
+                                .collect();
+                            let token = events[0].0.clone();
+                            let body = if batch == 1 {
+                                events.into_iter().next().expect("one event").1
+                            } else {
+                                format!("[{}]", events.into_iter().map(|(_, body)| body).collect::<Vec<_>>().join(","))
+                            };
                             Prepared {
                                 authorization: HeaderValue::from_str(&format!("Bearer {token}")).expect("ascii"),
                                 signature: HeaderValue::from_str(&ct_signature(SECRET, body.as_bytes()))
                                     .expect("ascii"),
                                 body: Bytes::from(body),
+                                events: batch as u64,
                             }
                         })
                         .collect::<Vec<_>>()
@@ -202,19 +249,28 @@ struct RoundResult {
 }
 
 /// Closed loop: `connections` workers each send their next request as soon as the previous answered.
-async fn drive(server: &Server, requests: Vec<Prepared>, connections: usize, seconds: u64) -> RoundResult {
+/// `reuse` sends the prepared requests again when they run out: only for the forwarder, which has
+/// no idempotency, so a repeated body costs it what a fresh one does.
+async fn drive(
+    server: &Server,
+    path: &str,
+    requests: Vec<Prepared>,
+    connections: usize,
+    seconds: u64,
+    reuse: bool,
+) -> RoundResult {
     let http = reqwest::Client::builder().pool_max_idle_per_host(connections).build().expect("client");
     let requests = Arc::new(requests);
     let next = Arc::new(AtomicUsize::new(0));
     let measured = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
     let exhausted = Arc::new(AtomicBool::new(false));
+    let reuse = reuse && !requests.is_empty();
     let start = Instant::now();
     let measure_from = start + WARM_UP;
     let deadline = measure_from + Duration::from_secs(seconds);
-    let url = format!("{}/events", server.url);
+    let url = format!("{}{path}", server.url);
     let mut workers = Vec::new();
-    let mut cpu_at_measure_start = None;
     for _ in 0..connections {
         let (http, requests, next, measured, refused, exhausted, url) = (
             http.clone(),
@@ -232,7 +288,11 @@ async fn drive(server: &Server, requests: Vec<Prepared>, connections: usize, sec
                 if sent >= deadline {
                     break;
                 }
-                let Some(request) = requests.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                let mut index = next.fetch_add(1, Ordering::Relaxed);
+                if reuse {
+                    index %= requests.len();
+                }
+                let Some(request) = requests.get(index) else {
                     exhausted.store(true, Ordering::Relaxed);
                     break;
                 };
@@ -251,7 +311,7 @@ async fn drive(server: &Server, requests: Vec<Prepared>, connections: usize, sec
                 if !accepted {
                     refused.fetch_add(1, Ordering::Relaxed);
                 } else if sent >= measure_from {
-                    measured.fetch_add(1, Ordering::Relaxed);
+                    measured.fetch_add(request.events, Ordering::Relaxed);
                     latency.record(sent.elapsed().as_micros() as u64).expect("in range");
                 }
             }
@@ -259,14 +319,14 @@ async fn drive(server: &Server, requests: Vec<Prepared>, connections: usize, sec
         }));
     }
     tokio::time::sleep_until(measure_from.into()).await;
-    cpu_at_measure_start.get_or_insert(server.cpu_seconds());
+    let cpu_at_measure_start = server.cpu_seconds();
     tokio::time::sleep_until(deadline.into()).await;
-    let cpu = server.cpu_seconds() - cpu_at_measure_start.unwrap_or_default();
+    let cpu = server.cpu_seconds() - cpu_at_measure_start;
     let mut latency = Histogram::<u64>::new(3).expect("histogram");
     for worker in workers {
         latency.add(worker.await.expect("worker")).expect("same bounds");
     }
-    assert!(!exhausted.load(Ordering::Relaxed), "ran out of prepared events; raise CT_BENCH_MAX_RATE");
+    assert!(!exhausted.load(Ordering::Relaxed), "the edge ran out of prepared events; raise CT_BENCH_MAX_RATE");
     RoundResult {
         events_per_s: measured.load(Ordering::Relaxed) as f64 / seconds as f64,
         p50_ms: latency.value_at_quantile(0.5) as f64 / 1000.0,
@@ -281,7 +341,12 @@ async fn bench() -> anyhow::Result<()> {
     let seconds = env_or("CT_BENCH_SECONDS", 10);
     let connections = env_or("CT_BENCH_CONNECTIONS", 64) as usize;
     // Prepared events per round: enough for this rate over the round, warm-up included.
-    let max_rate = env_or("CT_BENCH_MAX_RATE", 40_000);
+    let max_rate = env_or("CT_BENCH_MAX_RATE", 100_000);
+    let batches: Vec<usize> = std::env::var("CT_BENCH_BATCH")
+        .unwrap_or_else(|_| "1,100".into())
+        .split(',')
+        .map(|b| b.trim().parse().context("CT_BENCH_BATCH: events per request, e.g. 1,100"))
+        .collect::<anyhow::Result<_>>()?;
     let ctx = ct_testkit::TestContext::new();
     let topics = ctx.create_topics(&[("ct.events.v1", 6), ("forwarded", 6)]).await;
     let (registry_url, _registry) = ct_registry::spawn_local(ctx.kafka.clone(), &ctx.topic("_schemas")).await?;
@@ -305,40 +370,52 @@ async fn bench() -> anyhow::Result<()> {
         "edge vs forwarder: {rounds} rounds of {seconds} s (after {} s warm-up), {connections} connections, closed loop",
         WARM_UP.as_secs()
     );
-    let mut results: Vec<(&'static str, Vec<RoundResult>)> = vec![("forwarder", Vec::new()), ("edge", Vec::new())];
     let mut peak_rss_kib = 0;
+    // (batch size, [(target, results)])
+    let mut results: Vec<(usize, Vec<(&'static str, Vec<RoundResult>)>)> =
+        batches.iter().map(|&batch| (batch, vec![("forwarder", Vec::new()), ("edge", Vec::new())])).collect();
     for round in 0..rounds {
-        for (i, server) in [&forwarder, &edge].into_iter().enumerate() {
-            let count = (max_rate * (seconds + WARM_UP.as_secs())) as usize;
-            let requests =
-                tokio::task::block_in_place(|| prepare(&format!("{}_{}_{round}", ctx.id, server.name), count));
-            let result = drive(server, requests, connections, seconds).await;
-            if server.name == "edge" {
-                peak_rss_kib = peak_rss_kib.max(server.proc_status_kib("VmHWM:"));
+        for (batch, targets) in &mut results {
+            let (batch, path) = (*batch, if *batch == 1 { "/events" } else { "/events/batch" });
+            for (server, (_, rounds_of_target)) in [&forwarder, &edge].into_iter().zip(targets.iter_mut()) {
+                // The edge needs a fresh eventId per event; the forwarder reuses a smaller set.
+                let rate = if server.name == "edge" { max_rate } else { max_rate / 4 };
+                let count = (rate * (seconds + WARM_UP.as_secs())) as usize / batch;
+                let run = format!("{}_{}_{batch}_{round}", ctx.id, server.name);
+                let requests = tokio::task::block_in_place(|| prepare(&run, count, batch));
+                let result = drive(server, path, requests, connections, seconds, server.name == "forwarder").await;
+                if server.name == "edge" {
+                    peak_rss_kib = peak_rss_kib.max(server.proc_status_kib("VmHWM:"));
+                }
+                println!(
+                    "round {round} batch {batch:>3} {:>9}: {:>8.0} events/s  p50 {:>6.2} ms  p99 {:>6.2} ms  server {:.2} cores  non-202 {}",
+                    server.name, result.events_per_s, result.p50_ms, result.p99_ms, result.server_cores, result.refused
+                );
+                assert_eq!(result.refused, 0, "every request of the mix must be accepted by the {}", server.name);
+                rounds_of_target.push(result);
             }
-            println!(
-                "round {round} {:>9}: {:>8.0} events/s  p50 {:>6.2} ms  p99 {:>6.2} ms  server {:.2} cores  non-202 {}",
-                server.name, result.events_per_s, result.p50_ms, result.p99_ms, result.server_cores, result.refused
-            );
-            assert_eq!(result.refused, 0, "every request of the mix must be accepted by the {}", server.name);
-            results[i].1.push(result);
         }
     }
-    println!("\n| target | events/s | p50 ms | p99 ms | server cores | server CPU µs/event |");
-    println!("|---|---|---|---|---|---|");
-    let mut medians = Vec::new();
-    for (name, rounds) in &results {
-        let rate = median(rounds.iter().map(|r| r.events_per_s).collect());
-        let cores = median(rounds.iter().map(|r| r.server_cores).collect());
-        println!(
-            "| {name} | {rate:.0} | {:.2} | {:.2} | {cores:.2} | {:.1} |",
-            median(rounds.iter().map(|r| r.p50_ms).collect()),
-            median(rounds.iter().map(|r| r.p99_ms).collect()),
-            cores * 1e6 / rate
-        );
-        medians.push(rate);
+    println!(
+        "\n| events per request | target | events/s | requests/s | p50 ms | p99 ms | server cores | server CPU µs/event |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for (batch, targets) in &results {
+        let mut medians = Vec::new();
+        for (name, rounds) in targets {
+            let rate = median(rounds.iter().map(|r| r.events_per_s).collect());
+            let cores = median(rounds.iter().map(|r| r.server_cores).collect());
+            println!(
+                "| {batch} | {name} | {rate:.0} | {:.0} | {:.2} | {:.2} | {cores:.2} | {:.1} |",
+                rate / *batch as f64,
+                median(rounds.iter().map(|r| r.p50_ms).collect()),
+                median(rounds.iter().map(|r| r.p99_ms).collect()),
+                cores * 1e6 / rate
+            );
+            medians.push(rate);
+        }
+        println!("| {batch} | edge / forwarder | {:.3} | | | | | |", medians[1] / medians[0]);
     }
-    println!("\nedge / forwarder throughput: {:.3}", medians[1] / medians[0]);
-    println!("edge peak RSS (VmHWM): {:.1} MiB", peak_rss_kib as f64 / 1024.0);
+    println!("\nedge peak RSS (VmHWM): {:.1} MiB", peak_rss_kib as f64 / 1024.0);
     Ok(())
 }

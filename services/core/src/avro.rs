@@ -201,24 +201,30 @@ struct IngestRecord {
     trace_id: Option<String>,
 }
 
+impl<'a> EventRecordRef<'a> {
+    fn of(event: &'a Envelope) -> Self {
+        EventRecordRef {
+            event_id: &event.event_id,
+            event_type: event.event_type().as_str(),
+            ts: micros(event.ts),
+            source: event.source,
+            correlation_id: event.correlation_id.as_deref(),
+            payload: &event.payload,
+            ingest: IngestRecordRef {
+                received_at: micros(event.ingest.received_at),
+                attempt: event.ingest.attempt,
+                status: &event.ingest.status,
+                redactions: event.ingest.redactions,
+                trace_id: event.ingest.trace_id.as_deref(),
+            },
+        }
+    }
+}
+
 /// Appends the Avro binary datum of `event` (no wire header) to `out`.
 pub fn encode_event(event: &Envelope, out: &mut Vec<u8>) -> Result<(), CodecError> {
-    let record = EventRecordRef {
-        event_id: &event.event_id,
-        event_type: event.event_type().as_str(),
-        ts: micros(event.ts),
-        source: event.source,
-        correlation_id: event.correlation_id.as_deref(),
-        payload: &event.payload,
-        ingest: IngestRecordRef {
-            received_at: micros(event.ingest.received_at),
-            attempt: event.ingest.attempt,
-            status: &event.ingest.status,
-            redactions: event.ingest.redactions,
-            trace_id: event.ingest.trace_id.as_deref(),
-        },
-    };
-    write_avro_datum_ref(event_schema(), &record, out).map_err(|e| CodecError::Encode(Box::new(e)))?;
+    write_avro_datum_ref(event_schema(), &EventRecordRef::of(event), out)
+        .map_err(|e| CodecError::Encode(Box::new(e)))?;
     Ok(())
 }
 

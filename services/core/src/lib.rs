@@ -13,6 +13,7 @@ pub mod event_type;
 pub mod money;
 pub mod payload;
 pub mod redact;
+pub mod samples;
 pub mod signature;
 pub mod source;
 
