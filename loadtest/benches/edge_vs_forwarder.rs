@@ -7,7 +7,7 @@
 //! - edge: `ct_edge::run` with its real configuration layered with `CT_` variables: token, HMAC,
 //!   schema, redaction, Redis idempotency, Avro; only the per-token rate limit is raised.
 //!
-//! The client keeps `CT_BENCH_CONNECTIONS` (default 64) requests in flight with fresh signed events
+//! The client keeps `CT_BENCH_CONNECTIONS` (default 128) requests in flight with fresh signed events
 //! of ct-load's mix, for `CT_BENCH_SECONDS` (default 10) after a 2 s warm-up, once with one event
 //! per request (`POST /events`) and once with batches (`POST /events/batch`; sizes in
 //! `CT_BENCH_BATCH`, default `1,100`). Rounds alternate the targets; `CT_BENCH_ROUNDS` (default 3)
@@ -339,7 +339,7 @@ async fn drive(
 async fn bench() -> anyhow::Result<()> {
     let rounds = env_or("CT_BENCH_ROUNDS", 3) as usize;
     let seconds = env_or("CT_BENCH_SECONDS", 10);
-    let connections = env_or("CT_BENCH_CONNECTIONS", 64) as usize;
+    let connections = env_or("CT_BENCH_CONNECTIONS", 128) as usize;
     // Prepared events per round: enough for this rate over the round, warm-up included.
     let max_rate = env_or("CT_BENCH_MAX_RATE", 100_000);
     let batches: Vec<usize> = std::env::var("CT_BENCH_BATCH")

@@ -90,7 +90,11 @@ struct Args {
     /// `GET /events` pages with rotating filters, measuring only the HTTP latency.
     #[arg(long)]
     read_api: Option<String>,
-    /// Token for --read-api.
+    /// Instead of posting events, GET these URLs in turn at --rate (repeat the flag), measuring
+    /// only the HTTP latency; e.g. the registry's `/schemas/ids/1`.
+    #[arg(long = "get", value_name = "URL")]
+    get: Vec<String>,
+    /// Bearer token for --read-api and --get.
     #[arg(long, default_value = "dev-token-maintainer")]
     read_token: String,
     /// Maximum requests in flight before the tool counts arrivals as client overload.
@@ -328,7 +332,7 @@ async fn main() -> ExitCode {
 async fn run(args: Args) -> anyhow::Result<bool> {
     let http =
         reqwest::Client::builder().pool_max_idle_per_host(args.connections).timeout(Duration::from_secs(30)).build()?;
-    let pool = if args.postgres_url.is_empty() {
+    let pool = if args.postgres_url.is_empty() || !args.get.is_empty() {
         None
     } else {
         let schema = args.schema.clone();
@@ -404,17 +408,18 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         }
         n += 1;
         let (source, event_type) = SOURCES[(n % SOURCES.len() as u64) as usize];
-        if let Some(api) = &args.read_api {
+        if args.read_api.is_some() || !args.get.is_empty() {
             if shared.in_flight.load(Ordering::Relaxed) >= args.max_in_flight {
                 shared.tally.client_overload.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
             shared.in_flight.fetch_add(1, Ordering::Relaxed);
             shared.tally.sent.fetch_add(1, Ordering::Relaxed);
-            let url = match n % 3 {
-                0 => format!("{api}/events?limit=20"),
-                1 => format!("{api}/events?source={source}&limit=50"),
-                _ => format!("{api}/events?type={event_type}&from=2025-01-01T00:00:00Z&limit=20"),
+            let url = match (&args.read_api, n % 3) {
+                (None, _) => args.get[(n % args.get.len() as u64) as usize].clone(),
+                (Some(api), 0) => format!("{api}/events?limit=20"),
+                (Some(api), 1) => format!("{api}/events?source={source}&limit=50"),
+                (Some(api), _) => format!("{api}/events?type={event_type}&from=2025-01-01T00:00:00Z&limit=20"),
             };
             tokio::spawn(read_once(Arc::clone(&shared), url));
             if last_report.elapsed() >= Duration::from_secs(1) {
@@ -492,7 +497,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         shared.accepted_ids.lock().expect("ids").iter().filter(|id| !id.ends_with("#dup")).cloned().collect();
     let refused: Vec<String> = shared.refused_ids.lock().expect("ids").clone();
     let (mut visible_count, mut refused_visible, mut checked) = (0_i64, 0_i64, false);
-    if let Some(pool) = pool.as_ref().filter(|_| args.read_api.is_none()) {
+    if let Some(pool) = pool.as_ref().filter(|_| args.read_api.is_none() && args.get.is_empty()) {
         checked = true;
         let deadline = Instant::now() + args.settle;
         loop {
@@ -536,7 +541,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         "retryable_failures": t.retryable_failures.load(Ordering::Relaxed),
         "unexpected": t.unexpected.load(Ordering::Relaxed),
         "client_overload": t.client_overload.load(Ordering::Relaxed),
-        "mode": if args.read_api.is_some() { "read-api" } else { "ingest" },
+        "mode": if args.read_api.is_some() { "read-api" } else if !args.get.is_empty() { "get" } else { "ingest" },
         "http_ms": {"p50": ms(&http, 0.5), "p90": ms(&http, 0.9), "p99": ms(&http, 0.99), "p999": ms(&http, 0.999), "max": http.max() as f64 / 1000.0},
         "visible_ms": {"samples": visible.len(), "p50": ms(&visible, 0.5), "p99": ms(&visible, 0.99), "max": visible.max() as f64 / 1000.0},
         "knee_rate": knee,
