@@ -120,18 +120,18 @@ async fn forward_batch(State(state): State<Arc<Forwarder>>, headers: HeaderMap, 
     let key = headers.get(AUTHORIZATION).map_or(&b""[..], HeaderValue::as_bytes);
     let deliveries: Vec<_> = items
         .iter()
-        .map(|item| state.producer.send_result(FutureRecord::to(&state.topic).key(key).payload(item.get())))
+        .map(|item| state.producer.send_result(FutureRecord::to(&state.topic).key(key).payload(item.get())).ok())
         .collect();
     let mut offsets = Vec::with_capacity(deliveries.len());
     for delivery in deliveries {
         match delivery {
-            Ok(delivery) => match delivery.await {
+            Some(delivery) => match delivery.await {
                 Ok(Ok(delivery)) => {
                     offsets.push(serde_json::json!({"partition": delivery.partition, "offset": delivery.offset}))
                 }
                 _ => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
             },
-            Err(_) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
+            None => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
         }
     }
     (StatusCode::ACCEPTED, Json(serde_json::json!({"events": offsets}))).into_response()
@@ -239,6 +239,9 @@ fn prepare(run: &str, count: usize, batch: usize) -> Vec<Prepared> {
         handles.into_iter().flat_map(|h| h.join().expect("generator")).collect()
     })
 }
+
+/// A target's name and its rounds.
+type TargetRounds = (&'static str, Vec<RoundResult>);
 
 struct RoundResult {
     events_per_s: f64,
@@ -371,8 +374,7 @@ async fn bench() -> anyhow::Result<()> {
         WARM_UP.as_secs()
     );
     let mut peak_rss_kib = 0;
-    // (batch size, [(target, results)])
-    let mut results: Vec<(usize, Vec<(&'static str, Vec<RoundResult>)>)> =
+    let mut results: Vec<(usize, Vec<TargetRounds>)> =
         batches.iter().map(|&batch| (batch, vec![("forwarder", Vec::new()), ("edge", Vec::new())])).collect();
     for round in 0..rounds {
         for (batch, targets) in &mut results {

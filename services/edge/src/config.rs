@@ -39,6 +39,7 @@ pub struct EventsConfig {
     pub max_future_skew_s: i64,
     pub redaction_salt: String,
     pub max_batch_events: usize,
+    pub max_events_in_progress: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -102,6 +103,9 @@ impl Config {
                 return rule(format!("pollers.{}: interval_ms must be at least 100", poller.name));
             }
         }
+        if self.events.max_batch_events == 0 || self.events.max_events_in_progress < self.events.max_batch_events {
+            return rule("events.max_events_in_progress must be at least events.max_batch_events (> 0)".into());
+        }
         if self.rate_limit.per_minute == 0 || self.rate_limit.burst == 0 {
             return rule("rate_limit.per_minute and rate_limit.burst must be positive".into());
         }
@@ -149,5 +153,12 @@ mod tests {
         let mut config = defaults();
         config.auth.producer_tokens.insert("token-for-mars".into(), "mars".into());
         assert!(config.validate().unwrap_err().to_string().contains("mars"));
+    }
+
+    #[test]
+    fn a_whole_batch_must_fit_in_the_events_in_progress() {
+        let mut config = defaults();
+        config.events.max_events_in_progress = config.events.max_batch_events - 1;
+        assert!(config.validate().unwrap_err().to_string().contains("max_events_in_progress"));
     }
 }

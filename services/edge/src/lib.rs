@@ -29,6 +29,8 @@ pub struct AppState {
     pub rate_limit: auth::RateLimit,
     pub ingestor: Arc<ingest::Ingestor>,
     pub registry: Arc<RegistryClient>,
+    /// One permit per event being parsed, checked or produced (`events.max_events_in_progress`).
+    pub in_progress: Arc<tokio::sync::Semaphore>,
 }
 
 pub struct Application {
@@ -87,6 +89,7 @@ impl Application {
             rate_limit: auth::RateLimit::new(&config.rate_limit),
             ingestor,
             registry,
+            in_progress: Arc::new(tokio::sync::Semaphore::new(config.events.max_events_in_progress)),
             config: config.clone(),
         });
         let router = routes::router(state)

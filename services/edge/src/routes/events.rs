@@ -149,8 +149,22 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// Waits for `events` of the `events.max_events_in_progress` permits; 503 after the delivery timeout.
+async fn admit(app: &AppState, events: usize) -> Result<tokio::sync::SemaphorePermit<'_>, ApiError> {
+    let wait = std::time::Duration::from_millis(app.config.events.delivery_timeout_ms);
+    let permits = u32::try_from(events).unwrap_or(u32::MAX);
+    match tokio::time::timeout(wait, app.in_progress.acquire_many(permits)).await {
+        Ok(Ok(permit)) => Ok(permit),
+        _ => {
+            metrics::counter!("ct_edge_backpressure_total", "reason" => "events_in_progress").increment(1);
+            Err(ApiError::unavailable("overloaded", "the edge is at its limit of events in progress; retry"))
+        }
+    }
+}
+
 async fn ingest_one(app: &AppState, headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
     let raw = read_body(headers, body, app.config.http.max_body_bytes).await?;
+    let _permit = admit(app, 1).await?;
     let value: Value = serde_json::from_slice(&raw).map_err(|e| invalid_json(&e))?;
     let producer = authorize(app, headers, 1)?;
     check_source(&value, &producer, || "source".to_owned())?;
@@ -200,6 +214,7 @@ async fn ingest_batch(app: &AppState, headers: &HeaderMap, body: Body) -> Result
             format!("a batch holds 1 to {max} events, this one {} (rule: batch_size)", items.len()),
         ));
     }
+    let _permit = admit(app, items.len()).await?;
     let values = items
         .iter()
         .map(|item| serde_json::from_str::<Value>(item.get()))
