@@ -386,12 +386,19 @@ async fn bench() -> anyhow::Result<()> {
                 let run = format!("{}_{}_{batch}_{round}", ctx.id, server.name);
                 let requests = tokio::task::block_in_place(|| prepare(&run, count, batch));
                 let result = drive(server, path, requests, connections, seconds, server.name == "forwarder").await;
+                let rss_kib = server.proc_status_kib("VmRSS:");
                 if server.name == "edge" {
                     peak_rss_kib = peak_rss_kib.max(server.proc_status_kib("VmHWM:"));
                 }
                 println!(
-                    "round {round} batch {batch:>3} {:>9}: {:>8.0} events/s  p50 {:>6.2} ms  p99 {:>6.2} ms  server {:.2} cores  non-202 {}",
-                    server.name, result.events_per_s, result.p50_ms, result.p99_ms, result.server_cores, result.refused
+                    "round {round} batch {batch:>3} {:>9}: {:>8.0} events/s  p50 {:>6.2} ms  p99 {:>6.2} ms  server {:.2} cores  RSS {:.0} MiB  non-202 {}",
+                    server.name,
+                    result.events_per_s,
+                    result.p50_ms,
+                    result.p99_ms,
+                    result.server_cores,
+                    rss_kib as f64 / 1024.0,
+                    result.refused
                 );
                 assert_eq!(result.refused, 0, "every request of the mix must be accepted by the {}", server.name);
                 rounds_of_target.push(result);

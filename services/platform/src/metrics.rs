@@ -9,6 +9,9 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 const LATENCY_BUCKETS: &[f64] =
     &[0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
+/// How often recorded histogram samples are folded into their buckets.
+const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Installs the global recorder once and returns its handle (later calls get the same one, so
 /// tests that start several services in one process share it).
 pub fn install() -> PrometheusHandle {
@@ -18,11 +21,26 @@ pub fn install() -> PrometheusHandle {
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), LATENCY_BUCKETS)
                 .expect("static buckets are valid");
-            match builder.install_recorder() {
+            let handle = match builder.install_recorder() {
                 Ok(handle) => handle,
                 // Another recorder exists (a test harness): render from a private one instead.
                 Err(_) => PrometheusBuilder::new().build_recorder().handle(),
-            }
+            };
+            // The recorder keeps every histogram sample until it is folded into the buckets, which
+            // `install_recorder` leaves to the caller: without this, memory grows with every request
+            // between scrapes (and without bound when nothing scrapes). A plain thread, so it runs
+            // whichever runtime, if any, installed the recorder.
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(UPKEEP_INTERVAL);
+                        upkeep.run_upkeep();
+                    }
+                })
+                .expect("spawn the metrics upkeep thread");
+            handle
         })
         .clone()
 }
