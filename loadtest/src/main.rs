@@ -97,6 +97,10 @@ struct Args {
     /// Bearer token for --read-api and --get.
     #[arg(long, default_value = "dev-token-maintainer")]
     read_token: String,
+    /// Events per request: above 1, events of one source go to `POST /events/batch` in arrays of
+    /// this size (`--rate` stays in events per second).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=500))]
+    batch: u64,
     /// Maximum requests in flight before the tool counts arrivals as client overload.
     #[arg(long, default_value_t = 20_000)]
     max_in_flight: u64,
@@ -129,9 +133,10 @@ struct Shared {
 }
 
 async fn send_once(shared: &Shared, token: &str, body: &str) -> Result<u16, reqwest::Error> {
+    let path = if shared.args.batch > 1 { "/events/batch" } else { "/events" };
     let response = shared
         .http
-        .post(format!("{}/events", shared.args.edge))
+        .post(format!("{}{path}", shared.args.edge))
         .header("content-type", "application/json")
         .header("authorization", format!("Bearer {token}"))
         .header("x-ct-signature", ct_signature(&shared.args.secret, body.as_bytes()))
@@ -140,17 +145,22 @@ async fn send_once(shared: &Shared, token: &str, body: &str) -> Result<u16, reqw
         .await?;
     let status = response.status().as_u16();
     let answer: Value = response.json().await.unwrap_or(Value::Null);
-    if status == 202 && answer["duplicate"] == true {
-        shared.tally.duplicates_answered.fetch_add(1, Ordering::Relaxed);
+    if status == 202 {
+        let duplicates = match answer["events"].as_array() {
+            Some(receipts) => receipts.iter().filter(|r| r["duplicate"] == true).count(),
+            None => usize::from(answer["duplicate"] == true),
+        };
+        shared.tally.duplicates_answered.fetch_add(duplicates as u64, Ordering::Relaxed);
     }
     Ok(status)
 }
 
-/// Sends one event; retries 5xx/transport errors with the same eventId (what a producer does).
+/// Sends one request (one event, or a batch); retries 5xx/transport errors with the same body and
+/// eventIds (what a producer does).
 async fn deliver(
     shared: Arc<Shared>,
     token: String,
-    event_id: String,
+    event_ids: Vec<String>,
     body: String,
     expect_refusal: bool,
     sample: bool,
@@ -164,16 +174,16 @@ async fn deliver(
         let _ = shared.second_latency.lock().expect("histogram").record(micros.max(1));
         match outcome {
             Ok(202) if !expect_refusal => {
-                shared.tally.accepted.fetch_add(1, Ordering::Relaxed);
+                shared.tally.accepted.fetch_add(event_ids.len() as u64, Ordering::Relaxed);
                 if sample {
-                    shared.samples.lock().expect("samples").insert(event_id.clone(), started);
+                    shared.samples.lock().expect("samples").insert(event_ids[0].clone(), started);
                 }
-                shared.accepted_ids.lock().expect("ids").push(event_id);
+                shared.accepted_ids.lock().expect("ids").extend(event_ids);
                 break;
             }
             Ok(400..=499) if expect_refusal => {
-                shared.tally.refused_as_expected.fetch_add(1, Ordering::Relaxed);
-                shared.refused_ids.lock().expect("ids").push(event_id);
+                shared.tally.refused_as_expected.fetch_add(event_ids.len() as u64, Ordering::Relaxed);
+                shared.refused_ids.lock().expect("ids").extend(event_ids);
                 break;
             }
             Ok(status) if (500..=599).contains(&status) || status == 429 => {
@@ -372,7 +382,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
 
     let args = &shared.args;
     let mut rng = StdRng::seed_from_u64(7);
-    let mut bodies: Vec<(String, String, String)> = Vec::new();
+    // Earlier requests (event ids, token, body), resent as duplicates.
+    let mut bodies: Vec<(Vec<String>, String, String)> = Vec::new();
+    let batch = args.batch;
     let mut per_second: Vec<(u64, f64, u64, u64)> = Vec::new();
     let mut knee: Option<f64> = None;
     let mut step_rate = rate_at(args, Duration::ZERO);
@@ -401,7 +413,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
                 }
             });
         }
-        next += Duration::from_secs_f64(1.0 / rate);
+        next += Duration::from_secs_f64(
+            if args.read_api.is_some() || !args.get.is_empty() { 1.0 } else { batch as f64 } / rate,
+        );
         let now = Instant::now();
         if next > now {
             tokio::time::sleep_until(next.into()).await;
@@ -437,31 +451,46 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         }
         let token = format!("dev-token-{source}");
         let roll: f64 = rng.random();
-        let (event_id, body, refusal) = if roll < args.invalid {
+        let (event_ids, body, refusal) = if roll < args.invalid {
             let id = format!("{}_bad_{n}", shared.run);
-            (id.clone(), json!({"eventId": id, "type": event_type, "ts": chrono::Utc::now().to_rfc3339(), "source": source, "payload": {}}).to_string(), true)
+            let bad = json!({"eventId": id, "type": event_type, "ts": chrono::Utc::now().to_rfc3339(), "source": source, "payload": {}});
+            (vec![id], if batch > 1 { json!([bad]) } else { bad }.to_string(), true)
         } else if roll < args.invalid + args.duplicates && !bodies.is_empty() {
-            let (id, token_again, body) = bodies[rng.random_range(0..bodies.len())].clone();
+            let (ids, token_again, body) = bodies[rng.random_range(0..bodies.len())].clone();
             shared.in_flight.fetch_add(1, Ordering::Relaxed);
-            shared.tally.sent.fetch_add(1, Ordering::Relaxed);
-            tokio::spawn(deliver(Arc::clone(&shared), token_again, format!("{id}#dup"), body, false, false));
+            shared.tally.sent.fetch_add(ids.len() as u64, Ordering::Relaxed);
+            let ids = ids.iter().map(|id| format!("{id}#dup")).collect();
+            tokio::spawn(deliver(Arc::clone(&shared), token_again, ids, body, false, false));
             continue;
         } else {
-            let id = format!("{}_{n}", shared.run);
-            let (_, body) = event_body(&id, n, &mut rng);
+            // Event numbers congruent to `n` modulo the sources: one source per request.
+            let events: Vec<(String, String)> = (0..batch)
+                .map(|j| {
+                    let number = (n * batch + j) * SOURCES.len() as u64 + n % SOURCES.len() as u64;
+                    let id = format!("{}_{number}", shared.run);
+                    let (_, body) = event_body(&id, number, &mut rng);
+                    (id, body)
+                })
+                .collect();
+            let ids: Vec<String> = events.iter().map(|(id, _)| id.clone()).collect();
+            let body = if batch > 1 {
+                format!("[{}]", events.into_iter().map(|(_, body)| body).collect::<Vec<_>>().join(","))
+            } else {
+                events.into_iter().next().expect("one event").1
+            };
             if bodies.len() < 10_000 {
-                bodies.push((id.clone(), token.clone(), body.clone()));
+                bodies.push((ids.clone(), token.clone(), body.clone()));
             }
-            (id, body, false)
+            (ids, body, false)
         };
         if shared.in_flight.load(Ordering::Relaxed) >= args.max_in_flight {
             shared.tally.client_overload.fetch_add(1, Ordering::Relaxed);
             continue;
         }
         shared.in_flight.fetch_add(1, Ordering::Relaxed);
-        shared.tally.sent.fetch_add(1, Ordering::Relaxed);
+        shared.tally.sent.fetch_add(event_ids.len() as u64, Ordering::Relaxed);
         let sample = !refusal && rng.random::<f64>() < args.sample_visible;
-        tokio::spawn(deliver(Arc::clone(&shared), token, event_id, body, refusal, sample));
+        tokio::spawn(deliver(Arc::clone(&shared), token, event_ids, body, refusal, sample));
 
         if last_report.elapsed() >= Duration::from_secs(1) {
             let sent = shared.tally.sent.load(Ordering::Relaxed);
