@@ -55,6 +55,22 @@ impl IdempotencyStore {
         serde_json::to_string(&Entry { body_sha256: body_sha256.to_owned(), receipt: None }).expect("entry serialises")
     }
 
+    /// `SET NX GET` needs Redis 7.0 or newer; an older server would fail every claim, so the edge
+    /// refuses to start instead. Returns the server's version.
+    pub async fn require_redis_7(&self) -> Result<String, String> {
+        let info: String = redis::cmd("INFO")
+            .arg("server")
+            .query_async(&mut self.redis.clone())
+            .await
+            .map_err(|e| format!("INFO server failed: {e}"))?;
+        let version = redis_version(&info).ok_or("INFO server has no redis_version")?;
+        let major: u32 = version.split('.').next().and_then(|m| m.parse().ok()).unwrap_or(0);
+        if major < 7 {
+            return Err(format!("Redis {version} is too old: idempotency needs Redis 7.0 or newer (SET NX GET)"));
+        }
+        Ok(version.to_owned())
+    }
+
     /// Claims each `(event_id, body_sha256)` in one pipelined round trip: `SET NX GET` either
     /// takes the id or returns what holds it, atomically.
     pub async fn claim_all(&self, items: &[(&str, &str)]) -> Result<Vec<Claim>, redis::RedisError> {
@@ -109,9 +125,20 @@ impl IdempotencyStore {
     }
 }
 
+fn redis_version(info: &str) -> Option<&str> {
+    info.lines().find_map(|line| line.strip_prefix("redis_version:")).map(str::trim)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_version_is_read_from_info_server() {
+        let info = "# Server\r\nredis_version:7.0.15\r\nredis_git_sha1:00000000\r\n";
+        assert_eq!(redis_version(info), Some("7.0.15"));
+        assert_eq!(redis_version("# Server\r\n"), None);
+    }
 
     fn entry(body_sha256: &str, receipt: Option<Receipt>) -> Option<String> {
         Some(serde_json::to_string(&Entry { body_sha256: body_sha256.into(), receipt }).unwrap())

@@ -157,7 +157,10 @@ impl Ingestor {
         for (index, (candidate, outcome)) in candidates.iter().zip(&produced).enumerate() {
             match outcome {
                 Some(Ok(receipt)) => {
-                    receipts.push((candidate.event.event_id(), candidate.body_sha256.as_str(), receipt))
+                    // Counted when stored, even if another event of the batch then fails.
+                    metrics::counter!("ct_edge_events_accepted_total", "type" => candidate.event.event_type().as_str())
+                        .increment(1);
+                    receipts.push((candidate.event.event_id(), candidate.body_sha256.as_str(), receipt));
                 }
                 Some(Err(_)) => failed.push((index, candidate.event.event_id())),
                 None => {}
@@ -192,11 +195,7 @@ impl Ingestor {
                         metrics::counter!("ct_edge_duplicates_total").increment(1);
                         Accepted { event_id, receipt, duplicate: true }
                     }
-                    (_, Some(Ok(receipt))) => {
-                        metrics::counter!("ct_edge_events_accepted_total", "type" => candidate.event.event_type().as_str())
-                            .increment(1);
-                        Accepted { event_id, receipt, duplicate: false }
-                    }
+                    (_, Some(Ok(receipt))) => Accepted { event_id, receipt, duplicate: false },
                     _ => unreachable!("refusals and failures returned above"),
                 }
             })

@@ -72,6 +72,9 @@ impl Application {
             ),
             max_future_skew: chrono::Duration::seconds(config.events.max_future_skew_s),
         });
+        let redis_version =
+            ingestor.idempotency.require_redis_7().await.map_err(|e| anyhow::anyhow!("refusing to start: {e}"))?;
+        tracing::info!(redis_version, "Idempotency store ready.");
         let pollers = config
             .pollers
             .iter()

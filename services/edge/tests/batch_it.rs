@@ -67,6 +67,7 @@ async fn a_batch_is_accepted_in_order_once_and_a_retry_answers_duplicates() {
 async fn every_batch_refusal_names_the_event_and_writes_nothing() {
     let edge = TestEdge::start_with(|c| {
         c.events.max_batch_events = 4;
+        c.http.max_body_bytes = 2048;
         c.rate_limit.burst = 3;
         // Refills faster than requests arrive; only the burst's size matters here.
         c.rate_limit.per_minute = 60_000_000;
@@ -89,6 +90,12 @@ async fn every_batch_refusal_names_the_event_and_writes_nothing() {
     assert_eq!((status, code(&body).0), (422, "validation_failed"), "{body}");
     let (status, body, _) = send(batch(&["a1", "a2", "a3", "a4"])).await;
     assert_eq!((status, code(&body).0), (413, "batch_exceeds_burst"), "more events than the burst");
+
+    // Each event keeps the single-event size limit, so no batch can carry a record /events refuses.
+    let mut oversized = vec![event("evt_small"), event("evt_big")];
+    oversized[1]["payload"]["pad"] = json!("x".repeat(3000));
+    let (status, body, _) = send(Value::Array(oversized).to_string()).await;
+    assert_eq!((status, code(&body)), (413, ("payload_too_large", Some("[1]"))), "{body}");
 
     let mut bad_payload = vec![event("evt_ok1"), event("evt_bad")];
     bad_payload[1]["payload"]["total"] = json!("lots");

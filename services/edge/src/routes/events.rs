@@ -150,6 +150,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// Waits for `events` of the `events.max_events_in_progress` permits; 503 after the delivery timeout.
+/// Taken after the token and rate-limit checks, so unauthenticated floods never hold permits.
 async fn admit(app: &AppState, events: usize) -> Result<tokio::sync::SemaphorePermit<'_>, ApiError> {
     let wait = std::time::Duration::from_millis(app.config.events.delivery_timeout_ms);
     let permits = u32::try_from(events).unwrap_or(u32::MAX);
@@ -164,16 +165,17 @@ async fn admit(app: &AppState, events: usize) -> Result<tokio::sync::SemaphorePe
 
 async fn ingest_one(app: &AppState, headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
     let raw = read_body(headers, body, app.config.http.max_body_bytes).await?;
-    let _permit = admit(app, 1).await?;
     let value: Value = serde_json::from_slice(&raw).map_err(|e| invalid_json(&e))?;
     let producer = authorize(app, headers, 1)?;
+    let _permit = admit(app, 1).await?;
     check_source(&value, &producer, || "source".to_owned())?;
     verify_signature(app, headers, &raw)?;
 
     let (event, _) = app.ingestor.parse(&value)?;
     tracing::Span::current().record("event_id", event.event_id()).record("source", event.source().as_str());
     let traceparent = traceparent_for(header(headers, "traceparent"));
-    let accepted = app.ingestor.accept(event, &sha256_hex(&raw), &traceparent).await?;
+    // Trimmed, so the digest is the one the same event gets as an element of a batch.
+    let accepted = app.ingestor.accept(event, &sha256_hex(raw.trim_ascii()), &traceparent).await?;
     Ok(accepted_json(&accepted))
 }
 
@@ -214,13 +216,22 @@ async fn ingest_batch(app: &AppState, headers: &HeaderMap, body: Body) -> Result
             format!("a batch holds 1 to {max} events, this one {} (rule: batch_size)", items.len()),
         ));
     }
+    let per_event_max = app.config.http.max_body_bytes;
+    if let Some(index) = items.iter().position(|item| item.get().len() > per_event_max) {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("an event is larger than {per_event_max} bytes"),
+        )
+        .with_field(item_field(index, None)));
+    }
+    let producer = authorize(app, headers, u32::try_from(items.len()).unwrap_or(u32::MAX))?;
     let _permit = admit(app, items.len()).await?;
     let values = items
         .iter()
         .map(|item| serde_json::from_str::<Value>(item.get()))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| invalid_json(&e))?;
-    let producer = authorize(app, headers, u32::try_from(items.len()).unwrap_or(u32::MAX))?;
     for (index, value) in values.iter().enumerate() {
         check_source(value, &producer, || item_field(index, Some("source")))?;
     }
