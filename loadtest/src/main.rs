@@ -107,6 +107,7 @@ struct Args {
 }
 
 /// Outcome of one logical event (after retries in the broker-restart scenario).
+/// Every figure counts events (a batch of 50 counts 50), latencies count requests.
 #[derive(Default)]
 struct Tally {
     sent: AtomicU64,
@@ -187,13 +188,13 @@ async fn deliver(
                 break;
             }
             Ok(status) if (500..=599).contains(&status) || status == 429 => {
-                shared.tally.retryable_failures.fetch_add(1, Ordering::Relaxed);
+                shared.tally.retryable_failures.fetch_add(event_ids.len() as u64, Ordering::Relaxed);
             }
             Err(_) => {
-                shared.tally.retryable_failures.fetch_add(1, Ordering::Relaxed);
+                shared.tally.retryable_failures.fetch_add(event_ids.len() as u64, Ordering::Relaxed);
             }
             Ok(_) => {
-                shared.tally.unexpected.fetch_add(1, Ordering::Relaxed);
+                shared.tally.unexpected.fetch_add(event_ids.len() as u64, Ordering::Relaxed);
                 break;
             }
         }
@@ -451,40 +452,43 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         }
         let token = format!("dev-token-{source}");
         let roll: f64 = rng.random();
-        let (event_ids, body, refusal) = if roll < args.invalid {
-            let id = format!("{}_bad_{n}", shared.run);
-            let bad = json!({"eventId": id, "type": event_type, "ts": chrono::Utc::now().to_rfc3339(), "source": source, "payload": {}});
-            (vec![id], if batch > 1 { json!([bad]) } else { bad }.to_string(), true)
-        } else if roll < args.invalid + args.duplicates && !bodies.is_empty() {
+        let invalid = roll < args.invalid;
+        if !invalid && roll < args.invalid + args.duplicates && !bodies.is_empty() {
             let (ids, token_again, body) = bodies[rng.random_range(0..bodies.len())].clone();
             shared.in_flight.fetch_add(1, Ordering::Relaxed);
             shared.tally.sent.fetch_add(ids.len() as u64, Ordering::Relaxed);
             let ids = ids.iter().map(|id| format!("{id}#dup")).collect();
             tokio::spawn(deliver(Arc::clone(&shared), token_again, ids, body, false, false));
             continue;
+        }
+        // Event numbers congruent to `n` modulo the sources: one source per request.
+        let mut events: Vec<(String, String)> = (0..batch)
+            .map(|j| {
+                let number = (n * batch + j) * SOURCES.len() as u64 + n % SOURCES.len() as u64;
+                let id = format!("{}_{number}", shared.run);
+                let (_, body) = event_body(&id, number, &mut rng);
+                (id, body)
+            })
+            .collect();
+        if invalid {
+            // The first event has an empty payload: the whole request is refused (422), and in a
+            // batch none of its valid events may be stored either.
+            let id = format!("{}_bad_{n}", shared.run);
+            let bad = json!({"eventId": id, "type": event_type, "ts": chrono::Utc::now().to_rfc3339(), "source": source, "payload": {}});
+            events[0] = (id, bad.to_string());
+        }
+        let event_ids: Vec<String> = events.iter().map(|(id, _)| id.clone()).collect();
+        let body = if batch > 1 {
+            format!("[{}]", events.into_iter().map(|(_, body)| body).collect::<Vec<_>>().join(","))
         } else {
-            // Event numbers congruent to `n` modulo the sources: one source per request.
-            let events: Vec<(String, String)> = (0..batch)
-                .map(|j| {
-                    let number = (n * batch + j) * SOURCES.len() as u64 + n % SOURCES.len() as u64;
-                    let id = format!("{}_{number}", shared.run);
-                    let (_, body) = event_body(&id, number, &mut rng);
-                    (id, body)
-                })
-                .collect();
-            let ids: Vec<String> = events.iter().map(|(id, _)| id.clone()).collect();
-            let body = if batch > 1 {
-                format!("[{}]", events.into_iter().map(|(_, body)| body).collect::<Vec<_>>().join(","))
-            } else {
-                events.into_iter().next().expect("one event").1
-            };
-            if bodies.len() < 10_000 {
-                bodies.push((ids.clone(), token.clone(), body.clone()));
-            }
-            (ids, body, false)
+            events.into_iter().next().expect("one event").1
         };
+        let refusal = invalid;
+        if !invalid && bodies.len() < 10_000 {
+            bodies.push((event_ids.clone(), token.clone(), body.clone()));
+        }
         if shared.in_flight.load(Ordering::Relaxed) >= args.max_in_flight {
-            shared.tally.client_overload.fetch_add(1, Ordering::Relaxed);
+            shared.tally.client_overload.fetch_add(event_ids.len() as u64, Ordering::Relaxed);
             continue;
         }
         shared.in_flight.fetch_add(1, Ordering::Relaxed);
