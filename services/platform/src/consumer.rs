@@ -189,7 +189,8 @@ pub async fn run<P: Pipeline>(
 ) -> Result<(), ConsumerError> {
     let consumer: StreamConsumer = kafka::consumer(kafka_config, &settings.name)?;
     let dlq = DeadLetters::new(kafka_config, settings)?;
-    let partitions = kafka::partition_count(kafka_config, &settings.topic, Duration::from_secs(10))?
+    let partitions = kafka::partition_count_async(kafka_config, &settings.topic, Duration::from_secs(10))
+        .await?
         .ok_or_else(|| ConsumerError::NoPartitions(settings.topic.clone()))?;
     let progress = retry(settings, "load progress", || pipeline.load_progress(&settings.topic)).await?;
     let mut assignment = TopicPartitionList::new();

@@ -84,6 +84,19 @@ pub fn partition_count(kafka: &KafkaConfig, topic: &str, timeout: Duration) -> R
         .map(|t| i32::try_from(t.partitions().len()).unwrap_or(i32::MAX)))
 }
 
+/// [`partition_count`] off the async workers: the metadata request blocks for up to `timeout`.
+pub async fn partition_count_async(
+    kafka: &KafkaConfig,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Option<i32>, KafkaError> {
+    let (kafka, topic) = (kafka.clone(), topic.to_owned());
+    match tokio::task::spawn_blocking(move || partition_count(&kafka, &topic, timeout)).await {
+        Ok(result) => result,
+        Err(join) => std::panic::resume_unwind(join.into_panic()),
+    }
+}
+
 /// The broker answers a metadata request.
 pub fn ping(kafka: &KafkaConfig, timeout: Duration) -> Result<usize, KafkaError> {
     let consumer: BaseConsumer = client_config(kafka).create()?;

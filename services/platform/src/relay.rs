@@ -113,7 +113,8 @@ async fn relay(
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed")
         .create()?;
-    let partitions = kafka::partition_count(kafka_config, &settings.input_topic, Duration::from_secs(10))?
+    let partitions = kafka::partition_count_async(kafka_config, &settings.input_topic, Duration::from_secs(10))
+        .await?
         .ok_or_else(|| RelayError::NoPartitions(settings.input_topic.clone()))?;
     let mut assignment = TopicPartitionList::new();
     for partition in 0..partitions {
