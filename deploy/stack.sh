@@ -277,6 +277,11 @@ redis_up() {
     until redis_answers || [ "$waited" -ge $((REDIS_START_TIMEOUT * 5)) ]; do sleep 0.2; waited=$((waited + 1)); done
   fi
   redis_answers || die "Redis does not answer PING on 127.0.0.1:$REDIS_PORT within ${REDIS_START_TIMEOUT}s (see $REDIS_DIR/redis.log)"
+  # The edge's idempotency claim is SET NX GET, which Redis 7.0 introduced.
+  local version
+  version="$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" INFO server 2>/dev/null | tr -d '\r' | sed -n 's/^redis_version://p' || true)"
+  [ "${version%%.*}" -ge 7 ] 2>/dev/null \
+    || die "Redis on 127.0.0.1:$REDIS_PORT is version ${version:-unknown}; the edge needs 7.0+ (stop it, or set CT_REDIS_PORT to a free port)"
 }
 
 redis_down() {

@@ -242,10 +242,15 @@ fn rate_at(args: &Args, elapsed: Duration) -> f64 {
 }
 
 /// Two panels over time: requests sent per second (with the target) and the p99 HTTP latency.
+/// plotters' errors are generic over the backend; the report only needs their text.
+fn drawing_error(error: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("drawing the plot: {error}")
+}
+
 fn plot(path: &std::path::Path, per_second: &[(u64, f64, u64, u64)], target: f64) -> anyhow::Result<()> {
     use plotters::prelude::*;
     let root = SVGBackend::new(path, (1000, 700)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
+    root.fill(&WHITE).map_err(drawing_error)?;
     let (top, bottom) = root.split_vertically(350);
     let seconds = per_second.last().map_or(1, |(s, ..)| *s).max(1);
     let rate_max = per_second.iter().map(|(_, r, ..)| *r).fold(target, f64::max) * 1.1;
@@ -255,17 +260,17 @@ fn plot(path: &std::path::Path, per_second: &[(u64, f64, u64, u64)], target: f64
         .x_label_area_size(30)
         .y_label_area_size(60)
         .build_cartesian_2d(0..seconds, 0.0..rate_max)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    rate.configure_mesh().x_desc("second").y_desc("events/s").draw().map_err(|e| anyhow::anyhow!("{e}"))?;
+        .map_err(drawing_error)?;
+    rate.configure_mesh().x_desc("second").y_desc("events/s").draw().map_err(drawing_error)?;
     rate.draw_series(LineSeries::new(per_second.iter().map(|(s, r, ..)| (*s, *r)), &BLUE))
-        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .map_err(drawing_error)?
         .label("achieved")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
     rate.draw_series(LineSeries::new([(0, target), (seconds, target)], &RED))
-        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .map_err(drawing_error)?
         .label("target")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
-    rate.configure_series_labels().border_style(BLACK).draw().map_err(|e| anyhow::anyhow!("{e}"))?;
+    rate.configure_series_labels().border_style(BLACK).draw().map_err(drawing_error)?;
     let p99_max = per_second.iter().map(|(.., p)| *p as f64 / 1000.0).fold(1.0, f64::max) * 1.1;
     let mut latency = ChartBuilder::on(&bottom)
         .caption("HTTP p99 per second (ms)", ("sans-serif", 20))
@@ -273,12 +278,12 @@ fn plot(path: &std::path::Path, per_second: &[(u64, f64, u64, u64)], target: f64
         .x_label_area_size(30)
         .y_label_area_size(60)
         .build_cartesian_2d(0..seconds, 0.0..p99_max)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    latency.configure_mesh().x_desc("second").y_desc("ms").draw().map_err(|e| anyhow::anyhow!("{e}"))?;
+        .map_err(drawing_error)?;
+    latency.configure_mesh().x_desc("second").y_desc("ms").draw().map_err(drawing_error)?;
     latency
         .draw_series(LineSeries::new(per_second.iter().map(|(s, .., p)| (*s, *p as f64 / 1000.0)), &MAGENTA))
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    root.present().map_err(|e| anyhow::anyhow!("{e}"))?;
+        .map_err(drawing_error)?;
+    root.present().map_err(drawing_error)?;
     Ok(())
 }
 

@@ -112,3 +112,22 @@ fn a_java_older_than_17_is_named_with_its_version() {
     assert!(!state.join("kafka/kafka.pid").exists(), "nothing may start without Java");
     let _ = std::fs::remove_dir_all(state);
 }
+
+#[test]
+fn a_redis_older_than_7_already_answering_is_named() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let state = std::env::temp_dir().join(format!("ct-stack-redis-old-{}", std::process::id()));
+    let bin = state.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    // A `redis-cli` that answers like a Redis 6.2 server.
+    let fake = bin.join("redis-cli");
+    let script = "#!/bin/sh\ncase \"$*\" in *PING*) echo PONG ;; *INFO*) printf '# Server\\r\\nredis_version:6.2.14\\r\\n' ;; esac\n";
+    std::fs::write(&fake, script).unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let (ok, errors) = stack_up(&state, &[("PATH", path)]);
+    assert!(!ok);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("version 6.2.14") && errors[0].contains("needs 7.0+"), "{errors:?}");
+    let _ = std::fs::remove_dir_all(state);
+}

@@ -238,18 +238,18 @@ async fn ingest_batch(app: &AppState, headers: &HeaderMap, body: Body) -> Result
     verify_signature(app, headers, &raw)?;
 
     let mut candidates = Vec::with_capacity(items.len());
-    let mut seen = HashSet::with_capacity(items.len());
     for (index, (item, value)) in items.iter().zip(&values).enumerate() {
         let (event, _) = app.ingestor.parse(value).map_err(|e| in_batch(index, e))?;
-        if !seen.insert(event.event_id().to_owned()) {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "validation_failed",
-                "this eventId appears earlier in the same batch (rule: unique_in_batch)",
-            )
-            .with_field(item_field(index, Some("eventId"))));
-        }
         candidates.push(Candidate { event, body_sha256: sha256_hex(item.get().as_bytes()) });
+    }
+    let mut seen = HashSet::with_capacity(candidates.len());
+    if let Some(index) = candidates.iter().position(|c| !seen.insert(c.event.event_id())) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            "this eventId appears earlier in the same batch (rule: unique_in_batch)",
+        )
+        .with_field(item_field(index, Some("eventId"))));
     }
     tracing::Span::current().record("events", candidates.len()).record("source", producer.source.as_str());
     let traceparent = traceparent_for(header(headers, "traceparent"));
