@@ -66,7 +66,7 @@ struct Args {
     #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/controltower")]
     postgres_url: String,
     /// Schema of the projector's tables.
-    #[arg(long, default_value = "ct")]
+    #[arg(long, default_value = "ct_projector")]
     schema: String,
     /// Share of accepted events whose event -> visible latency is measured.
     #[arg(long, default_value_t = 0.01)]

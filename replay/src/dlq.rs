@@ -98,9 +98,9 @@ pub struct Dlq {
 
 impl Dlq {
     pub async fn connect(config: Config) -> anyhow::Result<Dlq> {
-        let pool = ct_platform::postgres::connect(&config.postgres)
-            .await
-            .with_context(|| format!("connecting to Postgres at {}", config.postgres.url))?;
+        let pool = ct_platform::postgres::connect(&config.postgres).await.with_context(|| {
+            format!("connecting to Postgres at {}", ct_platform::config::redacted_url(&config.postgres.url))
+        })?;
         let registry = RegistryClient::new(&config.registry.url);
         Ok(Dlq { config, pool, registry })
     }

@@ -1,7 +1,8 @@
 //! The SRE CLI's library: commands as functions, so tests drive them without a shell.
 //!
-//! Architecture note: `rebuild` drives the projector's own pipeline in-process (a dependency on
-//! `ct-projector` as a library), so a rebuild applies exactly the code the live projector runs.
+//! Architecture note: `rebuild` drives each read model's own pipeline in-process (dependencies on
+//! the service crates as libraries), so a rebuild applies exactly the code the live service runs.
+//! The CLI is a tool at the top: it may depend on services; nothing depends on it.
 
 pub mod dlq;
 pub mod rebuild;

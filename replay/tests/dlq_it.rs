@@ -27,7 +27,7 @@ struct Cli {
 
 impl Cli {
     fn new(ctx: &TestContext, t: &PipelineTopics, registry_url: &str) -> Cli {
-        let postgres = ctx.postgres();
+        let postgres = ctx.dlq_postgres();
         let env = [
             ("CT_KAFKA__BOOTSTRAP_SERVERS", ctx.kafka.bootstrap_servers.as_str()),
             ("CT_TOPICS__DLQ", &t.dlq),
@@ -87,14 +87,15 @@ fn dead_letter_headers(stage: &str, events_topic: &str, offset: i64) -> OwnedHea
 async fn replay_hands_back_valid_items_once_and_reparks_the_rest() {
     let ctx = TestContext::new();
     let t = ctx.pipeline_topics().await;
-    let (registry_url, schema_id, _registry) = ct_testkit::pipeline::registry(&ctx, &t).await;
+    let (registry_url, schema_id, _registry) =
+        ct_registry::spawn_with_event_schema(ctx.kafka.clone(), &ctx.topic("_schemas"), &t.events).await.unwrap();
     let stop = CancellationToken::new();
 
-    let projector = ct_testkit::pipeline::projector_config(&ctx, &t, &registry_url);
+    let projector = ct_projector::Config::for_slice(&ctx.slice(&t, &registry_url));
     let stage = projector.consumer.name.clone();
     tokio::spawn(ct_projector::run(projector, stop.clone()));
 
-    let categoriser = ct_testkit::pipeline::categoriser_config(&ctx, &t, &registry_url);
+    let categoriser = ct_dlq_categoriser::Config::for_slice(&ctx.slice(&t, &registry_url));
     tokio::spawn(ct_dlq_categoriser::run(categoriser, stop.clone()));
 
     let producer = kafka::idempotent_producer(&ctx.kafka, Duration::from_secs(30)).unwrap();

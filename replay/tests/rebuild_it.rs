@@ -1,5 +1,6 @@
-//! `ct rebuild projector`: a rebuild from offset 0 equals the live tables, and a swap under load
-//! loses nothing: the live projector keeps writing into the swapped-in schema.
+//! `ct rebuild projector`: a rebuild from offset 0 equals the live tables; a swap under load
+//! loses nothing (the live projector keeps writing into the swapped-in schema); a corrupted live
+//! row makes the swap refuse, naming the table, and change nothing.
 
 use std::time::Duration;
 
@@ -11,7 +12,8 @@ use ct_core::{
     redact::Redactor,
 };
 use ct_platform::{kafka, registry::RegistryClient};
-use ct_replay::rebuild::{RebuildOptions, rebuild};
+use ct_projector::ProjectorModel;
+use ct_replay::rebuild::rebuild;
 use ct_testkit::{TestContext, eventually};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
@@ -92,24 +94,31 @@ async fn rebuild_equals_live_and_a_swap_under_load_loses_nothing() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // A rebuild beside the idle live projector: same offsets, identical tables.
-    let report =
-        rebuild(RebuildOptions { live: live.clone(), swap: false, timeout: Duration::from_secs(60) }).await.unwrap();
-    assert!(report.compared_at_same_offsets, "{report:?}");
+    let model = ProjectorModel(live.clone());
+    let report = rebuild(&model, false, Duration::from_secs(60)).await.unwrap();
     assert!(report.identical, "{report:?}");
-    assert_eq!(report.events, 400);
+    assert_eq!(report.records, 450, "every record of the log, duplicates included");
     assert_eq!(report.rebuild_checksums.len(), 4);
+
+    // A corrupted live row: the swap compares at the same offsets, refuses, and names the table.
+    sqlx::query("UPDATE runs SET initiator = 'tampered' WHERE run_id = 'run_3'").execute(&pool).await.unwrap();
+    let report = rebuild(&model, true, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(report.differing_tables, ["runs"], "{report:?}");
+    assert!(report.refused.as_deref().is_some_and(|r| r.contains("runs")), "{report:?}");
+    assert!(report.swapped_out.is_none());
+    let initiator: String =
+        sqlx::query_scalar("SELECT initiator FROM runs WHERE run_id = 'run_3'").fetch_one(&pool).await.unwrap();
+    assert_eq!(initiator, "tampered", "a refused swap changes nothing");
+    sqlx::query("UPDATE runs SET initiator = 'staff' WHERE run_id = 'run_3'").execute(&pool).await.unwrap();
 
     // A swap while events keep arriving.
     let writer = {
         let (producer, topic) = (producer.clone(), topics[0].clone());
         tokio::spawn(async move { produce(&producer, &topic, schema_id, 400..700).await })
     };
-    let report =
-        rebuild(RebuildOptions { live: live.clone(), swap: true, timeout: Duration::from_secs(60) }).await.unwrap();
-    let old = report.swapped_out.clone().expect("swapped");
-    if report.compared_at_same_offsets {
-        assert!(report.identical, "{report:?}");
-    }
+    let report = rebuild(&model, true, Duration::from_secs(60)).await.unwrap();
+    assert!(report.identical, "{report:?}");
+    let old = report.swapped_out.clone().unwrap_or_else(|| panic!("not swapped: {report:?}"));
     writer.await.unwrap();
     produce(&producer, &topics[0], schema_id, 700..750).await;
     // The live projector (same connections, same schema name) now fills the rebuilt tables.

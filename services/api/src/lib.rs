@@ -20,7 +20,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
 
-pub const DEFAULT_CONFIG: &str = include_str!("../config.default.toml");
+/// Compiled-in defaults; the dev user tokens only under the dev profile.
+pub const DEFAULTS: ct_platform::config::Defaults = ct_platform::config::Defaults {
+    base: include_str!("../config.default.toml"),
+    dev: include_str!("../config.dev.toml"),
+};
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Config {
@@ -32,23 +36,45 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 pub struct AuthConfig {
+    /// Token -> role. The tokens are secrets: `Debug` shows only how many there are.
     pub user_tokens: BTreeMap<String, auth::Role>,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("user_tokens", &format_args!("[{} redacted]", self.user_tokens.len()))
+            .finish()
+    }
 }
 
 impl Config {
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
-        let config: Config = ct_platform::config::load(DEFAULT_CONFIG, file)?;
-        if config.profile == Profile::Production && config.auth.user_tokens.keys().any(|t| t.starts_with("dev-token-"))
-        {
-            return Err(ConfigError::Rule("dev user tokens are refused under the production profile".into()));
-        }
+        let config: Config = ct_platform::config::load(DEFAULTS, file)?;
+        config.validate()?;
         Ok(config)
     }
 
+    /// Rules the types cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.profile == Profile::Production {
+            if self.auth.user_tokens.keys().any(|t| t.starts_with("dev-token-")) {
+                return Err(ConfigError::Rule("dev user tokens are refused under the production profile".into()));
+            }
+            if self.auth.user_tokens.is_empty() {
+                return Err(ConfigError::Rule("auth.user_tokens must list at least one token in production".into()));
+            }
+        }
+        if self.auth.user_tokens.keys().any(|t| t.len() < 8) {
+            return Err(ConfigError::Rule("auth.user_tokens: tokens must be at least 8 characters".into()));
+        }
+        Ok(())
+    }
+
     pub fn defaults() -> Config {
-        ct_platform::config::defaults(DEFAULT_CONFIG)
+        ct_platform::config::defaults(DEFAULTS)
     }
 }
 

@@ -9,6 +9,7 @@
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use hmac::{Hmac, Mac};
+use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -66,7 +67,7 @@ pub fn standard_webhooks_signature(secret: &str, id: &str, timestamp: i64, body:
 pub fn verify(
     headers: &SignatureHeaders<'_>,
     body: &[u8],
-    secrets: &[String],
+    secrets: &[SecretString],
     now_unix: i64,
     tolerance_secs: i64,
 ) -> Result<(), SignatureError> {
@@ -75,7 +76,7 @@ pub fn verify(
         let expected = hex::decode(hex_digest).map_err(|_| SignatureError::Malformed)?;
         return secrets
             .iter()
-            .any(|secret| mac(secret, &[body]).verify_slice(&expected).is_ok())
+            .any(|secret| mac(secret.expose_secret(), &[body]).verify_slice(&expected).is_ok())
             .then_some(())
             .ok_or(SignatureError::Mismatch);
     }
@@ -98,7 +99,7 @@ pub fn verify(
     }
     let ts = ts.to_string();
     let matched = secrets.iter().any(|secret| {
-        let mac = mac(secret, &[id.as_bytes(), b".", ts.as_bytes(), b".", body]);
+        let mac = mac(secret.expose_secret(), &[id.as_bytes(), b".", ts.as_bytes(), b".", body]);
         candidates.iter().any(|candidate| mac.clone().verify_slice(candidate).is_ok())
     });
     matched.then_some(()).ok_or(SignatureError::Mismatch)
@@ -110,8 +111,8 @@ mod tests {
 
     const BODY: &[u8] = br#"{"eventId":"evt_demo_001"}"#;
 
-    fn secrets() -> Vec<String> {
-        vec!["old-secret".to_owned(), "dev-webhook-secret".to_owned()]
+    fn secrets() -> Vec<SecretString> {
+        vec!["old-secret".into(), "dev-webhook-secret".into()]
     }
 
     #[test]
@@ -127,9 +128,9 @@ mod tests {
     #[test]
     fn any_current_secret_verifies_during_rotation() {
         for secret in secrets() {
-            let header = ct_signature(&secret, BODY);
+            let header = ct_signature(secret.expose_secret(), BODY);
             let h = SignatureHeaders { ct_signature: Some(&header), ..Default::default() };
-            assert_eq!(verify(&h, BODY, &secrets(), 0, 300), Ok(()), "{secret}");
+            assert_eq!(verify(&h, BODY, &secrets(), 0, 300), Ok(()), "{}", secret.expose_secret());
         }
         let retired = ct_signature("retired", BODY);
         let h = SignatureHeaders { ct_signature: Some(&retired), ..Default::default() };

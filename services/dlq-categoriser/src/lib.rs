@@ -11,19 +11,15 @@
 //!   record means, `store.rs` writes it with the progress in one transaction), and the DLQ depth
 //!   per category in Redis and `/metrics`.
 //!
-//! Architecture invariant: this service never dead-letters into its own input: the items
-//! consumer stops on a lasting failure instead (`OnExhausted::Stop`).
+//! Architecture invariant: this service never dead-letters into its own input for an outage: a
+//! dependency that does not answer pauses the items consumer (as every consumer); only records
+//! at fault (an audit record that does not decode) are dead-lettered.
 
 pub mod items;
 pub mod routing;
 pub mod store;
 
-use std::{
-    collections::{BTreeMap, HashMap},
-    path::Path,
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::HashMap, path::Path, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use ct_core::dlq::Rules;
@@ -31,8 +27,8 @@ use ct_platform::{
     config::{
         ConfigError, HttpConfig, KafkaConfig, PostgresConfig, Profile, RedisConfig, RegistryConfig, TelemetryConfig,
     },
-    consumer::{self, BoxFuture, ConsumerSettings, Coordinates, Incoming, OnExhausted, Pipeline, ProcessError, Shard},
-    postgres::classify,
+    consumer::{self, Advance, BoxFuture, ConsumerSettings, Coordinates, Incoming, Pipeline, ProcessError},
+    readmodel::{Checksums, Copy, Horizon, ReadModel},
     redis::Keys,
     registry::RegistryClient,
     relay::{self, RelaySettings},
@@ -44,7 +40,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::items::Change;
 
-pub const DEFAULT_CONFIG: &str = include_str!("../config.default.toml");
+/// Compiled-in defaults (no credentials: nothing differs between profiles).
+pub const DEFAULTS: ct_platform::config::Defaults =
+    ct_platform::config::Defaults { base: include_str!("../config.default.toml"), dev: "" };
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Config {
@@ -91,17 +89,46 @@ pub struct ItemsConfig {
     pub name: String,
     pub batch_max: usize,
     pub batch_wait_ms: u64,
-    pub max_attempts: u32,
+    /// While a dependency is down: retries from this delay, doubling, jittered, up to
+    /// `backoff_max_ms`, for as long as the outage lasts.
     pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    /// Set by a rebuild for its copy; never configured.
+    #[serde(skip)]
+    pub horizon: Horizon,
 }
 
 impl Config {
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
-        ct_platform::config::load(DEFAULT_CONFIG, file)
+        ct_platform::config::load(DEFAULTS, file)
     }
 
     pub fn defaults() -> Config {
-        ct_platform::config::defaults(DEFAULT_CONFIG)
+        ct_platform::config::defaults(DEFAULTS)
+    }
+
+    /// The defaults pointed at `slice` (its topics, consumer names, schema, prefix, registry),
+    /// metrics on port 0.
+    pub fn for_slice(slice: &ct_platform::topics::Slice) -> Config {
+        let mut config = Config::defaults();
+        let t = &slice.topics;
+        config.kafka = slice.kafka.clone();
+        config.topics = Topics {
+            dlq: t.dlq.clone(),
+            schema: t.schema.clone(),
+            transient: t.transient.clone(),
+            critical: t.critical.clone(),
+            retry: t.retry.clone(),
+            audit: t.audit.clone(),
+        };
+        config.categoriser.name = format!("{}categoriser", slice.prefix);
+        config.retry.name = format!("{}retry", slice.prefix);
+        config.items.name = format!("{}dlq-items", slice.prefix);
+        config.registry.url = slice.registry_url.clone();
+        config.postgres = slice.dlq_postgres.clone();
+        config.redis = slice.redis.clone();
+        config.http.listen = "127.0.0.1:0".parse().expect("literal address");
+        config
     }
 
     /// The topics the items consumer reads, one consumer each.
@@ -116,11 +143,10 @@ impl Config {
             dlq_topic: self.topics.dlq.clone(),
             batch_max: self.items.batch_max,
             batch_wait: Duration::from_millis(self.items.batch_wait_ms),
-            max_attempts: self.items.max_attempts.max(1),
             backoff_base: Duration::from_millis(self.items.backoff_base_ms),
-            on_exhausted: OnExhausted::Stop,
+            backoff_max: Duration::from_millis(self.items.backoff_max_ms),
             retry_of: None,
-            shard: Shard::ALL,
+            horizon: self.items.horizon.clone(),
         }
     }
 }
@@ -129,7 +155,8 @@ impl Config {
 pub struct DlqItems {
     pool: PgPool,
     registry: RegistryClient,
-    redis: Mutex<redis::aio::ConnectionManager>,
+    /// Where the depth per category is published; a rebuild copy publishes nothing.
+    redis: Option<Mutex<redis::aio::ConnectionManager>>,
     keys: Keys,
     topics: Topics,
     consumer: String,
@@ -138,14 +165,17 @@ pub struct DlqItems {
 impl Pipeline for DlqItems {
     type Item = Option<Change>;
 
-    fn decode<'a>(&'a self, record: &'a Incoming) -> BoxFuture<'a, Result<Option<Change>, String>> {
+    fn decode<'a>(&'a self, record: &'a Incoming) -> BoxFuture<'a, Result<Option<Change>, ProcessError>> {
         Box::pin(async move {
             let topic = record.coordinates.topic.as_str();
             if topic == self.topics.retry {
                 Ok(items::handed_back(record))
             } else if topic == self.topics.audit {
-                let value = record.value.as_deref().ok_or("the audit record has no value")?;
-                let audit = self.registry.decode_audit(value).await.map_err(|e| e.to_string())?;
+                let value = record
+                    .value
+                    .as_deref()
+                    .ok_or_else(|| ProcessError::Record("the audit record has no value".to_owned()))?;
+                let audit = self.registry.decode_audit(value).await?;
                 Ok(Some(Change::Audited(audit)))
             } else {
                 Ok(Some(items::parked(record)))
@@ -155,7 +185,7 @@ impl Pipeline for DlqItems {
 
     fn load_progress<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<HashMap<i32, i64>, ProcessError>> {
         Box::pin(async move {
-            ct_platform::postgres::load_progress(&self.pool, &self.consumer, topic).await.map_err(classify)
+            ct_platform::postgres::load_progress(&self.pool, &self.consumer, topic).await.map_err(ProcessError::from)
         })
     }
 
@@ -163,12 +193,12 @@ impl Pipeline for DlqItems {
         &'a self,
         items: &'a [(Coordinates, Option<Change>)],
         topic: &'a str,
-        progress: &'a BTreeMap<i32, i64>,
+        progress: &'a [Advance],
     ) -> BoxFuture<'a, Result<(), ProcessError>> {
         Box::pin(async move {
             let changes: Vec<Change> = items.iter().filter_map(|(_, change)| change.clone()).collect();
-            store::apply(&self.pool, &self.consumer, topic, &changes, progress).await.map_err(classify)?;
-            if !changes.is_empty() {
+            store::apply(&self.pool, &self.consumer, topic, &changes, progress).await?;
+            if !changes.is_empty() && self.redis.is_some() {
                 self.refresh_depth().await;
             }
             Ok(())
@@ -177,27 +207,35 @@ impl Pipeline for DlqItems {
 }
 
 impl DlqItems {
-    pub async fn connect(config: &Config) -> anyhow::Result<DlqItems> {
+    /// Connects; with `publish_depth` also to Redis, where the depth per category goes.
+    pub async fn connect(config: &Config, publish_depth: bool) -> anyhow::Result<DlqItems> {
         let pool = ct_platform::postgres::connect(&config.postgres).await.context("connecting to Postgres")?;
         store::migrate(&pool).await.context("migrating dlq_items")?;
-        let redis = ct_platform::redis::connect(&config.redis).await.context("connecting to Redis")?;
+        let redis = if publish_depth {
+            Some(Mutex::new(ct_platform::redis::connect(&config.redis).await.context("connecting to Redis")?))
+        } else {
+            None
+        };
         let items = DlqItems {
             pool,
             registry: RegistryClient::new(&config.registry.url),
-            redis: Mutex::new(redis),
+            redis,
             keys: Keys::new(config.redis.key_prefix.clone()),
             topics: config.topics.clone(),
             consumer: config.items.name.clone(),
         };
-        items.refresh_depth().await;
+        if items.redis.is_some() {
+            items.refresh_depth().await;
+        }
         Ok(items)
     }
 
     /// Redis and the gauge follow Postgres; a failure here is healed by the next batch.
     async fn refresh_depth(&self) {
+        let Some(redis) = &self.redis else { return };
         let result = match store::depth(&self.pool).await {
             Ok(depth) => {
-                store::publish_depth(&mut *self.redis.lock().await, &self.keys, &depth).await.map_err(|e| e.to_string())
+                store::publish_depth(&mut *redis.lock().await, &self.keys, &depth).await.map_err(|e| e.to_string())
             }
             Err(error) => Err(error.to_string()),
         };
@@ -209,7 +247,7 @@ impl DlqItems {
 
 /// Runs the three loops (and `/metrics`, `/healthz`) until `shutdown`.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let items = Arc::new(DlqItems::connect(&config).await?);
+    let items = Arc::new(DlqItems::connect(&config, true).await?);
     ct_platform::metrics::serve_operations(config.http.listen, shutdown.clone())
         .await
         .with_context(|| format!("binding {}", config.http.listen))?;
@@ -243,6 +281,52 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     }
     shutdown.cancel();
     Ok(())
+}
+
+/// `dlq_items` (with `dlq_audit`, `dlq_handbacks`) as a read model: `ct rebuild dlq-items`.
+pub struct DlqItemsModel(pub Config);
+
+impl ReadModel for DlqItemsModel {
+    fn name(&self) -> &'static str {
+        "dlq-items"
+    }
+
+    fn postgres(&self) -> &PostgresConfig {
+        &self.0.postgres
+    }
+
+    fn consumer(&self) -> &str {
+        &self.0.items.name
+    }
+
+    fn topics(&self) -> Vec<String> {
+        self.0.item_topics().iter().map(|t| (*t).to_owned()).collect()
+    }
+
+    fn migrate<'a>(&'a self, pool: &'a PgPool) -> BoxFuture<'a, Result<(), sqlx::Error>> {
+        Box::pin(store::migrate(pool))
+    }
+
+    fn checksums<'a>(&'a self, pool: &'a PgPool) -> BoxFuture<'a, Result<Checksums, sqlx::Error>> {
+        Box::pin(store::checksums(pool))
+    }
+
+    /// Only the items consumers run in a copy: the categorise and retry relays are the live
+    /// service's, and the depth in Redis stays the live model's.
+    fn run_copy(&self, copy: Copy, stop: CancellationToken) -> BoxFuture<'static, Result<(), String>> {
+        let mut config = self.0.clone();
+        config.items.name = copy.consumer;
+        config.items.horizon = copy.horizon;
+        config.items.batch_max = config.items.batch_max.max(5_000);
+        config.postgres.schema = copy.schema;
+        config.postgres.extra_schemas.clear();
+        Box::pin(async move {
+            let items = DlqItems::connect(&config, false).await.map_err(|e| format!("{e:#}"))?;
+            let settings: Vec<ConsumerSettings> =
+                config.item_topics().iter().map(|t| config.item_settings(t)).collect();
+            run_item_consumers(&items, &config.kafka, &settings, &stop).await.map_err(|e| format!("{e:#}"))
+        })
+    }
 }
 
 /// Runs one items consumer per topic; the first to stop with an error stops them all.

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use ct_core::dlq::{Audit, Category, Outcome};
 use ct_platform::{
-    consumer::ProcessError,
+    consumer::{Advance, ProcessError},
     postgres::{Migration, classify},
     redis::Keys,
 };
@@ -29,9 +29,9 @@ pub async fn apply(
     consumer: &str,
     topic: &str,
     changes: &[Change],
-    progress: &BTreeMap<i32, i64>,
-) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
+    progress: &[Advance],
+) -> Result<(), ProcessError> {
+    let mut tx = ct_platform::postgres::begin_batch(pool).await?;
     lock_items(&mut tx, changes).await?;
     for change in changes {
         match change {
@@ -60,8 +60,8 @@ pub async fn apply(
             Change::Audited(audit) => record_audit(&mut tx, audit).await?,
         }
     }
-    ct_platform::postgres::store_progress(&mut tx, consumer, topic, progress).await?;
-    tx.commit().await
+    ct_platform::postgres::advance_progress(&mut tx, consumer, topic, progress).await?;
+    Ok(tx.commit().await?)
 }
 
 /// Locks the batch's items for this transaction. The category topics, the retry topic and the
@@ -197,4 +197,23 @@ pub async fn publish_depth(
     }
     let fields: Vec<(&str, i64)> = depth.iter().map(|(c, n)| (c.lowercase(), *n)).collect();
     redis::cmd("HSET").arg(keys.key(&["dlq", "depth"])).arg(&fields).query_async(redis).await
+}
+
+/// Checksum of each table's content (order-independent), to compare a rebuild with the live
+/// tables. Every column comes from the log, so all of them count.
+pub async fn checksums(pool: &PgPool) -> Result<ct_platform::readmodel::Checksums, sqlx::Error> {
+    let tables: [(&str, &str); 3] = [
+        ("dlq_items", "SELECT md5(string_agg(md5(i::text), '' ORDER BY id)) FROM dlq_items i"),
+        (
+            "dlq_handbacks",
+            "SELECT md5(string_agg(md5(h::text), '' ORDER BY item_id, attempt, origin)) FROM dlq_handbacks h",
+        ),
+        ("dlq_audit", "SELECT md5(string_agg(md5(a::text), '' ORDER BY audit_id)) FROM dlq_audit a"),
+    ];
+    let mut out = ct_platform::readmodel::Checksums::new();
+    for (table, sql) in tables {
+        let sum: Option<String> = sqlx::query_scalar(sql).fetch_one(pool).await?;
+        out.insert(table.to_owned(), sum.unwrap_or_else(|| "empty".to_owned()));
+    }
+    Ok(out)
 }

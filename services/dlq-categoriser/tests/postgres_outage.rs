@@ -1,7 +1,7 @@
-//! Postgres stops while events flow. The projector's failures are TRANSIENT: after its short
-//! in-place retries it dead-letters the batches, the categoriser files them as TRANSIENT, the
-//! retry hands them back with backoff, and once Postgres is back they land: every event exactly
-//! once in `events`, every dead letter ends `replayed`, none CRITICAL.
+//! Postgres stops while events flow, with the default settings. An outage is a dependency fault,
+//! not bad data: the projector and the categoriser pause, say so in `/healthz`, resume by
+//! themselves once Postgres is back, and nothing at all is dead-lettered: every event exactly
+//! once in `events`, the dead-letter topic empty, no `dlq_items` row.
 //!
 //! One test in its own binary (it restarts the shared Postgres); cargo runs test binaries one
 //! at a time.
@@ -16,25 +16,19 @@ use tokio_util::sync::CancellationToken;
 const EVENTS: usize = 900;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn events_dead_lettered_while_postgres_is_down_land_once_it_is_back() {
+async fn a_postgres_outage_pauses_the_consumers_and_dead_letters_nothing() {
     let ctx = TestContext::new();
     let t = ctx.pipeline_topics().await;
-    let (registry_url, schema_id, _registry) = ct_testkit::pipeline::registry(&ctx, &t).await;
+    let (registry_url, schema_id, _registry) =
+        ct_registry::spawn_with_event_schema(ctx.kafka.clone(), &ctx.topic("_schemas"), &t.events).await.unwrap();
     let stop = CancellationToken::new();
 
-    let mut projector = ct_testkit::pipeline::projector_config(&ctx, &t, &registry_url);
+    let mut projector = ct_projector::Config::for_slice(&ctx.slice(&t, &registry_url));
     projector.consumer.batch_max = 100;
-    projector.consumer.max_attempts = 3;
-    projector.consumer.backoff_base_ms = 100;
-    // Fail fast while Postgres is down, so the outage outlasts the in-place retries.
-    projector.postgres.acquire_timeout_ms = 500;
     let token = stop.clone();
     let projector_task = tokio::spawn(async move { ct_projector::run(projector, token).await });
 
-    let mut categoriser = ct_testkit::pipeline::categoriser_config(&ctx, &t, &registry_url);
-    categoriser.retry.backoff_base_ms = 500;
-    categoriser.retry.backoff_cap_ms = 4_000;
-    categoriser.rules.max_transient_attempts = 12;
+    let categoriser = ct_dlq_categoriser::Config::for_slice(&ctx.slice(&t, &registry_url));
     let token = stop.clone();
     let categoriser_task = tokio::spawn(async move { ct_dlq_categoriser::run(categoriser, token).await });
 
@@ -53,13 +47,21 @@ async fn events_dead_lettered_while_postgres_is_down_land_once_it_is_back() {
         })
     };
     tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::task::spawn_blocking(|| stack(&["down", "postgres"])).await.unwrap();
+    // The pause shows in the process's health report while Postgres is down.
+    let paused = eventually(Duration::from_secs(30), || async {
+        let report = ct_platform::health::report();
+        report.paused.values().any(|outage| outage.dependency == "postgres").then_some(report)
+    })
+    .await;
     tokio::task::spawn_blocking(|| {
-        stack(&["down", "postgres"]);
         std::thread::sleep(Duration::from_secs(4));
         stack(&["up"]);
     })
     .await
     .unwrap();
+    let report = paused.expect("no consumer reported a pause on postgres");
+    assert_eq!(report.status, "degraded");
     producer_task.await.unwrap();
 
     let pool = ct_platform::postgres::connect(&ctx.postgres()).await.unwrap();
@@ -79,10 +81,9 @@ async fn events_dead_lettered_while_postgres_is_down_land_once_it_is_back() {
         "an effect was doubled"
     );
 
-    // The failures were TRANSIENT, and every one of them went back to the projector: the items
-    // consumer read the transient topic to its end and no item is left parked.
-    let transient_end = {
-        let (kafka_config, topic) = (ctx.kafka.clone(), t.transient.clone());
+    // Nothing was dead-lettered: the stages' DLQ topic is empty, and so is dlq_items.
+    let dead_letters = {
+        let (kafka_config, topic) = (ctx.kafka.clone(), t.dlq.clone());
         tokio::task::spawn_blocking(move || {
             let consumer: rdkafka::consumer::BaseConsumer = kafka::client_config(&kafka_config).create().unwrap();
             rdkafka::consumer::Consumer::fetch_watermarks(&consumer, &topic, 0, Duration::from_secs(10)).unwrap().1
@@ -90,29 +91,13 @@ async fn events_dead_lettered_while_postgres_is_down_land_once_it_is_back() {
         .await
         .unwrap()
     };
-    assert!(transient_end > 0, "nothing was dead-lettered: the outage was not observed");
-    let settled = eventually(Duration::from_secs(90), || async {
-        let read: Option<i64> = sqlx::query_scalar("SELECT next_offset FROM consumer_progress WHERE topic = $1")
-            .bind(&t.transient)
-            .fetch_optional(&pool)
-            .await
-            .ok()
-            .flatten();
-        let unsettled = count("SELECT count(*) FROM dlq_items WHERE state <> 'replayed'").await;
-        // The partition ends with a transaction marker, which takes an offset but is never read.
-        (read.is_some_and(|next| next + 1 >= transient_end) && unsettled == 0).then_some(())
-    })
-    .await;
-    assert!(settled.is_some(), "dead letters were not all handed back");
-    let transient =
-        count("SELECT count(*) FROM dlq_items WHERE category = 'TRANSIENT' AND error_class = 'TRANSIENT'").await;
-    assert!(transient > 0, "no TRANSIENT items");
-    assert_eq!(
-        count("SELECT count(*) FROM dlq_items WHERE category <> 'TRANSIENT'").await,
-        0,
-        "a failure was not TRANSIENT"
-    );
-    eprintln!("{transient} events were dead-lettered as TRANSIENT during the outage and retried");
+    assert_eq!(dead_letters, 0, "an outage dead-lettered good events");
+    assert_eq!(count("SELECT count(*) FROM dlq_items").await, 0);
+    // Every consumer resumed by itself.
+    let resumed =
+        eventually(Duration::from_secs(30), || async { (ct_platform::health::report().status == "ok").then_some(()) })
+            .await;
+    assert!(resumed.is_some(), "still paused: {:?}", ct_platform::health::report());
 
     stop.cancel();
     projector_task.await.unwrap().unwrap();

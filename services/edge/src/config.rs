@@ -4,9 +4,14 @@ use std::{collections::BTreeMap, net::SocketAddr, path::Path};
 
 use ct_core::Source;
 use ct_platform::config::{ConfigError, KafkaConfig, Profile, RedisConfig, RegistryConfig, TelemetryConfig};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-pub const DEFAULT_CONFIG: &str = include_str!("../config.default.toml");
+/// Compiled-in defaults; the dev credentials (`config.dev.toml`) only under the dev profile.
+pub const DEFAULTS: ct_platform::config::Defaults = ct_platform::config::Defaults {
+    base: include_str!("../config.default.toml"),
+    dev: include_str!("../config.dev.toml"),
+};
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Config {
@@ -37,7 +42,7 @@ pub struct EventsConfig {
     pub delivery_timeout_ms: u64,
     pub max_in_flight_messages: u32,
     pub max_future_skew_s: i64,
-    pub redaction_salt: String,
+    pub redaction_salt: SecretString,
     pub max_batch_events: usize,
     pub max_events_in_progress: usize,
 }
@@ -47,11 +52,22 @@ pub struct IdempotencyConfig {
     pub ttl_s: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 pub struct AuthConfig {
-    pub hmac_secrets: Vec<String>,
+    pub hmac_secrets: Vec<SecretString>,
     pub signature_tolerance_s: i64,
+    /// Token -> source. The tokens are secrets: `Debug` shows only how many there are.
     pub producer_tokens: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("hmac_secrets", &self.hmac_secrets)
+            .field("signature_tolerance_s", &self.signature_tolerance_s)
+            .field("producer_tokens", &format_args!("[{} redacted]", self.producer_tokens.len()))
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -67,15 +83,16 @@ pub struct PollerConfig {
     pub source: String,
     pub interval_ms: u64,
     #[serde(default)]
-    pub bearer_token: Option<String>,
+    pub bearer_token: Option<SecretString>,
 }
 
 pub const DEV_SECRET: &str = "dev-webhook-secret";
 pub const DEV_TOKEN_PREFIX: &str = "dev-token-";
+pub const DEV_REDACTION_SALT: &str = "dev-redaction-salt";
 
 impl Config {
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
-        let config: Config = ct_platform::config::load(DEFAULT_CONFIG, file)?;
+        let config: Config = ct_platform::config::load(DEFAULTS, file)?;
         config.validate()?;
         Ok(config)
     }
@@ -109,12 +126,21 @@ impl Config {
         if self.rate_limit.per_minute == 0 || self.rate_limit.burst == 0 {
             return rule("rate_limit.per_minute and rate_limit.burst must be positive".into());
         }
+        if self.events.redaction_salt.expose_secret().is_empty() {
+            return rule("events.redaction_salt must be set".into());
+        }
         if self.profile == Profile::Production {
-            if self.auth.hmac_secrets.iter().any(|s| s == DEV_SECRET) {
+            if self.auth.hmac_secrets.iter().any(|s| s.expose_secret() == DEV_SECRET) {
                 return rule("the dev HMAC secret is refused under the production profile".into());
             }
             if self.auth.producer_tokens.keys().any(|t| t.starts_with(DEV_TOKEN_PREFIX)) {
                 return rule("dev producer tokens are refused under the production profile".into());
+            }
+            if self.auth.producer_tokens.is_empty() && self.pollers.is_empty() {
+                return rule("auth.producer_tokens must list at least one token in production".into());
+            }
+            if self.events.redaction_salt.expose_secret() == DEV_REDACTION_SALT {
+                return rule("the dev redaction salt is refused under the production profile".into());
             }
         }
         Ok(())
@@ -126,7 +152,7 @@ mod tests {
     use super::*;
 
     fn defaults() -> Config {
-        ct_platform::config::extract(ct_platform::config::figment(DEFAULT_CONFIG, None).unwrap()).unwrap()
+        ct_platform::config::extract(ct_platform::config::figment(DEFAULTS, None).unwrap()).unwrap()
     }
 
     #[test]
@@ -145,7 +171,13 @@ mod tests {
         config.auth.hmac_secrets = vec!["a-real-secret".into()];
         assert!(config.validate().unwrap_err().to_string().contains("dev producer tokens"));
         config.auth.producer_tokens = [("prod-token-123".to_owned(), "finance".to_owned())].into();
+        assert!(config.validate().unwrap_err().to_string().contains("dev redaction salt"));
+        config.events.redaction_salt = "a-real-salt".into();
         config.validate().unwrap();
+        let printed = format!("{config:?}");
+        for secret in ["a-real-secret", "prod-token-123", "a-real-salt"] {
+            assert!(!printed.contains(secret), "{secret} printed by Debug");
+        }
     }
 
     #[test]

@@ -19,6 +19,7 @@ use anyhow::Context as _;
 pub use config::Config;
 use ct_core::{avro, redact::Redactor};
 use ct_platform::{kafka, registry::RegistryClient};
+use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
@@ -63,7 +64,7 @@ impl Application {
             producer,
             topic: config.events.topic.clone(),
             schema_id,
-            redactor: Redactor::new(config.events.redaction_salt.clone()),
+            redactor: Redactor::new(config.events.redaction_salt.expose_secret().to_owned()),
             idempotency: idempotency::IdempotencyStore::new(
                 redis.clone(),
                 &config.redis.key_prefix,

@@ -10,6 +10,7 @@ use std::{sync::Arc, time::Duration};
 
 use ct_core::Source;
 use redis::{AsyncCommands, aio::ConnectionManager};
+use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -75,7 +76,7 @@ impl Poller {
         }
         let mut request = self.http.get(url.clone());
         if let Some(token) = &self.config.bearer_token {
-            request = request.bearer_auth(token);
+            request = request.bearer_auth(token.expose_secret());
         }
         let fetch_error = |source| PollError::Fetch { url: url.to_string(), source };
         let page: Page = request

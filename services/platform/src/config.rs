@@ -22,20 +22,43 @@ pub enum ConfigError {
     Rule(String),
 }
 
-/// The figment of `defaults` (TOML text), then `file`, then the `CT_` environment.
-pub fn figment(defaults: &str, file: Option<&Path>) -> Result<Figment, ConfigError> {
-    let mut figment = Figment::new().merge(Toml::string(defaults));
-    if let Some(path) = file {
-        if !path.exists() {
-            return Err(ConfigError::MissingFile(path.display().to_string()));
-        }
-        figment = figment.merge(Toml::file(path));
+/// A service's compiled-in defaults: `base` applies under every profile; `dev` (the local
+/// stack's documented credentials) is merged over it only when the profile is `dev`, so a
+/// production configuration never contains a dev token or secret it did not set itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Defaults {
+    pub base: &'static str,
+    pub dev: &'static str,
+}
+
+/// The figment of the defaults, then `file`, then the `CT_` environment; the dev defaults are
+/// included when that layering says `profile = "dev"` (or says nothing).
+pub fn figment(defaults: Defaults, file: Option<&Path>) -> Result<Figment, ConfigError> {
+    if let Some(path) = file
+        && !path.exists()
+    {
+        return Err(ConfigError::MissingFile(path.display().to_string()));
     }
-    Ok(figment.merge(Env::prefixed(ENV_PREFIX).split("__")))
+    let layered = |dev: bool| {
+        let mut figment = Figment::new().merge(Toml::string(defaults.base));
+        if dev {
+            figment = figment.merge(Toml::string(defaults.dev));
+        }
+        if let Some(path) = file {
+            figment = figment.merge(Toml::file(path));
+        }
+        figment.merge(Env::prefixed(ENV_PREFIX).split("__"))
+    };
+    let profile: Profile = match layered(false).extract_inner::<Option<Profile>>("profile") {
+        Ok(profile) => profile.unwrap_or_default(),
+        Err(error) if error.missing() => Profile::Dev,
+        Err(error) => return Err(ConfigError::Invalid(Box::new(error))),
+    };
+    Ok(layered(profile == Profile::Dev))
 }
 
 /// Loads and deserialises a service's config.
-pub fn load<C: DeserializeOwned>(defaults: &str, file: Option<&Path>) -> Result<C, ConfigError> {
+pub fn load<C: DeserializeOwned>(defaults: Defaults, file: Option<&Path>) -> Result<C, ConfigError> {
     extract(figment(defaults, file)?)
 }
 
@@ -72,12 +95,12 @@ pub struct RegistryConfig {
     pub url: String,
 }
 
-/// A service's compiled-in defaults alone (tests start from these).
-pub fn defaults<C: DeserializeOwned>(defaults: &str) -> C {
+/// A service's compiled-in defaults alone, dev profile (tests start from these).
+pub fn defaults<C: DeserializeOwned>(defaults: Defaults) -> C {
     extract(figment(defaults, None).expect("the defaults file parses")).expect("the defaults are complete")
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 pub struct PostgresConfig {
     pub url: String,
     pub max_connections: u32,
@@ -87,17 +110,56 @@ pub struct PostgresConfig {
     /// fails as transient.
     #[serde(default = "default_acquire_timeout_ms")]
     pub acquire_timeout_ms: u64,
+    /// Other read models' schemas this service reads (after its own in `search_path`); a reader
+    /// such as the read API names every schema it serves from. Writers leave it empty.
+    #[serde(default)]
+    pub extra_schemas: Vec<String>,
 }
 
 fn default_acquire_timeout_ms() -> u64 {
     10_000
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 pub struct RedisConfig {
     pub url: String,
     /// Prefix for every key, so tests and tenants do not collide.
     pub key_prefix: String,
+}
+
+impl std::fmt::Debug for PostgresConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresConfig")
+            .field("url", &redacted_url(&self.url))
+            .field("max_connections", &self.max_connections)
+            .field("schema", &self.schema)
+            .field("acquire_timeout_ms", &self.acquire_timeout_ms)
+            .field("extra_schemas", &self.extra_schemas)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &redacted_url(&self.url))
+            .field("key_prefix", &self.key_prefix)
+            .finish()
+    }
+}
+
+/// `url` without its password (and without the user when it cannot be parsed at all), for
+/// logs, errors and `Debug`: connection URLs may carry credentials.
+pub fn redacted_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            if parsed.password().is_some() {
+                let _ = parsed.set_password(Some("***"));
+            }
+            parsed.to_string()
+        }
+        Err(_) => "<unparsable URL>".to_owned(),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -132,15 +194,21 @@ mod tests {
         telemetry: TelemetryConfig,
     }
 
-    const DEFAULTS: &str = r#"
-        # the default profile
-        profile = "dev"
-        [kafka]
-        bootstrap_servers = "127.0.0.1:9092"
-        [telemetry]
-        filter = "info"
-        format = "pretty"
-    "#;
+    const DEFAULTS: Defaults = Defaults {
+        base: r#"
+            # the default profile
+            profile = "dev"
+            [kafka]
+            bootstrap_servers = "127.0.0.1:9092"
+            [telemetry]
+            filter = "info"
+            format = "pretty"
+        "#,
+        dev: r#"
+            [kafka.properties]
+            "client.id" = "dev-only"
+        "#,
+    };
 
     #[test]
     fn file_overrides_defaults_and_env_overrides_file() {
@@ -153,9 +221,35 @@ mod tests {
             assert_eq!(config.telemetry.format, LogFormat::Json);
             assert_eq!(config.telemetry.filter, "info");
             assert_eq!(config.profile, Profile::Production);
+            assert!(config.kafka.properties.is_empty(), "dev defaults merged under production");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn dev_defaults_apply_only_under_the_dev_profile() {
+        Jail::expect_with(|jail| {
+            let config: Sample = load(DEFAULTS, None).expect("loads");
+            assert_eq!(config.kafka.properties.get("client.id").map(String::as_str), Some("dev-only"));
+            jail.create_file("prod.toml", "profile = \"production\"")?;
+            let config: Sample = load(DEFAULTS, Some(Path::new("prod.toml"))).expect("loads");
             assert!(config.kafka.properties.is_empty());
             Ok(())
         });
+    }
+
+    #[test]
+    fn urls_lose_their_password() {
+        assert_eq!(redacted_url("postgres://ct:s3cret@db:5432/x"), "postgres://ct:***@db:5432/x");
+        assert_eq!(redacted_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        let config = PostgresConfig {
+            url: "postgres://ct:s3cret@db/x".into(),
+            max_connections: 1,
+            schema: "ct".into(),
+            acquire_timeout_ms: 1,
+            extra_schemas: Vec::new(),
+        };
+        assert!(!format!("{config:?}").contains("s3cret"));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use rdkafka::{
     ClientConfig, Message, Offset, TopicPartitionList,
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
     client::DefaultClientContext,
-    consumer::{BaseConsumer, Consumer, StreamConsumer},
+    consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer},
     error::{KafkaError, RDKafkaErrorCode},
     producer::{FutureProducer, FutureRecord},
 };
@@ -56,6 +56,25 @@ pub fn idempotent_producer(kafka: &KafkaConfig, delivery_timeout: Duration) -> R
 /// A consumer in `group` that reads committed data from the earliest offset and never commits
 /// on its own: progress is stored only after the work is done.
 pub fn consumer(kafka: &KafkaConfig, group: &str) -> Result<StreamConsumer, KafkaError> {
+    consumer_config(kafka, group).create()
+}
+
+/// A member of `group` whose partitions the group assigns (cooperative-sticky, so a rebalance
+/// moves only the partitions that change owner), with `context` told of every rebalance.
+pub fn group_consumer<C: ConsumerContext + 'static>(
+    kafka: &KafkaConfig,
+    group: &str,
+    context: C,
+) -> Result<StreamConsumer<C>, KafkaError> {
+    let mut config = consumer_config(kafka, group);
+    config.set("partition.assignment.strategy", "cooperative-sticky");
+    for (key, value) in &kafka.properties {
+        config.set(key, value);
+    }
+    config.create_with_context(context)
+}
+
+fn consumer_config(kafka: &KafkaConfig, group: &str) -> ClientConfig {
     let mut config = client_config(kafka);
     config
         .set("group.id", group)
@@ -66,7 +85,7 @@ pub fn consumer(kafka: &KafkaConfig, group: &str) -> Result<StreamConsumer, Kafk
     for (key, value) in &kafka.properties {
         config.set(key, value);
     }
-    config.create()
+    config
 }
 
 pub fn admin(kafka: &KafkaConfig) -> Result<AdminClient<DefaultClientContext>, KafkaError> {

@@ -5,10 +5,12 @@
 
 pub mod config;
 pub mod consumer;
+pub mod health;
 pub mod http_error;
 pub mod kafka;
 pub mod metrics;
 pub mod postgres;
+pub mod readmodel;
 pub mod redis;
 pub mod registry;
 pub mod relay;

@@ -74,13 +74,15 @@ pub async fn track_http(request: axum::extract::Request, next: axum::middleware:
 }
 
 /// Serves `/metrics` and `/healthz` on `listen` until `shutdown`: the HTTP side of a consumer
-/// service, which has no API of its own. Installs the recorder first.
+/// service, which has no API of its own. Installs the recorder first. `/healthz` answers 200
+/// while the process runs, with `status: degraded` and the reason of each consumer paused on a
+/// dependency (a restart would not help, so it is not a liveness failure).
 pub async fn serve_operations(
     listen: std::net::SocketAddr,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
-    let app = router(install()).route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }));
+    let app = router(install()).route("/healthz", get(|| async { axum::Json(crate::health::report()) }));
     tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await });
     Ok(())
 }

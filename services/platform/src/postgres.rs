@@ -7,13 +7,19 @@ use std::{
 
 use sqlx::{Executor, PgPool, Postgres, Transaction, postgres::PgPoolOptions};
 
-use crate::{config::PostgresConfig, consumer::ProcessError};
+use crate::{
+    config::PostgresConfig,
+    consumer::{Advance, ProcessError},
+};
 
-/// A pool whose every connection has `search_path` set to `config.schema` (created if missing).
+/// A pool whose every connection has `search_path` set to `config.schema` (created if missing),
+/// then `config.extra_schemas`.
 pub async fn connect(config: &PostgresConfig) -> Result<PgPool, sqlx::Error> {
     let schema = config.schema.clone();
-    if !schema.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') || schema.is_empty() {
-        return Err(sqlx::Error::Configuration(format!("invalid schema name `{schema}`").into()));
+    for name in std::iter::once(&schema).chain(&config.extra_schemas) {
+        if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') || name.is_empty() {
+            return Err(sqlx::Error::Configuration(format!("invalid schema name `{name}`").into()));
+        }
     }
     let bootstrap = PgPoolOptions::new().max_connections(1).connect(&config.url).await?;
     match bootstrap.execute(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"").as_str()).await {
@@ -23,18 +29,33 @@ pub async fn connect(config: &PostgresConfig) -> Result<PgPool, sqlx::Error> {
         Err(other) => return Err(other),
     }
     bootstrap.close().await;
+    let search_path: Vec<String> =
+        std::iter::once(&schema).chain(&config.extra_schemas).map(|s| format!("\"{s}\"")).collect();
+    let set_search_path = format!("SET search_path TO {}", search_path.join(", "));
     PgPoolOptions::new()
         .max_connections(config.max_connections)
         .acquire_timeout(Duration::from_millis(config.acquire_timeout_ms))
         .after_connect(move |conn, _meta| {
-            let schema = schema.clone();
+            let set_search_path = set_search_path.clone();
             Box::pin(async move {
-                conn.execute(format!("SET search_path TO \"{schema}\"").as_str()).await?;
+                conn.execute(set_search_path.as_str()).await?;
                 Ok(())
             })
         })
         .connect(&config.url)
         .await
+}
+
+/// Begins the transaction of a consumer's batch (effects and progress). It first takes the
+/// schema's swap lock in shared mode, so a batch runs either wholly before a rebuild's swap or
+/// wholly after it ([`crate::readmodel`] takes the lock exclusively); the key is the schema's
+/// name, which the swapped-in schema keeps.
+pub async fn begin_batch(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock_shared(hashtext(current_schema() || '.ct-swap'))")
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
 }
 
 /// One migration script of a service.
@@ -77,14 +98,21 @@ pub async fn migrate(pool: &PgPool, owner: &str, migrations: &[Migration]) -> Re
     tx.commit().await
 }
 
-/// Connection loss, timeouts and pool exhaustion are transient; bad data is permanent.
+/// Bad data (SQLSTATE classes 22 data exception and 23 integrity violation) is the record's
+/// fault; anything else (connection loss, timeouts, pool exhaustion, a server shutting down,
+/// serialisation failures) is Postgres being unavailable.
 pub fn classify(error: sqlx::Error) -> ProcessError {
     match &error {
-        sqlx::Error::Database(db) => match db.code().as_deref().map(|c| &c[..2]) {
-            Some("22" | "23") => ProcessError::Permanent(error.to_string()),
-            _ => ProcessError::Transient(error.to_string()),
-        },
-        _ => ProcessError::Transient(error.to_string()),
+        sqlx::Error::Database(db) if matches!(db.code().as_deref().map(|c| &c[..2]), Some("22" | "23")) => {
+            ProcessError::Record(error.to_string())
+        }
+        _ => ProcessError::dependency("postgres", error),
+    }
+}
+
+impl From<sqlx::Error> for ProcessError {
+    fn from(error: sqlx::Error) -> Self {
+        classify(error)
     }
 }
 
@@ -99,7 +127,50 @@ pub async fn load_progress(pool: &PgPool, consumer: &str, topic: &str) -> Result
     Ok(rows.into_iter().collect())
 }
 
-/// Stores progress inside the caller's transaction, next to the effects it belongs to.
+/// Advances progress inside the caller's transaction, next to the effects it belongs to,
+/// compare-and-set: each partition must still hold `from`, otherwise another member of the
+/// consumer group advanced it and the whole transaction must be dropped
+/// ([`ProcessError::ProgressMoved`]).
+pub async fn advance_progress(
+    tx: &mut Transaction<'_, Postgres>,
+    consumer: &str,
+    topic: &str,
+    progress: &[Advance],
+) -> Result<(), ProcessError> {
+    for advance in progress {
+        let changed = match advance.from {
+            Some(from) => sqlx::query(
+                "UPDATE consumer_progress SET next_offset = $4
+                 WHERE consumer = $1 AND topic = $2 AND partition = $3 AND next_offset = $5",
+            )
+            .bind(consumer)
+            .bind(topic)
+            .bind(advance.partition)
+            .bind(advance.to)
+            .bind(from)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected(),
+            None => sqlx::query(
+                "INSERT INTO consumer_progress (consumer, topic, partition, next_offset) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (consumer, topic, partition) DO NOTHING",
+            )
+            .bind(consumer)
+            .bind(topic)
+            .bind(advance.partition)
+            .bind(advance.to)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected(),
+        };
+        if changed != 1 {
+            return Err(ProcessError::ProgressMoved { partition: advance.partition });
+        }
+    }
+    Ok(())
+}
+
+/// Sets progress unconditionally (a rebuild's swap carries the live position over).
 pub async fn store_progress(
     tx: &mut Transaction<'_, Postgres>,
     consumer: &str,

@@ -151,6 +151,21 @@ impl RegistryClient {
     }
 }
 
+/// A registry that cannot be reached, or answers 5xx or 429, is a dependency fault (the consumer
+/// pauses, even when the schema id is unknown to its cache); any other answer (unknown id, a
+/// schema that does not parse, bytes that do not decode) is the record's fault.
+impl From<RegistryError> for crate::consumer::ProcessError {
+    fn from(error: RegistryError) -> Self {
+        match &error {
+            RegistryError::Unreachable { .. } => Self::dependency("registry", &error),
+            RegistryError::Api { status, .. } if *status >= 500 || *status == 429 => {
+                Self::dependency("registry", &error)
+            }
+            _ => Self::Record(error.to_string()),
+        }
+    }
+}
+
 /// Percent-encodes a URL path segment or query value (everything but RFC 3986 unreserved bytes).
 pub fn encode_segment(segment: &str) -> String {
     segment

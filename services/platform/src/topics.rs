@@ -71,3 +71,34 @@ mod tests {
         assert_eq!(schemas.config.get("cleanup.policy").map(String::as_str), Some("compact"));
     }
 }
+
+/// The names of the pipeline's topics (design §5), for one deployment or one test.
+#[derive(Debug, Clone)]
+pub struct PipelineTopics {
+    pub events: String,
+    pub dlq: String,
+    pub schema: String,
+    pub transient: String,
+    pub critical: String,
+    pub retry: String,
+    pub audit: String,
+}
+
+/// One isolated slice of the stack: the topics, consumer-name prefix, Postgres schemas, Redis
+/// prefix and registry a set of services shares apart from every other slice (each integration
+/// test has one). Each service turns it into its configuration (`Config::for_slice`), so code
+/// that starts several services knows none of their configuration types.
+#[derive(Debug, Clone)]
+pub struct Slice {
+    pub kafka: crate::config::KafkaConfig,
+    pub topics: PipelineTopics,
+    /// Prefixed to every consumer name (group, progress key, transactional id).
+    pub prefix: String,
+    /// The projector's schema (the read API reads it, and `dlq_postgres`'s through
+    /// `extra_schemas`).
+    pub postgres: crate::config::PostgresConfig,
+    /// The `dlq_items` read model's schema.
+    pub dlq_postgres: crate::config::PostgresConfig,
+    pub redis: crate::config::RedisConfig,
+    pub registry_url: String,
+}

@@ -167,7 +167,12 @@ async fn main() {
         projector_rates.push(live);
         let rebuild =
             project(&kafka_config, &registry_url, &topic, &format!("{run_id}_{round}_rebuild"), events, |c| {
-                ct_replay::rebuild::rebuild_settings(c);
+                let copy = ct_platform::readmodel::Copy {
+                    schema: c.postgres.schema.clone(),
+                    consumer: c.consumer.name.clone(),
+                    horizon: Default::default(),
+                };
+                *c = c.clone().for_rebuild(copy);
             })
             .await;
         rebuild_rates.push(rebuild);
@@ -214,8 +219,12 @@ async fn project(
     let stop = CancellationToken::new();
     let started = Instant::now();
     // As `ct rebuild` does: secondary indexes dropped for the load, built at the end (timed).
-    let deferred =
-        if rebuild_mode { Some(ct_replay::rebuild::DeferredIndexes::drop_from(&config).await.unwrap()) } else { None };
+    let deferred = if rebuild_mode {
+        ct_projector::store::migrate(&pool).await.unwrap();
+        Some(ct_platform::readmodel::DeferredIndexes::drop_from(&pool).await.unwrap())
+    } else {
+        None
+    };
     let projector = tokio::spawn(ct_projector::run(config.clone(), stop.clone()));
     loop {
         let done: Option<i64> =

@@ -10,15 +10,16 @@
 pub mod handler;
 pub mod store;
 
-use std::{collections::BTreeMap, collections::HashMap, path::Path, sync::Arc, time::Duration};
+use std::{collections::HashMap, path::Path, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use ct_platform::{
     config::{
         ConfigError, HttpConfig, KafkaConfig, PostgresConfig, Profile, RedisConfig, RegistryConfig, TelemetryConfig,
     },
-    consumer::{self, BoxFuture, ConsumerSettings, Coordinates, Incoming, OnExhausted, Pipeline, ProcessError, Shard},
+    consumer::{self, Advance, BoxFuture, ConsumerSettings, Coordinates, Incoming, Pipeline, ProcessError},
     postgres::classify,
+    readmodel::{Checksums, Copy, Horizon, ReadModel},
     redis::Keys,
     registry::RegistryClient,
 };
@@ -26,7 +27,9 @@ use serde::Deserialize;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-pub const DEFAULT_CONFIG: &str = include_str!("../config.default.toml");
+/// Compiled-in defaults (no credentials: nothing differs between profiles).
+pub const DEFAULTS: ct_platform::config::Defaults =
+    ct_platform::config::Defaults { base: include_str!("../config.default.toml"), dev: "" };
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Config {
@@ -48,13 +51,18 @@ pub struct ConsumerConfig {
     pub dlq_topic: String,
     /// Records the categoriser hands back for another attempt (only those for this stage).
     pub retry_topic: String,
-    pub on_exhausted: OnExhausted,
     pub batch_max: usize,
     pub batch_wait_ms: u64,
-    pub max_attempts: u32,
+    /// While a dependency is down: retries from this delay, doubling, jittered...
     pub backoff_base_ms: u64,
-    /// Consumers applying `topic` in parallel, each on its share of the partitions.
+    /// ...up to this one, for as long as the outage lasts.
+    pub backoff_max_ms: u64,
+    /// Members of the consumer group in this process (the group spreads the partitions between
+    /// them and every other instance's).
     pub parallelism: u32,
+    /// Set by a rebuild for its copy; never configured.
+    #[serde(skip)]
+    pub horizon: Horizon,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -65,11 +73,11 @@ pub struct ViewsConfig {
 
 impl Config {
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
-        ct_platform::config::load(DEFAULT_CONFIG, file)
+        ct_platform::config::load(DEFAULTS, file)
     }
 
     pub fn defaults() -> Config {
-        ct_platform::config::defaults(DEFAULT_CONFIG)
+        ct_platform::config::defaults(DEFAULTS)
     }
 
     /// The settings of the main consumer (`consumer.topic`).
@@ -80,11 +88,10 @@ impl Config {
             dlq_topic: self.consumer.dlq_topic.clone(),
             batch_max: self.consumer.batch_max,
             batch_wait: Duration::from_millis(self.consumer.batch_wait_ms),
-            max_attempts: self.consumer.max_attempts.max(1),
             backoff_base: Duration::from_millis(self.consumer.backoff_base_ms),
-            on_exhausted: self.consumer.on_exhausted,
+            backoff_max: Duration::from_millis(self.consumer.backoff_max_ms),
             retry_of: None,
-            shard: Shard::ALL,
+            horizon: self.consumer.horizon.clone(),
         }
     }
 
@@ -99,6 +106,78 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The defaults pointed at `slice` (its topics, consumer name, schema, prefix, registry),
+    /// metrics on port 0: how tests (and anything else that runs services side by side) start it.
+    pub fn for_slice(slice: &ct_platform::topics::Slice) -> Config {
+        let mut config = Config::defaults();
+        config.kafka = slice.kafka.clone();
+        config.consumer.name = format!("{}projector", slice.prefix);
+        config.consumer.topic = slice.topics.events.clone();
+        config.consumer.dlq_topic = slice.topics.dlq.clone();
+        config.consumer.retry_topic = slice.topics.retry.clone();
+        config.consumer.batch_wait_ms = 10;
+        config.registry.url = slice.registry_url.clone();
+        config.postgres = slice.postgres.clone();
+        config.redis = slice.redis.clone();
+        config.http.listen = "127.0.0.1:0".parse().expect("literal address");
+        config
+    }
+
+    /// What a rebuild's copy of the projector does differently from the live one: no Redis views
+    /// (they would be thrown away; the live projector's heal from the swapped-in tables), and,
+    /// reading history rather than following the head, big batches and two members side by side.
+    pub fn for_rebuild(mut self, copy: Copy) -> Config {
+        self.views.enabled = false;
+        self.consumer.batch_max = self.consumer.batch_max.max(REBUILD_BATCH);
+        self.consumer.parallelism = self.consumer.parallelism.max(REBUILD_PARALLELISM);
+        self.consumer.name = copy.consumer;
+        self.consumer.horizon = copy.horizon;
+        self.postgres.schema = copy.schema;
+        self.postgres.extra_schemas.clear();
+        self.http.listen = "127.0.0.1:0".parse().expect("literal address");
+        self
+    }
+}
+
+const REBUILD_BATCH: usize = 10_000;
+const REBUILD_PARALLELISM: u32 = 2;
+
+/// The projector's tables as a read model: `ct rebuild projector`.
+pub struct ProjectorModel(pub Config);
+
+impl ReadModel for ProjectorModel {
+    fn name(&self) -> &'static str {
+        "projector"
+    }
+
+    fn postgres(&self) -> &PostgresConfig {
+        &self.0.postgres
+    }
+
+    fn consumer(&self) -> &str {
+        &self.0.consumer.name
+    }
+
+    fn topics(&self) -> Vec<String> {
+        // Everything handed back through the retry topic is also in the events topic.
+        vec![self.0.consumer.topic.clone()]
+    }
+
+    fn migrate<'a>(&'a self, pool: &'a PgPool) -> BoxFuture<'a, Result<(), sqlx::Error>> {
+        Box::pin(store::migrate(pool))
+    }
+
+    fn checksums<'a>(&'a self, pool: &'a PgPool) -> BoxFuture<'a, Result<Checksums, sqlx::Error>> {
+        Box::pin(store::checksums(pool))
+    }
+
+    fn run_copy(&self, copy: Copy, stop: CancellationToken) -> BoxFuture<'static, Result<(), String>> {
+        let config = self.0.clone().for_rebuild(copy);
+        Box::pin(async move { run(config, stop).await.map_err(|e| format!("{e:#}")) })
+    }
+}
+
 /// The projector's pipeline: decode through the registry, plan, write Postgres, refresh Redis.
 pub struct Projector {
     pool: PgPool,
@@ -110,10 +189,11 @@ pub struct Projector {
 impl Pipeline for Projector {
     type Item = handler::Effect;
 
-    fn decode<'a>(&'a self, record: &'a Incoming) -> BoxFuture<'a, Result<handler::Effect, String>> {
+    fn decode<'a>(&'a self, record: &'a Incoming) -> BoxFuture<'a, Result<handler::Effect, ProcessError>> {
         Box::pin(async move {
-            let value = record.value.as_deref().ok_or("the record has no value")?;
-            let event = self.registry.decode_event(value).await.map_err(|e| e.to_string())?;
+            let value =
+                record.value.as_deref().ok_or_else(|| ProcessError::Record("the record has no value".to_owned()))?;
+            let event = self.registry.decode_event(value).await?;
             Ok(handler::effect(&record.coordinates, &event))
         })
     }
@@ -128,7 +208,7 @@ impl Pipeline for Projector {
         &'a self,
         items: &'a [(Coordinates, handler::Effect)],
         topic: &'a str,
-        progress: &'a BTreeMap<i32, i64>,
+        progress: &'a [Advance],
     ) -> BoxFuture<'a, Result<(), ProcessError>> {
         Box::pin(self.apply_batch(items, topic, progress))
     }
@@ -139,10 +219,10 @@ impl Projector {
         &self,
         items: &[(Coordinates, handler::Effect)],
         topic: &str,
-        progress: &BTreeMap<i32, i64>,
+        progress: &[Advance],
     ) -> Result<(), ProcessError> {
         let effects = handler::plan(items);
-        let touched = store::apply(&self.pool, &self.consumer, topic, &effects, progress).await.map_err(classify)?;
+        let touched = store::apply(&self.pool, &self.consumer, topic, &effects, progress).await?;
         // Redis is a cache of what just committed: a failure here is logged and healed on the
         // next batch or start, never a reason to re-apply the batch.
         if let Some(views) = &self.views
@@ -189,11 +269,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     ct_platform::metrics::serve_operations(config.http.listen, shutdown.clone())
         .await
         .with_context(|| format!("binding {}", config.http.listen))?;
-    // Derived rows merge order-independently (see `store.rs`), so shards of the partitions may
-    // apply in parallel.
-    let mut settings: Vec<ConsumerSettings> = Shard::split(config.consumer.parallelism)
-        .map(|shard| ConsumerSettings { shard, ..config.settings() })
-        .collect();
+    // Derived rows merge order-independently (see `store.rs`), so the members of the group may
+    // apply their partitions in parallel.
+    let mut settings: Vec<ConsumerSettings> = vec![config.settings(); config.consumer.parallelism.max(1) as usize];
     settings.push(config.retry_settings());
     let consumers =
         settings.iter().map(|s| Box::pin(consumer::run(projector.as_ref(), &config.kafka, s, shutdown.clone())));

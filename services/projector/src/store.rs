@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use chrono::{DateTime, Utc};
 use ct_platform::{
-    consumer::ProcessError,
+    consumer::{Advance, ProcessError},
     postgres::{Migration, classify},
     redis::Keys,
 };
@@ -45,9 +45,9 @@ pub async fn apply(
     consumer: &str,
     topic: &str,
     effects: &[&Effect],
-    progress: &BTreeMap<i32, i64>,
-) -> Result<Touched, sqlx::Error> {
-    let mut tx = pool.begin().await?;
+    progress: &[Advance],
+) -> Result<Touched, ProcessError> {
+    let mut tx = ct_platform::postgres::begin_batch(pool).await?;
     // Safe without waiting for the WAL flush: the effects and the progress commit together, so a
     // crash that loses the last commits loses both, and the projector re-reads those records.
     sqlx::query("SET LOCAL synchronous_commit TO OFF").execute(&mut *tx).await?;
@@ -61,7 +61,7 @@ pub async fn apply(
         apply_run(&mut tx, run).await?;
     }
     let touched = apply_systems_and_counts(&mut tx, &new).await?;
-    ct_platform::postgres::store_progress(&mut tx, consumer, topic, progress).await?;
+    ct_platform::postgres::advance_progress(&mut tx, consumer, topic, progress).await?;
     tx.commit().await?;
     Ok(touched)
 }
@@ -251,23 +251,34 @@ impl Views {
     }
 
     async fn write(&self, pool: &PgPool, only: Option<&Touched>) -> Result<(), ProcessError> {
+        // Members of the consumer group refresh concurrently. Reading Postgres and writing Redis
+        // under one lock per prefix means a refresh that writes later also read later, so the
+        // views never go back to an older state (last writer wins, and it read the newest).
+        let mut tx = pool.begin().await.map_err(classify)?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind(self.keys.key(&["views", "lock"]))
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
         let systems: Vec<SystemRow> = sqlx::query_as(
             "SELECT system_id, events_total, last_event_at, last_event_id, last_event_type, last_heartbeat FROM systems
                  WHERE $1::text[] IS NULL OR system_id = ANY($1)",
         )
         .bind(only.map(|t| t.systems.iter().cloned().collect::<Vec<_>>()))
-        .fetch_all(pool)
+        .fetch_all(&mut *tx)
         .await
         .map_err(classify)?;
         let counts: Vec<(String, i64)> =
             sqlx::query_as("SELECT type, events_total FROM type_counts WHERE $1::text[] IS NULL OR type = ANY($1)")
                 .bind(only.map(|t| t.types.iter().cloned().collect::<Vec<_>>()))
-                .fetch_all(pool)
+                .fetch_all(&mut *tx)
                 .await
                 .map_err(classify)?;
         let sources: Vec<String> = match only {
             Some(t) => t.sources.iter().cloned().collect(),
-            None => sqlx::query_scalar("SELECT DISTINCT source FROM events").fetch_all(pool).await.map_err(classify)?,
+            None => {
+                sqlx::query_scalar("SELECT DISTINCT source FROM events").fetch_all(&mut *tx).await.map_err(classify)?
+            }
         };
         let mut pipe = redis::pipe();
         pipe.atomic();
@@ -325,7 +336,7 @@ impl Views {
             )
             .bind(source)
             .bind(RECENT_PER_SOURCE)
-            .fetch_all(pool)
+            .fetch_all(&mut *tx)
             .await
             .map_err(classify)?;
             let key = self.keys.key(&["recent", source]);
@@ -342,17 +353,18 @@ impl Views {
         }
         let mut redis = self.redis.clone();
         pipe.query_async::<()>(&mut redis).await.map_err(transient)?;
+        tx.commit().await.map_err(classify)?;
         Ok(())
     }
 }
 
 fn transient(error: redis::RedisError) -> ProcessError {
-    ProcessError::Transient(format!("Redis: {error}"))
+    ProcessError::dependency("redis", error)
 }
 
 /// Checksum of each read-model table's content (order-independent), to compare a rebuild with
 /// the live tables. Columns that record *when* something was processed are not part of it.
-pub async fn checksums(pool: &PgPool) -> Result<BTreeMap<&'static str, String>, sqlx::Error> {
+pub async fn checksums(pool: &PgPool) -> Result<ct_platform::readmodel::Checksums, sqlx::Error> {
     let tables: [(&'static str, &str); 4] = [
         (
             "events",
@@ -365,7 +377,7 @@ pub async fn checksums(pool: &PgPool) -> Result<BTreeMap<&'static str, String>, 
     let mut out = BTreeMap::new();
     for (table, sql) in tables {
         let sum: Option<String> = sqlx::query(sql).fetch_one(pool).await?.try_get(0)?;
-        out.insert(table, sum.unwrap_or_else(|| "empty".to_owned()));
+        out.insert(table.to_owned(), sum.unwrap_or_else(|| "empty".to_owned()));
     }
     Ok(out)
 }

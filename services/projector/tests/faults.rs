@@ -55,9 +55,6 @@ async fn exactly_once_through_kills_a_postgres_restart_and_a_redis_flush() {
             ("CT_CONSUMER__DLQ_TOPIC".into(), topics[1].clone()),
             ("CT_CONSUMER__RETRY_TOPIC".into(), topics[1].clone()),
             ("CT_CONSUMER__BATCH_MAX".into(), "300".into()),
-            // This test is about waiting out an outage in place; the DLQ path has its own test.
-            ("CT_CONSUMER__MAX_ATTEMPTS".into(), "12".into()),
-            ("CT_CONSUMER__ON_EXHAUSTED".into(), "stop".into()),
             ("CT_REGISTRY__URL".into(), registry_url.clone()),
             ("CT_POSTGRES__URL".into(), postgres.url.clone()),
             ("CT_POSTGRES__SCHEMA".into(), postgres.schema.clone()),

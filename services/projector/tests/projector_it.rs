@@ -50,7 +50,6 @@ fn config(s: &Setup, name: &str, schema: &str) -> Config {
     // A topic of this test's own (nothing is handed back here), never the shared ct.retry.v1.
     config.consumer.retry_topic = s.dlq.clone();
     config.consumer.batch_wait_ms = 20;
-    config.consumer.max_attempts = 3;
     config.registry.url = s.registry_url.clone();
     config.postgres = s.ctx.postgres();
     config.postgres.schema = format!("{}_{schema}", config.postgres.schema);

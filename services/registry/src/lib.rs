@@ -18,7 +18,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
 
-pub const DEFAULT_CONFIG: &str = include_str!("../config.default.toml");
+/// Compiled-in defaults (no credentials: nothing differs between profiles).
+pub const DEFAULTS: ct_platform::config::Defaults =
+    ct_platform::config::Defaults { base: include_str!("../config.default.toml"), dev: "" };
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Config {
@@ -42,7 +44,7 @@ pub struct RegistrySettings {
 
 impl Config {
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
-        ct_platform::config::load(DEFAULT_CONFIG, file)
+        ct_platform::config::load(DEFAULTS, file)
     }
 }
 
@@ -82,6 +84,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 
 /// Starts a registry on an ephemeral port over `topic` (created compacted if missing), for tests
 /// and tools that need a real registry in-process. Returns its base URL and its stop token.
+/// [`spawn_local`] on `schemas_topic`, with the event schema registered for `events_topic`: the
+/// URL, the schema id and the stop token (how tests of several services start their registry).
+pub async fn spawn_with_event_schema(
+    kafka: KafkaConfig,
+    schemas_topic: &str,
+    events_topic: &str,
+) -> anyhow::Result<(String, u32, CancellationToken)> {
+    let (url, stop) = spawn_local(kafka, schemas_topic).await?;
+    let schema_id = ct_platform::registry::RegistryClient::new(&url)
+        .register(&ct_platform::registry::value_subject(events_topic), ct_core::avro::event_schema_json())
+        .await?;
+    Ok((url, schema_id, stop))
+}
+
 pub async fn spawn_local(kafka: KafkaConfig, topic: &str) -> anyhow::Result<(String, CancellationToken)> {
     let spec = ct_platform::topics::TopicSpec {
         name: topic.to_owned(),
@@ -89,7 +105,7 @@ pub async fn spawn_local(kafka: KafkaConfig, topic: &str) -> anyhow::Result<(Str
         config: [("cleanup.policy".to_owned(), "compact".to_owned())].into(),
     };
     ct_platform::kafka::ensure_topics(&kafka, std::slice::from_ref(&spec)).await?;
-    let mut config: Config = ct_platform::config::extract(ct_platform::config::figment(DEFAULT_CONFIG, None)?)?;
+    let mut config: Config = ct_platform::config::extract(ct_platform::config::figment(DEFAULTS, None)?)?;
     config.http.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     config.kafka = kafka;
     config.registry.topic = spec.name;

@@ -6,6 +6,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
+pub use ct_platform::topics::{PipelineTopics, Slice};
 use ct_platform::{
     config::{KafkaConfig, PostgresConfig, RedisConfig},
     kafka,
@@ -106,31 +107,46 @@ impl TestContext {
         PipelineTopics { events, dlq, schema, transient, critical, retry, audit }
     }
 
-    /// Postgres config for a schema of this test's own.
+    /// Postgres config for a schema of this test's own (the projector's, in pipeline tests),
+    /// which also reads the test's dead-letter schema ([`TestContext::dlq_postgres`]), as the read
+    /// API does.
     pub fn postgres(&self) -> PostgresConfig {
         PostgresConfig {
             url: postgres_url(),
             max_connections: 5,
             schema: format!("t_{}", self.id),
             acquire_timeout_ms: 10_000,
+            extra_schemas: vec![self.dlq_postgres().schema],
+        }
+    }
+
+    /// The schema of this test's `dlq_items` read model (a read model owns its schema).
+    pub fn dlq_postgres(&self) -> PostgresConfig {
+        PostgresConfig {
+            url: postgres_url(),
+            max_connections: 5,
+            schema: format!("t_{}_dlq", self.id),
+            acquire_timeout_ms: 10_000,
+            extra_schemas: Vec::new(),
         }
     }
 
     pub fn redis(&self) -> RedisConfig {
         RedisConfig { url: redis_url(), key_prefix: format!("t:{}", self.id) }
     }
-}
 
-/// Topic names of one test's pipeline.
-#[derive(Debug, Clone)]
-pub struct PipelineTopics {
-    pub events: String,
-    pub dlq: String,
-    pub schema: String,
-    pub transient: String,
-    pub critical: String,
-    pub retry: String,
-    pub audit: String,
+    /// This test's slice of the stack for services that run together (`Config::for_slice`).
+    pub fn slice(&self, topics: &PipelineTopics, registry_url: &str) -> Slice {
+        Slice {
+            kafka: self.kafka.clone(),
+            topics: topics.clone(),
+            prefix: format!("t.{}.", self.id),
+            postgres: self.postgres(),
+            dlq_postgres: self.dlq_postgres(),
+            redis: self.redis(),
+            registry_url: registry_url.to_owned(),
+        }
+    }
 }
 
 impl Default for TestContext {
@@ -194,59 +210,4 @@ pub fn wire_event(schema_id: u32, event: &ct_core::Envelope) -> Vec<u8> {
     ct_core::avro::wire::write_header(schema_id, &mut value);
     ct_core::avro::encode_event(event, &mut value).expect("sample events encode");
     value
-}
-
-/// Configurations of this test's pipeline services: the defaults, pointed at the test's topics,
-/// consumer names, Postgres schema, Redis prefix and registry, listening on port 0.
-#[cfg(feature = "pipeline")]
-pub mod pipeline {
-    use super::{PipelineTopics, TestContext};
-
-    /// A registry of this test's own (on its own `_schemas` topic) with the event schema
-    /// registered for `t.events`: its URL, the schema id and its stop token.
-    pub async fn registry(ctx: &TestContext, t: &PipelineTopics) -> (String, u32, tokio_util::sync::CancellationToken) {
-        let (url, stop) =
-            ct_registry::spawn_local(ctx.kafka.clone(), &ctx.topic("_schemas")).await.expect("start the registry");
-        let schema_id = ct_platform::registry::RegistryClient::new(&url)
-            .register(&ct_platform::registry::value_subject(&t.events), ct_core::avro::event_schema_json())
-            .await
-            .expect("register the event schema");
-        (url, schema_id, stop)
-    }
-
-    pub fn projector_config(ctx: &TestContext, t: &PipelineTopics, registry_url: &str) -> ct_projector::Config {
-        let mut config = ct_projector::Config::defaults();
-        config.kafka = ctx.kafka.clone();
-        config.consumer.name = ctx.group("projector");
-        config.consumer.topic = t.events.clone();
-        config.consumer.dlq_topic = t.dlq.clone();
-        config.consumer.retry_topic = t.retry.clone();
-        config.consumer.batch_wait_ms = 10;
-        config.registry.url = registry_url.to_owned();
-        config.postgres = ctx.postgres();
-        config.redis = ctx.redis();
-        config.http.listen = "127.0.0.1:0".parse().expect("literal address");
-        config
-    }
-
-    pub fn categoriser_config(ctx: &TestContext, t: &PipelineTopics, registry_url: &str) -> ct_dlq_categoriser::Config {
-        let mut config = ct_dlq_categoriser::Config::defaults();
-        config.kafka = ctx.kafka.clone();
-        config.topics = ct_dlq_categoriser::Topics {
-            dlq: t.dlq.clone(),
-            schema: t.schema.clone(),
-            transient: t.transient.clone(),
-            critical: t.critical.clone(),
-            retry: t.retry.clone(),
-            audit: t.audit.clone(),
-        };
-        config.categoriser.name = ctx.group("categoriser");
-        config.retry.name = ctx.group("retry");
-        config.items.name = ctx.group("dlq-items");
-        config.registry.url = registry_url.to_owned();
-        config.postgres = ctx.postgres();
-        config.redis = ctx.redis();
-        config.http.listen = "127.0.0.1:0".parse().expect("literal address");
-        config
-    }
 }

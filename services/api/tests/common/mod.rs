@@ -28,8 +28,7 @@ pub async fn stack() -> Stack {
         ct_registry::spawn_local(ctx.kafka.clone(), &ctx.topic("_schemas")).await.expect("registry");
 
     let mut edge: ct_edge::Config =
-        ct_platform::config::extract(ct_platform::config::figment(ct_edge::config::DEFAULT_CONFIG, None).unwrap())
-            .unwrap();
+        ct_platform::config::extract(ct_platform::config::figment(ct_edge::config::DEFAULTS, None).unwrap()).unwrap();
     edge.http.listen = "127.0.0.1:0".parse().unwrap();
     edge.kafka = ctx.kafka.clone();
     edge.events.topic = t.events.clone();
@@ -41,12 +40,12 @@ pub async fn stack() -> Stack {
     let edge_url = format!("http://{}", edge_app.local_addr());
     tokio::spawn(edge_app.run_until_stopped(stop.clone()));
 
-    let projector = ct_testkit::pipeline::projector_config(&ctx, &t, &registry_url);
+    let projector = ct_projector::Config::for_slice(&ctx.slice(&t, &registry_url));
     let token = stop.clone();
     let schema = projector.postgres.clone();
     tokio::spawn(async move { ct_projector::run(projector, token).await.expect("projector") });
 
-    let categoriser = ct_testkit::pipeline::categoriser_config(&ctx, &t, &registry_url);
+    let categoriser = ct_dlq_categoriser::Config::for_slice(&ctx.slice(&t, &registry_url));
     let token = stop.clone();
     tokio::spawn(async move { ct_dlq_categoriser::run(categoriser, token).await.expect("categoriser") });
 

@@ -40,8 +40,7 @@ pub async fn start_registry(ctx: &TestContext) -> String {
 
 pub fn edge_config(ctx: &TestContext, topic: &str, registry_url: &str) -> Config {
     let mut config: Config =
-        ct_platform::config::extract(ct_platform::config::figment(ct_edge::config::DEFAULT_CONFIG, None).unwrap())
-            .unwrap();
+        ct_platform::config::extract(ct_platform::config::figment(ct_edge::config::DEFAULTS, None).unwrap()).unwrap();
     config.http.listen = "127.0.0.1:0".parse().unwrap();
     config.kafka = ctx.kafka.clone();
     config.events.topic = topic.to_owned();
