@@ -125,6 +125,13 @@ pub struct RedisConfig {
     pub url: String,
     /// Prefix for every key, so tests and tenants do not collide.
     pub key_prefix: String,
+    /// How long a command or a connection attempt may take before it fails.
+    #[serde(default = "default_redis_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_redis_timeout_ms() -> u64 {
+    2_000
 }
 
 impl std::fmt::Debug for PostgresConfig {
@@ -144,6 +151,7 @@ impl std::fmt::Debug for RedisConfig {
         f.debug_struct("RedisConfig")
             .field("url", &redacted_url(&self.url))
             .field("key_prefix", &self.key_prefix)
+            .field("timeout_ms", &self.timeout_ms)
             .finish()
     }
 }

@@ -59,6 +59,29 @@ pub fn consumer(kafka: &KafkaConfig, group: &str) -> Result<StreamConsumer, Kafk
     consumer_config(kafka, group).create()
 }
 
+/// Records of `topic` not yet committed by `group` (a partition without a committed offset counts
+/// from its beginning). Blocking: metadata, watermarks and committed offsets are fetched.
+pub fn group_lag(kafka: &KafkaConfig, group: &str, topic: &str) -> Result<i64, KafkaError> {
+    let timeout = Duration::from_secs(10);
+    let consumer: BaseConsumer = client_config(kafka).set("group.id", group).create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    let mut partitions = TopicPartitionList::new();
+    for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+        partitions.add_partition(topic, partition.id());
+    }
+    let committed = consumer.committed_offsets(partitions, timeout)?;
+    let mut lag = 0;
+    for element in committed.elements() {
+        let (low, high) = consumer.fetch_watermarks(topic, element.partition(), timeout)?;
+        let at = match element.offset() {
+            Offset::Offset(offset) => offset,
+            _ => low,
+        };
+        lag += (high - at).max(0);
+    }
+    Ok(lag)
+}
+
 /// A member of `group` whose partitions the group assigns (cooperative-sticky, so a rebalance
 /// moves only the partitions that change owner), with `context` told of every rebalance.
 pub fn group_consumer<C: ConsumerContext + 'static>(

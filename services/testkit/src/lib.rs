@@ -132,7 +132,7 @@ impl TestContext {
     }
 
     pub fn redis(&self) -> RedisConfig {
-        RedisConfig { url: redis_url(), key_prefix: format!("t:{}", self.id) }
+        RedisConfig { url: redis_url(), key_prefix: format!("t:{}", self.id), timeout_ms: 2_000 }
     }
 
     /// This test's slice of the stack for services that run together (`Config::for_slice`).
@@ -210,4 +210,95 @@ pub fn wire_event(schema_id: u32, event: &ct_core::Envelope) -> Vec<u8> {
     ct_core::avro::wire::write_header(schema_id, &mut value);
     ct_core::avro::encode_event(event, &mut value).expect("sample events encode");
     value
+}
+
+/// A service binary started as an operator starts it: `--config <file>`, its output kept in a
+/// file beside the config, so a test can read the logs (and look for secrets in them).
+pub struct ServiceProcess {
+    child: std::process::Child,
+    log: PathBuf,
+}
+
+impl ServiceProcess {
+    /// Starts `binary --config <dir>/<name>.toml` with `config` as that file's text.
+    pub fn start(binary: &std::path::Path, name: &str, config: &str, dir: &std::path::Path) -> ServiceProcess {
+        std::fs::create_dir_all(dir).expect("create the test folder");
+        let config_path = dir.join(format!("{name}.toml"));
+        std::fs::write(&config_path, config).expect("write the config file");
+        let log = dir.join(format!("{name}.log"));
+        let out = std::fs::File::create(&log).expect("create the log file");
+        let child = std::process::Command::new(binary)
+            .arg("--config")
+            .arg(&config_path)
+            .env_remove("CT_CONFIG")
+            .env_remove("CT_PROFILE")
+            .env("RUST_LOG", "debug,rdkafka=info,sqlx=warn,hyper=info,h2=info,reqwest=info")
+            .stdout(out.try_clone().expect("log file handle"))
+            .stderr(out)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", binary.display()));
+        ServiceProcess { child, log }
+    }
+
+    /// Polls `GET path` on `port` until it answers 200; `false` if the process exits first or
+    /// `timeout` passes.
+    pub async fn healthy(&mut self, port: u16, path: &str, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while tokio::time::Instant::now() < deadline {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return false;
+            }
+            if http_status(port, path).await == Some(200) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        false
+    }
+
+    /// Waits for the process to exit by itself; its exit code, `None` if it was still running
+    /// after `timeout` (it is then killed).
+    pub async fn exit_code(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while tokio::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.stop();
+        None
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Everything the process printed so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// The status code of a plain `GET path` on 127.0.0.1:`port` (`None`: no answer).
+pub async fn http_status(port: u16, path: &str) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut head = [0_u8; 12];
+    stream.read_exact(&mut head).await.ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
 }

@@ -33,6 +33,14 @@ enum Command {
         #[arg(long, default_value_t = 30)]
         timeout_secs: u64,
     },
+    /// Prints a consumer group's lag on a topic: records between its committed offsets (which
+    /// Control Tower's consumers commit after each stored batch) and the end of each partition.
+    Lag {
+        #[arg(long)]
+        group: String,
+        #[arg(long)]
+        topic: String,
+    },
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -53,6 +61,10 @@ async fn main() -> ExitCode {
             Command::Roundtrip { timeout_secs } => {
                 let took = kafka::round_trip(&config, Duration::from_secs(timeout_secs)).await?;
                 println!("Kafka round trip (idempotent produce, consume) ok in {} ms", took.as_millis());
+            }
+            Command::Lag { group, topic } => {
+                let lag = tokio::task::spawn_blocking(move || kafka::group_lag(&config, &group, &topic)).await??;
+                println!("{lag}");
             }
         }
         Ok(())
