@@ -148,6 +148,8 @@ enum Model {
     Projector(RebuildArgs),
     /// The dead-letter items (dlq_items, dlq_handbacks, dlq_audit).
     DlqItems(RebuildArgs),
+    /// Events per source per day (daily_counts), when the projector runs it.
+    DailyCounts(RebuildArgs),
 }
 
 /// Reads the model's topics from offset 0 into `<schema>_rebuild_<time>` beside the live schema,
@@ -218,6 +220,7 @@ async fn main() -> ExitCode {
         Command::Dlq(command) => run_dlq(command, cli.json).await,
         Command::Rebuild { model: Model::Projector(args) } => run_rebuild("projector", args, cli.json).await,
         Command::Rebuild { model: Model::DlqItems(args) } => run_rebuild("dlq-items", args, cli.json).await,
+        Command::Rebuild { model: Model::DailyCounts(args) } => run_rebuild("daily-counts", args, cli.json).await,
     };
     result.unwrap_or_else(|error| {
         eprintln!("ct: {error:#}");

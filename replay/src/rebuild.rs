@@ -10,6 +10,7 @@ use ct_platform::readmodel::{self, ReadModel, RebuildReport};
 pub const MODELS: &[(&str, &str)] = &[
     ("projector", "events, runs, systems, type_counts (ct-projector's schema)"),
     ("dlq-items", "dlq_items, dlq_handbacks, dlq_audit (ct-dlq-categoriser's schema)"),
+    ("daily-counts", "daily_counts (its own schema; run by ct-projector when daily_counts.enabled)"),
 ];
 
 /// The read model `name`, configured from its service's configuration file (defaults, then
@@ -18,6 +19,9 @@ pub fn model(name: &str, config: Option<&Path>) -> anyhow::Result<Box<dyn ReadMo
     Ok(match name {
         "projector" => Box::new(ct_projector::ProjectorModel(ct_projector::Config::load(config)?)),
         "dlq-items" => Box::new(ct_dlq_categoriser::DlqItemsModel(ct_dlq_categoriser::Config::load(config)?)),
+        "daily-counts" => {
+            Box::new(ct_projector::daily_counts::DailyCountsModel::of(ct_projector::Config::load(config)?))
+        }
         other => anyhow::bail!(
             "unknown read model `{other}`; known: {}",
             MODELS.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(", ")

@@ -227,6 +227,9 @@ impl ConsumerContext for GroupContext {
 
 type GroupConsumer = StreamConsumer<GroupContext>;
 
+/// How long the runner may stay behind before the reader pauses the partitions.
+const PAUSE_AFTER: Duration = Duration::from_secs(5);
+
 /// Asks the reader to move a partition to an offset (`None`: its beginning); records it reads
 /// afterwards carry `epoch`.
 struct Seek {
@@ -236,9 +239,10 @@ struct Seek {
 }
 
 /// Polls the consumer and hands records to the runner through `out`. When the runner falls
-/// behind (a dependency is down, or it is simply slower), `out` fills: the reader then pauses
-/// every assigned partition, so nothing more is fetched, and keeps polling, which keeps it in
-/// the group and answers rebalances. It resumes them once `out` has room again.
+/// behind, `out` fills and the reader waits; when it stays behind for `PAUSE_AFTER` (a dependency
+/// is down), the reader pauses every assigned partition, so nothing more is fetched, and keeps
+/// polling, which keeps it in the group and answers rebalances. It resumes them once `out` has
+/// room again.
 async fn read(
     consumer: Arc<GroupConsumer>,
     topic: String,
@@ -248,6 +252,7 @@ async fn read(
 ) {
     let mut epochs: HashMap<i32, u64> = HashMap::new();
     let mut backlog: VecDeque<Delivery> = VecDeque::new();
+    let mut behind_since: Option<tokio::time::Instant> = None;
     loop {
         while let Some(delivery) = backlog.pop_front() {
             match out.try_send(delivery) {
@@ -259,11 +264,25 @@ async fn read(
                 Err(mpsc::error::TrySendError::Closed(_)) => return,
             }
         }
-        let paused = consumer.context().paused.load(Ordering::SeqCst);
-        if paused == backlog.is_empty() {
-            set_paused(&consumer, !paused);
+        // While the runner keeps up, read. While it is behind, wait for room: librdkafka's own
+        // queue bounds what is fetched meanwhile. Once it has been behind for `PAUSE_AFTER` (a
+        // dependency is down), pause the partitions and poll again, so the member stays in its
+        // group and answers rebalances. Pausing makes librdkafka drop what it prefetched, so it
+        // is kept for long stalls only.
+        let mut paused = consumer.context().paused.load(Ordering::SeqCst);
+        if backlog.is_empty() {
+            behind_since = None;
+            if paused {
+                set_paused(&consumer, false);
+                paused = false;
+            }
+        } else if !paused && behind_since.get_or_insert_with(tokio::time::Instant::now).elapsed() >= PAUSE_AFTER {
+            set_paused(&consumer, true);
+            paused = true;
         }
+        let reading = backlog.is_empty() || paused;
         tokio::select! {
+            () = tokio::time::sleep(PAUSE_AFTER), if !reading => {}
             () = shutdown.cancelled() => return,
             Some(seek) = seeks.recv() => {
                 epochs.insert(seek.partition, seek.epoch);
@@ -283,7 +302,7 @@ async fn read(
                     permit.send(delivery);
                 }
             }
-            message = consumer.recv() => {
+            message = consumer.recv(), if reading => {
                 let moved = std::mem::take(&mut *consumer.context().moved.lock().unwrap_or_else(|p| p.into_inner()));
                 if !moved.is_empty() {
                     backlog.push_back(Delivery::Moved(moved));

@@ -7,6 +7,7 @@
 //! Architecture invariant: one event, one effect: `events.event_id` is unique and every derived
 //! change (runs, systems, counts) is applied only for rows this batch actually inserted.
 
+pub mod daily_counts;
 pub mod handler;
 pub mod store;
 
@@ -40,6 +41,7 @@ pub struct Config {
     pub postgres: PostgresConfig,
     pub redis: RedisConfig,
     pub views: ViewsConfig,
+    pub daily_counts: DailyCountsConfig,
     pub http: HttpConfig,
     pub telemetry: TelemetryConfig,
 }
@@ -63,6 +65,12 @@ pub struct ConsumerConfig {
     /// Set by a rebuild for its copy; never configured.
     #[serde(skip)]
     pub horizon: Horizon,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DailyCountsConfig {
+    /// Also run the `daily-counts` read model (its own group and schema) in this process.
+    pub enabled: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -129,6 +137,7 @@ impl Config {
     /// reading history rather than following the head, big batches and two members side by side.
     pub fn for_rebuild(mut self, copy: Copy) -> Config {
         self.views.enabled = false;
+        self.daily_counts.enabled = false;
         self.consumer.batch_max = self.consumer.batch_max.max(REBUILD_BATCH);
         self.consumer.parallelism = self.consumer.parallelism.max(REBUILD_PARALLELISM);
         self.consumer.name = copy.consumer;
@@ -273,6 +282,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     // apply their partitions in parallel.
     let mut settings: Vec<ConsumerSettings> = vec![config.settings(); config.consumer.parallelism.max(1) as usize];
     settings.push(config.retry_settings());
+    if config.daily_counts.enabled {
+        tokio::spawn(daily_counts::run(config.clone(), shutdown.clone()));
+    }
     let consumers =
         settings.iter().map(|s| Box::pin(consumer::run(projector.as_ref(), &config.kafka, s, shutdown.clone())));
     futures::future::try_join_all(consumers).await?;
