@@ -192,6 +192,9 @@ pub struct Projector {
     pool: PgPool,
     registry: RegistryClient,
     views: Option<store::Views>,
+    /// A refresh failed (Redis down): the next one rebuilds every view. Kept here because the
+    /// marker key cannot be removed from a Redis that does not answer.
+    views_stale: std::sync::atomic::AtomicBool,
     consumer: String,
 }
 
@@ -234,14 +237,21 @@ impl Projector {
         let touched = store::apply(&self.pool, &self.consumer, topic, &effects, progress).await?;
         // Redis is a cache of what just committed: a failure here is logged and healed on the
         // next batch or start, never a reason to re-apply the batch.
-        if let Some(views) = &self.views
-            && let Err(error) = views.refresh(&self.pool, &touched).await
-        {
-            metrics::counter!("ct_projector_view_refresh_errors_total").increment(1);
-            tracing::warn!(%error, "Redis views not refreshed; they are rebuilt on the next refresh.");
-            let mut redis = views.redis.clone();
-            let _: Result<(), _> =
-                redis::cmd("DEL").arg(views.keys.key(&["views", "ready"])).query_async(&mut redis).await;
+        if let Some(views) = &self.views {
+            use std::sync::atomic::Ordering;
+            let refreshed = if self.views_stale.swap(false, Ordering::SeqCst) {
+                views.rebuild(&self.pool).await
+            } else {
+                views.refresh(&self.pool, &touched).await
+            };
+            if let Err(error) = refreshed {
+                self.views_stale.store(true, Ordering::SeqCst);
+                metrics::counter!("ct_projector_view_refresh_errors_total").increment(1);
+                tracing::warn!(%error, "Redis views not refreshed; they are rebuilt on the next refresh.");
+                let mut redis = views.redis.clone();
+                let _: Result<(), _> =
+                    redis::cmd("DEL").arg(views.keys.key(&["views", "ready"])).query_async(&mut redis).await;
+            }
         }
         Ok(())
     }
@@ -263,6 +273,7 @@ impl Projector {
             pool,
             registry: RegistryClient::new(&config.registry.url),
             views,
+            views_stale: std::sync::atomic::AtomicBool::new(false),
             consumer: config.consumer.name.clone(),
         })
     }

@@ -250,6 +250,11 @@ impl Views {
         }
     }
 
+    /// Rebuilds every view from Postgres.
+    pub async fn rebuild(&self, pool: &PgPool) -> Result<(), ProcessError> {
+        self.write(pool, None).await
+    }
+
     async fn write(&self, pool: &PgPool, only: Option<&Touched>) -> Result<(), ProcessError> {
         // Members of the consumer group refresh concurrently. Reading Postgres and writing Redis
         // under one lock per prefix means a refresh that writes later also read later, so the
