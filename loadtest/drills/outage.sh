@@ -72,14 +72,14 @@ case "$dependency" in
   postgres | redis) bash deploy/stack.sh up >/dev/null ;;
   registry) start ct-registry 8081 /schemas/types ;;
 esac
-back=$(date +%s.%N)
+back=$(date +%s%N)
 while :; do
   current="$(lag)"
   if [ "$current" -lt "$rate" ]; then break; fi
   sleep 0.5
 done
-recovered=$(echo "$(date +%s.%N) - $back" | bc)
-echo "[drill] lag under one second of load (${current} records) ${recovered}s after $dependency came back"
+recovered_ms=$((($(date +%s%N) - back) / 1000000))
+echo "[drill] lag under one second of load (${current} records) $((recovered_ms / 1000)).$(printf %03d $((recovered_ms % 1000)))s after $dependency came back"
 wait "$load" || true
 cat "$LOGS/load.txt"
 echo "[drill] dead-letter items: before ${items_before}, after $(dead_letters)"

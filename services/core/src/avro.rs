@@ -228,6 +228,19 @@ pub fn encode_event(event: &Envelope, out: &mut Vec<u8>) -> Result<(), CodecErro
     Ok(())
 }
 
+/// What "the same event" means for idempotency: the SHA-256 (hex) of the event's Avro encoding with
+/// the edge's ingest metadata blanked, i.e. of the parsed, validated and redacted event. Two
+/// bodies that differ only in whitespace, key order, spelling or number format have one digest,
+/// whichever door (`/events`, a batch item, a polled page) they came through.
+pub fn content_digest(event: &Envelope) -> Result<String, CodecError> {
+    use sha2::Digest as _;
+    let mut record = EventRecordRef::of(event);
+    record.ingest = IngestRecordRef { received_at: 0, attempt: 0, status: "", redactions: 0, trace_id: None };
+    let mut bytes = Vec::with_capacity(256);
+    write_avro_datum_ref(event_schema(), &record, &mut bytes).map_err(|e| CodecError::Encode(Box::new(e)))?;
+    Ok(hex::encode(sha2::Sha256::digest(&bytes)))
+}
+
 /// Decodes an Avro datum written with `writer` into an [`Envelope`], resolving it against the
 /// current `ct.v1.Event` schema.
 pub fn decode_event(writer: &Schema, datum: &[u8]) -> Result<Envelope, CodecError> {

@@ -45,8 +45,14 @@ pub struct ParseOptions<'a> {
     pub max_future_skew: Duration,
 }
 
-fn field<'a>(map: &'a Map<String, Value>, camel: &str, snake: &str) -> Option<&'a Value> {
-    map.get(camel).or_else(|| map.get(snake)).filter(|v| !v.is_null())
+/// The value under either spelling; both spellings with different values are refused rather than
+/// one silently winning (a `null` under one never hides a value under the other).
+fn field<'a>(map: &'a Map<String, Value>, camel: &str, snake: &str) -> Result<Option<&'a Value>, FieldError> {
+    let value = match (map.get(camel), map.get(snake).filter(|_| snake != camel)) {
+        (Some(a), Some(b)) if a != b => return Err(FieldError::conflicting_spellings(camel, camel, snake)),
+        (a, b) => a.or(b),
+    };
+    Ok(value.filter(|v| !v.is_null()))
 }
 
 fn parse_id(name: &str, value: Option<&Value>) -> Result<Option<String>, FieldError> {
@@ -74,9 +80,9 @@ impl Envelope {
     pub fn parse(value: &Value, options: &ParseOptions<'_>) -> Result<(Envelope, RedactionReport), FieldError> {
         let map = value.as_object().ok_or_else(|| FieldError::wrong_type("$", "a JSON object"))?;
         let event_id =
-            parse_id("eventId", field(map, "eventId", "event_id"))?.ok_or_else(|| FieldError::required("eventId"))?;
+            parse_id("eventId", field(map, "eventId", "event_id")?)?.ok_or_else(|| FieldError::required("eventId"))?;
 
-        let type_name = field(map, "type", "type")
+        let type_name = field(map, "type", "type")?
             .ok_or_else(|| FieldError::required("type"))?
             .as_str()
             .ok_or_else(|| FieldError::wrong_type("type", "a string"))?;
@@ -84,7 +90,7 @@ impl Envelope {
             .parse()
             .map_err(|_| FieldError::new("type", Rule::UnknownValue, format!("unknown event type `{type_name}`")))?;
 
-        let ts_raw = field(map, "ts", "ts")
+        let ts_raw = field(map, "ts", "ts")?
             .ok_or_else(|| FieldError::required("ts"))?
             .as_str()
             .ok_or_else(|| FieldError::wrong_type("ts", "an RFC 3339 timestamp string"))?;
@@ -101,7 +107,7 @@ impl Envelope {
             ));
         }
 
-        let source_raw = field(map, "source", "source")
+        let source_raw = field(map, "source", "source")?
             .ok_or_else(|| FieldError::required("source"))?
             .as_str()
             .ok_or_else(|| FieldError::wrong_type("source", "a string"))?;
@@ -117,8 +123,8 @@ impl Envelope {
             ));
         }
 
-        let correlation_id = parse_id("correlationId", field(map, "correlationId", "correlation_id"))?;
-        let payload_value = field(map, "payload", "payload").ok_or_else(|| FieldError::required("payload"))?;
+        let correlation_id = parse_id("correlationId", field(map, "correlationId", "correlation_id")?)?;
+        let payload_value = field(map, "payload", "payload")?.ok_or_else(|| FieldError::required("payload"))?;
         let mut report = RedactionReport::default();
         let payload = Payload::parse(event_type, payload_value, options.redactor, &mut report)?;
 

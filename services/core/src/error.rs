@@ -14,6 +14,10 @@ pub enum Rule {
     Range,
     SourceMismatch,
     FutureTimestamp,
+    /// The same field under both spellings (`totalHours` and `total_hours`) with different values.
+    ConflictingSpellings,
+    /// Text the read models cannot store: Postgres `text` and `jsonb` hold no U+0000.
+    NoNulCharacter,
 }
 
 impl Rule {
@@ -28,6 +32,8 @@ impl Rule {
             Rule::Range => "range",
             Rule::SourceMismatch => "source_mismatch",
             Rule::FutureTimestamp => "future_timestamp",
+            Rule::ConflictingSpellings => "conflicting_spellings",
+            Rule::NoNulCharacter => "no_nul_character",
         }
     }
 }
@@ -49,6 +55,18 @@ impl FieldError {
 
     pub(crate) fn required(field: &str) -> Self {
         Self::new(field, Rule::Required, format!("`{field}` is required"))
+    }
+
+    pub(crate) fn conflicting_spellings(field: &str, one: &str, other: &str) -> Self {
+        Self::new(
+            field,
+            Rule::ConflictingSpellings,
+            format!("`{one}` and `{other}` are both given, with different values; send one spelling"),
+        )
+    }
+
+    pub(crate) fn nul_character(field: &str) -> Self {
+        Self::new(field, Rule::NoNulCharacter, format!("`{field}` contains U+0000, which cannot be stored"))
     }
 
     pub(crate) fn wrong_type(field: &str, expected: &str) -> Self {

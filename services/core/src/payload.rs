@@ -321,7 +321,7 @@ impl Payload {
                 uptime_s: f.opt_non_negative("uptime_s")?,
             }),
         };
-        f.finish();
+        f.finish()?;
         Ok(payload)
     }
 }
@@ -349,11 +349,13 @@ struct Fields<'a> {
     used: HashSet<&'a str>,
     redactor: &'a Redactor,
     report: &'a mut RedactionReport,
+    /// The first field given under both spellings with different values (refused in `finish`).
+    conflict: Option<FieldError>,
 }
 
 impl<'a> Fields<'a> {
     fn new(map: &'a Map<String, Value>, redactor: &'a Redactor, report: &'a mut RedactionReport) -> Self {
-        Self { map, used: HashSet::new(), redactor, report }
+        Self { map, used: HashSet::new(), redactor, report, conflict: None }
     }
 
     fn path(name: &str) -> String {
@@ -361,11 +363,37 @@ impl<'a> Fields<'a> {
     }
 
     /// The value under the snake_case name or its camelCase spelling.
+    /// Both spellings with different values are a contradiction (refused in `finish`), so a
+    /// `null` under one never hides a value under the other.
     fn raw(&mut self, name: &str) -> Option<&'a Value> {
         let camel = camel_case(name);
-        let (key, value) = self.map.get_key_value(name).or_else(|| self.map.get_key_value(camel.as_str()))?;
-        self.used.insert(key.as_str());
+        let snake_entry = self.map.get_key_value(name);
+        let camel_entry = if camel == name { None } else { self.map.get_key_value(camel.as_str()) };
+        for (key, _) in snake_entry.iter().chain(&camel_entry) {
+            self.used.insert(key.as_str());
+        }
+        let value = match (snake_entry, camel_entry) {
+            (Some((_, a)), Some((_, b))) if a != b => {
+                if self.conflict.is_none() {
+                    self.conflict = Some(FieldError::conflicting_spellings(
+                        &Self::path(name),
+                        &Self::path(name),
+                        &Self::path(&camel),
+                    ));
+                }
+                a
+            }
+            (a, b) => a.or(b)?.1,
+        };
         if value.is_null() { None } else { Some(value) }
+    }
+
+    /// Text as the read models will store it: no U+0000 (refused, naming the field), PII scrubbed.
+    fn storable(&mut self, path: impl FnOnce() -> String, text: &str) -> Result<String, FieldError> {
+        if text.contains('\0') {
+            return Err(FieldError::nul_character(&path()));
+        }
+        Ok(self.redactor.scrub(text, self.report).into_owned())
     }
 
     fn opt_string(&mut self, name: &str) -> Result<Option<String>, FieldError> {
@@ -379,7 +407,7 @@ impl<'a> Fields<'a> {
                         format!("`payload.{name}` is longer than {MAX_STRING_LEN} characters"),
                     ));
                 }
-                Ok(Some(self.redactor.scrub(s, self.report).into_owned()))
+                self.storable(|| Self::path(name), s).map(Some)
             }
             Some(_) => Err(FieldError::wrong_type(&Self::path(name), "a string")),
         }
@@ -488,12 +516,15 @@ impl<'a> Fields<'a> {
                 self.report.add(if is_pii_key(key) { PiiKind::PiiField } else { PiiKind::Content });
                 continue;
             }
+            let path = || format!("payload.{name}.{key}");
+            // Keys are text the read models store too: scrubbed like values.
+            let stored_key = self.storable(path, key)?;
             let text = match value {
-                Value::String(s) => self.redactor.scrub(s, self.report).into_owned(),
+                Value::String(s) => self.storable(path, s)?,
                 Value::Null => continue,
                 other => other.to_string(),
             };
-            out.insert(key.clone(), text);
+            out.insert(stored_key, text);
         }
         Ok(out)
     }
@@ -501,18 +532,22 @@ impl<'a> Fields<'a> {
     fn int_map(&mut self, name: &str) -> Result<BTreeMap<String, i64>, FieldError> {
         let Some(value) = self.raw(name) else { return Ok(BTreeMap::new()) };
         let map = value.as_object().ok_or_else(|| FieldError::wrong_type(&Self::path(name), "an object"))?;
-        map.iter()
-            .map(|(k, v)| {
-                v.as_i64()
-                    .map(|n| (k.clone(), n))
-                    .ok_or_else(|| FieldError::wrong_type(&format!("payload.{name}.{k}"), "an integer"))
-            })
-            .collect()
+        let mut out = BTreeMap::new();
+        for (key, value) in map {
+            let path = || format!("payload.{name}.{key}");
+            let n = value.as_i64().ok_or_else(|| FieldError::wrong_type(&path(), "an integer"))?;
+            out.insert(self.storable(path, key)?, n);
+        }
+        Ok(out)
     }
 
     /// Counts the keys that were dropped because they name PII or bulk content. Other unknown
-    /// keys are dropped silently: the schema is the allow-list.
-    fn finish(self) {
+    /// keys are dropped silently: the schema is the allow-list. Refuses a field given under both
+    /// spellings with different values.
+    fn finish(self) -> Result<(), FieldError> {
+        if let Some(conflict) = self.conflict {
+            return Err(conflict);
+        }
         for key in self.map.keys() {
             if self.used.contains(key.as_str()) {
                 continue;
@@ -523,6 +558,7 @@ impl<'a> Fields<'a> {
                 self.report.add(PiiKind::Content);
             }
         }
+        Ok(())
     }
 }
 

@@ -2,7 +2,9 @@
 //! currently valid secret (so secrets rotate without downtime).
 //!
 //! Two schemes are accepted:
-//! - Control Tower's `X-CT-Signature: sha256=<hex HMAC-SHA256 of the body>`;
+//! - Control Tower's `X-CT-Signature: sha256=<hex HMAC-SHA256 of the body>`, or, with
+//!   `X-CT-Timestamp: <Unix seconds>`, of `"{timestamp}.{body}"` (the timestamp is then checked
+//!   against the tolerance, so a captured request cannot be replayed later; the edge can require it);
 //! - Standard Webhooks: `webhook-id`, `webhook-timestamp` (Unix seconds) and
 //!   `webhook-signature: v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">` (space-separated
 //!   list), with a timestamp tolerance against replay. A `whsec_` secret is base64-decoded first.
@@ -22,14 +24,17 @@ pub enum SignatureError {
     Malformed,
     #[error("the signature does not match the body")]
     Mismatch,
-    #[error("webhook-timestamp is outside the allowed tolerance")]
+    #[error("the signed timestamp is outside the allowed tolerance")]
     Stale,
+    #[error("X-CT-Timestamp is required: sign \"{{timestamp}}.{{body}}\" and send the timestamp")]
+    MissingTimestamp,
 }
 
 /// The signature headers of a request, as received.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SignatureHeaders<'a> {
     pub ct_signature: Option<&'a str>,
+    pub ct_timestamp: Option<&'a str>,
     pub webhook_id: Option<&'a str>,
     pub webhook_timestamp: Option<&'a str>,
     pub webhook_signature: Option<&'a str>,
@@ -55,6 +60,12 @@ pub fn ct_signature(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac(secret, &[body]).finalize().into_bytes()))
 }
 
+/// `sha256=<hex>` over `"{timestamp}.{body}"`, sent with `X-CT-Timestamp: <timestamp>`.
+pub fn ct_signature_at(secret: &str, timestamp: i64, body: &[u8]) -> String {
+    let ts = timestamp.to_string();
+    format!("sha256={}", hex::encode(mac(secret, &[ts.as_bytes(), b".", body]).finalize().into_bytes()))
+}
+
 /// `v1,<base64>` for the Standard Webhooks scheme.
 pub fn standard_webhooks_signature(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> String {
     let ts = timestamp.to_string();
@@ -62,21 +73,40 @@ pub fn standard_webhooks_signature(secret: &str, id: &str, timestamp: i64, body:
     format!("v1,{}", STANDARD.encode(digest))
 }
 
-/// Verifies the request against each secret; `now` and `tolerance_secs` bound Standard
-/// Webhooks timestamps. The comparison is constant-time (`Mac::verify_slice`).
+fn timestamp_within(timestamp: &str, now_unix: i64, tolerance_secs: i64) -> Result<i64, SignatureError> {
+    let ts: i64 = timestamp.trim().parse().map_err(|_| SignatureError::Malformed)?;
+    if (now_unix - ts).abs() > tolerance_secs {
+        return Err(SignatureError::Stale);
+    }
+    Ok(ts)
+}
+
+/// Verifies the request against each secret; `now` and `tolerance_secs` bound signed timestamps
+/// (`X-CT-Timestamp`, `webhook-timestamp`); `require_ct_timestamp` refuses an `X-CT-Signature`
+/// without one. The comparison is constant-time (`Mac::verify_slice`).
 pub fn verify(
     headers: &SignatureHeaders<'_>,
     body: &[u8],
     secrets: &[SecretString],
     now_unix: i64,
     tolerance_secs: i64,
+    require_ct_timestamp: bool,
 ) -> Result<(), SignatureError> {
     if let Some(header) = headers.ct_signature {
         let hex_digest = header.trim().strip_prefix("sha256=").ok_or(SignatureError::Malformed)?;
         let expected = hex::decode(hex_digest).map_err(|_| SignatureError::Malformed)?;
+        let timestamp = match headers.ct_timestamp {
+            Some(ts) => Some(timestamp_within(ts, now_unix, tolerance_secs)?.to_string()),
+            None if require_ct_timestamp => return Err(SignatureError::MissingTimestamp),
+            None => None,
+        };
+        let signed: Vec<&[u8]> = match &timestamp {
+            Some(ts) => vec![ts.as_bytes(), b".", body],
+            None => vec![body],
+        };
         return secrets
             .iter()
-            .any(|secret| mac(secret.expose_secret(), &[body]).verify_slice(&expected).is_ok())
+            .any(|secret| mac(secret.expose_secret(), &signed).verify_slice(&expected).is_ok())
             .then_some(())
             .ok_or(SignatureError::Mismatch);
     }
@@ -85,10 +115,7 @@ pub fn verify(
     else {
         return Err(SignatureError::Missing);
     };
-    let ts: i64 = timestamp.trim().parse().map_err(|_| SignatureError::Malformed)?;
-    if (now_unix - ts).abs() > tolerance_secs {
-        return Err(SignatureError::Stale);
-    }
+    let ts = timestamp_within(timestamp, now_unix, tolerance_secs)?;
     let candidates: Vec<Vec<u8>> = signatures
         .split_whitespace()
         .filter_map(|s| s.strip_prefix("v1,"))
@@ -122,7 +149,7 @@ mod tests {
         assert_eq!(ct_signature("dev-webhook-secret", BODY), expected);
         let header = ct_signature("dev-webhook-secret", BODY);
         let h = SignatureHeaders { ct_signature: Some(&header), ..Default::default() };
-        assert_eq!(verify(&h, BODY, &secrets(), 0, 300), Ok(()));
+        assert_eq!(verify(&h, BODY, &secrets(), 0, 300, false), Ok(()));
     }
 
     #[test]
@@ -130,11 +157,11 @@ mod tests {
         for secret in secrets() {
             let header = ct_signature(secret.expose_secret(), BODY);
             let h = SignatureHeaders { ct_signature: Some(&header), ..Default::default() };
-            assert_eq!(verify(&h, BODY, &secrets(), 0, 300), Ok(()), "{}", secret.expose_secret());
+            assert_eq!(verify(&h, BODY, &secrets(), 0, 300, false), Ok(()), "{}", secret.expose_secret());
         }
         let retired = ct_signature("retired", BODY);
         let h = SignatureHeaders { ct_signature: Some(&retired), ..Default::default() };
-        assert_eq!(verify(&h, BODY, &secrets(), 0, 300), Err(SignatureError::Mismatch));
+        assert_eq!(verify(&h, BODY, &secrets(), 0, 300, false), Err(SignatureError::Mismatch));
     }
 
     #[test]
@@ -142,12 +169,12 @@ mod tests {
         let cases = [("sha256=zz", SignatureError::Malformed), ("md5=00", SignatureError::Malformed)];
         for (header, expected) in cases {
             let h = SignatureHeaders { ct_signature: Some(header), ..Default::default() };
-            assert_eq!(verify(&h, BODY, &secrets(), 0, 300), Err(expected), "{header}");
+            assert_eq!(verify(&h, BODY, &secrets(), 0, 300, false), Err(expected), "{header}");
         }
         let tampered = ct_signature("dev-webhook-secret", b"other body");
         let h = SignatureHeaders { ct_signature: Some(&tampered), ..Default::default() };
-        assert_eq!(verify(&h, BODY, &secrets(), 0, 300), Err(SignatureError::Mismatch));
-        assert_eq!(verify(&SignatureHeaders::default(), BODY, &secrets(), 0, 300), Err(SignatureError::Missing));
+        assert_eq!(verify(&h, BODY, &secrets(), 0, 300, false), Err(SignatureError::Mismatch));
+        assert_eq!(verify(&SignatureHeaders::default(), BODY, &secrets(), 0, 300, false), Err(SignatureError::Missing));
     }
 
     #[test]
@@ -162,11 +189,28 @@ mod tests {
             webhook_signature: Some(&list),
             ..Default::default()
         };
-        assert_eq!(verify(&h, BODY, &secrets(), now + 10, 300), Ok(()));
-        assert_eq!(verify(&h, BODY, &secrets(), now + 301, 300), Err(SignatureError::Stale));
-        assert_eq!(verify(&h, b"tampered", &secrets(), now, 300), Err(SignatureError::Mismatch));
+        assert_eq!(verify(&h, BODY, &secrets(), now + 10, 300, false), Ok(()));
+        assert_eq!(verify(&h, BODY, &secrets(), now + 301, 300, false), Err(SignatureError::Stale));
+        assert_eq!(verify(&h, b"tampered", &secrets(), now, 300, false), Err(SignatureError::Mismatch));
         let other_id = SignatureHeaders { webhook_id: Some("msg_2"), ..h };
-        assert_eq!(verify(&other_id, BODY, &secrets(), now, 300), Err(SignatureError::Mismatch));
+        assert_eq!(verify(&other_id, BODY, &secrets(), now, 300, false), Err(SignatureError::Mismatch));
+    }
+
+    #[test]
+    fn ct_signatures_with_a_timestamp_expire() {
+        let now = 1_700_000_000;
+        let sig = ct_signature_at("dev-webhook-secret", now, BODY);
+        let ts = now.to_string();
+        let h = SignatureHeaders { ct_signature: Some(&sig), ct_timestamp: Some(&ts), ..Default::default() };
+        assert_eq!(verify(&h, BODY, &secrets(), now + 10, 300, true), Ok(()));
+        assert_eq!(verify(&h, BODY, &secrets(), now + 301, 300, false), Err(SignatureError::Stale));
+        let other_time = (now + 1).to_string();
+        let moved = SignatureHeaders { ct_timestamp: Some(&other_time), ..h };
+        assert_eq!(verify(&moved, BODY, &secrets(), now, 300, false), Err(SignatureError::Mismatch));
+        let bare = ct_signature("dev-webhook-secret", BODY);
+        let untimed = SignatureHeaders { ct_signature: Some(&bare), ..Default::default() };
+        assert_eq!(verify(&untimed, BODY, &secrets(), now, 300, false), Ok(()));
+        assert_eq!(verify(&untimed, BODY, &secrets(), now, 300, true), Err(SignatureError::MissingTimestamp));
     }
 
     #[test]

@@ -93,6 +93,7 @@ mod tests {
         AuthConfig {
             hmac_secrets: vec!["s".into()],
             signature_tolerance_s: 300,
+            require_signed_timestamp: false,
             producer_tokens: [("dev-token-finance".to_owned(), "finance".to_owned())].into(),
         }
     }

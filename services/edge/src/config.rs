@@ -56,6 +56,9 @@ pub struct IdempotencyConfig {
 pub struct AuthConfig {
     pub hmac_secrets: Vec<SecretString>,
     pub signature_tolerance_s: i64,
+    /// Refuse `X-CT-Signature` without a signed `X-CT-Timestamp` (replay protection).
+    #[serde(default)]
+    pub require_signed_timestamp: bool,
     /// Token -> source. The tokens are secrets: `Debug` shows only how many there are.
     pub producer_tokens: BTreeMap<String, String>,
 }
@@ -65,6 +68,7 @@ impl std::fmt::Debug for AuthConfig {
         f.debug_struct("AuthConfig")
             .field("hmac_secrets", &self.hmac_secrets)
             .field("signature_tolerance_s", &self.signature_tolerance_s)
+            .field("require_signed_timestamp", &self.require_signed_timestamp)
             .field("producer_tokens", &format_args!("[{} redacted]", self.producer_tokens.len()))
             .finish()
     }

@@ -4,8 +4,14 @@
 //! margin), produces, then records the result with the long expiry. If the edge dies between
 //! claim and result, the claim expires by itself and the producer's retry goes through; the
 //! projector's unique `event_id` keeps read models single in that rare case.
+//!
+//! Every claim carries its request's owner token, and completing or releasing it is a
+//! compare-and-act script: a request whose claim expired (and was taken by a retry) can neither
+//! release nor overwrite the new owner's claim.
 
-use redis::{AsyncCommands, aio::ConnectionManager};
+use std::sync::LazyLock;
+
+use redis::{Script, aio::ConnectionManager};
 use serde::{Deserialize, Serialize};
 
 /// What a finished request answered.
@@ -18,7 +24,13 @@ pub struct Receipt {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Entry {
-    body_sha256: String,
+    /// The event's content digest ([`ct_core::avro::content_digest`]). Absent in entries written
+    /// before digests were content-based (they hashed the raw body, so cannot be compared).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    digest: Option<String>,
+    /// The request holding the claim; only it may complete or release it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    owner: Option<String>,
     receipt: Option<Receipt>,
 }
 
@@ -26,12 +38,61 @@ struct Entry {
 pub enum Claim {
     /// First time: go ahead and produce.
     Claimed,
-    /// Done before with the same body.
+    /// Done before with the same content.
     Duplicate(Receipt),
-    /// Another request with the same body is being produced right now.
+    /// Another request with the same content is being produced right now.
     InFlight,
-    /// Seen before with a different body.
+    /// Seen before with different content.
     Conflict,
+}
+
+/// Records receipts: `KEYS[i]` gets `ARGV[2 + i]` for `ARGV[2]` seconds when it is still claimed by
+/// `ARGV[1]`, or no longer held at all (the claim expired and nobody took it: the event is stored,
+/// so its receipt is still worth keeping). Returns how many were written.
+static COMPLETE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local written = 0
+for i, key in ipairs(KEYS) do
+  local held = redis.call('GET', key)
+  local ours = not held
+  if held then
+    local ok, entry = pcall(cjson.decode, held)
+    ours = ok and type(entry) == 'table' and entry.owner == ARGV[1] and entry.receipt == cjson.null
+  end
+  if ours then
+    redis.call('SET', key, ARGV[2 + i], 'EX', ARGV[2])
+    written = written + 1
+  end
+end
+return written
+",
+    )
+});
+
+/// Releases the claims of `KEYS` still held by `ARGV[1]`. Returns how many were released.
+static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local released = 0
+for _, key in ipairs(KEYS) do
+  local held = redis.call('GET', key)
+  if held then
+    local ok, entry = pcall(cjson.decode, held)
+    if ok and type(entry) == 'table' and entry.owner == ARGV[1] and entry.receipt == cjson.null then
+      redis.call('DEL', key)
+      released = released + 1
+    end
+  end
+end
+return released
+",
+    )
+});
+
+/// A request's owner token: random, so no other request can guess it.
+pub fn new_owner() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
 }
 
 #[derive(Clone)]
@@ -51,10 +112,6 @@ impl IdempotencyStore {
         format!("{}{event_id}", self.prefix)
     }
 
-    fn pending_entry(body_sha256: &str) -> String {
-        serde_json::to_string(&Entry { body_sha256: body_sha256.to_owned(), receipt: None }).expect("entry serialises")
-    }
-
     /// `SET NX GET` needs Redis 7.0 or newer; an older server would fail every claim, so the edge
     /// refuses to start instead. Returns the server's version.
     pub async fn require_redis_7(&self) -> Result<String, String> {
@@ -71,28 +128,29 @@ impl IdempotencyStore {
         Ok(version.to_owned())
     }
 
-    /// Claims each `(event_id, body_sha256)` in one pipelined round trip: `SET NX GET` either
-    /// takes the id or returns what holds it, atomically.
-    pub async fn claim_all(&self, items: &[(&str, &str)]) -> Result<Vec<Claim>, redis::RedisError> {
+    /// Claims each `(event_id, digest)` for `owner` in one pipelined round trip: `SET NX GET`
+    /// either takes the id or returns what holds it, atomically.
+    pub async fn claim_all(&self, items: &[(&str, &str)], owner: &str) -> Result<Vec<Claim>, redis::RedisError> {
         let mut pipeline = redis::pipe();
-        for (event_id, body_sha256) in items {
+        for (event_id, digest) in items {
+            let entry = Entry { digest: Some((*digest).to_owned()), owner: Some(owner.to_owned()), receipt: None };
             pipeline
                 .cmd("SET")
                 .arg(self.key(event_id))
-                .arg(Self::pending_entry(body_sha256))
+                .arg(serde_json::to_string(&entry).expect("entry serialises"))
                 .arg("NX")
                 .arg("PX")
                 .arg(self.pending_ttl_ms)
                 .arg("GET");
         }
         let held: Vec<Option<String>> = pipeline.query_async(&mut self.redis.clone()).await?;
-        Ok(items.iter().zip(held).map(|((_, body_sha256), held)| Self::judge(body_sha256, held)).collect())
+        Ok(items.iter().zip(held).map(|((_, digest), held)| Self::judge(digest, held)).collect())
     }
 
-    fn judge(body_sha256: &str, held: Option<String>) -> Claim {
+    fn judge(digest: &str, held: Option<String>) -> Claim {
         let Some(held) = held else { return Claim::Claimed };
         match serde_json::from_str::<Entry>(&held) {
-            Ok(entry) if entry.body_sha256 != body_sha256 => Claim::Conflict,
+            Ok(Entry { digest: Some(theirs), .. }) if theirs != digest => Claim::Conflict,
             Ok(Entry { receipt: Some(receipt), .. }) => Claim::Duplicate(receipt),
             Ok(Entry { receipt: None, .. }) => Claim::InFlight,
             // Not ours to overwrite; refusing is safer than producing twice.
@@ -100,28 +158,37 @@ impl IdempotencyStore {
         }
     }
 
-    /// Records each produced event's receipt with the long expiry, in one round trip.
-    pub async fn complete_all(&self, items: &[(&str, &str, &Receipt)]) -> Result<(), redis::RedisError> {
-        let mut pipeline = redis::pipe();
-        for (event_id, body_sha256, receipt) in items {
-            let entry = serde_json::to_string(&Entry {
-                body_sha256: (*body_sha256).to_owned(),
-                receipt: Some((*receipt).clone()),
-            })
-            .expect("entry serialises");
-            pipeline.set_ex(self.key(event_id), entry, self.done_ttl_s).ignore();
+    /// Records each produced event's receipt with the long expiry, in one round trip, where the
+    /// claim is still `owner`'s (or expired unclaimed). Returns how many were recorded.
+    pub async fn complete_all(
+        &self,
+        items: &[(&str, &str, &Receipt)],
+        owner: &str,
+    ) -> Result<usize, redis::RedisError> {
+        if items.is_empty() {
+            return Ok(0);
         }
-        pipeline.query_async(&mut self.redis.clone()).await
+        let mut invocation = COMPLETE.prepare_invoke();
+        invocation.arg(owner).arg(self.done_ttl_s);
+        for (event_id, digest, receipt) in items {
+            let entry = Entry { digest: Some((*digest).to_owned()), owner: None, receipt: Some((*receipt).clone()) };
+            invocation.key(self.key(event_id)).arg(serde_json::to_string(&entry).expect("entry serialises"));
+        }
+        invocation.invoke_async(&mut self.redis.clone()).await
     }
 
     /// Gives ids back after a failed produce (or a refused batch), so the producer's retry is not
-    /// a conflict.
-    pub async fn release_all(&self, event_ids: &[&str]) -> Result<(), redis::RedisError> {
+    /// a conflict; only claims `owner` still holds. Returns how many were released.
+    pub async fn release_all(&self, event_ids: &[&str], owner: &str) -> Result<usize, redis::RedisError> {
         if event_ids.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
-        let keys: Vec<String> = event_ids.iter().map(|id| self.key(id)).collect();
-        self.redis.clone().del(keys).await
+        let mut invocation = RELEASE.prepare_invoke();
+        invocation.arg(owner);
+        for event_id in event_ids {
+            invocation.key(self.key(event_id));
+        }
+        invocation.invoke_async(&mut self.redis.clone()).await
     }
 }
 
@@ -140,8 +207,8 @@ mod tests {
         assert_eq!(redis_version("# Server\r\n"), None);
     }
 
-    fn entry(body_sha256: &str, receipt: Option<Receipt>) -> Option<String> {
-        Some(serde_json::to_string(&Entry { body_sha256: body_sha256.into(), receipt }).unwrap())
+    fn entry(digest: &str, receipt: Option<Receipt>) -> Option<String> {
+        Some(serde_json::to_string(&Entry { digest: Some(digest.into()), owner: Some("o".into()), receipt }).unwrap())
     }
 
     #[test]
@@ -153,5 +220,8 @@ mod tests {
         assert_eq!(IdempotencyStore::judge("a", entry("b", Some(receipt))), Claim::Conflict);
         assert_eq!(IdempotencyStore::judge("a", entry("b", None)), Claim::Conflict);
         assert_eq!(IdempotencyStore::judge("a", Some("not json".into())), Claim::Conflict);
+        // Written before digests were content-based: the raw-body hash cannot be compared.
+        let legacy = r#"{"body_sha256":"b","receipt":{"topic":"t","partition":1,"offset":7}}"#;
+        assert!(matches!(IdempotencyStore::judge("a", Some(legacy.into())), Claim::Duplicate(_)));
     }
 }

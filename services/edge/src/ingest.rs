@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use crate::{
     error::ApiError,
-    idempotency::{Claim, IdempotencyStore, Receipt},
+    idempotency::{self, Claim, IdempotencyStore, Receipt},
 };
 
 /// The result of an accepted (or recognised duplicate) event.
@@ -32,11 +32,21 @@ pub struct Accepted {
     pub duplicate: bool,
 }
 
-/// A validated, redacted event and the digest of the JSON it arrived as (what "the same body"
-/// means for idempotency).
+/// A validated, redacted event and its content digest (what "the same event" means for
+/// idempotency, identical for every door).
 pub struct Candidate {
     pub event: Envelope,
-    pub body_sha256: String,
+    pub digest: String,
+}
+
+impl Candidate {
+    pub fn new(event: Envelope) -> Result<Self, ApiError> {
+        let digest = avro::content_digest(&event).map_err(|e| {
+            tracing::error!(error = %e, "Avro encoding of a validated event failed.");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+        })?;
+        Ok(Self { event, digest })
+    }
 }
 
 /// Why events were not accepted; `index` is the event at fault when there were several.
@@ -92,8 +102,8 @@ impl Ingestor {
     }
 
     /// Claims the id, produces, and records the receipt.
-    pub async fn accept(&self, event: Envelope, body_sha256: &str, traceparent: &str) -> Result<Accepted, ApiError> {
-        let candidate = Candidate { event, body_sha256: body_sha256.to_owned() };
+    pub async fn accept(&self, event: Envelope, traceparent: &str) -> Result<Accepted, ApiError> {
+        let candidate = Candidate::new(event)?;
         match self.accept_all(vec![candidate], traceparent).await {
             Ok(mut accepted) => Ok(accepted.remove(0)),
             Err(refused) => Err(refused.error),
@@ -117,15 +127,16 @@ impl Ingestor {
                 "the idempotency store is unavailable; retry with the same eventId",
             ))
         };
-        let keys: Vec<(&str, &str)> = candidates.iter().map(|c| (c.event.event_id(), c.body_sha256.as_str())).collect();
-        let claims = self.idempotency.claim_all(&keys).await.map_err(redis_down)?;
+        let owner = idempotency::new_owner();
+        let keys: Vec<(&str, &str)> = candidates.iter().map(|c| (c.event.event_id(), c.digest.as_str())).collect();
+        let claims = self.idempotency.claim_all(&keys, &owner).await.map_err(redis_down)?;
         let claimed_ids =
             || claims.iter().zip(&keys).filter(|(claim, _)| **claim == Claim::Claimed).map(|(_, (id, _))| *id);
         if let Some((index, claim)) =
             claims.iter().enumerate().find(|(_, claim)| matches!(claim, Claim::Conflict | Claim::InFlight))
         {
             let ours: Vec<&str> = claimed_ids().collect();
-            if let Err(error) = self.idempotency.release_all(&ours).await {
+            if let Err(error) = self.idempotency.release_all(&ours, &owner).await {
                 tracing::warn!(%error, "Could not release idempotency claims; they expire by themselves.");
             }
             let error = if *claim == Claim::Conflict {
@@ -160,19 +171,19 @@ impl Ingestor {
                     // Counted when stored, even if another event of the batch then fails.
                     metrics::counter!("ct_edge_events_accepted_total", "type" => candidate.event.event_type().as_str())
                         .increment(1);
-                    receipts.push((candidate.event.event_id(), candidate.body_sha256.as_str(), receipt));
+                    receipts.push((candidate.event.event_id(), candidate.digest.as_str(), receipt));
                 }
                 Some(Err(_)) => failed.push((index, candidate.event.event_id())),
                 None => {}
             }
         }
-        if let Err(error) = self.idempotency.complete_all(&receipts).await {
+        if let Err(error) = self.idempotency.complete_all(&receipts, &owner).await {
             // The records are durable; only duplicate detection for these ids is weakened.
             tracing::warn!(%error, events = receipts.len(), "Could not record the receipts of accepted events.");
         }
         if let Some(&(first_failed, _)) = failed.first() {
             let ids: Vec<&str> = failed.iter().map(|(_, id)| *id).collect();
-            if let Err(error) = self.idempotency.release_all(&ids).await {
+            if let Err(error) = self.idempotency.release_all(&ids, &owner).await {
                 tracing::warn!(%error, "Could not release idempotency claims; they expire by themselves.");
             }
             let error = produced

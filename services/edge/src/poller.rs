@@ -13,7 +13,6 @@ use redis::{AsyncCommands, aio::ConnectionManager};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::{config::PollerConfig, ingest::Ingestor};
@@ -100,10 +99,9 @@ impl Poller {
                     continue;
                 }
             };
-            let body_sha256 = hex::encode(Sha256::digest(event.to_string().as_bytes()));
             let event_id = parsed.event_id().to_owned();
             let traceparent = crate::ingest::traceparent_for(None);
-            match self.ingestor.accept(parsed, &body_sha256, &traceparent).await {
+            match self.ingestor.accept(parsed, &traceparent).await {
                 Ok(a) if !a.duplicate => accepted += 1,
                 Ok(_) => {}
                 Err(error) if error.status.is_server_error() => {

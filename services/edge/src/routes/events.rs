@@ -14,7 +14,6 @@ use axum::{
 use chrono::Utc;
 use ct_core::signature::{self, SignatureError, SignatureHeaders};
 use serde_json::{Value, json, value::RawValue};
-use sha2::{Digest, Sha256};
 
 use crate::{
     AppState,
@@ -93,13 +92,17 @@ async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<Bytes,
     Ok(raw)
 }
 
-/// The bearer token, charged `events` against its rate limit.
-fn authorize(app: &AppState, headers: &HeaderMap, events: u32) -> Result<Producer, ApiError> {
-    let producer = app.tokens.authenticate(header(headers, "authorization")).ok_or_else(|| {
+/// The producer behind the bearer token: checked first, before the body is read.
+fn authenticate(app: &AppState, headers: &HeaderMap) -> Result<Producer, ApiError> {
+    app.tokens.authenticate(header(headers, "authorization")).ok_or_else(|| {
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing or unknown bearer token")
             .with_field("Authorization")
-    })?;
-    app.rate_limit.check(&producer, events).map_err(|refusal| match refusal {
+    })
+}
+
+/// Charges `events` to the producer's rate limit.
+fn charge(app: &AppState, producer: &Producer, events: u32) -> Result<(), ApiError> {
+    app.rate_limit.check(producer, events).map_err(|refusal| match refusal {
         RateRefusal::Wait(seconds) => {
             ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many events for this token")
                 .retry_after(seconds)
@@ -109,8 +112,7 @@ fn authorize(app: &AppState, headers: &HeaderMap, events: u32) -> Result<Produce
             "batch_exceeds_burst",
             format!("{events} events in one request exceed this token's burst of {burst}; send smaller batches"),
         ),
-    })?;
-    Ok(producer)
+    })
 }
 
 /// A token speaks for one source only.
@@ -129,24 +131,29 @@ fn check_source(event: &Value, producer: &Producer, field: impl FnOnce() -> Stri
 fn verify_signature(app: &AppState, headers: &HeaderMap, raw: &[u8]) -> Result<(), ApiError> {
     let signature_headers = SignatureHeaders {
         ct_signature: header(headers, "x-ct-signature"),
+        ct_timestamp: header(headers, "x-ct-timestamp"),
         webhook_id: header(headers, "webhook-id"),
         webhook_timestamp: header(headers, "webhook-timestamp"),
         webhook_signature: header(headers, "webhook-signature"),
     };
     let auth = &app.config.auth;
-    signature::verify(&signature_headers, raw, &auth.hmac_secrets, Utc::now().timestamp(), auth.signature_tolerance_s)
-        .map_err(|e| {
-            let field = match (e, signature_headers.ct_signature.is_some()) {
-                (_, true) => "X-CT-Signature",
-                (SignatureError::Stale, false) => "webhook-timestamp",
-                _ => "webhook-signature",
-            };
-            ApiError::new(StatusCode::UNAUTHORIZED, "invalid_signature", e.to_string()).with_field(field)
-        })
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+    signature::verify(
+        &signature_headers,
+        raw,
+        &auth.hmac_secrets,
+        Utc::now().timestamp(),
+        auth.signature_tolerance_s,
+        auth.require_signed_timestamp,
+    )
+    .map_err(|e| {
+        let field = match (e, signature_headers.ct_signature.is_some()) {
+            (SignatureError::Stale | SignatureError::MissingTimestamp, true) => "X-CT-Timestamp",
+            (_, true) => "X-CT-Signature",
+            (SignatureError::Stale, false) => "webhook-timestamp",
+            _ => "webhook-signature",
+        };
+        ApiError::new(StatusCode::UNAUTHORIZED, "invalid_signature", e.to_string()).with_field(field)
+    })
 }
 
 /// Waits for `events` of the `events.max_events_in_progress` permits; 503 after the delivery timeout.
@@ -163,19 +170,21 @@ async fn admit(app: &AppState, events: usize) -> Result<tokio::sync::SemaphorePe
     }
 }
 
+/// The checks run in this order for single events and batches alike: token, body (type, size,
+/// UTF-8), signature, JSON and shape, rate limit, admission, source, validation.
 async fn ingest_one(app: &AppState, headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
+    let producer = authenticate(app, headers)?;
     let raw = read_body(headers, body, app.config.http.max_body_bytes).await?;
+    verify_signature(app, headers, &raw)?;
     let value: Value = serde_json::from_slice(&raw).map_err(|e| invalid_json(&e))?;
-    let producer = authorize(app, headers, 1)?;
+    charge(app, &producer, 1)?;
     let _permit = admit(app, 1).await?;
     check_source(&value, &producer, || "source".to_owned())?;
-    verify_signature(app, headers, &raw)?;
 
     let (event, _) = app.ingestor.parse(&value)?;
     tracing::Span::current().record("event_id", event.event_id()).record("source", event.source().as_str());
     let traceparent = traceparent_for(header(headers, "traceparent"));
-    // Trimmed, so the digest is the one the same event gets as an element of a batch.
-    let accepted = app.ingestor.accept(event, &sha256_hex(raw.trim_ascii()), &traceparent).await?;
+    let accepted = app.ingestor.accept(event, &traceparent).await?;
     Ok(accepted_json(&accepted))
 }
 
@@ -195,8 +204,10 @@ fn in_batch(index: usize, mut error: ApiError) -> ApiError {
 /// `POST /events/batch`: a JSON array of events from one source, checked like single events
 /// and accepted all together or not at all (see [`crate::ingest::Ingestor::accept_all`]).
 async fn ingest_batch(app: &AppState, headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
+    let producer = authenticate(app, headers)?;
     let raw = read_body(headers, body, app.config.http.max_batch_bytes).await?;
-    // Each event's own bytes are kept: their digest is what "the same body" means for its eventId.
+    verify_signature(app, headers, &raw)?;
+    // Each event's own bytes are kept, so an oversized one is named before anything is parsed.
     let items: Vec<&RawValue> = serde_json::from_slice(&raw).map_err(|e| {
         if serde_json::from_slice::<serde::de::IgnoredAny>(&raw).is_ok() {
             ApiError::new(
@@ -225,7 +236,7 @@ async fn ingest_batch(app: &AppState, headers: &HeaderMap, body: Body) -> Result
         )
         .with_field(item_field(index, None)));
     }
-    let producer = authorize(app, headers, u32::try_from(items.len()).unwrap_or(u32::MAX))?;
+    charge(app, &producer, u32::try_from(items.len()).unwrap_or(u32::MAX))?;
     let _permit = admit(app, items.len()).await?;
     let values = items
         .iter()
@@ -235,12 +246,11 @@ async fn ingest_batch(app: &AppState, headers: &HeaderMap, body: Body) -> Result
     for (index, value) in values.iter().enumerate() {
         check_source(value, &producer, || item_field(index, Some("source")))?;
     }
-    verify_signature(app, headers, &raw)?;
 
     let mut candidates = Vec::with_capacity(items.len());
-    for (index, (item, value)) in items.iter().zip(&values).enumerate() {
+    for (index, value) in values.iter().enumerate() {
         let (event, _) = app.ingestor.parse(value).map_err(|e| in_batch(index, e))?;
-        candidates.push(Candidate { event, body_sha256: sha256_hex(item.get().as_bytes()) });
+        candidates.push(Candidate::new(event)?);
     }
     let mut seen = HashSet::with_capacity(candidates.len());
     if let Some(index) = candidates.iter().position(|c| !seen.insert(c.event.event_id())) {

@@ -1,0 +1,212 @@
+//! Odd bytes, cosmetic differences and replays at the edge, on the real broker, registry and
+//! Redis: text the read models cannot store is refused by name, "the same event" is decided on
+//! the parsed event (whatever the whitespace, key order, spelling or door), two spellings never
+//! lose a value, a batch is checked in the same order as a single event, map keys are redacted,
+//! and a signed timestamp stops replays.
+
+mod common;
+
+use std::time::Duration;
+
+use chrono::Utc;
+use common::{SECRET, TestEdge, event};
+use ct_core::{
+    avro,
+    payload::Payload,
+    signature::{ct_signature, ct_signature_at},
+};
+use ct_edge::idempotency::{Claim, IdempotencyStore, Receipt};
+use serde_json::{Value, json};
+
+fn code(body: &Value) -> (&str, Option<&str>) {
+    (body["error"]["code"].as_str().unwrap_or("<none>"), body["error"]["field"].as_str())
+}
+
+fn message(body: &Value) -> &str {
+    body["error"]["message"].as_str().unwrap_or_default()
+}
+
+fn decoded(edge: &TestEdge) -> Vec<ct_core::Envelope> {
+    edge.records()
+        .iter()
+        .map(|r| {
+            let (_, datum) = avro::wire::split(&r.value).unwrap();
+            avro::decode_event(avro::event_schema(), datum).unwrap()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn text_the_stores_cannot_hold_is_refused_by_name() {
+    let edge = TestEdge::start().await;
+    let nul_value = json!({"eventId": "evt_nul1", "type": "artifact.pointer.written", "ts": "2025-09-27T10:00:00Z",
+        "source": "backend", "payload": {"artifactId": "a1", "uri": "s3://b/k\u{0}x"}});
+    let (status, body, _) = edge.send("dev-token-backend", &nul_value.to_string()).await;
+    assert_eq!((status, code(&body)), (422, ("validation_failed", Some("payload.uri"))), "{body}");
+    assert!(message(&body).contains("no_nul_character"), "{body}");
+
+    let nul_key = json!({"eventId": "evt_nul2", "type": "ct.run.started", "ts": "2025-09-27T10:00:00Z",
+        "source": "backend", "payload": {"runId": "r1", "trigger": "t", "initiator": "ops",
+        "inputs": {"k\u{0}": "v"}}});
+    let (status, body, _) = edge.send("dev-token-backend", &nul_key.to_string()).await;
+    assert_eq!((status, code(&body).0), (422, "validation_failed"), "{body}");
+    assert!(code(&body).1.unwrap().starts_with("payload.inputs."), "{body}");
+
+    let in_batch = json!([event("evt_nul3"), {"eventId": "evt_nul4", "type": "finance.invoice.generated",
+        "ts": "2025-09-27T10:00:00Z", "source": "finance",
+        "payload": {"invoiceId": "INV\u{0}1", "period": "2025-09", "total": 1}}]);
+    let (status, body, _) = edge.send_to("/events/batch", "dev-token-finance", &in_batch.to_string()).await;
+    assert_eq!((status, code(&body)), (422, ("validation_failed", Some("[1].payload.invoice_id"))), "{body}");
+    assert!(edge.records().is_empty(), "nothing refused reached the log");
+}
+
+#[tokio::test]
+async fn the_same_event_reserialised_is_a_duplicate_whatever_the_door() {
+    let edge = TestEdge::start().await;
+    let compact = r#"{"eventId":"evt_same","type":"finance.invoice.generated","ts":"2025-09-27T10:00:00Z","source":"finance","payload":{"invoiceId":"INV-1","period":"2025-09","total":1234.56}}"#;
+    let (status, first, _) = edge.send("dev-token-finance", compact).await;
+    assert_eq!((status, first["duplicate"].clone()), (202, json!(false)), "{first}");
+
+    // Pretty-printed, keys in another order, snake_case spellings, another number format.
+    let reserialised = "{\n  \"source\": \"finance\",\n  \"payload\": {\"total\": 1234.560, \"period\": \"2025-09\",\n    \"invoice_id\": \"INV-1\"},\n  \"ts\": \"2025-09-27T11:00:00+01:00\",\n  \"type\": \"finance.invoice.generated\",\n  \"event_id\": \"evt_same\"\n}\n";
+    let (status, again, _) = edge.send("dev-token-finance", reserialised).await;
+    assert_eq!(
+        (status, again["duplicate"].clone(), again["offset"].clone()),
+        (202, json!(true), first["offset"].clone())
+    );
+
+    // The same event as an item of a batch.
+    let batch = format!("[ {compact} ]");
+    let (status, body, _) = edge.send_to("/events/batch", "dev-token-finance", &batch).await;
+    assert_eq!((status, body["events"][0]["duplicate"].clone()), (202, json!(true)), "{body}");
+
+    // A changed payload is still a conflict.
+    let changed = compact.replace("1234.56", "1234.57");
+    let (status, body, _) = edge.send("dev-token-finance", &changed).await;
+    assert_eq!((status, code(&body)), (409, ("event_id_conflict", Some("eventId"))));
+    assert_eq!(decoded(&edge).len(), 1, "one record for every form of the event");
+}
+
+#[tokio::test]
+async fn two_spellings_with_different_values_are_refused() {
+    let edge = TestEdge::start().await;
+    let both = json!({"eventId": "evt_sp1", "type": "excel.timesheet.ingested", "ts": "2025-09-27T10:00:00Z",
+        "source": "backend", "payload": {"contractorId": "C1", "period": "2025-W36", "items": [],
+        "total_hours": null, "totalHours": 37.5}});
+    let (status, body, _) = edge.send("dev-token-backend", &both.to_string()).await;
+    assert_eq!((status, code(&body)), (422, ("validation_failed", Some("payload.total_hours"))), "{body}");
+    assert!(message(&body).contains("conflicting_spellings"), "{body}");
+
+    let ids = json!({"eventId": "evt_sp2", "event_id": "evt_sp3", "type": "finance.invoice.generated",
+        "ts": "2025-09-27T10:00:00Z", "source": "finance",
+        "payload": {"invoiceId": "I", "period": "2025-09", "total": 1}});
+    let (status, body, _) = edge.send("dev-token-finance", &ids.to_string()).await;
+    assert_eq!((status, code(&body)), (422, ("validation_failed", Some("eventId"))), "{body}");
+
+    // The same value under both spellings is no contradiction.
+    let agreeing = json!({"eventId": "evt_sp4", "type": "excel.timesheet.ingested", "ts": "2025-09-27T10:00:00Z",
+        "source": "backend", "payload": {"contractorId": "C1", "contractor_id": "C1", "period": "2025-W36",
+        "items": [], "totalHours": 37.5}});
+    assert_eq!(edge.send("dev-token-backend", &agreeing.to_string()).await.0, 202);
+    let stored = decoded(&edge);
+    let Payload::ExcelTimesheetIngested(timesheet) = stored[0].payload() else { panic!("timesheet") };
+    assert_eq!(timesheet.total_hours_centi, Some(3750));
+}
+
+#[tokio::test]
+async fn a_batch_checks_the_token_and_signature_before_its_shape() {
+    let edge = TestEdge::start().await;
+    let url = format!("{}/events/batch", edge.url);
+    let unauthenticated = edge.http.post(&url).header("content-type", "application/json").body("[]");
+    let (status, body, _) = TestEdge::answer(unauthenticated).await;
+    assert_eq!((status, code(&body)), (401, ("unauthorized", Some("Authorization"))), "{body}");
+
+    let unsigned =
+        edge.http.post(&url).header("content-type", "application/json").bearer_auth("dev-token-finance").body("[]");
+    let (status, body, _) = TestEdge::answer(unsigned).await;
+    assert_eq!((status, code(&body).0), (401, "invalid_signature"), "{body}");
+
+    let (status, body, _) = edge.send_to("/events/batch", "dev-token-finance", "[]").await;
+    assert_eq!((status, code(&body).0), (422, "validation_failed"), "signed and authenticated: the shape: {body}");
+
+    // A single event: an unauthenticated body that is not JSON is a 401, not a 400.
+    let garbage = edge.http.post(format!("{}/events", edge.url)).header("content-type", "application/json").body("{");
+    assert_eq!(TestEdge::answer(garbage).await.0, 401);
+}
+
+#[tokio::test]
+async fn map_keys_are_redacted_like_values() {
+    let edge = TestEdge::start().await;
+    let run = json!({"eventId": "evt_keys", "type": "ct.run.started", "ts": "2025-09-27T10:00:00Z",
+        "source": "backend", "payload": {"runId": "r1", "trigger": "contract.regenerate", "initiator": "ops",
+        "inputs": {"bob@corp.com": "notify", "contractId": "C-1"}}});
+    assert_eq!(edge.send("dev-token-backend", &run.to_string()).await.0, 202);
+    let stored = decoded(&edge);
+    let Payload::RunStarted(run) = stored[0].payload() else { panic!("run started") };
+    assert!(run.inputs.keys().all(|k| !k.contains("bob@corp.com")), "{:?}", run.inputs);
+    assert!(run.inputs.keys().any(|k| k.starts_with("[redacted:email:")), "{:?}", run.inputs);
+    assert_eq!(run.inputs.get("contractId").map(String::as_str), Some("C-1"));
+}
+
+#[tokio::test]
+async fn a_signed_timestamp_stops_replays_when_required() {
+    let edge = TestEdge::start_with(|c| c.auth.require_signed_timestamp = true).await;
+    let body = event("evt_ts").to_string();
+    let post = |signature: String, timestamp: Option<i64>| {
+        let mut request = edge
+            .http
+            .post(format!("{}/events", edge.url))
+            .header("content-type", "application/json")
+            .bearer_auth("dev-token-finance")
+            .header("x-ct-signature", signature)
+            .body(body.clone());
+        if let Some(timestamp) = timestamp {
+            request = request.header("x-ct-timestamp", timestamp.to_string());
+        }
+        TestEdge::answer(request)
+    };
+    let (status, answer, _) = post(ct_signature(SECRET, body.as_bytes()), None).await;
+    assert_eq!((status, code(&answer)), (401, ("invalid_signature", Some("X-CT-Timestamp"))), "{answer}");
+
+    let captured_at = Utc::now().timestamp() - 3600;
+    let (status, answer, _) = post(ct_signature_at(SECRET, captured_at, body.as_bytes()), Some(captured_at)).await;
+    assert_eq!((status, code(&answer)), (401, ("invalid_signature", Some("X-CT-Timestamp"))), "{answer}");
+
+    // Moving the timestamp of a captured request breaks its signature.
+    let now = Utc::now().timestamp();
+    let (status, answer, _) = post(ct_signature_at(SECRET, captured_at, body.as_bytes()), Some(now)).await;
+    assert_eq!((status, code(&answer)), (401, ("invalid_signature", Some("X-CT-Signature"))), "{answer}");
+
+    let (status, answer, _) = post(ct_signature_at(SECRET, now, body.as_bytes()), Some(now)).await;
+    assert_eq!(status, 202, "{answer}");
+}
+
+#[tokio::test]
+async fn an_expired_claim_cannot_touch_the_next_owners_claim() {
+    let ctx = ct_testkit::TestContext::new();
+    let redis = ct_platform::redis::connect(&ctx.redis()).await.unwrap();
+    let prefix = ctx.topic("idem");
+    let store = IdempotencyStore::new(redis, &prefix, 200, 60);
+    let receipt = |offset| Receipt { topic: "t".into(), partition: 0, offset };
+
+    // A claims, stalls past its claim's expiry; B claims the same event.
+    assert_eq!(store.claim_all(&[("evt_1", "d")], "owner-a").await.unwrap(), [Claim::Claimed]);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(store.claim_all(&[("evt_1", "d")], "owner-b").await.unwrap(), [Claim::Claimed]);
+
+    // A's late release and completion leave B's claim alone.
+    assert_eq!(store.release_all(&["evt_1"], "owner-a").await.unwrap(), 0);
+    assert_eq!(store.complete_all(&[("evt_1", "d", &receipt(1))], "owner-a").await.unwrap(), 0);
+    assert_eq!(store.claim_all(&[("evt_1", "d")], "owner-c").await.unwrap(), [Claim::InFlight], "still B's");
+
+    // B completes; a retry is a duplicate with B's receipt.
+    assert_eq!(store.complete_all(&[("evt_1", "d", &receipt(2))], "owner-b").await.unwrap(), 1);
+    assert_eq!(store.claim_all(&[("evt_1", "d")], "owner-d").await.unwrap(), [Claim::Duplicate(receipt(2))]);
+    assert_eq!(store.release_all(&["evt_1"], "owner-b").await.unwrap(), 0, "a receipt is never released");
+
+    // A claim that expired unclaimed still gets its receipt recorded.
+    assert_eq!(store.claim_all(&[("evt_2", "d")], "owner-e").await.unwrap(), [Claim::Claimed]);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(store.complete_all(&[("evt_2", "d", &receipt(3))], "owner-e").await.unwrap(), 1);
+    assert_eq!(store.claim_all(&[("evt_2", "d")], "owner-f").await.unwrap(), [Claim::Duplicate(receipt(3))]);
+}
