@@ -16,9 +16,7 @@ use anyhow::Context as _;
 use ct_platform::config::{ConfigError, HttpConfig, PostgresConfig, Profile, TelemetryConfig};
 use serde::Deserialize;
 use sqlx::PgPool;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower_http::trace::TraceLayer;
 
 /// Compiled-in defaults; the dev user tokens only under the dev profile.
 pub const DEFAULTS: ct_platform::config::Defaults = ct_platform::config::Defaults {
@@ -85,32 +83,27 @@ pub struct AppState {
 }
 
 pub struct Application {
-    listener: TcpListener,
-    router: axum::Router,
+    server: ct_platform::http::Server,
 }
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Application> {
-        let metrics = ct_platform::metrics::install();
         let pool = ct_platform::postgres::connect(&config.postgres).await.context("connecting to Postgres")?;
         let state =
             Arc::new(AppState { users: auth::Users::new(&config.auth.user_tokens), pool, config: config.clone() });
-        let router = routes::router(state)
-            .merge(ct_platform::metrics::router(metrics))
-            .layer(axum::middleware::from_fn(ct_platform::metrics::track_http))
-            .layer(TraceLayer::new_for_http());
-        let listener =
-            TcpListener::bind(config.http.listen).await.with_context(|| format!("binding {}", config.http.listen))?;
-        Ok(Application { listener, router })
+        let server = ct_platform::http::Server::bind(config.http.listen, routes::router(state), &config.http.limits)
+            .await
+            .with_context(|| format!("binding {}", config.http.listen))?;
+        Ok(Application { server })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.server.local_addr()
     }
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(addr = %self.local_addr(), "Read API listening.");
-        axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
+        self.server.run(shutdown).await?;
         Ok(())
     }
 }

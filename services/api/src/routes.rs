@@ -33,7 +33,24 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/dlq", get(crate::dlq::list))
         .route("/dlq/{item_id}", get(crate::dlq::get_one))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(ready))
         .with_state(state)
+}
+
+/// `GET /readyz`: 200 when Postgres answers within a second, else 503 naming it (no address).
+async fn ready(State(app): State<Arc<AppState>>) -> Response {
+    let ping =
+        tokio::time::timeout(std::time::Duration::from_secs(1), sqlx::query("SELECT 1").execute(&app.pool)).await;
+    let postgres = match ping {
+        Ok(Ok(_)) => "ok".to_owned(),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "Readiness: Postgres refused.");
+            "error: unavailable".to_owned()
+        }
+        Err(_) => "error: no answer within 1 s".to_owned(),
+    };
+    let status = if postgres == "ok" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(json!({"postgres": postgres}))).into_response()
 }
 
 pub(crate) fn bad(param: &str, message: impl Into<String>) -> ApiError {

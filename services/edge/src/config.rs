@@ -34,6 +34,8 @@ pub struct HttpConfig {
     pub listen: SocketAddr,
     pub max_body_bytes: usize,
     pub max_batch_bytes: usize,
+    #[serde(flatten)]
+    pub limits: ct_platform::http::HttpLimits,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -88,6 +90,20 @@ pub struct PollerConfig {
     pub interval_ms: u64,
     #[serde(default)]
     pub bearer_token: Option<SecretString>,
+    /// A fetch that takes longer (connecting and reading the page) fails and is retried next interval.
+    #[serde(default = "default_poll_timeout_ms")]
+    pub timeout_ms: u64,
+    /// A page larger than this is refused unread beyond the limit.
+    #[serde(default = "default_max_page_bytes")]
+    pub max_page_bytes: usize,
+}
+
+fn default_poll_timeout_ms() -> u64 {
+    10_000
+}
+
+fn default_max_page_bytes() -> usize {
+    4 * 1024 * 1024
 }
 
 pub const DEV_SECRET: &str = "dev-webhook-secret";

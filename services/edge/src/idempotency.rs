@@ -128,6 +128,11 @@ impl IdempotencyStore {
         Ok(version.to_owned())
     }
 
+    /// `PING`, bounded by the connection's response timeout (`redis.timeout_ms`).
+    pub async fn ping(&self) -> Result<(), redis::RedisError> {
+        redis::cmd("PING").query_async(&mut self.redis.clone()).await
+    }
+
     /// Claims each `(event_id, digest)` for `owner` in one pipelined round trip: `SET NX GET`
     /// either takes the id or returns what holds it, atomically.
     pub async fn claim_all(&self, items: &[(&str, &str)], owner: &str) -> Result<Vec<Claim>, redis::RedisError> {

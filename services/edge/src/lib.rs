@@ -20,9 +20,7 @@ pub use config::Config;
 use ct_core::{avro, redact::Redactor};
 use ct_platform::{kafka, registry::RegistryClient};
 use secrecy::ExposeSecret;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower_http::trace::TraceLayer;
 
 pub struct AppState {
     pub config: Config,
@@ -35,8 +33,7 @@ pub struct AppState {
 }
 
 pub struct Application {
-    listener: TcpListener,
-    router: axum::Router,
+    server: ct_platform::http::Server,
     pollers: Vec<poller::Poller>,
 }
 
@@ -44,7 +41,6 @@ impl Application {
     /// Connects to Redis, registers the event schema (refusing to start when the registry calls it
     /// incompatible), creates the producer and binds the listener.
     pub async fn build(config: Config) -> anyhow::Result<Application> {
-        let metrics = ct_platform::metrics::install();
         let redis = ct_platform::redis::connect(&config.redis).await.context("connecting to Redis")?;
         let registry = Arc::new(RegistryClient::new(&config.registry.url));
         let subject = ct_platform::registry::value_subject(&config.events.topic);
@@ -76,6 +72,7 @@ impl Application {
         let redis_version =
             ingestor.idempotency.require_redis_7().await.map_err(|e| anyhow::anyhow!("refusing to start: {e}"))?;
         tracing::info!(redis_version, "Idempotency store ready.");
+        let in_progress = Arc::new(tokio::sync::Semaphore::new(config.events.max_events_in_progress));
         let pollers = config
             .pollers
             .iter()
@@ -85,7 +82,8 @@ impl Application {
                 ingestor: Arc::clone(&ingestor),
                 redis: redis.clone(),
                 cursor_key: format!("{}:poller:{}:cursor", config.redis.key_prefix, p.name),
-                http: reqwest::Client::new(),
+                http: poller::Poller::client(p),
+                in_progress: Arc::clone(&in_progress),
             })
             .collect();
         let state = Arc::new(AppState {
@@ -93,21 +91,21 @@ impl Application {
             rate_limit: auth::RateLimit::new(&config.rate_limit),
             ingestor,
             registry,
-            in_progress: Arc::new(tokio::sync::Semaphore::new(config.events.max_events_in_progress)),
+            in_progress,
             config: config.clone(),
         });
-        let router = routes::router(state)
-            .merge(ct_platform::metrics::router(metrics))
-            .layer(axum::middleware::from_fn(ct_platform::metrics::track_http))
-            .layer(TraceLayer::new_for_http());
-        let listener =
-            TcpListener::bind(config.http.listen).await.with_context(|| format!("binding {}", config.http.listen))?;
+        // The routes check their own, finer limits (per event, per batch) while reading.
+        let mut limits = config.http.limits.clone();
+        limits.max_request_bytes = config.http.max_batch_bytes.max(config.http.max_body_bytes);
+        let server = ct_platform::http::Server::bind(config.http.listen, routes::router(state), &limits)
+            .await
+            .with_context(|| format!("binding {}", config.http.listen))?;
         tracing::info!(schema_id, subject, "Event schema registered.");
-        Ok(Application { listener, router, pollers })
+        Ok(Application { server, pollers })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.server.local_addr()
     }
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -115,7 +113,7 @@ impl Application {
         for poller in self.pollers {
             tokio::spawn(poller.run(shutdown.clone()));
         }
-        axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
+        self.server.run(shutdown).await?;
         Ok(())
     }
 }

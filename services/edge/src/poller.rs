@@ -25,8 +25,14 @@ struct Page {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PollError {
-    #[error("fetching {url}: {source}")]
-    Fetch { url: String, source: reqwest::Error },
+    #[error("fetching the page: {0}")]
+    Fetch(#[source] reqwest::Error),
+    #[error("the page is larger than {0} bytes")]
+    PageTooLarge(usize),
+    #[error("the page is not JSON of the polling protocol: {0}")]
+    BadPage(serde_json::Error),
+    #[error("the edge is at its limit of events in progress")]
+    Overloaded,
     #[error("Redis: {0}")]
     Redis(#[from] redis::RedisError),
     #[error("event {event_id} not accepted: {message}")]
@@ -40,6 +46,19 @@ pub struct Poller {
     pub redis: ConnectionManager,
     pub cursor_key: String,
     pub http: reqwest::Client,
+    /// The edge's admission: polled events wait for permits like pushed ones.
+    pub in_progress: Arc<tokio::sync::Semaphore>,
+}
+
+impl Poller {
+    /// An HTTP client bounded in time (`timeout_ms`, connecting included).
+    pub fn client(config: &PollerConfig) -> reqwest::Client {
+        reqwest::Client::builder()
+            .timeout(Duration::from_millis(config.timeout_ms))
+            .connect_timeout(Duration::from_millis(config.timeout_ms.min(5_000)))
+            .build()
+            .expect("a plain HTTP client builds")
+    }
 }
 
 impl Poller {
@@ -68,7 +87,7 @@ impl Poller {
         let cursor: Option<String> = redis.get(&self.cursor_key).await?;
         let mut url = url::Url::parse(&self.config.url).map_err(|_| PollError::Retryable {
             event_id: String::new(),
-            message: format!("bad url {}", self.config.url),
+            message: "pollers.url is not a valid URL".to_owned(),
         })?;
         if let Some(cursor) = &cursor {
             url.query_pairs_mut().append_pair("cursor", cursor);
@@ -77,15 +96,26 @@ impl Poller {
         if let Some(token) = &self.config.bearer_token {
             request = request.bearer_auth(token.expose_secret());
         }
-        let fetch_error = |source| PollError::Fetch { url: url.to_string(), source };
-        let page: Page = request
-            .send()
-            .await
-            .and_then(|r| r.error_for_status())
-            .map_err(fetch_error)?
-            .json()
-            .await
-            .map_err(fetch_error)?;
+        let mut response =
+            request.send().await.and_then(|r| r.error_for_status()).map_err(|e| PollError::Fetch(e.without_url()))?;
+        let max = self.config.max_page_bytes;
+        if response.content_length().is_some_and(|length| length > max as u64) {
+            return Err(PollError::PageTooLarge(max));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| PollError::Fetch(e.without_url()))? {
+            if body.len() + chunk.len() > max {
+                return Err(PollError::PageTooLarge(max));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let page: Page = serde_json::from_slice(&body).map_err(PollError::BadPage)?;
+        let permits = u32::try_from(page.events.len()).unwrap_or(u32::MAX).clamp(1, 1_000);
+        let wait = Duration::from_millis(self.config.timeout_ms);
+        let _admitted = match tokio::time::timeout(wait, self.in_progress.acquire_many(permits)).await {
+            Ok(Ok(permit)) => permit,
+            _ => return Err(PollError::Overloaded),
+        };
         let mut accepted = 0;
         for event in &page.events {
             let parsed = match self.ingestor.parse(event) {

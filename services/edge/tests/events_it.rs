@@ -271,7 +271,7 @@ async fn health_and_readiness() {
     let (status, body, _) = TestEdge::answer(edge.http.get(format!("{}/healthz", edge.url))).await;
     assert_eq!((status, body), (200, json!({"status": "ok"})));
     let (status, body, _) = TestEdge::answer(edge.http.get(format!("{}/readyz", edge.url))).await;
-    assert_eq!((status, body), (200, json!({"kafka": "ok", "registry": "ok"})));
+    assert_eq!((status, body), (200, json!({"kafka": "ok", "registry": "ok", "redis": "ok"})));
 }
 
 #[tokio::test]

@@ -42,6 +42,8 @@ async fn polled_events_take_the_push_path_and_the_cursor_advances() {
             source: "finance".into(),
             interval_ms: 200,
             bearer_token: None,
+            timeout_ms: 5_000,
+            max_page_bytes: 1024 * 1024,
         }];
     })
     .await;
@@ -64,4 +66,40 @@ async fn polled_events_take_the_push_path_and_the_cursor_advances() {
     // Later polls of the same page change nothing.
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(edge.records().len(), 2);
+}
+
+/// The `ct_edge_poll_errors_total` of `poller` on the edge's `/metrics`.
+async fn poll_errors(edge: &TestEdge, poller: &str) -> u64 {
+    let metrics = reqwest::get(format!("{}/metrics", edge.url)).await.unwrap().text().await.unwrap();
+    let prefix = format!("ct_edge_poll_errors_total{{poller=\"{poller}\"}} ");
+    metrics.lines().find_map(|line| line.strip_prefix(&prefix)?.trim().parse().ok()).unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_hung_or_oversized_producer_page_is_bounded() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let huge = json!({"events": (0..2_000).map(|i| heartbeat(&format!("evt_huge_{i}"))).collect::<Vec<_>>()});
+    let app = Router::new()
+        .route("/hang", get(|| async { std::future::pending::<Json<Value>>().await }))
+        .route("/huge", get(move || async move { Json(huge) }));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let poller = |name: &str, path: &str| PollerConfig {
+        name: name.into(),
+        url: format!("{base}{path}"),
+        source: "finance".into(),
+        interval_ms: 100,
+        bearer_token: None,
+        timeout_ms: 300,
+        max_page_bytes: 64 * 1024,
+    };
+    let edge = TestEdge::start_with(|c| c.pollers = vec![poller("hang", "/hang"), poller("huge", "/huge")]).await;
+
+    // Each fetch gives up at its timeout, so the hung producer fails again and again.
+    let failing = ct_testkit::eventually(Duration::from_secs(10), || async {
+        (poll_errors(&edge, "hang").await >= 3 && poll_errors(&edge, "huge").await >= 3).then_some(())
+    })
+    .await;
+    assert!(failing.is_some(), "both pollers keep failing, bounded in time and size");
+    assert!(edge.records().is_empty(), "nothing of an oversized page is taken");
 }

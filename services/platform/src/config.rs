@@ -87,6 +87,9 @@ pub struct KafkaConfig {
 #[derive(Debug, Clone, Deserialize)]
 pub struct HttpConfig {
     pub listen: std::net::SocketAddr,
+    /// Timeouts, caps and the optional metrics listener (see [`crate::http::HttpLimits`]).
+    #[serde(flatten)]
+    pub limits: crate::http::HttpLimits,
 }
 
 /// The schema registry a service reads writer schemas from.
@@ -114,10 +117,18 @@ pub struct PostgresConfig {
     /// such as the read API names every schema it serves from. Writers leave it empty.
     #[serde(default)]
     pub extra_schemas: Vec<String>,
+    /// Postgres cancels any statement that runs longer (`statement_timeout`; 0: never), so a
+    /// stuck query fails as a dependency fault instead of holding a connection forever.
+    #[serde(default = "default_statement_timeout_ms")]
+    pub statement_timeout_ms: u64,
 }
 
 fn default_acquire_timeout_ms() -> u64 {
     10_000
+}
+
+fn default_statement_timeout_ms() -> u64 {
+    60_000
 }
 
 #[derive(Clone, Deserialize)]
@@ -142,6 +153,7 @@ impl std::fmt::Debug for PostgresConfig {
             .field("schema", &self.schema)
             .field("acquire_timeout_ms", &self.acquire_timeout_ms)
             .field("extra_schemas", &self.extra_schemas)
+            .field("statement_timeout_ms", &self.statement_timeout_ms)
             .finish()
     }
 }
@@ -256,6 +268,7 @@ mod tests {
             schema: "ct".into(),
             acquire_timeout_ms: 1,
             extra_schemas: Vec::new(),
+            statement_timeout_ms: 60_000,
         };
         assert!(!format!("{config:?}").contains("s3cret"));
     }

@@ -6,6 +6,7 @@
 pub mod config;
 pub mod consumer;
 pub mod health;
+pub mod http;
 pub mod http_error;
 pub mod kafka;
 pub mod metrics;

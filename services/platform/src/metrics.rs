@@ -56,23 +56,6 @@ pub fn router<S: Clone + Send + Sync + 'static>(handle: PrometheusHandle) -> Rou
     )
 }
 
-/// Middleware: request count by route and status, and latency, under conventional names.
-pub async fn track_http(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
-    let started = std::time::Instant::now();
-    let route = request
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().to_string();
-    let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!("http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status)
-        .increment(1);
-    metrics::histogram!("http_request_duration_seconds", "route" => route, "method" => method)
-        .record(started.elapsed().as_secs_f64());
-    response
-}
-
 /// Serves `/metrics` and `/healthz` on `listen` until `shutdown`: the HTTP side of a consumer
 /// service, which has no API of its own. Installs the recorder first. `/healthz` answers 200
 /// while the process runs, with `status: degraded` and the reason of each consumer paused on a
@@ -81,8 +64,8 @@ pub async fn serve_operations(
     listen: std::net::SocketAddr,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    let app = router(install()).route("/healthz", get(|| async { axum::Json(crate::health::report()) }));
-    tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await });
+    let app = Router::new().route("/healthz", get(|| async { axum::Json(crate::health::report()) }));
+    let server = crate::http::Server::bind(listen, app, &crate::http::HttpLimits::default()).await?;
+    tokio::spawn(server.run(shutdown));
     Ok(())
 }

@@ -31,7 +31,11 @@ pub async fn connect(config: &PostgresConfig) -> Result<PgPool, sqlx::Error> {
     bootstrap.close().await;
     let search_path: Vec<String> =
         std::iter::once(&schema).chain(&config.extra_schemas).map(|s| format!("\"{s}\"")).collect();
-    let set_search_path = format!("SET search_path TO {}", search_path.join(", "));
+    let set_search_path = format!(
+        "SET search_path TO {}; SET statement_timeout = {}",
+        search_path.join(", "),
+        config.statement_timeout_ms
+    );
     PgPoolOptions::new()
         .max_connections(config.max_connections)
         .acquire_timeout(Duration::from_millis(config.acquire_timeout_ms))

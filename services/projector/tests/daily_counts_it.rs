@@ -36,6 +36,7 @@ async fn daily_counts_count_each_event_once_and_rebuild_identically() {
     let model = DailyCountsModel::of(config.clone());
     let pool = ct_platform::postgres::connect(&ct_platform::config::PostgresConfig {
         extra_schemas: Vec::new(),
+        statement_timeout_ms: 60_000,
         ..readmodel::ReadModel::postgres(&model).clone()
     })
     .await

@@ -14,9 +14,7 @@ use std::{net::SocketAddr, path::Path, time::Duration};
 
 use ct_platform::config::{ConfigError, KafkaConfig, Profile, TelemetryConfig};
 use serde::Deserialize;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower_http::trace::TraceLayer;
 
 /// Compiled-in defaults (no credentials: nothing differs between profiles).
 pub const DEFAULTS: ct_platform::config::Defaults =
@@ -34,6 +32,8 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
+    #[serde(flatten)]
+    pub limits: ct_platform::http::HttpLimits,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -50,29 +50,29 @@ impl Config {
 
 /// A registry bound to its listener and loaded from the log, ready to serve.
 pub struct Application {
-    listener: TcpListener,
-    router: axum::Router,
+    server: ct_platform::http::Server,
 }
 
 impl Application {
     pub async fn build(config: &Config, shutdown: CancellationToken) -> anyhow::Result<Application> {
         let timeout = Duration::from_millis(config.registry.timeout_ms);
         let store = store::Store::open(&config.kafka, &config.registry.topic, timeout, shutdown).await?;
-        let metrics = ct_platform::metrics::install();
-        let router = api::router(api::AppState { store })
-            .merge(ct_platform::metrics::router(metrics))
-            .layer(TraceLayer::new_for_http());
-        let listener = TcpListener::bind(config.http.listen).await?;
-        Ok(Application { listener, router })
+        let server = ct_platform::http::Server::bind(
+            config.http.listen,
+            api::router(api::AppState { store }),
+            &config.http.limits,
+        )
+        .await?;
+        Ok(Application { server })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.server.local_addr()
     }
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(addr = %self.local_addr(), "Schema registry listening.");
-        axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
+        self.server.run(shutdown).await?;
         Ok(())
     }
 }

@@ -117,6 +117,7 @@ impl TestContext {
             schema: format!("t_{}", self.id),
             acquire_timeout_ms: 10_000,
             extra_schemas: vec![self.dlq_postgres().schema],
+            statement_timeout_ms: 60_000,
         }
     }
 
@@ -128,6 +129,7 @@ impl TestContext {
             schema: format!("t_{}_dlq", self.id),
             acquire_timeout_ms: 10_000,
             extra_schemas: Vec::new(),
+            statement_timeout_ms: 60_000,
         }
     }
 
@@ -301,4 +303,62 @@ pub async fn http_status(port: u16, path: &str) -> Option<u16> {
     let mut head = [0_u8; 12];
     stream.read_exact(&mut head).await.ok()?;
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+/// A TCP proxy in front of a real dependency that can be frozen: while frozen it keeps every
+/// connection open and accepts new ones but forwards nothing, as a hung server does (a
+/// stopped process, a full disk, a network partition that drops packets).
+pub struct FreezableProxy {
+    pub address: std::net::SocketAddr,
+    frozen: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl FreezableProxy {
+    /// Starts forwarding `127.0.0.1:<port>` to `target` (`host:port`).
+    pub async fn start(target: &str) -> FreezableProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
+        let address = listener.local_addr().expect("proxy address");
+        let frozen = std::sync::Arc::new(tokio::sync::watch::channel(false).0);
+        let (target, gate) = (target.to_owned(), std::sync::Arc::clone(&frozen));
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(&target).await else { continue };
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                tokio::spawn(forward(client_read, server_write, gate.subscribe()));
+                tokio::spawn(forward(server_read, client_write, gate.subscribe()));
+            }
+        });
+        FreezableProxy { address, frozen }
+    }
+
+    pub fn freeze(&self) {
+        self.frozen.send_replace(true);
+    }
+
+    pub fn thaw(&self) {
+        self.frozen.send_replace(false);
+    }
+}
+
+async fn forward(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut frozen: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = vec![0; 16 * 1024];
+    loop {
+        // While frozen, nothing is read, so nothing is answered.
+        if frozen.wait_for(|f| !*f).await.is_err() {
+            return;
+        }
+        let n = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if frozen.wait_for(|f| !*f).await.is_err() || to.write_all(&buffer[..n]).await.is_err() {
+            return;
+        }
+    }
 }

@@ -1,4 +1,5 @@
-//! `GET /healthz` (the process is up) and `GET /readyz` (broker and registry reachable).
+//! `GET /healthz` (the process is up) and `GET /readyz` (broker, registry and Redis reachable).
+//! Readiness names each dependency and its state, never its address.
 
 use std::{sync::Arc, time::Duration};
 
@@ -25,7 +26,18 @@ async fn ready(State(app): State<Arc<AppState>>) -> impl IntoResponse {
         Err(e) => Err(e.to_string()),
     };
     let registry = app.registry.ping().await.map_err(|e| e.to_string());
-    let status = if kafka.is_ok() && registry.is_ok() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let describe = |r: &Result<(), String>| r.as_ref().map_or_else(|e| format!("error: {e}"), |()| "ok".to_owned());
-    (status, Json(json!({"kafka": describe(&kafka), "registry": describe(&registry)})))
+    let redis = app.ingestor.idempotency.ping().await.map_err(|e| e.to_string());
+    for (dependency, result) in [("kafka", &kafka), ("registry", &registry), ("redis", &redis)] {
+        if let Err(error) = result {
+            tracing::warn!(dependency, %error, "Readiness: dependency unavailable.");
+        }
+    }
+    let status = if kafka.is_ok() && registry.is_ok() && redis.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    // The details (with addresses) go to the log; the answer says only which dependency.
+    let describe = |r: &Result<(), String>| if r.is_ok() { "ok" } else { "error: unavailable" };
+    (status, Json(json!({"kafka": describe(&kafka), "registry": describe(&registry), "redis": describe(&redis)})))
 }

@@ -1,0 +1,250 @@
+//! The one HTTP layer every server shares (edge, read API, registry, consumers' `/metrics`):
+//! a bounded number of connections, a header-read timeout (slow clients are cut off instead of
+//! holding a connection), a whole-request timeout, a cap on requests in progress (beyond it: 503
+//! at once, never a queue), a body cap from `Content-Length` before anything is read, metric
+//! labels bounded to known routes and methods, JSON bodies for 404/405, and, optionally,
+//! `/metrics` on a listener of its own.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::{
+    Router,
+    extract::{MatchedPath, Request, State},
+    http::{Method, StatusCode, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+};
+use hyper::server::conn::http1;
+use hyper_util::{
+    rt::{TokioIo, TokioTimer},
+    server::graceful::GracefulShutdown,
+    service::TowerToHyperService,
+};
+use serde::Deserialize;
+use tokio::{net::TcpListener, sync::Semaphore};
+use tokio_util::sync::CancellationToken;
+use tower_http::trace::TraceLayer;
+
+use crate::http_error::ApiError;
+
+/// Limits of one HTTP server (`[http]` of each service; every field has a default).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct HttpLimits {
+    /// Serve `/metrics` on this address instead of the public one (e.g. a port only the
+    /// Prometheus network reaches). Unset: `/metrics` is on the main listener.
+    pub metrics_listen: Option<SocketAddr>,
+    /// A client must send its whole request head within this time, or the connection is closed
+    /// (it also bounds how long an idle keep-alive connection is kept).
+    pub header_read_timeout_ms: u64,
+    /// A request (reading its body included) that takes longer gets 503 `timeout`.
+    pub request_timeout_ms: u64,
+    /// Open connections; beyond it new ones wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// Requests in progress; beyond it a request gets 503 `overloaded` with `Retry-After` at once.
+    pub max_concurrent_requests: usize,
+    /// Largest request body, refused with 413 from `Content-Length` before it is read.
+    pub max_request_bytes: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            metrics_listen: None,
+            header_read_timeout_ms: 5_000,
+            request_timeout_ms: 30_000,
+            max_connections: 4_096,
+            max_concurrent_requests: 1_024,
+            max_request_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// The methods that get a metric label of their own; any other is `other`.
+const KNOWN_METHODS: [Method; 7] =
+    [Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::PATCH, Method::HEAD, Method::OPTIONS];
+
+fn method_label(method: &Method) -> &'static str {
+    KNOWN_METHODS.iter().find(|m| *m == method).map_or("other", |m| m.as_str())
+}
+
+/// Request count and latency by route (the matched pattern, or `unmatched`), method (known ones,
+/// or `other`) and status: every label is bounded whatever clients send.
+async fn track(request: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
+    let method = method_label(request.method());
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
+        .increment(1);
+    metrics::histogram!("http_request_duration_seconds", "route" => route, "method" => method)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+struct Guard {
+    limits: HttpLimits,
+    in_progress: Arc<Semaphore>,
+}
+
+/// Body cap, load shedding and the request timeout, in that order.
+async fn guard(State(guard): State<Arc<Guard>>, request: Request, next: Next) -> Response {
+    let limits = &guard.limits;
+    let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limits.max_request_bytes as u64) {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body is larger than {} bytes", limits.max_request_bytes),
+        )
+        .into_response();
+    }
+    let Ok(_permit) = guard.in_progress.try_acquire() else {
+        metrics::counter!("http_requests_shed_total").increment(1);
+        return ApiError::unavailable("overloaded", "too many requests in progress; retry").into_response();
+    };
+    let timeout = Duration::from_millis(limits.request_timeout_ms);
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            metrics::counter!("http_requests_timed_out_total").increment(1);
+            ApiError::unavailable("timeout", format!("the request took longer than {} ms; retry", timeout.as_millis()))
+                .into_response()
+        }
+    }
+}
+
+/// The framework's own 404 and 405 have no body; clients get the JSON error body like any other.
+async fn json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    if response.headers().contains_key(header::CONTENT_TYPE) {
+        return response;
+    }
+    let (code, message) = match response.status() {
+        StatusCode::NOT_FOUND => ("not_found", "no such route"),
+        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "this route does not take this method"),
+        _ => return response,
+    };
+    let allow = response.headers().get(header::ALLOW).cloned();
+    let mut answer = ApiError::new(response.status(), code, message).into_response();
+    if let Some(allow) = allow {
+        answer.headers_mut().insert(header::ALLOW, allow);
+    }
+    answer
+}
+
+/// `app` with the shared layers (tracing span, bounded metrics, JSON 404/405, body cap, load
+/// shedding, timeout). `/metrics` is added by [`Server::bind`].
+pub fn layered(app: Router, limits: &HttpLimits) -> Router {
+    let guard = Arc::new(Guard {
+        limits: limits.clone(),
+        in_progress: Arc::new(Semaphore::new(limits.max_concurrent_requests)),
+    });
+    app.layer(middleware::from_fn_with_state(guard, self::guard))
+        .layer(middleware::from_fn(json_errors))
+        .layer(middleware::from_fn(track))
+        .layer(TraceLayer::new_for_http())
+}
+
+/// A bound server: the public listener (and the metrics listener when configured), not yet serving.
+pub struct Server {
+    listener: TcpListener,
+    metrics: Option<TcpListener>,
+    app: Router,
+    limits: HttpLimits,
+}
+
+impl Server {
+    /// Binds `listen` (and `limits.metrics_listen`) and puts `app` behind the shared layers, with
+    /// `/metrics` on whichever listener serves it.
+    pub async fn bind(listen: SocketAddr, app: Router, limits: &HttpLimits) -> std::io::Result<Server> {
+        let handle = crate::metrics::install();
+        let listener = TcpListener::bind(listen).await?;
+        let (app, metrics) = match limits.metrics_listen {
+            Some(address) => (app, Some(TcpListener::bind(address).await?)),
+            None => (app.merge(crate::metrics::router(handle)), None),
+        };
+        Ok(Server { listener, metrics, app: layered(app, limits), limits: limits.clone() })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|l| l.local_addr().expect("a bound listener has an address"))
+    }
+
+    /// Serves until `shutdown`, then lets requests in progress finish (for at most the request
+    /// timeout).
+    pub async fn run(self, shutdown: CancellationToken) -> std::io::Result<()> {
+        if let Some(listener) = self.metrics {
+            let app = layered(crate::metrics::router(crate::metrics::install()), &self.limits);
+            tokio::spawn(serve(listener, app, self.limits.clone(), shutdown.clone()));
+        }
+        serve(self.listener, self.app, self.limits, shutdown).await
+    }
+}
+
+/// The accept loop: at most `max_connections` open, each with the header-read timeout.
+async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: HttpLimits,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let graceful = GracefulShutdown::new();
+    let mut builder = http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms));
+    loop {
+        let permit = tokio::select! {
+            () = shutdown.cancelled() => break,
+            permit = Arc::clone(&connections).acquire_owned() => permit.expect("the semaphore is never closed"),
+        };
+        let stream = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // Typically out of file descriptors: wait instead of spinning.
+                    tracing::warn!(%error, "Accepting a connection failed.");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let connection = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            let _ = connection.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    let drain = Duration::from_millis(limits.request_timeout_ms);
+    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+        tracing::warn!("Connections still open after the drain timeout; closing them.");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn method_labels_are_bounded() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::from_bytes(b"BREW").unwrap()), "other");
+        assert_eq!(method_label(&Method::from_bytes(b"X-ANYTHING-AT-ALL").unwrap()), "other");
+    }
+
+    #[test]
+    fn limits_default_when_a_service_sets_none() {
+        let limits: HttpLimits = serde_json::from_str("{}").unwrap();
+        assert_eq!((limits.header_read_timeout_ms, limits.metrics_listen), (5_000, None));
+    }
+}
