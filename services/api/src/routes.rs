@@ -95,12 +95,12 @@ pub(crate) async fn fetch_one_by_id(
     what: &str,
     field: &str,
 ) -> Result<sqlx::postgres::PgRow, ApiError> {
-    sqlx::query(sql)
-        .bind(id)
-        .fetch_optional(pool)
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no {what} `{id}`")).with_field(field))
+    let not_found = || ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no {what} `{id}`")).with_field(field);
+    // No stored id holds U+0000 (Postgres cannot store it), and Postgres refuses to compare one.
+    if id.contains('\0') {
+        return Err(not_found());
+    }
+    sqlx::query(sql).bind(id).fetch_optional(pool).await.map_err(internal)?.ok_or_else(not_found)
 }
 
 pub(crate) fn limit_param(params: &HashMap<String, String>) -> Result<i64, ApiError> {
@@ -120,12 +120,14 @@ pub(crate) fn cursor_param(params: &HashMap<String, String>) -> Result<Option<Cu
         .transpose()
 }
 
+/// Refuses unknown parameters, and values Postgres cannot compare (U+0000), naming the parameter.
 pub(crate) fn reject_unknown(params: &HashMap<String, String>, known: &[&str]) -> Result<(), ApiError> {
     // The smallest unknown name, so the answer does not depend on hash order.
-    match params.keys().filter(|k| !known.contains(&k.as_str())).min() {
-        Some(unknown) => {
-            Err(bad(unknown, format!("unknown query parameter `{unknown}`; allowed: {}", known.join(", "))))
-        }
+    if let Some(unknown) = params.keys().filter(|k| !known.contains(&k.as_str())).min() {
+        return Err(bad(unknown, format!("unknown query parameter `{unknown}`; allowed: {}", known.join(", "))));
+    }
+    match params.iter().filter(|(_, value)| value.contains('\0')).map(|(name, _)| name).min() {
+        Some(name) => Err(bad(name, format!("`{name}` contains U+0000, which no stored value holds"))),
         None => Ok(()),
     }
 }

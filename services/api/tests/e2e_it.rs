@@ -51,6 +51,7 @@ async fn smoke_test_roles_parameters_and_pages() {
         ("source=mars", "source"),
         ("type=nope", "type"),
         ("cursor=garbage", "cursor"),
+        ("correlation_id=a%00b", "correlation_id"),
         ("colour=blue", "colour"),
         ("from=2025-09-28T00:00:00Z&to=2025-09-27T00:00:00Z", "to"),
     ] {
@@ -58,6 +59,8 @@ async fn smoke_test_roles_parameters_and_pages() {
         assert_eq!((status, body["error"]["field"].as_str()), (400, Some(field)), "{query}: {body}");
     }
     assert_eq!(s.get(Some("dev-token-maintainer"), "/events/evt_nope").await.0, 404);
+    assert_eq!(s.get(Some("dev-token-maintainer"), "/events/evt%00nope").await.0, 404);
+    assert_eq!(s.get(Some("dev-token-maintainer"), "/dlq?source=a%00b").await.0, 400);
     assert_eq!(s.get(Some("dev-token-viewer"), "/runs/run_nope").await.0, 404);
     let (status, one, _) = s.get(Some("dev-token-maintainer"), "/events/evt_demo_001").await;
     assert_eq!((status, one["eventId"].as_str()), (200, Some("evt_demo_001")));

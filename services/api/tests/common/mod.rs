@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 pub struct Stack {
     pub edge: String,
+    pub registry: String,
     pub api: String,
     pub http: reqwest::Client,
     pub postgres: PostgresConfig,
@@ -59,6 +60,7 @@ pub async fn stack() -> Stack {
     tokio::spawn(api_app.run_until_stopped(stop.clone()));
     Stack {
         edge: edge_url,
+        registry: registry_url,
         api: api_url,
         http: reqwest::Client::new(),
         postgres: schema_for_test,
