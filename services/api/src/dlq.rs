@@ -82,9 +82,9 @@ pub async fn list(
         "SELECT {COLUMNS} FROM dlq_items
          WHERE ($1::text IS NULL OR category = $1) AND ($2::text IS NULL OR stage = $2)
            AND ($3::text IS NULL OR source = $3) AND ($4::text IS NULL OR state = $4)
-           AND ($5::timestamptz IS NULL OR last_failure_at >= $5) AND ($6::timestamptz IS NULL OR last_failure_at < $6)
-           AND ($7::timestamptz IS NULL OR (last_failure_at, id) < ($7, $8))
-         ORDER BY last_failure_at DESC, id DESC LIMIT $9"
+           AND ($5::timestamptz IS NULL OR first_failure_at >= $5) AND ($6::timestamptz IS NULL OR first_failure_at < $6)
+           AND ($7::timestamptz IS NULL OR (first_failure_at, id) < ($7, $8))
+         ORDER BY first_failure_at DESC, id DESC LIMIT $9"
     );
     let rows = sqlx::query(&sql)
         .bind(category)
@@ -99,7 +99,9 @@ pub async fn list(
         .fetch_all(&app.pool)
         .await
         .map_err(internal)?;
-    let (rows, next) = split_page(&rows, limit, "last_failure_at", "id");
+    // Keyed on what never changes for an item (a later failure moves only last_failure_at), so
+    // paging never repeats or skips an item.
+    let (rows, next) = split_page(&rows, limit, "first_failure_at", "id");
     Ok(page(rows.iter().map(item_json).collect(), next, "/dlq", &params))
 }
 

@@ -97,3 +97,43 @@ async fn garbage_on_the_event_topic_is_listed_as_a_schema_dead_letter() {
     }
     assert_eq!(s.get(Some("dev-token-maintainer"), "/dlq/nope:x:0:0").await.0, 404);
 }
+
+/// Pages of `GET /dlq` are keyed on what never changes for an item: an item that fails again
+/// while a client pages (its `last_failure_at` moves to now) is listed once, not twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paging_is_stable_while_items_fail_again() {
+    let s = stack().await;
+    let pool = ct_platform::postgres::connect(&s.ctx.dlq_postgres()).await.unwrap();
+    ct_dlq_categoriser::store::migrate(&pool).await.unwrap();
+    for (i, id) in ["dlq_a", "dlq_b", "dlq_c"].iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO dlq_items (id, category, rule, stage, step, error_class, error_message, attempts,
+                 first_failure_at, last_failure_at, original_topic, original_partition, original_offset, source,
+                 headers, dlq_topic, dlq_partition, dlq_offset, state, state_changed_at)
+             VALUES ($1, 'CRITICAL', 'r', 'ct-projector', 'apply', 'CRITICAL', 'm', 1,
+                 $2, $2, 't', 0, $3, 'portal', '{}', 'd', 0, $3, 'parked', $2)",
+        )
+        .bind(id)
+        .bind(chrono::Utc::now() - chrono::Duration::minutes(10 - i as i64))
+        .bind(i as i64)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    let (status, first, headers) = s.get(Some("dev-token-maintainer"), "/dlq?limit=1").await;
+    assert_eq!(status, 200, "{first}");
+    let mut seen = vec![first[0]["id"].as_str().unwrap().to_owned()];
+    // The oldest item fails again: it is now the most recently failed one.
+    sqlx::query("UPDATE dlq_items SET last_failure_at = now(), attempts = 2 WHERE id = 'dlq_a'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let mut cursor = headers.get("x-next-cursor").map(|c| c.to_str().unwrap().to_owned());
+    while let Some(next) = cursor {
+        let (status, page, headers) = s.get(Some("dev-token-maintainer"), &format!("/dlq?limit=1&cursor={next}")).await;
+        assert_eq!(status, 200, "{page}");
+        seen.extend(page.as_array().unwrap().iter().map(|item| item["id"].as_str().unwrap().to_owned()));
+        cursor = headers.get("x-next-cursor").map(|c| c.to_str().unwrap().to_owned());
+    }
+    assert_eq!(seen, ["dlq_c", "dlq_b", "dlq_a"], "every item once, newest first failure first");
+}

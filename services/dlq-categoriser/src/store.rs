@@ -17,6 +17,11 @@ use crate::items::{Change, Parked};
 pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "consumer progress", sql: ct_platform::postgres::PROGRESS_TABLE_SQL },
     Migration { version: 2, name: "dlq items", sql: include_str!("../migrations/0002_dlq_items.sql") },
+    Migration {
+        version: 3,
+        name: "dlq items paged by first failure",
+        sql: include_str!("../migrations/0003_dlq_items_first_failure_order.sql"),
+    },
 ];
 
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::Error> {

@@ -120,7 +120,42 @@ fn avro_schema(request: SchemaRequest) -> Result<String, ApiError> {
         return Err(ApiError::invalid_schema("schema references are not supported"));
     }
     apache_avro::Schema::parse_str(&request.schema).map_err(ApiError::invalid_schema)?;
+    // apache-avro reads `{"name": "f", "type": "array", "items": ...}` (a complex type named as a
+    // string inside a field) as valid; Avro's reference parsers (Java, Python) refuse it, and so
+    // do their consumers, so the registry refuses it too.
+    let value: Value = serde_json::from_str(&request.schema).map_err(ApiError::invalid_schema)?;
+    if let Some(name) = misplaced_complex_type(&value) {
+        return Err(ApiError::invalid_schema(format!(
+            "`{name}` is not a type name: a complex type is written as an object, e.g. {{\"type\": \"{name}\", ...}}"
+        )));
+    }
     Ok(request.schema)
+}
+
+/// The first complex type (`array`, `map`, `record`, `enum`, `fixed`) written where a schema is
+/// expected as a bare name, which no Avro parser but apache-avro accepts.
+fn misplaced_complex_type(schema: &Value) -> Option<&str> {
+    const COMPLEX: [&str; 6] = ["array", "map", "record", "error", "enum", "fixed"];
+    match schema {
+        Value::String(name) => COMPLEX.contains(&name.as_str()).then_some(name.as_str()),
+        Value::Array(union) => union.iter().find_map(misplaced_complex_type),
+        Value::Object(object) => match object.get("type") {
+            Some(Value::String(kind)) => match kind.as_str() {
+                "record" | "error" => object
+                    .get("fields")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .find_map(|field| field.get("type").and_then(misplaced_complex_type)),
+                "array" => object.get("items").and_then(misplaced_complex_type),
+                "map" => object.get("values").and_then(misplaced_complex_type),
+                _ => None,
+            },
+            Some(nested) => misplaced_complex_type(nested),
+            None => None,
+        },
+        _ => None,
+    }
 }
 
 enum VersionSelector {
