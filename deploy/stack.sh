@@ -323,6 +323,26 @@ Redis     redis://127.0.0.1:$REDIS_PORT   $r
 EOF
 }
 
+# What earlier test and benchmark runs left behind: their topics (`t.<id>.*`, `bench.*`), Postgres
+# schemas (`t_<id>*`, `bench_*`) and Redis keys (`t:<id>:*`, `bench:*`). Thousands of leftover
+# partitions on one broker slow every group join and restart, and the timing of the outage tests
+# with them, so the test command prunes before it runs.
+prune() {
+  say "deleting leftover test and benchmark topics"
+  kafka_java org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" \
+    --delete --topic 't\..*|bench\..*' >>"$KAFKA_DIR/logs/tool.log" 2>&1 || true
+  say "dropping leftover test and benchmark schemas"
+  psql "postgres://postgres@127.0.0.1:$PG_PORT/$PG_DB" -qAtc \
+    "SELECT format('DROP SCHEMA %I CASCADE;', nspname) FROM pg_namespace
+     WHERE nspname ~ '^(t_[0-9a-f]{12}|bench_)'" 2>/dev/null \
+    | psql "postgres://postgres@127.0.0.1:$PG_PORT/$PG_DB" -q >/dev/null 2>&1 || true
+  say "deleting leftover test and benchmark Redis keys"
+  for pattern in 't:*' 'bench:*'; do
+    redis-cli -h 127.0.0.1 -p "$REDIS_PORT" --scan --pattern "$pattern" \
+      | xargs -r -n 500 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" unlink >/dev/null 2>&1 || true
+  done
+}
+
 cmd="${1:-up}"
 mkdir -p "$STATE"
 PG_DIR="$(pg_data_dir)"
@@ -336,6 +356,7 @@ case "$cmd" in
     status
     ;;
   status) status ;;
+  prune) prune ;;
   down)
     part="${2:-all}"; signal=TERM
     [ "${3:-}" = --kill ] || [ "${2:-}" = --kill ] && signal=KILL
@@ -353,5 +374,5 @@ case "$cmd" in
     say "wiping $KAFKA_DIR $PG_DIR $REDIS_DIR"
     rm -rf "$KAFKA_DIR" "$PG_DIR" "$REDIS_DIR"
     ;;
-  *) die "unknown command '$cmd' (use up, status, down or reset)" ;;
+  *) die "unknown command '$cmd' (use up, status, down, prune or reset)" ;;
 esac

@@ -9,6 +9,7 @@ started=$(date +%s)
 
 bash deploy/bootstrap.sh
 bash deploy/stack.sh up
+bash deploy/stack.sh prune
 
 echo "[test] cargo fmt --check"
 cargo fmt --all --check

@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::{path::PathBuf, time::Duration};
+use std::time::Duration;
 
 use common::stack;
 use ct_testkit::repo_root;
@@ -15,23 +15,12 @@ use ct_testkit::repo_root;
 const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,\
                       response_headers_conformance,response_schema_conformance";
 
-fn schemathesis() -> PathBuf {
-    let state = std::env::var_os("CT_STATE_DIR").map_or_else(|| repo_root().join(".state"), PathBuf::from);
-    let st = state.join("venv/bin/st");
-    assert!(
-        st.exists(),
-        "{} is missing: run `bash deploy/bootstrap.sh` (the README's test command does)",
-        st.display()
-    );
-    st
-}
-
 fn budget_s() -> u64 {
     std::env::var("CT_SCHEMATHESIS_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(45)
 }
 
 async fn run(name: &str, document: &str, url: &str, header: Option<&str>, phases: &str) -> (bool, String) {
-    let mut command = tokio::process::Command::new(schemathesis());
+    let mut command = tokio::process::Command::new(ct_testkit::venv_bin("st"));
     command
         .arg("run")
         .arg(repo_root().join(document))

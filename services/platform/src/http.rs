@@ -68,14 +68,21 @@ fn method_label(method: &Method) -> &'static str {
     KNOWN_METHODS.iter().find(|m| *m == method).map_or("other", |m| m.as_str())
 }
 
-/// Request count and latency by route (the matched pattern, or `unmatched`), method (known ones,
-/// or `other`) and status: every label is bounded whatever clients send.
-async fn track(request: Request, next: Next) -> Response {
+struct Guard {
+    limits: HttpLimits,
+    in_progress: Arc<Semaphore>,
+}
+
+/// The whole shared layer in one middleware (one boxed future per request, not one per concern):
+/// bounded metrics around the body cap, load shedding, the request timeout and JSON 404/405.
+async fn shared(State(guard): State<Arc<Guard>>, request: Request, next: Next) -> Response {
     let started = std::time::Instant::now();
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
     let method = method_label(request.method());
-    let response = next.run(request).await;
+    let response = json_errors(guarded(&guard, request, next).await);
     let status = response.status().as_u16().to_string();
+    // Request count and latency by route (the matched pattern, or `unmatched`), method (known
+    // ones, or `other`) and status: every label is bounded whatever clients send.
     metrics::counter!("http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
         .increment(1);
     metrics::histogram!("http_request_duration_seconds", "route" => route, "method" => method)
@@ -83,13 +90,8 @@ async fn track(request: Request, next: Next) -> Response {
     response
 }
 
-struct Guard {
-    limits: HttpLimits,
-    in_progress: Arc<Semaphore>,
-}
-
 /// Body cap, load shedding and the request timeout, in that order.
-async fn guard(State(guard): State<Arc<Guard>>, request: Request, next: Next) -> Response {
+async fn guarded(guard: &Guard, request: Request, next: Next) -> Response {
     let limits = &guard.limits;
     let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|length| length > limits.max_request_bytes as u64) {
@@ -116,8 +118,7 @@ async fn guard(State(guard): State<Arc<Guard>>, request: Request, next: Next) ->
 }
 
 /// The framework's own 404 and 405 have no body; clients get the JSON error body like any other.
-async fn json_errors(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
+fn json_errors(response: Response) -> Response {
     if response.headers().contains_key(header::CONTENT_TYPE) {
         return response;
     }
@@ -141,10 +142,7 @@ pub fn layered(app: Router, limits: &HttpLimits) -> Router {
         limits: limits.clone(),
         in_progress: Arc::new(Semaphore::new(limits.max_concurrent_requests)),
     });
-    app.layer(middleware::from_fn_with_state(guard, self::guard))
-        .layer(middleware::from_fn(json_errors))
-        .layer(middleware::from_fn(track))
-        .layer(TraceLayer::new_for_http())
+    app.layer(middleware::from_fn_with_state(guard, shared)).layer(TraceLayer::new_for_http())
 }
 
 /// A bound server: the public listener (and the metrics listener when configured), not yet serving.

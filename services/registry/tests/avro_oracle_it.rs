@@ -2,23 +2,14 @@
 //! corpus of valid and invalid schemas (`testdata/avro/corpus.json`): a schema the registry
 //! registers must be readable by every client, and a refusal names the problem (42201).
 
-use std::path::PathBuf;
-
 use ct_testkit::{TestContext, repo_root};
 use serde_json::{Value, json};
-
-fn python() -> PathBuf {
-    let state = std::env::var_os("CT_STATE_DIR").map_or_else(|| repo_root().join(".state"), PathBuf::from);
-    let python = state.join("venv/bin/python");
-    assert!(python.exists(), "{} is missing: run `bash deploy/bootstrap.sh`", python.display());
-    python
-}
 
 #[tokio::test]
 async fn the_registry_agrees_with_avros_reference_parser() {
     let corpus_path = repo_root().join("testdata/avro/corpus.json");
     let corpus: Vec<String> = serde_json::from_str(&std::fs::read_to_string(&corpus_path).unwrap()).unwrap();
-    let oracle = tokio::process::Command::new(python())
+    let oracle = tokio::process::Command::new(ct_testkit::venv_bin("python"))
         .arg(repo_root().join("services/registry/tests/avro_oracle.py"))
         .arg(&corpus_path)
         .output()

@@ -3,7 +3,7 @@
 //! a record our code wrote is decoded by Confluent's `AvroDeserializer` through our registry.
 //! The client runs from the virtualenv that `deploy/bootstrap.sh` creates.
 
-use std::{path::PathBuf, time::Duration};
+use std::time::Duration;
 
 use chrono::Duration as ChronoDuration;
 use ct_core::{
@@ -26,21 +26,11 @@ use rdkafka::{
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-fn python() -> PathBuf {
-    let state = std::env::var_os("CT_STATE_DIR").map_or_else(|| repo_root().join(".state"), PathBuf::from);
-    let python = state.join("venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run `bash deploy/bootstrap.sh` (the README's test command does)",
-        python.display()
-    );
-    python
-}
-
 /// Runs the Python side without blocking the runtime that serves the registry it talks to.
 async fn run_python(args: &[&str]) -> String {
     let script = repo_root().join("services/registry/tests/interop.py");
-    let run = tokio::process::Command::new(python()).arg(script).args(args).kill_on_drop(true).output();
+    let run =
+        tokio::process::Command::new(ct_testkit::venv_bin("python")).arg(script).args(args).kill_on_drop(true).output();
     let output = tokio::time::timeout(Duration::from_secs(120), run)
         .await
         .expect("interop.py finished within 120 s")

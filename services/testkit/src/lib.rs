@@ -305,6 +305,19 @@ pub async fn http_status(port: u16, path: &str) -> Option<u16> {
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
 }
 
+/// A program of the test command's Python virtualenv (`.state/venv/bin/<name>`, or under
+/// `CT_STATE_DIR`), made by `deploy/bootstrap.sh`; fails loudly when it is missing.
+pub fn venv_bin(name: &str) -> PathBuf {
+    let state = std::env::var_os("CT_STATE_DIR").map_or_else(|| repo_root().join(".state"), PathBuf::from);
+    let program = state.join("venv/bin").join(name);
+    assert!(
+        program.exists(),
+        "{} is missing: run `bash deploy/bootstrap.sh` (the README's test command does)",
+        program.display()
+    );
+    program
+}
+
 /// A TCP proxy in front of a real dependency that can be frozen: while frozen it keeps every
 /// connection open and accepts new ones but forwards nothing, as a hung server does (a
 /// stopped process, a full disk, a network partition that drops packets).
