@@ -9,6 +9,7 @@ pub mod cursor;
 pub mod dlq;
 pub mod health;
 pub mod routes;
+pub mod views;
 
 use std::{collections::BTreeMap, net::SocketAddr, path::Path, sync::Arc};
 

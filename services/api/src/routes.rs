@@ -12,10 +12,15 @@ use axum::{
 use chrono::{DateTime, Utc};
 use ct_core::{EventType, Source};
 use ct_platform::{http_error::ApiError, registry::encode_segment};
-use serde_json::{Value, json};
+use serde_json::json;
 use sqlx::Row;
 
-use crate::{AppState, auth::Permission, cursor::Cursor};
+use crate::{
+    AppState,
+    auth::Permission,
+    cursor::Cursor,
+    views::{EVENT_COLUMNS, Event, Health, LastEvent, Readiness, Run, System},
+};
 
 pub const MAX_LIMIT: i64 = 500;
 pub const DEFAULT_LIMIT: i64 = 100;
@@ -50,7 +55,7 @@ async fn ready(State(app): State<Arc<AppState>>) -> Response {
         Err(_) => "error: no answer within 1 s".to_owned(),
     };
     let status = if postgres == "ok" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(json!({"postgres": postgres}))).into_response()
+    (status, Json(Readiness { postgres })).into_response()
 }
 
 pub(crate) fn bad(param: &str, message: impl Into<String>) -> ApiError {
@@ -134,8 +139,13 @@ pub(crate) fn reject_unknown(params: &HashMap<String, String>, known: &[&str]) -
 
 /// A page: the JSON array of items, with `X-Next-Cursor` and a `Link: rel="next"` header when
 /// there is more (the deep dive's clients expect a plain array).
-pub(crate) fn page(items: Vec<Value>, next: Option<Cursor>, path: &str, params: &HashMap<String, String>) -> Response {
-    let mut response = Json(Value::Array(items)).into_response();
+pub(crate) fn page<T: serde::Serialize>(
+    items: Vec<T>,
+    next: Option<Cursor>,
+    path: &str,
+    params: &HashMap<String, String>,
+) -> Response {
+    let mut response = Json(items).into_response();
     if let Some(next) = next {
         let token = next.encode();
         let mut query: Vec<String> =
@@ -165,24 +175,6 @@ pub(crate) fn split_page<'a>(
     let next = more.then(|| page.last()).flatten().map(|r| Cursor { at: r.get(at), id: r.get(id) });
     (page, next)
 }
-
-fn event_json(row: &sqlx::postgres::PgRow) -> Value {
-    let ts: DateTime<Utc> = row.get("ts");
-    let received: DateTime<Utc> = row.get("received_at");
-    json!({
-        "eventId": row.get::<String, _>("event_id"),
-        "type": row.get::<String, _>("type"),
-        "ts": ts.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        "source": row.get::<String, _>("source"),
-        "correlationId": row.get::<Option<String>, _>("correlation_id"),
-        "payload": row.get::<Value, _>("payload"),
-        "ingest": {"receivedAt": received.to_rfc3339_opts(chrono::SecondsFormat::Micros, true), "traceId": row.get::<Option<String>, _>("trace_id")},
-        "log": {"topic": row.get::<String, _>("topic"), "partition": row.get::<i32, _>("partition"), "offset": row.get::<i64, _>("offset")},
-    })
-}
-
-const EVENT_COLUMNS: &str =
-    r#"event_id, type, source, ts, correlation_id, payload, received_at, trace_id, topic, "partition", "offset""#;
 
 async fn list_events(
     State(app): State<Arc<AppState>>,
@@ -225,7 +217,7 @@ async fn list_events(
         .await
         .map_err(internal)?;
     let (rows, next) = split_page(&rows, limit, "ts", "event_id");
-    Ok(page(rows.iter().map(event_json).collect(), next, "/events", &params))
+    Ok(page(rows.iter().map(Event::from_row).collect(), next, "/events", &params))
 }
 
 async fn get_event(
@@ -236,27 +228,7 @@ async fn get_event(
     app.users.authorize(&headers, Permission::ReadEvents)?;
     let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = $1");
     let row = fetch_one_by_id(&app.pool, &sql, &event_id, "event", "eventId").await?;
-    Ok(Json(event_json(&row)).into_response())
-}
-
-fn run_json(row: &sqlx::postgres::PgRow) -> Value {
-    let status =
-        match (row.get::<Option<String>, _>("completed_status"), row.get::<Option<DateTime<Utc>>, _>("started_at")) {
-            (Some(done), _) => done,
-            (None, Some(_)) => "running".to_owned(),
-            (None, None) => "unknown".to_owned(),
-        };
-    json!({
-        "runId": row.get::<String, _>("run_id"),
-        "trigger": row.get::<Option<String>, _>("trigger"),
-        "initiator": row.get::<Option<String>, _>("initiator"),
-        "inputs": row.get::<Option<Value>, _>("inputs"),
-        "status": status,
-        "metrics": row.get::<Option<Value>, _>("metrics"),
-        "durationMs": row.get::<Option<i64>, _>("duration_ms"),
-        "startedAt": row.get::<Option<DateTime<Utc>>, _>("started_at"),
-        "endedAt": row.get::<Option<DateTime<Utc>>, _>("ended_at"),
-    })
+    Ok(Json(Event::from_row(&row)).into_response())
 }
 
 async fn list_runs(
@@ -269,9 +241,9 @@ async fn list_runs(
     let limit = limit_param(&params)?;
     let cursor = cursor_param(&params)?;
     let rows = sqlx::query(
-        "SELECT *, COALESCE(started_at, ended_at) AS sort_at FROM runs
-         WHERE ($1::timestamptz IS NULL OR (COALESCE(started_at, ended_at), run_id) < ($1, $2))
-         ORDER BY COALESCE(started_at, ended_at) DESC, run_id DESC LIMIT $3",
+        "SELECT *, listed_at AS sort_at FROM runs
+         WHERE ($1::timestamptz IS NULL OR (listed_at, run_id) < ($1, $2))
+         ORDER BY listed_at DESC, run_id DESC LIMIT $3",
     )
     .bind(cursor.as_ref().map(|c| c.at))
     .bind(cursor.as_ref().map(|c| c.id.clone()))
@@ -280,7 +252,7 @@ async fn list_runs(
     .await
     .map_err(internal)?;
     let (rows, next) = split_page(&rows, limit, "sort_at", "run_id");
-    Ok(page(rows.iter().map(run_json).collect(), next, "/runs", &params))
+    Ok(page(rows.iter().map(Run::from_row).collect(), next, "/runs", &params))
 }
 
 async fn get_run(
@@ -290,7 +262,7 @@ async fn get_run(
 ) -> Result<Response, ApiError> {
     let role = app.users.authorize(&headers, Permission::ReadStatus)?;
     let row = fetch_one_by_id(&app.pool, "SELECT * FROM runs WHERE run_id = $1", &run_id, "run", "runId").await?;
-    let mut run = run_json(&row);
+    let mut run = Run::from_row(&row);
     // Correlated events only for roles that may read events.
     if role.allows(Permission::ReadEvents) {
         let events = sqlx::query(&format!(
@@ -300,12 +272,12 @@ async fn get_run(
         .fetch_all(&app.pool)
         .await
         .map_err(internal)?;
-        run["events"] = Value::Array(events.iter().map(event_json).collect());
+        run.events = Some(events.iter().map(Event::from_row).collect());
     }
     Ok(Json(run).into_response())
 }
 
-async fn systems_with_status(app: &AppState) -> Result<Vec<Value>, ApiError> {
+async fn systems_with_status(app: &AppState) -> Result<Vec<System>, ApiError> {
     let rows = sqlx::query(
         "SELECT s.*, now() AS now,
                 (SELECT count(*) FROM events e WHERE e.source = s.system_id AND e.type = 'backend.fn.error'
@@ -322,18 +294,18 @@ async fn systems_with_status(app: &AppState) -> Result<Vec<Value>, ApiError> {
             let heartbeat: Option<DateTime<Utc>> = row.get("last_heartbeat");
             let errors: i64 = row.get("errors_24h");
             let status = crate::health::status(now, heartbeat, errors, &app.config.health);
-            json!({
-                "systemId": row.get::<String, _>("system_id"),
-                "status": status.as_str(),
-                "lastHeartbeat": heartbeat,
-                "errors24h": errors,
-                "eventsTotal": row.get::<i64, _>("events_total"),
-                "lastEvent": {
-                    "at": row.get::<Option<DateTime<Utc>>, _>("last_event_at"),
-                    "eventId": row.get::<Option<String>, _>("last_event_id"),
-                    "type": row.get::<Option<String>, _>("last_event_type"),
+            System {
+                system_id: row.get("system_id"),
+                status: status.as_str(),
+                last_heartbeat: heartbeat,
+                errors24h: errors,
+                events_total: row.get("events_total"),
+                last_event: LastEvent {
+                    at: row.get("last_event_at"),
+                    event_id: row.get("last_event_id"),
+                    event_type: row.get("last_event_type"),
                 },
-            })
+            }
         })
         .collect())
 }
@@ -346,9 +318,7 @@ async fn list_systems(State(app): State<Arc<AppState>>, headers: HeaderMap) -> R
 async fn health(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
     app.users.authorize(&headers, Permission::ReadStatus)?;
     let systems = systems_with_status(&app).await?;
-    let overall =
-        crate::health::overall(systems.iter().filter_map(|s| s["status"].as_str()).map(crate::health::Status::parse));
-    let per_system: serde_json::Map<String, Value> =
-        systems.iter().map(|s| (s["systemId"].as_str().unwrap_or_default().to_owned(), s["status"].clone())).collect();
-    Ok(Json(json!({"status": overall.as_str(), "systems": per_system})).into_response())
+    let overall = crate::health::overall(systems.iter().map(|s| crate::health::Status::parse(s.status)));
+    let systems = systems.into_iter().map(|s| (s.system_id, s.status)).collect();
+    Ok(Json(Health { status: overall.as_str(), systems }).into_response())
 }

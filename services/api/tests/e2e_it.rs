@@ -113,3 +113,50 @@ async fn smoke_test_roles_parameters_and_pages() {
     let (_, health, _) = s.get(Some("dev-token-viewer"), "/health").await;
     assert!(health["systems"]["finance"].is_string(), "{health}");
 }
+
+/// `/runs` pages on a key that never changes: a run first known by its completion keeps its place
+/// when its start arrives between two pages (it neither repeats nor vanishes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_pages_hold_when_a_run_learns_its_start_between_pages() {
+    let s = stack().await;
+    let completed = |run: &str, ts: &str| {
+        json!({"eventId": format!("evt_done_{run}"), "type": "ct.run.completed", "ts": ts, "source": "desktop",
+            "payload": {"runId": run, "status": "success", "durationMs": 1000}})
+    };
+    for (run, ts) in
+        [("run_a", "2025-09-29T12:00:03Z"), ("run_b", "2025-09-29T12:00:02Z"), ("run_c", "2025-09-29T12:00:01Z")]
+    {
+        assert_eq!(s.post("dev-token-desktop", &completed(run, ts)).await, 202);
+    }
+    eventually(Duration::from_secs(30), || async {
+        let (_, runs, _) = s.get(Some("dev-token-viewer"), "/runs").await;
+        (runs.as_array().map(Vec::len) == Some(3)).then_some(())
+    })
+    .await
+    .expect("three runs projected");
+
+    let mut seen = Vec::new();
+    let mut path = "/runs?limit=1".to_owned();
+    for page in 0.. {
+        let (status, body, headers) = s.get(Some("dev-token-viewer"), &path).await;
+        assert_eq!(status, 200, "{body}");
+        seen.extend(body.as_array().unwrap().iter().map(|r| r["runId"].as_str().unwrap().to_owned()));
+        if page == 0 {
+            // run_c's start arrives late, with a timestamp newer than every other run's.
+            let started = json!({"eventId": "evt_start_c", "type": "ct.run.started", "ts": "2025-09-29T12:00:30Z",
+                "source": "desktop", "payload": {"runId": "run_c", "trigger": "desktop.trigger.contract", "initiator": "staff-1"}});
+            assert_eq!(s.post("dev-token-desktop", &started).await, 202);
+            eventually(Duration::from_secs(30), || async {
+                let (_, run, _) = s.get(Some("dev-token-viewer"), "/runs/run_c").await;
+                run["startedAt"].is_string().then_some(())
+            })
+            .await
+            .expect("run_c's start projected");
+        }
+        match headers.get("x-next-cursor") {
+            Some(cursor) => path = format!("/runs?limit=1&cursor={}", cursor.to_str().unwrap()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["run_a", "run_b", "run_c"], "every run exactly once, in listing order");
+}

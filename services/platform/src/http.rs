@@ -68,9 +68,41 @@ fn method_label(method: &Method) -> &'static str {
     KNOWN_METHODS.iter().find(|m| *m == method).map_or("other", |m| m.as_str())
 }
 
+/// The body of the errors the shared layer itself answers (413, 503, 404, 405).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ErrorStyle {
+    /// `{"error": {"code", "message", "field"}}`, as every Control Tower API answers.
+    #[default]
+    Standard,
+    /// `{"error_code", "message"}`, which Confluent's schema registry clients read.
+    Confluent,
+}
+
+impl ErrorStyle {
+    fn render(self, error: ApiError) -> Response {
+        match self {
+            ErrorStyle::Standard => error.into_response(),
+            ErrorStyle::Confluent => {
+                let body = serde_json::json!({"error_code": error.status.as_u16(), "message": error.message});
+                let mut response = (
+                    error.status,
+                    [(header::CONTENT_TYPE, "application/vnd.schemaregistry.v1+json")],
+                    body.to_string(),
+                )
+                    .into_response();
+                if let Some(seconds) = error.retry_after_s {
+                    response.headers_mut().insert(header::RETRY_AFTER, seconds.into());
+                }
+                response
+            }
+        }
+    }
+}
+
 struct Guard {
     limits: HttpLimits,
     in_progress: Arc<Semaphore>,
+    style: ErrorStyle,
 }
 
 /// The whole shared layer in one middleware (one boxed future per request, not one per concern):
@@ -79,7 +111,7 @@ async fn shared(State(guard): State<Arc<Guard>>, request: Request, next: Next) -
     let started = std::time::Instant::now();
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
     let method = method_label(request.method());
-    let response = json_errors(guarded(&guard, request, next).await);
+    let response = json_errors(guarded(&guard, request, next).await, guard.style);
     let status = response.status().as_u16().to_string();
     // Request count and latency by route (the matched pattern, or `unmatched`), method (known
     // ones, or `other`) and status: every label is bounded whatever clients send.
@@ -95,30 +127,31 @@ async fn guarded(guard: &Guard, request: Request, next: Next) -> Response {
     let limits = &guard.limits;
     let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|length| length > limits.max_request_bytes as u64) {
-        return ApiError::new(
+        return guard.style.render(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
             format!("the body is larger than {} bytes", limits.max_request_bytes),
-        )
-        .into_response();
+        ));
     }
     let Ok(_permit) = guard.in_progress.try_acquire() else {
         metrics::counter!("http_requests_shed_total").increment(1);
-        return ApiError::unavailable("overloaded", "too many requests in progress; retry").into_response();
+        return guard.style.render(ApiError::unavailable("overloaded", "too many requests in progress; retry"));
     };
     let timeout = Duration::from_millis(limits.request_timeout_ms);
     match tokio::time::timeout(timeout, next.run(request)).await {
         Ok(response) => response,
         Err(_) => {
             metrics::counter!("http_requests_timed_out_total").increment(1);
-            ApiError::unavailable("timeout", format!("the request took longer than {} ms; retry", timeout.as_millis()))
-                .into_response()
+            guard.style.render(ApiError::unavailable(
+                "timeout",
+                format!("the request took longer than {} ms; retry", timeout.as_millis()),
+            ))
         }
     }
 }
 
 /// The framework's own 404 and 405 have no body; clients get the JSON error body like any other.
-fn json_errors(response: Response) -> Response {
+fn json_errors(response: Response, style: ErrorStyle) -> Response {
     if response.headers().contains_key(header::CONTENT_TYPE) {
         return response;
     }
@@ -128,7 +161,7 @@ fn json_errors(response: Response) -> Response {
         _ => return response,
     };
     let allow = response.headers().get(header::ALLOW).cloned();
-    let mut answer = ApiError::new(response.status(), code, message).into_response();
+    let mut answer = style.render(ApiError::new(response.status(), code, message));
     if let Some(allow) = allow {
         answer.headers_mut().insert(header::ALLOW, allow);
     }
@@ -137,10 +170,11 @@ fn json_errors(response: Response) -> Response {
 
 /// `app` with the shared layers (tracing span, bounded metrics, JSON 404/405, body cap, load
 /// shedding, timeout). `/metrics` is added by [`Server::bind`].
-pub fn layered(app: Router, limits: &HttpLimits) -> Router {
+pub fn layered(app: Router, limits: &HttpLimits, style: ErrorStyle) -> Router {
     let guard = Arc::new(Guard {
         limits: limits.clone(),
         in_progress: Arc::new(Semaphore::new(limits.max_concurrent_requests)),
+        style,
     });
     app.layer(middleware::from_fn_with_state(guard, shared)).layer(TraceLayer::new_for_http())
 }
@@ -157,13 +191,23 @@ impl Server {
     /// Binds `listen` (and `limits.metrics_listen`) and puts `app` behind the shared layers, with
     /// `/metrics` on whichever listener serves it.
     pub async fn bind(listen: SocketAddr, app: Router, limits: &HttpLimits) -> std::io::Result<Server> {
+        Self::bind_with_style(listen, app, limits, ErrorStyle::Standard).await
+    }
+
+    /// [`Server::bind`] whose own errors (413, 503, 404, 405) take `style`'s shape.
+    pub async fn bind_with_style(
+        listen: SocketAddr,
+        app: Router,
+        limits: &HttpLimits,
+        style: ErrorStyle,
+    ) -> std::io::Result<Server> {
         let handle = crate::metrics::install();
         let listener = TcpListener::bind(listen).await?;
         let (app, metrics) = match limits.metrics_listen {
             Some(address) => (app, Some(TcpListener::bind(address).await?)),
             None => (app.merge(crate::metrics::router(handle)), None),
         };
-        Ok(Server { listener, metrics, app: layered(app, limits), limits: limits.clone() })
+        Ok(Server { listener, metrics, app: layered(app, limits, style), limits: limits.clone() })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -178,7 +222,7 @@ impl Server {
     /// timeout).
     pub async fn run(self, shutdown: CancellationToken) -> std::io::Result<()> {
         if let Some(listener) = self.metrics {
-            let app = layered(crate::metrics::router(crate::metrics::install()), &self.limits);
+            let app = layered(crate::metrics::router(crate::metrics::install()), &self.limits, ErrorStyle::Standard);
             tokio::spawn(serve(listener, app, self.limits.clone(), shutdown.clone()));
         }
         serve(self.listener, self.app, self.limits, shutdown).await

@@ -23,8 +23,10 @@ use crate::handler::{Effect, RunEffect};
 /// Recent events kept per source in Redis.
 pub const RECENT_PER_SOURCE: i64 = 50;
 
-pub const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, name: "read models", sql: include_str!("../migrations/0001_read_models.sql") }];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "read models", sql: include_str!("../migrations/0001_read_models.sql") },
+    Migration { version: 2, name: "runs listed_at", sql: include_str!("../migrations/0002_runs_listed_at.sql") },
+];
 
 /// Applies the migrations this service owns (see [`ct_platform::postgres::migrate`]).
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::Error> {
@@ -114,12 +116,13 @@ async fn insert_events(
 }
 
 /// Run rows merge order-independently, so a rebuild gives the same rows whatever the
-/// interleaving of partitions: the earliest start and the latest completion win.
+/// interleaving of partitions: the earliest start and the latest completion win. `listed_at`
+/// (the paging key) is set once, by the run's first event in its partition's order.
 async fn apply_run(tx: &mut Transaction<'_, Postgres>, run: &RunEffect) -> Result<(), sqlx::Error> {
     match run {
         RunEffect::Started { run_id, trigger, initiator, inputs, at } => {
             sqlx::query(
-                "INSERT INTO runs (run_id, trigger, initiator, inputs, started_at) VALUES ($1, $2, $3, $4, $5)
+                "INSERT INTO runs (run_id, trigger, initiator, inputs, started_at, listed_at) VALUES ($1, $2, $3, $4, $5, $5)
                  ON CONFLICT (run_id) DO UPDATE SET trigger = EXCLUDED.trigger, initiator = EXCLUDED.initiator,
                      inputs = EXCLUDED.inputs, started_at = EXCLUDED.started_at
                  WHERE runs.started_at IS NULL OR EXCLUDED.started_at < runs.started_at",
@@ -134,7 +137,7 @@ async fn apply_run(tx: &mut Transaction<'_, Postgres>, run: &RunEffect) -> Resul
         }
         RunEffect::Completed { run_id, status, duration_ms, metrics, at } => {
             sqlx::query(
-                "INSERT INTO runs (run_id, completed_status, duration_ms, metrics, ended_at) VALUES ($1, $2, $3, $4, $5)
+                "INSERT INTO runs (run_id, completed_status, duration_ms, metrics, ended_at, listed_at) VALUES ($1, $2, $3, $4, $5, $5)
                  ON CONFLICT (run_id) DO UPDATE SET completed_status = EXCLUDED.completed_status,
                      duration_ms = EXCLUDED.duration_ms, metrics = EXCLUDED.metrics, ended_at = EXCLUDED.ended_at
                  WHERE runs.ended_at IS NULL OR EXCLUDED.ended_at > runs.ended_at",

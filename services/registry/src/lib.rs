@@ -6,6 +6,7 @@
 //! handlers decide, produce, and wait for their record to come back.
 
 pub mod api;
+pub mod canonical;
 pub mod compat;
 pub mod state;
 pub mod store;
@@ -57,10 +58,11 @@ impl Application {
     pub async fn build(config: &Config, shutdown: CancellationToken) -> anyhow::Result<Application> {
         let timeout = Duration::from_millis(config.registry.timeout_ms);
         let store = store::Store::open(&config.kafka, &config.registry.topic, timeout, shutdown).await?;
-        let server = ct_platform::http::Server::bind(
+        let server = ct_platform::http::Server::bind_with_style(
             config.http.listen,
             api::router(api::AppState { store }),
             &config.http.limits,
+            ct_platform::http::ErrorStyle::Confluent,
         )
         .await?;
         Ok(Application { server })

@@ -1,0 +1,527 @@
+//! Every body the read API answers, as types serialised by serde. Rows become views here and
+//! nowhere else; a test validates each view against its schema in `openapi.yaml` (types, enums,
+//! patterns, and the exact set of keys), so the document and the answers cannot drift apart.
+
+use std::collections::BTreeMap;
+
+use base64::{Engine, engine::general_purpose::STANDARD};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Serialize, Serializer};
+use serde_json::Value;
+use sqlx::{Row, postgres::PgRow};
+
+/// A UTC time written with six fractional digits and `Z` (the document's `MicrosTimestamp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Micros(pub DateTime<Utc>);
+
+impl Serialize for Micros {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0.to_rfc3339_opts(SecondsFormat::Micros, true))
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogPosition {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Ingest {
+    pub received_at: Micros,
+    pub trace_id: Option<String>,
+}
+
+/// `Event`: one row of the `events` read model.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    pub event_id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub ts: Micros,
+    pub source: String,
+    pub correlation_id: Option<String>,
+    pub payload: Value,
+    pub ingest: Ingest,
+    pub log: LogPosition,
+}
+
+/// The columns [`Event::from_row`] reads.
+pub const EVENT_COLUMNS: &str =
+    r#"event_id, type, source, ts, correlation_id, payload, received_at, trace_id, topic, "partition", "offset""#;
+
+impl Event {
+    pub fn from_row(row: &PgRow) -> Event {
+        Event {
+            event_id: row.get("event_id"),
+            event_type: row.get("type"),
+            ts: Micros(row.get("ts")),
+            source: row.get("source"),
+            correlation_id: row.get("correlation_id"),
+            payload: row.get("payload"),
+            ingest: Ingest { received_at: Micros(row.get("received_at")), trace_id: row.get("trace_id") },
+            log: LogPosition { topic: row.get("topic"), partition: row.get("partition"), offset: row.get("offset") },
+        }
+    }
+}
+
+/// `Run` (and `RunWithEvents` when `events` is set): one row of the `runs` read model.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Run {
+    pub run_id: String,
+    pub trigger: Option<String>,
+    pub initiator: Option<String>,
+    pub inputs: Option<Value>,
+    pub status: String,
+    pub metrics: Option<Value>,
+    pub duration_ms: Option<i64>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    /// Only for the roles that may read events.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<Event>>,
+}
+
+impl Run {
+    pub fn from_row(row: &PgRow) -> Run {
+        let started_at: Option<DateTime<Utc>> = row.get("started_at");
+        let status = match (row.get::<Option<String>, _>("completed_status"), started_at) {
+            (Some(done), _) => done,
+            (None, Some(_)) => "running".to_owned(),
+            (None, None) => "unknown".to_owned(),
+        };
+        Run {
+            run_id: row.get("run_id"),
+            trigger: row.get("trigger"),
+            initiator: row.get("initiator"),
+            inputs: row.get("inputs"),
+            status,
+            metrics: row.get("metrics"),
+            duration_ms: row.get("duration_ms"),
+            started_at,
+            ended_at: row.get("ended_at"),
+            events: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LastEvent {
+    pub at: Option<DateTime<Utc>>,
+    pub event_id: Option<String>,
+    #[serde(rename = "type")]
+    pub event_type: Option<String>,
+}
+
+/// `System`: one row of the `systems` read model with its computed status.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct System {
+    pub system_id: String,
+    pub status: &'static str,
+    pub last_heartbeat: Option<DateTime<Utc>>,
+    pub errors24h: i64,
+    pub events_total: i64,
+    pub last_event: LastEvent,
+}
+
+/// `Health`: the overall status and each system's.
+#[derive(Debug, Clone, Serialize)]
+pub struct Health {
+    pub status: &'static str,
+    pub systems: BTreeMap<String, &'static str>,
+}
+
+/// `Readiness`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Readiness {
+    pub postgres: String,
+}
+
+/// `DlqItem` (and `DlqItemDetail` when `record` and `audit` are set).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DlqItem {
+    pub id: String,
+    pub category: String,
+    pub rule: String,
+    pub stage: String,
+    pub step: String,
+    pub error_class: String,
+    pub error: String,
+    pub attempts: i32,
+    pub first_failure_at: Micros,
+    pub last_failure_at: Micros,
+    pub source: Option<String>,
+    pub original: LogPosition,
+    pub parked_at: LogPosition,
+    pub state: String,
+    pub state_changed_at: Micros,
+    pub state_actor: Option<String>,
+    pub state_reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record: Option<DlqRecord>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit: Option<Vec<DlqAudit>>,
+}
+
+/// The columns [`DlqItem::from_row`] reads.
+pub const DLQ_COLUMNS: &str = "id, category, rule, stage, step, error_class, error_message, attempts, first_failure_at,
+    last_failure_at, original_topic, original_partition, original_offset, source, dlq_topic, dlq_partition,
+    dlq_offset, state, state_changed_at, state_actor, state_reason";
+
+impl DlqItem {
+    pub fn from_row(row: &PgRow) -> DlqItem {
+        DlqItem {
+            id: row.get("id"),
+            category: row.get("category"),
+            rule: row.get("rule"),
+            stage: row.get("stage"),
+            step: row.get("step"),
+            error_class: row.get("error_class"),
+            error: row.get("error_message"),
+            attempts: row.get("attempts"),
+            first_failure_at: Micros(row.get("first_failure_at")),
+            last_failure_at: Micros(row.get("last_failure_at")),
+            source: row.get("source"),
+            original: LogPosition {
+                topic: row.get("original_topic"),
+                partition: row.get("original_partition"),
+                offset: row.get("original_offset"),
+            },
+            parked_at: LogPosition {
+                topic: row.get("dlq_topic"),
+                partition: row.get("dlq_partition"),
+                offset: row.get("dlq_offset"),
+            },
+            state: row.get("state"),
+            state_changed_at: Micros(row.get("state_changed_at")),
+            state_actor: row.get("state_actor"),
+            state_reason: row.get("state_reason"),
+            record: None,
+            audit: None,
+        }
+    }
+}
+
+/// The parked record's bytes (base64) and headers.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DlqRecord {
+    pub key_base64: Option<String>,
+    pub value_base64: Option<String>,
+    pub headers: Value,
+}
+
+impl DlqRecord {
+    /// From a row with `record_key`, `record_value` and `headers`.
+    pub fn from_row(row: &PgRow) -> DlqRecord {
+        DlqRecord {
+            key_base64: row.get::<Option<Vec<u8>>, _>("record_key").map(|k| STANDARD.encode(k)),
+            value_base64: row.get::<Option<Vec<u8>>, _>("record_value").map(|v| STANDARD.encode(v)),
+            headers: row.get("headers"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DlqAudit {
+    pub action: String,
+    pub outcome: String,
+    pub actor: String,
+    pub at: Micros,
+    pub reason: String,
+    pub detail: Option<String>,
+}
+
+impl DlqAudit {
+    pub fn from_row(row: &PgRow) -> DlqAudit {
+        DlqAudit {
+            action: row.get("action"),
+            outcome: row.get("outcome"),
+            actor: row.get("actor"),
+            at: Micros(row.get("at")),
+            reason: row.get("reason"),
+            detail: row.get("detail"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Each view, filled in and with every optional field empty, against its schema in the
+    //! document: the values must validate (JSON Schema), and the keys must be exactly the
+    //! schema's properties (no undocumented key, no documented key missing).
+
+    use serde_json::json;
+
+    use super::*;
+
+    fn document() -> Value {
+        let text = include_str!("../openapi.yaml");
+        let yaml: Value = serde_norway::from_str(text).expect("openapi.yaml parses");
+        yaml
+    }
+
+    /// OpenAPI 3.0's `nullable: true` written as JSON Schema (`null` allowed).
+    fn nullable_to_json_schema(schema: &mut Value) {
+        match schema {
+            Value::Object(object) => {
+                object.values_mut().for_each(nullable_to_json_schema);
+                if object.remove("nullable") == Some(Value::Bool(true)) {
+                    let inner = Value::Object(std::mem::take(object));
+                    object.insert("anyOf".into(), json!([inner, {"type": "null"}]));
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(nullable_to_json_schema),
+            _ => {}
+        }
+    }
+
+    fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
+        match schema.get("$ref").and_then(Value::as_str) {
+            Some(reference) => {
+                let pointer = reference.trim_start_matches('#');
+                resolve(doc, doc.pointer(pointer).unwrap_or_else(|| panic!("{reference} resolves")))
+            }
+            None => schema,
+        }
+    }
+
+    /// Properties and required keys of an object schema, through `$ref` and `allOf`.
+    fn object_shape(doc: &Value, schema: &Value) -> Option<(BTreeMap<String, Value>, Vec<String>)> {
+        let schema = resolve(doc, schema);
+        let mut properties = BTreeMap::new();
+        let mut required = Vec::new();
+        for part in schema.get("allOf").and_then(Value::as_array).into_iter().flatten() {
+            if let Some((p, r)) = object_shape(doc, part) {
+                properties.extend(p);
+                required.extend(r);
+            }
+        }
+        if let Some(own) = schema.get("properties").and_then(Value::as_object) {
+            properties.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        required.extend(
+            schema
+                .get("required")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r.as_str().map(str::to_owned)),
+        );
+        (!properties.is_empty()).then_some((properties, required))
+    }
+
+    /// Every object in `value` has exactly the keys its schema lists (all required ones, and no
+    /// other), recursively; `path` names the place for the failure message.
+    fn assert_keys_match(doc: &Value, schema: &Value, value: &Value, path: &str) {
+        let Some(object) = value.as_object() else {
+            if let Some(items) = value.as_array() {
+                let item_schema = resolve(doc, schema).get("items").cloned().unwrap_or(Value::Null);
+                for (i, item) in items.iter().enumerate() {
+                    assert_keys_match(doc, &item_schema, item, &format!("{path}[{i}]"));
+                }
+            }
+            return;
+        };
+        let Some((properties, required)) = object_shape(doc, schema) else { return };
+        for key in object.keys() {
+            assert!(properties.contains_key(key), "{path}.{key} is answered but not in the document");
+        }
+        for key in &required {
+            assert!(object.contains_key(key), "{path}.{key} is required by the document but not answered");
+        }
+        for (key, inner) in object {
+            assert_keys_match(doc, &properties[key], inner, &format!("{path}.{key}"));
+        }
+    }
+
+    fn check(component: &str, view: &impl Serialize) {
+        let doc = document();
+        let mut schemas = doc.pointer("/components/schemas").expect("components").clone();
+        nullable_to_json_schema(&mut schemas);
+        let root = json!({"$ref": format!("#/components/schemas/{component}"), "components": {"schemas": schemas}});
+        let validator = jsonschema::validator_for(&root).expect("the document's schemas compile");
+        let value = serde_json::to_value(view).expect("serialises");
+        let errors: Vec<String> =
+            validator.iter_errors(&value).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+        assert!(errors.is_empty(), "{component}: {value}\n{}", errors.join("\n"));
+        assert_keys_match(&doc, &json!({"$ref": format!("#/components/schemas/{component}")}), &value, component);
+    }
+
+    fn at() -> DateTime<Utc> {
+        "2025-09-27T10:00:00.123456Z".parse().unwrap()
+    }
+
+    fn event() -> Event {
+        Event {
+            event_id: "evt_1".into(),
+            event_type: "system.heartbeat".into(),
+            ts: Micros(at()),
+            source: "finance".into(),
+            correlation_id: Some("run_1".into()),
+            payload: json!({"system_id": "finance", "version": null, "uptime_s": 5}),
+            ingest: Ingest { received_at: Micros(at()), trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()) },
+            log: LogPosition { topic: "ct.events.v1".into(), partition: 0, offset: 7 },
+        }
+    }
+
+    #[test]
+    fn events_match_the_document() {
+        check("Event", &event());
+        check(
+            "Event",
+            &Event { correlation_id: None, ingest: Ingest { received_at: Micros(at()), trace_id: None }, ..event() },
+        );
+    }
+
+    #[test]
+    fn runs_match_the_document() {
+        let full = Run {
+            run_id: "run_1".into(),
+            trigger: Some("desktop.trigger.contract".into()),
+            initiator: Some("staff-1".into()),
+            inputs: Some(json!({"contractId": "K1"})),
+            status: "success".into(),
+            metrics: Some(json!({"documentsGenerated": 3})),
+            duration_ms: Some(5000),
+            started_at: Some(at()),
+            ended_at: Some(at()),
+            events: None,
+        };
+        check("Run", &full);
+        check("RunWithEvents", &Run { events: Some(vec![event()]), ..full.clone() });
+        let empty = Run {
+            trigger: None,
+            initiator: None,
+            inputs: None,
+            status: "unknown".into(),
+            metrics: None,
+            duration_ms: None,
+            started_at: None,
+            ended_at: None,
+            ..full
+        };
+        check("Run", &empty);
+    }
+
+    #[test]
+    fn systems_health_and_readiness_match_the_document() {
+        let system = System {
+            system_id: "finance".into(),
+            status: "green",
+            last_heartbeat: Some(at()),
+            errors24h: 0,
+            events_total: 3,
+            last_event: LastEvent {
+                at: Some(at()),
+                event_id: Some("evt_1".into()),
+                event_type: Some("system.heartbeat".into()),
+            },
+        };
+        check("System", &system);
+        check(
+            "System",
+            &System {
+                last_heartbeat: None,
+                last_event: LastEvent { at: None, event_id: None, event_type: None },
+                ..system
+            },
+        );
+        check("Health", &Health { status: "amber", systems: [("finance".to_owned(), "amber")].into() });
+        check("Readiness", &Readiness { postgres: "ok".into() });
+    }
+
+    #[test]
+    fn dead_letters_match_the_document() {
+        let position = LogPosition { topic: "ct.events.v1".into(), partition: 1, offset: 2 };
+        let item = DlqItem {
+            id: "ct-projector:ct.events.v1:1:2".into(),
+            category: "CRITICAL".into(),
+            rule: "no-rule-matched".into(),
+            stage: "ct-projector".into(),
+            step: "apply".into(),
+            error_class: "CRITICAL".into(),
+            error: "boom".into(),
+            attempts: 1,
+            first_failure_at: Micros(at()),
+            last_failure_at: Micros(at()),
+            source: Some("finance".into()),
+            original: position.clone(),
+            parked_at: position,
+            state: "parked".into(),
+            state_changed_at: Micros(at()),
+            state_actor: Some("scheduler".into()),
+            state_reason: None,
+            record: None,
+            audit: None,
+        };
+        check("DlqItem", &item);
+        let detail = DlqItem {
+            record: Some(DlqRecord {
+                key_base64: Some("ZmluYW5jZQ==".into()),
+                value_base64: None,
+                headers: json!({"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}),
+            }),
+            audit: Some(vec![DlqAudit {
+                action: "REPLAY".into(),
+                outcome: "REPLAYED".into(),
+                actor: "sre-1".into(),
+                at: Micros(at()),
+                reason: "fixed".into(),
+                detail: None,
+            }]),
+            ..item
+        };
+        check("DlqItemDetail", &detail);
+    }
+
+    // The checker itself: an undocumented key, a missing key and a wrong type each fail.
+    #[test]
+    #[should_panic(expected = "is answered but not in the document")]
+    fn an_undocumented_key_fails() {
+        check("Readiness", &json!({"postgres": "ok", "redis": "ok"}));
+    }
+
+    #[test]
+    #[should_panic(expected = "is required by the document but not answered")]
+    fn a_missing_key_fails() {
+        let mut run = serde_json::to_value(Run::from_sample()).unwrap();
+        run.as_object_mut().unwrap().remove("endedAt");
+        check_keys_only("Run", &run);
+    }
+
+    #[test]
+    #[should_panic(expected = "Readiness")]
+    fn a_wrong_value_fails() {
+        check("Readiness", &json!({"postgres": 1}));
+    }
+
+    impl Run {
+        fn from_sample() -> Run {
+            Run {
+                run_id: "r".into(),
+                trigger: None,
+                initiator: None,
+                inputs: None,
+                status: "unknown".into(),
+                metrics: None,
+                duration_ms: None,
+                started_at: None,
+                ended_at: None,
+                events: None,
+            }
+        }
+    }
+
+    fn check_keys_only(component: &str, value: &Value) {
+        assert_keys_match(&document(), &json!({"$ref": format!("#/components/schemas/{component}")}), value, component);
+    }
+}
