@@ -16,6 +16,11 @@ cargo fmt --all --check
 echo "[test] cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "[test] cargo test"
+# Every test process and every service it starts logs into this folder; the scan below reads it.
+export CT_TEST_LOG_DIR="$REPO/target/test-logs"
+rm -rf "$CT_TEST_LOG_DIR" && mkdir -p "$CT_TEST_LOG_DIR"
 cargo test --workspace --locked --no-fail-fast
+echo "[test] scanning the run's logs for the tests' secrets"
+bash deploy/scan-test-logs.sh "$CT_TEST_LOG_DIR"
 
 echo "[test] all checks passed in $(( $(date +%s) - started ))s"

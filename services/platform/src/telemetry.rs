@@ -76,11 +76,27 @@ pub fn init(service_name: &'static str, config: &TelemetryConfig) -> Result<Tele
     Ok(TelemetryGuard { provider })
 }
 
-/// For tests: a quiet subscriber, verbose with `TEST_LOG=1`. Safe to call many times.
+/// For tests: a quiet subscriber, verbose with `TEST_LOG=1`. With `CT_TEST_LOG_DIR` set (the
+/// test command sets it), every log line at info and above goes to a file of its own in that
+/// folder, so the whole run's logs can be scanned for secrets afterwards. Safe to call many times.
 pub fn init_for_tests() {
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
         global::set_text_map_propagator(TraceContextPropagator::new());
+        if let Some(dir) = std::env::var_os("CT_TEST_LOG_DIR").filter(|d| !d.is_empty()) {
+            let exe = std::env::current_exe().ok();
+            let name = exe.as_deref().and_then(std::path::Path::file_stem).and_then(|s| s.to_str()).unwrap_or("test");
+            let path = std::path::Path::new(&dir).join(format!("{name}-{}.log", std::process::id()));
+            let file = std::fs::create_dir_all(&dir).and_then(|()| std::fs::File::create(&path));
+            if let Ok(file) = file {
+                let _ = tracing_subscriber::fmt()
+                    .with_env_filter("info")
+                    .with_ansi(false)
+                    .with_writer(std::sync::Mutex::new(file))
+                    .try_init();
+                return;
+            }
+        }
         let filter = if std::env::var_os("TEST_LOG").is_some() { "info" } else { "off" };
         let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
     });

@@ -21,8 +21,13 @@ pub fn kafka_config() -> KafkaConfig {
     }
 }
 
+/// A password no log line or error body may ever show: the tests' Postgres URL carries it (the
+/// local Postgres trusts local connections, so it is never checked), and the test command scans
+/// the logs of the whole run for it (`deploy/scan-test-logs.sh`).
+pub const CANARY_PASSWORD: &str = "ct-canary-5f3a9e";
+
 pub fn postgres_url() -> String {
-    env_or("CT_POSTGRES__URL", "postgres://postgres@127.0.0.1:5432/controltower")
+    env_or("CT_POSTGRES__URL", &format!("postgres://postgres:{CANARY_PASSWORD}@127.0.0.1:5432/controltower"))
 }
 
 pub fn redis_url() -> String {
@@ -286,6 +291,12 @@ impl ServiceProcess {
 impl Drop for ServiceProcess {
     fn drop(&mut self) {
         self.stop();
+        // Kept with the in-process logs, for the test command's scan for secrets.
+        if let Some(dir) = std::env::var_os("CT_TEST_LOG_DIR").filter(|d| !d.is_empty()) {
+            let name = self.log.file_name().and_then(|n| n.to_str()).unwrap_or("service.log");
+            let copy = PathBuf::from(dir).join(format!("process-{}-{name}", uuid::Uuid::new_v4().simple()));
+            let _ = std::fs::copy(&self.log, copy);
+        }
     }
 }
 
