@@ -32,21 +32,12 @@ pub struct Accepted {
     pub duplicate: bool,
 }
 
-/// A validated, redacted event and its content digest (what "the same event" means for
-/// idempotency, identical for every door).
+/// A validated, redacted event, its record value (Confluent wire format, encoded once) and its
+/// content digest (what "the same event" means for idempotency, identical for every door).
 pub struct Candidate {
     pub event: Envelope,
     pub digest: String,
-}
-
-impl Candidate {
-    pub fn new(event: Envelope) -> Result<Self, ApiError> {
-        let digest = avro::content_digest(&event).map_err(|e| {
-            tracing::error!(error = %e, "Avro encoding of a validated event failed.");
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
-        })?;
-        Ok(Self { event, digest })
-    }
+    pub value: Vec<u8>,
 }
 
 /// Why events were not accepted; `index` is the event at fault when there were several.
@@ -101,9 +92,24 @@ impl Ingestor {
         Ok((event, report))
     }
 
+    /// Encodes `event` as the record it will be (with the trace id of `traceparent`) and takes
+    /// its content digest from that one encoding.
+    pub fn candidate(&self, mut event: Envelope, traceparent: &str) -> Result<Candidate, ApiError> {
+        if let Some(trace_id) = ct_platform::telemetry::trace_id_of(traceparent) {
+            event.set_trace_id(trace_id);
+        }
+        let mut value = Vec::with_capacity(256);
+        wire::write_header(self.schema_id, &mut value);
+        let digest = avro::encode_event_with_digest(&event, &mut value).map_err(|e| {
+            tracing::error!(error = %e, "Avro encoding of a validated event failed.");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+        })?;
+        Ok(Candidate { event, digest, value })
+    }
+
     /// Claims the id, produces, and records the receipt.
     pub async fn accept(&self, event: Envelope, traceparent: &str) -> Result<Accepted, ApiError> {
-        let candidate = Candidate::new(event)?;
+        let candidate = self.candidate(event, traceparent)?;
         match self.accept_all(vec![candidate], traceparent).await {
             Ok(mut accepted) => Ok(accepted.remove(0)),
             Err(refused) => Err(refused.error),
@@ -115,11 +121,7 @@ impl Ingestor {
     /// be claimed or is a recognised duplicate. When some records are not acknowledged, the
     /// acknowledged ones keep their receipts (a retry of the same events answers them as
     /// duplicates) and the rest are released, so retrying the same events is always safe.
-    pub async fn accept_all(
-        &self,
-        mut candidates: Vec<Candidate>,
-        traceparent: &str,
-    ) -> Result<Vec<Accepted>, Refused> {
+    pub async fn accept_all(&self, candidates: Vec<Candidate>, traceparent: &str) -> Result<Vec<Accepted>, Refused> {
         let redis_down = |e: redis::RedisError| {
             tracing::warn!(error = %e, "Idempotency store unavailable.");
             Refused::whole(ApiError::unavailable(
@@ -152,14 +154,9 @@ impl Ingestor {
         }
         drop(keys);
 
-        let trace_id = ct_platform::telemetry::trace_id_of(traceparent);
-        let produced = futures::future::join_all(candidates.iter_mut().zip(&claims).map(|(candidate, claim)| {
+        let produced = futures::future::join_all(candidates.iter().zip(&claims).map(|(candidate, claim)| {
             let claimed = *claim == Claim::Claimed;
-            if let Some(trace_id) = trace_id.filter(|_| claimed) {
-                candidate.event.set_trace_id(trace_id);
-            }
-            let event = &candidate.event;
-            async move { if claimed { Some(self.produce(event, traceparent).await) } else { None } }
+            async move { if claimed { Some(self.produce(candidate, traceparent).await) } else { None } }
         }))
         .await;
 
@@ -213,13 +210,8 @@ impl Ingestor {
             .collect())
     }
 
-    async fn produce(&self, event: &Envelope, traceparent: &str) -> Result<Receipt, ApiError> {
-        let mut value = Vec::with_capacity(256);
-        wire::write_header(self.schema_id, &mut value);
-        avro::encode_event(event, &mut value).map_err(|e| {
-            tracing::error!(error = %e, "Avro encoding of a validated event failed.");
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
-        })?;
+    async fn produce(&self, candidate: &Candidate, traceparent: &str) -> Result<Receipt, ApiError> {
+        let (event, value) = (&candidate.event, &candidate.value);
         let schema_id = self.schema_id.to_string();
         let headers = OwnedHeaders::new_with_capacity(3)
             .insert(Header { key: "traceparent", value: Some(traceparent) })

@@ -19,7 +19,7 @@ use crate::{
     AppState,
     auth::{Producer, RateRefusal},
     error::ApiError,
-    ingest::{Accepted, Candidate, traceparent_for},
+    ingest::{Accepted, traceparent_for},
 };
 
 pub fn router() -> Router<Arc<AppState>> {
@@ -247,10 +247,11 @@ async fn ingest_batch(app: &AppState, headers: &HeaderMap, body: Body) -> Result
         check_source(value, &producer, || item_field(index, Some("source")))?;
     }
 
+    let traceparent = traceparent_for(header(headers, "traceparent"));
     let mut candidates = Vec::with_capacity(items.len());
     for (index, value) in values.iter().enumerate() {
         let (event, _) = app.ingestor.parse(value).map_err(|e| in_batch(index, e))?;
-        candidates.push(Candidate::new(event)?);
+        candidates.push(app.ingestor.candidate(event, &traceparent)?);
     }
     let mut seen = HashSet::with_capacity(candidates.len());
     if let Some(index) = candidates.iter().position(|c| !seen.insert(c.event.event_id())) {
@@ -262,7 +263,6 @@ async fn ingest_batch(app: &AppState, headers: &HeaderMap, body: Body) -> Result
         .with_field(item_field(index, Some("eventId"))));
     }
     tracing::Span::current().record("events", candidates.len()).record("source", producer.source.as_str());
-    let traceparent = traceparent_for(header(headers, "traceparent"));
     let accepted = app.ingestor.accept_all(candidates, &traceparent).await.map_err(|refused| match refused.index {
         Some(index) => in_batch(index, refused.error),
         None => refused.error,
