@@ -33,6 +33,9 @@ pub struct Config {
     pub health: health::HealthConfig,
     pub auth: AuthConfig,
     pub telemetry: TelemetryConfig,
+    /// The system catalogue (unset: the one the project ships): the systems `/systems` lists.
+    #[serde(default)]
+    pub catalogue: ct_platform::catalogue::CatalogueConfig,
 }
 
 #[derive(Clone, Deserialize)]
@@ -81,6 +84,7 @@ pub struct AppState {
     pub config: Config,
     pub pool: PgPool,
     pub users: auth::Users,
+    pub catalogue: Arc<ct_core::catalogue::Catalogue>,
 }
 
 pub struct Application {
@@ -90,8 +94,9 @@ pub struct Application {
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         let pool = ct_platform::postgres::connect(&config.postgres).await.context("connecting to Postgres")?;
-        let state =
-            Arc::new(AppState { users: auth::Users::new(&config.auth.user_tokens), pool, config: config.clone() });
+        let catalogue = config.catalogue.load().context("loading the system catalogue")?.catalogue;
+        let users = auth::Users::new(&config.auth.user_tokens);
+        let state = Arc::new(AppState { users, pool, config: config.clone(), catalogue });
         let server = ct_platform::http::Server::bind(config.http.listen, routes::router(state), &config.http.limits)
             .await
             .with_context(|| format!("binding {}", config.http.listen))?;

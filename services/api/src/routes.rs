@@ -277,35 +277,49 @@ async fn get_run(
     Ok(Json(run).into_response())
 }
 
+/// One row per catalogued system, in catalogue order: a system the read model has not seen yet
+/// is `unknown`; rows for systems outside the catalogue (written before it existed) are not shown.
 async fn systems_with_status(app: &AppState) -> Result<Vec<System>, ApiError> {
+    let ids: Vec<&str> = app.catalogue.systems.iter().map(|s| s.id.as_str()).collect();
     let rows = sqlx::query(
-        "SELECT s.*, now() AS now,
+        "SELECT s.*,
                 (SELECT count(*) FROM events e WHERE e.source = s.system_id AND e.type = 'backend.fn.error'
                    AND e.ts > now() - interval '24 hours') AS errors_24h
-         FROM systems s ORDER BY system_id",
+         FROM systems s WHERE s.system_id = ANY($1)",
     )
+    .bind(&ids)
     .fetch_all(&app.pool)
     .await
     .map_err(internal)?;
-    Ok(rows
+    let now: DateTime<Utc> = sqlx::query_scalar("SELECT now()").fetch_one(&app.pool).await.map_err(internal)?;
+    Ok(ids
         .iter()
-        .map(|row| {
-            let now: DateTime<Utc> = row.get("now");
-            let heartbeat: Option<DateTime<Utc>> = row.get("last_heartbeat");
-            let errors: i64 = row.get("errors_24h");
-            let status = crate::health::status(now, heartbeat, errors, &app.config.health);
-            System {
-                system_id: row.get("system_id"),
-                status: status.as_str(),
-                last_heartbeat: heartbeat,
-                errors24h: errors,
-                events_total: row.get("events_total"),
-                last_event: LastEvent {
-                    at: row.get("last_event_at"),
-                    event_id: row.get("last_event_id"),
-                    event_type: row.get("last_event_type"),
-                },
+        .map(|id| match rows.iter().find(|row| row.get::<String, _>("system_id") == *id) {
+            Some(row) => {
+                let heartbeat: Option<DateTime<Utc>> = row.get("last_heartbeat");
+                let errors: i64 = row.get("errors_24h");
+                let status = crate::health::status(now, heartbeat, errors, &app.config.health);
+                System {
+                    system_id: (*id).to_owned(),
+                    status: status.as_str(),
+                    last_heartbeat: heartbeat,
+                    errors24h: errors,
+                    events_total: row.get("events_total"),
+                    last_event: LastEvent {
+                        at: row.get("last_event_at"),
+                        event_id: row.get("last_event_id"),
+                        event_type: row.get("last_event_type"),
+                    },
+                }
             }
+            None => System {
+                system_id: (*id).to_owned(),
+                status: crate::health::Status::Unknown.as_str(),
+                last_heartbeat: None,
+                errors24h: 0,
+                events_total: 0,
+                last_event: LastEvent { at: None, event_id: None, event_type: None },
+            },
         })
         .collect())
 }

@@ -112,6 +112,10 @@ async fn smoke_test_roles_parameters_and_pages() {
     assert!(viewer_run.get("events").is_none(), "viewers do not see events");
     let (_, health, _) = s.get(Some("dev-token-viewer"), "/health").await;
     assert!(health["systems"]["finance"].is_string(), "{health}");
+    // Exactly the catalogued systems, in catalogue order, seen or not.
+    let (_, systems, _) = s.get(Some("dev-token-viewer"), "/systems").await;
+    let ids: Vec<&str> = systems.as_array().unwrap().iter().map(|s| s["systemId"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["portal", "backend", "finance", "desktop", "github", "website"], "{systems}");
 }
 
 /// `/runs` pages on a key that never changes: a run first known by its completion keeps its place

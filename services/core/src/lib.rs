@@ -6,6 +6,7 @@
 //! never the reverse.
 
 pub mod avro;
+pub mod catalogue;
 pub mod dlq;
 pub mod envelope;
 pub mod error;

@@ -27,6 +27,9 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     #[serde(default)]
     pub pollers: Vec<PollerConfig>,
+    /// The system catalogue (unset: the one the project ships): who may send whose heartbeats.
+    #[serde(default)]
+    pub catalogue: ct_platform::catalogue::CatalogueConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -9,7 +9,9 @@ use chrono::Utc;
 use ct_core::{
     Envelope,
     avro::{self, wire},
+    catalogue::{Catalogue, Ownership},
     envelope::ParseOptions,
+    payload::Payload,
     redact::{RedactionReport, Redactor},
 };
 use rdkafka::{
@@ -55,6 +57,8 @@ impl Refused {
 
 pub struct Ingestor {
     pub producer: FutureProducer,
+    /// Which source may speak for which system (heartbeats).
+    pub catalogue: std::sync::Arc<Catalogue>,
     pub topic: String,
     pub schema_id: u32,
     pub redactor: Redactor,
@@ -85,11 +89,37 @@ impl Ingestor {
             )
             .with_field(e.field)
         })?;
+        self.check_ownership(&event)?;
         // Counted here so pushed and polled events both show in the metric.
         for (kind, count) in &report.counts {
             metrics::counter!("ct_edge_redactions_total", "kind" => kind.as_str()).increment(u64::from(*count));
         }
         Ok((event, report))
+    }
+
+    /// A heartbeat speaks for a system: only a catalogued one, and only from its owner, so no
+    /// producer can invent systems or turn another's status.
+    fn check_ownership(&self, event: &Envelope) -> Result<(), ApiError> {
+        let Payload::SystemHeartbeat(heartbeat) = event.payload() else { return Ok(()) };
+        match self.catalogue.ownership(&heartbeat.system_id, event.source()) {
+            Ownership::Owner => Ok(()),
+            Ownership::UnknownSystem => Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                format!("`{}` is not a catalogued system (rule: unknown_system)", heartbeat.system_id),
+            )
+            .with_field("payload.systemId")),
+            Ownership::OwnedBy(owner) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden_system",
+                format!(
+                    "system `{}` belongs to source `{owner}`; `{}` may not speak for it",
+                    heartbeat.system_id,
+                    event.source()
+                ),
+            )
+            .with_field("payload.systemId")),
+        }
     }
 
     /// Encodes `event` as the record it will be (with the trace id of `traceparent`) and takes

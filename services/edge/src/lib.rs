@@ -56,8 +56,10 @@ impl Application {
             .or_insert_with(|| config.events.max_in_flight_messages.to_string());
         let producer =
             kafka::idempotent_producer(&kafka_config, delivery_timeout).context("creating the Kafka producer")?;
+        let systems = config.catalogue.load().context("loading the system catalogue")?;
         let ingestor = Arc::new(ingest::Ingestor {
             producer,
+            catalogue: systems.catalogue,
             topic: config.events.topic.clone(),
             schema_id,
             redactor: Redactor::new(config.events.redaction_salt.expose_secret().to_owned()),

@@ -210,3 +210,25 @@ async fn an_expired_claim_cannot_touch_the_next_owners_claim() {
     assert_eq!(store.complete_all(&[("evt_2", "d", &receipt(3))], "owner-e").await.unwrap(), 1);
     assert_eq!(store.claim_all(&[("evt_2", "d")], "owner-f").await.unwrap(), [Claim::Duplicate(receipt(3))]);
 }
+
+/// A heartbeat speaks for a system: a made-up `systemId` (a burst of them once made `/health`
+/// red with 265 systems) is refused by name, and so is another source's system.
+#[tokio::test]
+async fn heartbeats_speak_only_for_catalogued_systems_of_their_own_source() {
+    let edge = TestEdge::start().await;
+    let heartbeat = |id: &str, system: &str| {
+        json!({"eventId": id, "type": "system.heartbeat", "ts": Utc::now().to_rfc3339(), "source": "finance",
+            "payload": {"systemId": system}})
+    };
+    let (status, body, _) = edge.send("dev-token-finance", &heartbeat("evt_hb_made_up", "etl-42").to_string()).await;
+    assert_eq!((status, code(&body)), (422, ("validation_failed", Some("payload.systemId"))), "{body}");
+    assert!(message(&body).contains("unknown_system"), "{body}");
+    let (status, body, _) = edge.send("dev-token-finance", &heartbeat("evt_hb_other", "portal").to_string()).await;
+    assert_eq!((status, code(&body)), (403, ("forbidden_system", Some("payload.systemId"))), "{body}");
+    let batch = json!([heartbeat("evt_hb_own", "finance"), heartbeat("evt_hb_other2", "portal")]);
+    let (status, body, _) = edge.send_to("/events/batch", "dev-token-finance", &batch.to_string()).await;
+    assert_eq!((status, code(&body)), (403, ("forbidden_system", Some("[1].payload.systemId"))), "{body}");
+    assert!(edge.records().is_empty(), "nothing refused reached the log");
+    let (status, body, _) = edge.send("dev-token-finance", &heartbeat("evt_hb_own", "finance").to_string()).await;
+    assert_eq!(status, 202, "{body}");
+}
