@@ -59,6 +59,8 @@ async fn smoke_test_roles_parameters_and_pages() {
         assert_eq!((status, body["error"]["field"].as_str()), (400, Some(field)), "{query}: {body}");
     }
     assert_eq!(s.get(Some("dev-token-maintainer"), "/events/evt_nope").await.0, 404);
+    let (status, body, _) = s.get(Some("dev-token-maintainer"), "/events/evt%FFnope").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("bad_request")), "{body}");
     assert_eq!(s.get(Some("dev-token-maintainer"), "/events/evt%00nope").await.0, 404);
     assert_eq!(s.get(Some("dev-token-maintainer"), "/dlq?source=a%00b").await.0, 400);
     assert_eq!(s.get(Some("dev-token-viewer"), "/runs/run_nope").await.0, 404);

@@ -11,6 +11,7 @@ pub mod dlq;
 pub mod envelope;
 pub mod error;
 pub mod event_type;
+pub mod health;
 pub mod money;
 pub mod payload;
 pub mod redact;

@@ -326,6 +326,24 @@ impl Payload {
     }
 }
 
+/// [`camel_case`] of a schema field name, computed once per name: field names are a small fixed
+/// set, and every payload field of every event looks its spelling up here.
+fn camel_spelling(snake: &'static str) -> &'static str {
+    // Only `&'static str` names (the schema's) come here, so the table cannot grow with input.
+    static SPELLINGS: std::sync::RwLock<Vec<(&'static str, &'static str)>> = std::sync::RwLock::new(Vec::new());
+    let known = |all: &[(&'static str, &'static str)]| all.iter().find(|(s, _)| *s == snake).map(|(_, c)| *c);
+    if let Some(camel) = known(&SPELLINGS.read().unwrap_or_else(|p| p.into_inner())) {
+        return camel;
+    }
+    let mut all = SPELLINGS.write().unwrap_or_else(|p| p.into_inner());
+    known(&all).unwrap_or_else(|| {
+        let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+        let pair = (snake, leak(camel_case(snake)));
+        all.push(pair);
+        pair.1
+    })
+}
+
 fn camel_case(snake: &str) -> String {
     let mut out = String::with_capacity(snake.len());
     let mut upper = false;
@@ -365,10 +383,10 @@ impl<'a> Fields<'a> {
     /// The value under the snake_case name or its camelCase spelling.
     /// Both spellings with different values are a contradiction (refused in `finish`), so a
     /// `null` under one never hides a value under the other.
-    fn raw(&mut self, name: &str) -> Option<&'a Value> {
-        let camel = camel_case(name);
+    fn raw(&mut self, name: &'static str) -> Option<&'a Value> {
+        let camel = camel_spelling(name);
         let snake_entry = self.map.get_key_value(name);
-        let camel_entry = if camel == name { None } else { self.map.get_key_value(camel.as_str()) };
+        let camel_entry = if camel == name { None } else { self.map.get_key_value(camel) };
         for (key, _) in snake_entry.iter().chain(&camel_entry) {
             self.used.insert(key.as_str());
         }
@@ -378,7 +396,7 @@ impl<'a> Fields<'a> {
                     self.conflict = Some(FieldError::conflicting_spellings(
                         &Self::path(name),
                         &Self::path(name),
-                        &Self::path(&camel),
+                        &Self::path(camel),
                     ));
                 }
                 a
@@ -396,7 +414,7 @@ impl<'a> Fields<'a> {
         Ok(self.redactor.scrub(text, self.report).into_owned())
     }
 
-    fn opt_string(&mut self, name: &str) -> Result<Option<String>, FieldError> {
+    fn opt_string(&mut self, name: &'static str) -> Result<Option<String>, FieldError> {
         match self.raw(name) {
             None => Ok(None),
             Some(Value::String(s)) => {
@@ -413,11 +431,11 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn opt_text(&mut self, name: &str) -> Result<Option<String>, FieldError> {
+    fn opt_text(&mut self, name: &'static str) -> Result<Option<String>, FieldError> {
         self.opt_string(name)
     }
 
-    fn text(&mut self, name: &str) -> Result<String, FieldError> {
+    fn text(&mut self, name: &'static str) -> Result<String, FieldError> {
         let value = self.opt_string(name)?.ok_or_else(|| FieldError::required(&Self::path(name)))?;
         if value.trim().is_empty() {
             return Err(FieldError::new(
@@ -430,25 +448,25 @@ impl<'a> Fields<'a> {
     }
 
     /// An identifier: a non-empty string; numbers are accepted and kept as their decimal text.
-    fn id(&mut self, name: &str) -> Result<String, FieldError> {
+    fn id(&mut self, name: &'static str) -> Result<String, FieldError> {
         if let Some(Value::Number(n)) = self.raw(name) {
             return Ok(n.to_string());
         }
         self.text(name)
     }
 
-    fn opt_int(&mut self, name: &str) -> Result<Option<i64>, FieldError> {
+    fn opt_int(&mut self, name: &'static str) -> Result<Option<i64>, FieldError> {
         match self.raw(name) {
             None => Ok(None),
             Some(v) => v.as_i64().map(Some).ok_or_else(|| FieldError::wrong_type(&Self::path(name), "an integer")),
         }
     }
 
-    fn int(&mut self, name: &str) -> Result<i64, FieldError> {
+    fn int(&mut self, name: &'static str) -> Result<i64, FieldError> {
         self.opt_int(name)?.ok_or_else(|| FieldError::required(&Self::path(name)))
     }
 
-    fn opt_non_negative(&mut self, name: &str) -> Result<Option<i64>, FieldError> {
+    fn opt_non_negative(&mut self, name: &'static str) -> Result<Option<i64>, FieldError> {
         match self.opt_int(name)? {
             Some(n) if n < 0 => {
                 Err(FieldError::new(Self::path(name), Rule::Range, format!("`payload.{name}` must be >= 0")))
@@ -457,12 +475,12 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn non_negative(&mut self, name: &str) -> Result<i64, FieldError> {
+    fn non_negative(&mut self, name: &'static str) -> Result<i64, FieldError> {
         self.opt_non_negative(name)?.ok_or_else(|| FieldError::required(&Self::path(name)))
     }
 
     /// A decimal number kept as hundredths (37.5 -> 3750), exactly.
-    fn opt_centi(&mut self, name: &str) -> Result<Option<i64>, FieldError> {
+    fn opt_centi(&mut self, name: &'static str) -> Result<Option<i64>, FieldError> {
         match self.raw(name) {
             None => Ok(None),
             Some(Value::Number(n)) => {
@@ -472,7 +490,7 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn opt_unit_interval(&mut self, name: &str) -> Result<Option<f64>, FieldError> {
+    fn opt_unit_interval(&mut self, name: &'static str) -> Result<Option<f64>, FieldError> {
         match self.raw(name) {
             None => Ok(None),
             Some(Value::Number(n)) => match n.as_f64() {
@@ -487,7 +505,7 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn symbol<T: Copy>(&mut self, name: &str, symbols: &[(&str, T)]) -> Result<T, FieldError> {
+    fn symbol<T: Copy>(&mut self, name: &'static str, symbols: &[(&str, T)]) -> Result<T, FieldError> {
         let raw = self.text(name)?;
         symbols.iter().find(|(s, _)| s.eq_ignore_ascii_case(&raw)).map(|(_, v)| *v).ok_or_else(|| {
             let allowed: Vec<_> = symbols.iter().map(|(s, _)| *s).collect();
@@ -503,11 +521,11 @@ impl<'a> Fields<'a> {
         self.opt_string("currency")?.map(|c| parse_currency("payload.currency", &c)).transpose()
     }
 
-    fn money(&mut self, name: &str, currency: &str) -> Result<Option<crate::money::Money>, FieldError> {
+    fn money(&mut self, name: &'static str, currency: &str) -> Result<Option<crate::money::Money>, FieldError> {
         self.raw(name).map(|v| parse_money(&Self::path(name), v, currency)).transpose()
     }
 
-    fn string_map(&mut self, name: &str) -> Result<BTreeMap<String, String>, FieldError> {
+    fn string_map(&mut self, name: &'static str) -> Result<BTreeMap<String, String>, FieldError> {
         let Some(value) = self.raw(name) else { return Ok(BTreeMap::new()) };
         let map = value.as_object().ok_or_else(|| FieldError::wrong_type(&Self::path(name), "an object"))?;
         let mut out = BTreeMap::new();
@@ -529,7 +547,7 @@ impl<'a> Fields<'a> {
         Ok(out)
     }
 
-    fn int_map(&mut self, name: &str) -> Result<BTreeMap<String, i64>, FieldError> {
+    fn int_map(&mut self, name: &'static str) -> Result<BTreeMap<String, i64>, FieldError> {
         let Some(value) = self.raw(name) else { return Ok(BTreeMap::new()) };
         let map = value.as_object().ok_or_else(|| FieldError::wrong_type(&Self::path(name), "an object"))?;
         let mut out = BTreeMap::new();

@@ -105,18 +105,33 @@ struct Guard {
     style: ErrorStyle,
 }
 
+/// A label value as `&'static str`, so recording a metric allocates nothing: route patterns and
+/// status codes are few and fixed, so each distinct value is leaked once.
+fn interned(value: &str) -> &'static str {
+    static VALUES: std::sync::RwLock<Vec<&'static str>> = std::sync::RwLock::new(Vec::new());
+    let known = |values: &[&'static str]| values.iter().find(|v| **v == value).copied();
+    if let Some(v) = known(&VALUES.read().unwrap_or_else(|p| p.into_inner())) {
+        return v;
+    }
+    let mut values = VALUES.write().unwrap_or_else(|p| p.into_inner());
+    known(&values).unwrap_or_else(|| {
+        let leaked: &'static str = Box::leak(value.to_owned().into_boxed_str());
+        values.push(leaked);
+        leaked
+    })
+}
+
 /// The whole shared layer in one middleware (one boxed future per request, not one per concern):
 /// bounded metrics around the body cap, load shedding, the request timeout and JSON 404/405.
 async fn shared(State(guard): State<Arc<Guard>>, request: Request, next: Next) -> Response {
     let started = std::time::Instant::now();
-    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
+    let route = interned(request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str));
     let method = method_label(request.method());
-    let response = json_errors(guarded(&guard, request, next).await, guard.style);
-    let status = response.status().as_u16().to_string();
+    let response = json_errors(guarded(&guard, request, next).await, guard.style).await;
+    let status = interned(response.status().as_str());
     // Request count and latency by route (the matched pattern, or `unmatched`), method (known
     // ones, or `other`) and status: every label is bounded whatever clients send.
-    metrics::counter!("http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
-        .increment(1);
+    metrics::counter!("http_requests_total", "route" => route, "method" => method, "status" => status).increment(1);
     metrics::histogram!("http_request_duration_seconds", "route" => route, "method" => method)
         .record(started.elapsed().as_secs_f64());
     response
@@ -150,8 +165,21 @@ async fn guarded(guard: &Guard, request: Request, next: Next) -> Response {
     }
 }
 
-/// The framework's own 404 and 405 have no body; clients get the JSON error body like any other.
-fn json_errors(response: Response, style: ErrorStyle) -> Response {
+/// The framework's own answers are not JSON: 404 and 405 have no body, and a request its
+/// extractors reject (a path segment that is not UTF-8, a query that does not parse) gets a
+/// `text/plain` 400. Clients get the JSON error body like any other, with the framework's words.
+async fn json_errors(response: Response, style: ErrorStyle) -> Response {
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"));
+    if response.status().is_client_error() && plain {
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 4096).await.unwrap_or_default();
+        let message = String::from_utf8_lossy(&body).into_owned();
+        return style.render(ApiError::new(status, "bad_request", message));
+    }
     if response.headers().contains_key(header::CONTENT_TYPE) {
         return response;
     }
@@ -276,6 +304,13 @@ async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn label_values_are_interned_once() {
+        let first = interned("/events/{event_id}");
+        assert!(std::ptr::eq(first, interned(&String::from("/events/{event_id}"))));
+        assert_eq!(interned("404"), "404");
+    }
 
     #[test]
     fn method_labels_are_bounded() {

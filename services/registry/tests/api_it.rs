@@ -118,6 +118,8 @@ async fn errors_use_confluent_codes() {
     assert_eq!(code(r.get("/config/s-value").await), (404, 40408));
     assert_eq!(code(r.delete("/subjects/s-value?permanent=true").await), (404, 40405));
     assert_eq!(code(r.register("s-value", V2_NO_DEFAULT).await), (409, 409));
+    // A path segment that is not UTF-8 is refused by the framework, in the same JSON shape.
+    assert_eq!(code(r.get("/subjects/%FF/versions").await), (400, 400));
 
     // Malformed JSON is a client error, never a 5xx.
     let response = r
