@@ -10,34 +10,7 @@ pub struct HealthConfig {
     pub red_after_s: i64,
 }
 
-/// Ordered by severity, so the overall status is the maximum.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Status {
-    Green,
-    Unknown,
-    Amber,
-    Red,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Green => "green",
-            Status::Unknown => "unknown",
-            Status::Amber => "amber",
-            Status::Red => "red",
-        }
-    }
-
-    pub fn parse(s: &str) -> Status {
-        match s {
-            "green" => Status::Green,
-            "amber" => Status::Amber,
-            "red" => Status::Red,
-            _ => Status::Unknown,
-        }
-    }
-}
+pub use ct_core::health::Status;
 
 /// unknown: never sent a heartbeat; red: heartbeat older than `red_after_s`; amber: older than
 /// `amber_after_s` or any error in the last 24 h; green otherwise.
@@ -51,12 +24,6 @@ pub fn status(now: DateTime<Utc>, heartbeat: Option<DateTime<Utc>>, errors_24h: 
     } else {
         Status::Green
     }
-}
-
-/// The worst status among systems that report one; `unknown` only when none does, so a source
-/// that never sends heartbeats does not hide the others.
-pub fn overall(statuses: impl IntoIterator<Item = Status>) -> Status {
-    statuses.into_iter().filter(|s| *s != Status::Unknown).max().unwrap_or(Status::Unknown)
 }
 
 #[cfg(test)]
@@ -80,9 +47,9 @@ mod tests {
         for (heartbeat, errors, expected) in cases {
             assert_eq!(status(now, heartbeat, errors, &config), expected, "{heartbeat:?} {errors}");
         }
-        assert_eq!(overall([Status::Green, Status::Red, Status::Amber]), Status::Red);
-        assert_eq!(overall([Status::Unknown, Status::Green]), Status::Green);
-        assert_eq!(overall([Status::Unknown]), Status::Unknown);
-        assert_eq!(overall([]), Status::Unknown);
+        assert_eq!(Status::overall([Status::Green, Status::Red, Status::Amber]), Status::Red);
+        assert_eq!(Status::overall([Status::Unknown, Status::Green]), Status::Green);
+        assert_eq!(Status::overall([Status::Unknown]), Status::Unknown);
+        assert_eq!(Status::overall([]), Status::Unknown);
     }
 }

@@ -301,7 +301,7 @@ async fn systems_with_status(app: &AppState) -> Result<Vec<System>, ApiError> {
                 let status = crate::health::status(now, heartbeat, errors, &app.config.health);
                 System {
                     system_id: (*id).to_owned(),
-                    status: status.as_str(),
+                    status,
                     last_heartbeat: heartbeat,
                     errors24h: errors,
                     events_total: row.get("events_total"),
@@ -314,7 +314,7 @@ async fn systems_with_status(app: &AppState) -> Result<Vec<System>, ApiError> {
             }
             None => System {
                 system_id: (*id).to_owned(),
-                status: crate::health::Status::Unknown.as_str(),
+                status: crate::health::Status::Unknown,
                 last_heartbeat: None,
                 errors24h: 0,
                 events_total: 0,
@@ -332,7 +332,7 @@ async fn list_systems(State(app): State<Arc<AppState>>, headers: HeaderMap) -> R
 async fn health(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
     app.users.authorize(&headers, Permission::ReadStatus)?;
     let systems = systems_with_status(&app).await?;
-    let overall = crate::health::overall(systems.iter().map(|s| crate::health::Status::parse(s.status)));
+    let overall = crate::health::Status::overall(systems.iter().map(|s| s.status));
     let systems = systems.into_iter().map(|s| (s.system_id, s.status)).collect();
-    Ok(Json(Health { status: overall.as_str(), systems }).into_response())
+    Ok(Json(Health { status: overall, systems }).into_response())
 }

@@ -124,7 +124,7 @@ pub struct LastEvent {
 #[serde(rename_all = "camelCase")]
 pub struct System {
     pub system_id: String,
-    pub status: &'static str,
+    pub status: crate::health::Status,
     pub last_heartbeat: Option<DateTime<Utc>>,
     pub errors24h: i64,
     pub events_total: i64,
@@ -134,8 +134,8 @@ pub struct System {
 /// `Health`: the overall status and each system's.
 #[derive(Debug, Clone, Serialize)]
 pub struct Health {
-    pub status: &'static str,
-    pub systems: BTreeMap<String, &'static str>,
+    pub status: crate::health::Status,
+    pub systems: BTreeMap<String, crate::health::Status>,
 }
 
 /// `Readiness`.
@@ -416,7 +416,7 @@ mod tests {
     fn systems_health_and_readiness_match_the_document() {
         let system = System {
             system_id: "finance".into(),
-            status: "green",
+            status: crate::health::Status::Green,
             last_heartbeat: Some(at()),
             errors24h: 0,
             events_total: 3,
@@ -435,7 +435,8 @@ mod tests {
                 ..system
             },
         );
-        check("Health", &Health { status: "amber", systems: [("finance".to_owned(), "amber")].into() });
+        let amber = crate::health::Status::Amber;
+        check("Health", &Health { status: amber, systems: [("finance".to_owned(), amber)].into() });
         check("Readiness", &Readiness { postgres: "ok".into() });
     }
 

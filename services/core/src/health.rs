@@ -26,6 +26,12 @@ impl Status {
         }
     }
 
+    /// The most severe status among systems that report one; `unknown` only when none does, so
+    /// a system that never sends heartbeats does not hide the others.
+    pub fn overall(statuses: impl IntoIterator<Item = Status>) -> Status {
+        statuses.into_iter().filter(|s| *s != Status::Unknown).max().unwrap_or(Status::Unknown)
+    }
+
     /// Statuspage's component status for this status.
     pub fn statuspage(self) -> &'static str {
         match self {
@@ -34,6 +40,12 @@ impl Status {
             Status::Red => "major_outage",
             Status::Unknown => "unknown",
         }
+    }
+}
+
+impl serde::Serialize for Status {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
     }
 }
 
