@@ -398,18 +398,7 @@ mod tests {
         };
         check("Run", &full);
         check("RunWithEvents", &Run { events: Some(vec![event()]), ..full.clone() });
-        let empty = Run {
-            trigger: None,
-            initiator: None,
-            inputs: None,
-            status: "unknown".into(),
-            metrics: None,
-            duration_ms: None,
-            started_at: None,
-            ended_at: None,
-            ..full
-        };
-        check("Run", &empty);
+        check("Run", &Run::from_sample());
     }
 
     #[test]
