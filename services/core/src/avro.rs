@@ -274,6 +274,26 @@ fn ingest_encoded_len(ingest: &Ingest) -> usize {
         + ingest.trace_id.as_deref().map_or(0, text)
 }
 
+/// The Avro datum (no wire header) of a record that is not an event (audits, clock ticks, health
+/// changes): rare records, so apache-avro's `Value` path is fine. `value`'s serde field order must
+/// equal `schema`'s.
+pub fn encode_record<T: Serialize>(schema: &Schema, value: &T) -> Result<Vec<u8>, CodecError> {
+    let value = apache_avro::to_value(value).map_err(|e| CodecError::Encode(Box::new(e)))?;
+    let value = value.resolve(schema).map_err(|e| CodecError::Encode(Box::new(e)))?;
+    apache_avro::to_avro_datum(schema, value).map_err(|e| CodecError::Encode(Box::new(e)))
+}
+
+/// Decodes a datum written with `writer`, resolved against `reader` (the current schema).
+pub fn decode_record<T: serde::de::DeserializeOwned>(
+    writer: &Schema,
+    reader: &Schema,
+    datum: &[u8],
+) -> Result<T, CodecError> {
+    let value =
+        from_avro_datum(writer, &mut Cursor::new(datum), Some(reader)).map_err(|e| CodecError::Decode(Box::new(e)))?;
+    from_value(&value).map_err(|e| CodecError::Decode(Box::new(e)))
+}
+
 /// Decodes an Avro datum written with `writer` into an [`Envelope`], resolving it against the
 /// current `ct.v1.Event` schema.
 pub fn decode_event(writer: &Schema, datum: &[u8]) -> Result<Envelope, CodecError> {

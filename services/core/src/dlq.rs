@@ -5,7 +5,7 @@
 
 use std::{fmt, str::FromStr, sync::LazyLock, time::Duration};
 
-use apache_avro::{Schema, from_avro_datum, from_value, to_avro_datum, to_value};
+use apache_avro::Schema;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -308,16 +308,12 @@ pub fn audit_schema() -> &'static Schema {
 /// The Avro datum (no wire header) of an audit record. Audits are rare, so the `Value` path's
 /// cost does not matter here.
 pub fn encode_audit(audit: &Audit) -> Result<Vec<u8>, CodecError> {
-    let value = to_value(audit).map_err(|e| CodecError::Encode(Box::new(e)))?;
-    let value = value.resolve(audit_schema()).map_err(|e| CodecError::Encode(Box::new(e)))?;
-    to_avro_datum(audit_schema(), value).map_err(|e| CodecError::Encode(Box::new(e)))
+    crate::avro::encode_record(audit_schema(), audit)
 }
 
 /// Decodes an audit datum written with `writer`, resolved against the current schema.
 pub fn decode_audit(writer: &Schema, datum: &[u8]) -> Result<Audit, CodecError> {
-    let value = from_avro_datum(writer, &mut std::io::Cursor::new(datum), Some(audit_schema()))
-        .map_err(|e| CodecError::Decode(Box::new(e)))?;
-    from_value(&value).map_err(|e| CodecError::Decode(Box::new(e)))
+    crate::avro::decode_record(writer, audit_schema(), datum)
 }
 
 #[cfg(test)]

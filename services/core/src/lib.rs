@@ -7,6 +7,7 @@
 
 pub mod avro;
 pub mod catalogue;
+pub mod clock;
 pub mod dlq;
 pub mod envelope;
 pub mod error;

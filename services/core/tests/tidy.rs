@@ -23,6 +23,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("ct-projector", 3),
     ("ct-api", 3),
     ("ct-dlq-categoriser", 3),
+    ("ct-health", 3),
     ("ct-replay", 4),
     ("ct-load", 4),
 ];

@@ -82,6 +82,44 @@ pub fn group_lag(kafka: &KafkaConfig, group: &str, topic: &str) -> Result<i64, K
     Ok(lag)
 }
 
+/// The end offset (high watermark) of every partition of `topic`, by partition number. Blocking.
+pub fn end_offsets(kafka: &KafkaConfig, topic: &str, timeout: Duration) -> Result<Vec<i64>, KafkaError> {
+    let consumer: BaseConsumer = client_config(kafka).create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    let mut partitions: Vec<i32> =
+        metadata.topics().iter().filter(|t| t.name() == topic).flat_map(|t| t.partitions()).map(|p| p.id()).collect();
+    partitions.sort_unstable();
+    partitions.into_iter().map(|p| consumer.fetch_watermarks(topic, p, timeout).map(|(_, high)| high)).collect()
+}
+
+/// The last record of one partition, if it has any. Blocking.
+pub fn last_record(
+    kafka: &KafkaConfig,
+    topic: &str,
+    partition: i32,
+    timeout: Duration,
+) -> Result<Option<rdkafka::message::OwnedMessage>, KafkaError> {
+    // librdkafka polls only with a group id; nothing is committed under it.
+    let consumer: BaseConsumer =
+        client_config(kafka).set("group.id", "ct-last-record").set("enable.auto.commit", "false").create()?;
+    let (low, high) = consumer.fetch_watermarks(topic, partition, timeout)?;
+    if high <= low {
+        return Ok(None);
+    }
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset(topic, partition, Offset::Offset(high - 1))?;
+    consumer.assign(&assignment)?;
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(message)) => return Ok(Some(message.detach())),
+            Some(Err(error)) => return Err(error),
+            None => {}
+        }
+    }
+    Err(KafkaError::MessageConsumption(RDKafkaErrorCode::RequestTimedOut))
+}
+
 /// A member of `group` whose partitions the group assigns (cooperative-sticky, so a rebalance
 /// moves only the partitions that change owner), with `context` told of every rebalance.
 pub fn group_consumer<C: ConsumerContext + 'static>(

@@ -145,9 +145,18 @@ impl RegistryClient {
 
     /// Decodes a `ct.audit.v1` record value in the Confluent wire format.
     pub async fn decode_audit(&self, value: &[u8]) -> Result<ct_core::dlq::Audit, RegistryError> {
+        self.decode_with(value, ct_core::dlq::decode_audit).await
+    }
+
+    /// Decodes a record value in the Confluent wire format with `decode(writer schema, datum)`.
+    pub async fn decode_with<T>(
+        &self,
+        value: &[u8],
+        decode: impl FnOnce(&Schema, &[u8]) -> Result<T, avro::CodecError>,
+    ) -> Result<T, RegistryError> {
         let (id, datum) = avro::wire::split(value)?;
         let writer = self.schema(id).await?;
-        Ok(ct_core::dlq::decode_audit(&writer, datum)?)
+        Ok(decode(&writer, datum)?)
     }
 }
 

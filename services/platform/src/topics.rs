@@ -62,6 +62,7 @@ mod tests {
             "ct.runs.v1",
             "ct.health.v1",
             "ct.digests.v1",
+            "ct.clock.v1",
             "_schemas",
         ] {
             assert!(names.contains(&expected), "{expected} missing");
@@ -69,6 +70,8 @@ mod tests {
         let schemas = topics.iter().find(|t| t.name == "_schemas").unwrap();
         assert_eq!(schemas.partitions, 1);
         assert_eq!(schemas.config.get("cleanup.policy").map(String::as_str), Some("compact"));
+        let clock = topics.iter().find(|t| t.name == "ct.clock.v1").unwrap();
+        assert_eq!(clock.partitions, 1, "ticks are read in order");
     }
 }
 
@@ -82,6 +85,8 @@ pub struct PipelineTopics {
     pub critical: String,
     pub retry: String,
     pub audit: String,
+    pub clock: String,
+    pub health: String,
 }
 
 /// One isolated slice of the stack: the topics, consumer-name prefix, Postgres schemas, Redis
@@ -99,6 +104,8 @@ pub struct Slice {
     pub postgres: crate::config::PostgresConfig,
     /// The `dlq_items` read model's schema.
     pub dlq_postgres: crate::config::PostgresConfig,
+    /// The health evaluator's schema.
+    pub health_postgres: crate::config::PostgresConfig,
     pub redis: crate::config::RedisConfig,
     pub registry_url: String,
 }

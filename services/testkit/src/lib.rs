@@ -105,23 +105,25 @@ impl TestContext {
                 ("ct.dlq.critical.v1", 1),
                 ("ct.retry.v1", 1),
                 ("ct.audit.v1", 1),
+                ("ct.clock.v1", 1),
+                ("ct.health.v1", 1),
             ])
             .await;
-        let [events, dlq, schema, transient, critical, retry, audit] =
-            <[String; 7]>::try_from(names).expect("seven topics");
-        PipelineTopics { events, dlq, schema, transient, critical, retry, audit }
+        let [events, dlq, schema, transient, critical, retry, audit, clock, health] =
+            <[String; 9]>::try_from(names).expect("nine topics");
+        PipelineTopics { events, dlq, schema, transient, critical, retry, audit, clock, health }
     }
 
     /// Postgres config for a schema of this test's own (the projector's, in pipeline tests),
-    /// which also reads the test's dead-letter schema ([`TestContext::dlq_postgres`]), as the read
-    /// API does.
+    /// which also reads the test's dead-letter and health schemas ([`TestContext::dlq_postgres`],
+    /// [`TestContext::health_postgres`]), as the read API does.
     pub fn postgres(&self) -> PostgresConfig {
         PostgresConfig {
             url: postgres_url(),
             max_connections: 5,
             schema: format!("t_{}", self.id),
             acquire_timeout_ms: 10_000,
-            extra_schemas: vec![self.dlq_postgres().schema],
+            extra_schemas: vec![self.dlq_postgres().schema, self.health_postgres().schema],
             statement_timeout_ms: 60_000,
         }
     }
@@ -138,6 +140,11 @@ impl TestContext {
         }
     }
 
+    /// The schema of this test's health evaluator.
+    pub fn health_postgres(&self) -> PostgresConfig {
+        PostgresConfig { schema: format!("t_{}_health", self.id), ..self.dlq_postgres() }
+    }
+
     pub fn redis(&self) -> RedisConfig {
         RedisConfig { url: redis_url(), key_prefix: format!("t:{}", self.id), timeout_ms: 2_000 }
     }
@@ -150,6 +157,7 @@ impl TestContext {
             prefix: format!("t.{}.", self.id),
             postgres: self.postgres(),
             dlq_postgres: self.dlq_postgres(),
+            health_postgres: self.health_postgres(),
             redis: self.redis(),
             registry_url: registry_url.to_owned(),
         }

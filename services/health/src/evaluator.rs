@@ -1,0 +1,312 @@
+//! The clock side of the evaluator: ticks wait in `pending_ticks` until the events they name are
+//! stored; then, in clock order, each tick folds in exactly the facts below its offsets and
+//! evaluates every catalogued system at its minute (`ct_core::health::evaluate`). Both consumers
+//! call [`Evaluator::advance`] at the end of their batch transaction, under one lock, so whichever
+//! commits last evaluates what became ready. The state after any batch is a function of the two
+//! stored progresses only: live and rebuilt statuses, reasons and history are the same bytes.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Duration, Utc};
+use ct_core::{
+    clock::Tick,
+    health::{self, Change, Facts, Intake, Rules, Status},
+};
+use ct_platform::{
+    catalogue::Systems,
+    consumer::{Advance, BoxFuture, Coordinates, Incoming, Pipeline, ProcessError},
+    postgres::classify,
+    registry::RegistryClient,
+};
+use sqlx::{PgConnection, PgPool};
+
+/// What evaluating needs, shared by both consumers.
+pub struct Evaluator {
+    pub systems: Systems,
+    pub rules: Rules,
+    /// The consumer name (progress key of both topics).
+    pub consumer: String,
+    pub events_topic: String,
+    /// The registry id of `ct.v1.HealthChange` when changes go to the outbox (never in a rebuild).
+    pub outbox_schema_id: Option<u32>,
+}
+
+const WINDOW: Duration = Duration::hours(24);
+
+/// A row of `pending_ticks`: clock offset, minute, events end offsets, written at.
+type PendingTick = (i64, DateTime<Utc>, Vec<i64>, DateTime<Utc>);
+
+impl Evaluator {
+    /// Evaluates, in clock order, every pending tick whose events are stored. Runs inside a batch
+    /// transaction, after its progress was advanced.
+    pub async fn advance(&self, tx: &mut PgConnection) -> Result<u32, sqlx::Error> {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.ct-clock'))")
+            .execute(&mut *tx)
+            .await?;
+        let mut last: Option<DateTime<Utc>> =
+            sqlx::query_scalar("SELECT minute FROM clock").fetch_optional(&mut *tx).await?;
+        let progress: HashMap<i32, i64> = sqlx::query_as::<_, (i32, i64)>(
+            "SELECT \"partition\", next_offset FROM consumer_progress WHERE consumer = $1 AND topic = $2",
+        )
+        .bind(&self.consumer)
+        .bind(&self.events_topic)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
+        let mut evaluated = 0;
+        loop {
+            let tick: Option<PendingTick> = sqlx::query_as(
+                "SELECT clock_offset, minute, events_end, written_at FROM pending_ticks ORDER BY clock_offset LIMIT 1",
+            )
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some((clock_offset, minute, events_end, written_at)) = tick else { break };
+            // A minute already evaluated (a second ticker, a restart): time does not go back.
+            if last.is_none_or(|last| minute > last) {
+                if !stored(&events_end, &progress) {
+                    break;
+                }
+                self.fold(tx, minute, &events_end).await?;
+                self.evaluate(tx, minute).await?;
+                sqlx::query(
+                    "INSERT INTO clock (minute, ticks) VALUES ($1, 1)
+                     ON CONFLICT (id) DO UPDATE SET minute = EXCLUDED.minute, ticks = clock.ticks + 1",
+                )
+                .bind(minute)
+                .execute(&mut *tx)
+                .await?;
+                last = Some(minute);
+                evaluated += 1;
+                metrics::counter!("ct_health_ticks_evaluated_total").increment(1);
+                let delay = (Utc::now() - written_at).to_std().unwrap_or_default();
+                metrics::histogram!("ct_health_tick_delay_seconds").record(delay.as_secs_f64());
+            }
+            sqlx::query("DELETE FROM pending_ticks WHERE clock_offset = $1")
+                .bind(clock_offset)
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(evaluated)
+    }
+
+    /// Moves the facts below the tick's offsets into the windows the rules read.
+    async fn fold(&self, tx: &mut PgConnection, minute: DateTime<Utc>, events_end: &[i64]) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "WITH folded AS (
+                 DELETE FROM pending_facts f
+                 USING UNNEST($2::bigint[]) WITH ORDINALITY AS b(end_offset, n)
+                 WHERE f.\"partition\" = b.n - 1 AND f.\"offset\" < b.end_offset
+                 RETURNING f.*
+             ),
+             beats AS (
+                 INSERT INTO last_heartbeats (system_id, ts)
+                 SELECT system_id, max(ts) FROM folded WHERE heartbeat GROUP BY system_id
+                 ON CONFLICT (system_id) DO UPDATE SET ts = GREATEST(last_heartbeats.ts, EXCLUDED.ts)
+             ),
+             errors AS (
+                 INSERT INTO high_errors (system_id, event_id, ts)
+                 SELECT DISTINCT ON (system_id, event_id) system_id, event_id, ts FROM folded
+                 WHERE high_error AND ts > $1 - interval '24 hours'
+                 ORDER BY system_id, event_id, \"partition\", \"offset\"
+                 ON CONFLICT DO NOTHING
+             )
+             INSERT INTO intake (system_id, minute, latency_s, events)
+             SELECT system_id, $1, latency_s, count(*) FROM folded GROUP BY system_id, latency_s
+             ON CONFLICT (system_id, minute, latency_s) DO UPDATE SET events = intake.events + EXCLUDED.events",
+        )
+        .bind(minute)
+        .bind(events_end)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM high_errors WHERE ts <= $1").bind(minute - WINDOW).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM intake WHERE minute <= $1").bind(minute - WINDOW).execute(&mut *tx).await?;
+        Ok(())
+    }
+
+    /// Every catalogued system at `minute`; a change of status is a history row and, when the
+    /// outbox is on, a `ct.health.v1` record to produce.
+    async fn evaluate(&self, tx: &mut PgConnection, minute: DateTime<Utc>) -> Result<(), sqlx::Error> {
+        let beats: HashMap<String, DateTime<Utc>> = sqlx::query_as("SELECT system_id, ts FROM last_heartbeats")
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect();
+        let errors: HashMap<String, i64> =
+            sqlx::query_as("SELECT system_id, count(*) FROM high_errors WHERE ts > $1 AND ts <= $2 GROUP BY system_id")
+                .bind(minute - WINDOW)
+                .bind(minute)
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .collect();
+        let mut latencies: BTreeMap<String, Vec<(i64, u64)>> = BTreeMap::new();
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT system_id, latency_s, sum(events)::bigint FROM intake WHERE minute > $1 AND minute <= $2
+             GROUP BY system_id, latency_s ORDER BY system_id, latency_s",
+        )
+        .bind(minute - WINDOW)
+        .bind(minute)
+        .fetch_all(&mut *tx)
+        .await?;
+        for (system_id, latency_s, events) in rows {
+            latencies.entry(system_id).or_default().push((latency_s, events.max(0) as u64));
+        }
+        let previous: HashMap<String, String> =
+            sqlx::query_as("SELECT system_id, status FROM statuses").fetch_all(&mut *tx).await?.into_iter().collect();
+
+        for spec in &self.systems.catalogue.systems {
+            let facts = Facts {
+                last_heartbeat: beats.get(&spec.id).copied(),
+                high_errors_24h: errors.get(&spec.id).copied().unwrap_or(0).clamp(0, i64::from(u32::MAX)) as u32,
+                intake: latencies.get(&spec.id).and_then(|h| Intake::from_histogram(h)),
+            };
+            let verdict = health::evaluate(spec, &self.systems.calendar, &self.rules, &facts, minute);
+            let before = previous.get(&spec.id).and_then(|s| Status::parse(s));
+            metrics::gauge!("ct_health_status", "system" => spec.id.clone()).set(match verdict.status {
+                Status::Green => 0.0,
+                Status::Unknown => 1.0,
+                Status::Amber => 2.0,
+                Status::Red => 3.0,
+            });
+            if before == Some(verdict.status) {
+                sqlx::query("UPDATE statuses SET reason = $2, message = $3, evaluated_at = $4 WHERE system_id = $1")
+                    .bind(&spec.id)
+                    .bind(verdict.rule)
+                    .bind(&verdict.message)
+                    .bind(minute)
+                    .execute(&mut *tx)
+                    .await?;
+                continue;
+            }
+            sqlx::query(
+                "INSERT INTO statuses (system_id, status, reason, message, last_transition_time, evaluated_at)
+                 VALUES ($1, $2, $3, $4, $5, $5)
+                 ON CONFLICT (system_id) DO UPDATE SET status = EXCLUDED.status, reason = EXCLUDED.reason,
+                     message = EXCLUDED.message, last_transition_time = EXCLUDED.last_transition_time,
+                     evaluated_at = EXCLUDED.evaluated_at",
+            )
+            .bind(&spec.id)
+            .bind(verdict.status.as_str())
+            .bind(verdict.rule)
+            .bind(&verdict.message)
+            .bind(minute)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO history (system_id, at, status, previous, reason, message) VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&spec.id)
+            .bind(minute)
+            .bind(verdict.status.as_str())
+            .bind(before.map(Status::as_str))
+            .bind(verdict.rule)
+            .bind(&verdict.message)
+            .execute(&mut *tx)
+            .await?;
+            tracing::info!(system = %spec.id, status = verdict.status.as_str(), reason = verdict.rule,
+                message = %verdict.message, at = %minute, "System status changed.");
+            if let Some(schema_id) = self.outbox_schema_id {
+                let change = Change {
+                    system_id: spec.id.clone(),
+                    status: verdict.status.into(),
+                    previous: before.map(Into::into),
+                    statuspage: verdict.status.statuspage().to_owned(),
+                    reason: verdict.rule.to_owned(),
+                    message: verdict.message.clone(),
+                    last_transition_time: minute,
+                };
+                let mut value = Vec::new();
+                ct_core::avro::wire::write_header(schema_id, &mut value);
+                value.extend(health::encode_change(&change).map_err(|e| sqlx::Error::Encode(Box::new(e)))?);
+                sqlx::query("INSERT INTO outbox (system_id, value) VALUES ($1, $2)")
+                    .bind(&spec.id)
+                    .bind(value)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether the events consumer has stored every record below `events_end` (a partition empty
+/// at the tick needs nothing).
+fn stored(events_end: &[i64], progress: &HashMap<i32, i64>) -> bool {
+    events_end.iter().enumerate().all(|(partition, end)| {
+        *end <= 0 || i32::try_from(partition).ok().and_then(|p| progress.get(&p)).is_some_and(|next| next >= end)
+    })
+}
+
+/// The consumer of the clock topic.
+pub struct Clock {
+    pub pool: PgPool,
+    pub registry: RegistryClient,
+    pub evaluator: std::sync::Arc<Evaluator>,
+}
+
+impl Pipeline for Clock {
+    type Item = Tick;
+
+    fn decode<'a>(&'a self, record: &'a Incoming) -> BoxFuture<'a, Result<Tick, ProcessError>> {
+        Box::pin(async move {
+            let value =
+                record.value.as_deref().ok_or_else(|| ProcessError::Record("the record has no value".into()))?;
+            let tick = self.registry.decode_with(value, ct_core::clock::decode_tick).await?;
+            if tick.events_topic != self.evaluator.events_topic {
+                return Err(ProcessError::Record(format!(
+                    "a tick for events topic `{}`; this evaluator reads `{}`",
+                    tick.events_topic, self.evaluator.events_topic
+                )));
+            }
+            Ok(tick)
+        })
+    }
+
+    fn load_progress<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<HashMap<i32, i64>, ProcessError>> {
+        Box::pin(async move {
+            ct_platform::postgres::load_progress(&self.pool, &self.evaluator.consumer, topic).await.map_err(classify)
+        })
+    }
+
+    fn apply<'a>(
+        &'a self,
+        items: &'a [(Coordinates, Tick)],
+        topic: &'a str,
+        progress: &'a [Advance],
+    ) -> BoxFuture<'a, Result<(), ProcessError>> {
+        Box::pin(async move {
+            let mut tx = ct_platform::postgres::begin_batch(&self.pool).await.map_err(classify)?;
+            for (at, tick) in items {
+                sqlx::query(
+                    "INSERT INTO pending_ticks (clock_offset, minute, events_end, written_at) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(at.offset)
+                .bind(tick.minute)
+                .bind(&tick.events_end)
+                .bind(tick.written_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+            }
+            ct_platform::postgres::advance_progress(&mut tx, &self.evaluator.consumer, topic, progress).await?;
+            self.evaluator.advance(&mut tx).await.map_err(classify)?;
+            tx.commit().await.map_err(classify)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tick_waits_for_every_partition_it_names() {
+        let progress: HashMap<i32, i64> = [(0, 10), (2, 4)].into();
+        assert!(stored(&[10, 0, 4], &progress), "partition 1 was empty at the tick");
+        assert!(!stored(&[11, 0, 4], &progress), "partition 0 is one record short");
+        assert!(!stored(&[10, 1, 4], &progress), "partition 1 has a record not stored yet");
+        assert!(stored(&[], &progress));
+    }
+}

@@ -1,0 +1,272 @@
+//! `ct-health`: the health evaluator, a read model of `ct.events.v1` and the log's clock
+//! (`ct.clock.v1`). Per catalogued system: green/amber/red/unknown with the rule and the sentence
+//! that explains it, the history of changes, and each change on `ct.health.v1`.
+//!
+//! Shape: `facts.rs` (events → pending facts, pure `observe`), `evaluator.rs` (ticks → folded
+//! windows → `ct_core::health::evaluate`), `ticker.rs` (the clock's writer, the one reader of the
+//! wall clock), `outbox.rs` (changes → `ct.health.v1`). Both consumers run on the platform's
+//! runner under one consumer name, so `ct rebuild health` rebuilds both topics' state together.
+
+pub mod evaluator;
+pub mod facts;
+pub mod outbox;
+pub mod ticker;
+
+use std::{path::Path, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use ct_core::health::Rules;
+use ct_platform::{
+    catalogue::CatalogueConfig,
+    config::{ConfigError, HttpConfig, KafkaConfig, PostgresConfig, Profile, RegistryConfig, TelemetryConfig},
+    consumer::{self, BoxFuture, ConsumerSettings},
+    postgres::Migration,
+    readmodel::{Checksums, Copy, Horizon, ReadModel},
+    registry::RegistryClient,
+};
+use serde::Deserialize;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+pub const DEFAULTS: ct_platform::config::Defaults =
+    ct_platform::config::Defaults { base: include_str!("../config.default.toml"), dev: "" };
+
+pub const MIGRATIONS: &[Migration] =
+    &[Migration { version: 1, name: "health", sql: include_str!("../migrations/0001_health.sql") }];
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    pub profile: Profile,
+    pub kafka: KafkaConfig,
+    pub consumer: ConsumerConfig,
+    pub ticker: TickerConfig,
+    pub outbox: OutboxConfig,
+    pub rules: Rules,
+    pub catalogue: CatalogueConfig,
+    pub registry: RegistryConfig,
+    pub postgres: PostgresConfig,
+    pub http: HttpConfig,
+    pub telemetry: TelemetryConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ConsumerConfig {
+    pub name: String,
+    pub events_topic: String,
+    pub clock_topic: String,
+    pub dlq_topic: String,
+    pub batch_max: usize,
+    pub batch_wait_ms: u64,
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    /// Set by a rebuild for its copy; never configured.
+    #[serde(skip)]
+    pub horizon: Horizon,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TickerConfig {
+    pub enabled: bool,
+    pub check_interval_ms: u64,
+    pub max_catch_up_minutes: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct OutboxConfig {
+    pub enabled: bool,
+    pub health_topic: String,
+    pub poll_interval_ms: u64,
+}
+
+impl Config {
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        ct_platform::config::load(DEFAULTS, file)
+    }
+
+    pub fn defaults() -> Config {
+        ct_platform::config::defaults(DEFAULTS)
+    }
+
+    fn settings(&self, topic: &str) -> ConsumerSettings {
+        ConsumerSettings {
+            name: self.consumer.name.clone(),
+            topic: topic.to_owned(),
+            dlq_topic: self.consumer.dlq_topic.clone(),
+            batch_max: self.consumer.batch_max,
+            batch_wait: Duration::from_millis(self.consumer.batch_wait_ms),
+            backoff_base: Duration::from_millis(self.consumer.backoff_base_ms),
+            backoff_max: Duration::from_millis(self.consumer.backoff_max_ms),
+            retry_of: None,
+            horizon: self.consumer.horizon.clone(),
+        }
+    }
+
+    /// The defaults pointed at `slice`, the ticker off (tests write their own ticks).
+    pub fn for_slice(slice: &ct_platform::topics::Slice) -> Config {
+        let mut config = Config::defaults();
+        config.kafka = slice.kafka.clone();
+        config.consumer.name = format!("{}health", slice.prefix);
+        config.consumer.events_topic = slice.topics.events.clone();
+        config.consumer.clock_topic = slice.topics.clock.clone();
+        config.consumer.dlq_topic = slice.topics.dlq.clone();
+        config.consumer.batch_wait_ms = 10;
+        config.outbox.health_topic = slice.topics.health.clone();
+        config.outbox.poll_interval_ms = 50;
+        config.ticker.enabled = false;
+        config.registry.url = slice.registry_url.clone();
+        config.postgres = slice.health_postgres.clone();
+        config.http.listen = "127.0.0.1:0".parse().expect("literal address");
+        config
+    }
+}
+
+/// Runs the evaluator (both consumers, the ticker and the outbox relay when enabled, and
+/// `/metrics` + `/healthz`) until `shutdown`.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let pool = ct_platform::postgres::connect(&config.postgres).await.context("connecting to Postgres")?;
+    ct_platform::postgres::migrate(&pool, "health", MIGRATIONS).await.context("migrating the health schema")?;
+    let systems = config.catalogue.load().context("loading the system catalogue")?;
+    let registry = RegistryClient::new(&config.registry.url);
+    let outbox_schema_id = if config.outbox.enabled {
+        let subject = ct_platform::registry::value_subject(&config.outbox.health_topic);
+        Some(
+            registry
+                .register(&subject, ct_core::health::CHANGE_SCHEMA_JSON)
+                .await
+                .context("registering ct.v1.HealthChange")?,
+        )
+    } else {
+        None
+    };
+    let evaluator = Arc::new(evaluator::Evaluator {
+        systems,
+        rules: config.rules,
+        consumer: config.consumer.name.clone(),
+        events_topic: config.consumer.events_topic.clone(),
+        outbox_schema_id,
+    });
+    ct_platform::metrics::serve_operations(config.http.listen, shutdown.clone())
+        .await
+        .with_context(|| format!("binding {}", config.http.listen))?;
+    let mut tasks = tokio::task::JoinSet::new();
+    if config.ticker.enabled {
+        let ticker = ticker::Ticker::connect(
+            &config.kafka,
+            RegistryClient::new(&config.registry.url),
+            &config.consumer.clock_topic,
+            &config.consumer.events_topic,
+        )
+        .await
+        .context("starting the ticker")?;
+        tasks.spawn(ticker::run(
+            ticker,
+            Duration::from_millis(config.ticker.check_interval_ms),
+            config.ticker.max_catch_up_minutes,
+            shutdown.clone(),
+        ));
+    }
+    if config.outbox.enabled {
+        let relay = outbox::Relay::new(pool.clone(), &config.kafka, &config.outbox.health_topic)?;
+        tasks.spawn(outbox::run(relay, Duration::from_millis(config.outbox.poll_interval_ms), shutdown.clone()));
+    }
+    let facts = facts::Facts {
+        pool: pool.clone(),
+        registry: RegistryClient::new(&config.registry.url),
+        evaluator: Arc::clone(&evaluator),
+    };
+    let clock = evaluator::Clock { pool: pool.clone(), registry, evaluator };
+    let (events_settings, clock_settings) =
+        (config.settings(&config.consumer.events_topic), config.settings(&config.consumer.clock_topic));
+    let (events, ticks) = tokio::join!(
+        consumer::run(&facts, &config.kafka, &events_settings, shutdown.clone()),
+        consumer::run(&clock, &config.kafka, &clock_settings, shutdown.clone()),
+    );
+    shutdown.cancel();
+    while tasks.join_next().await.is_some() {}
+    events?;
+    ticks?;
+    Ok(())
+}
+
+/// The evaluator as a read model: `ct rebuild health`.
+pub struct HealthModel(pub Config);
+
+/// Tables compared by a rebuild, each with its order. The outbox is not state: a rebuild writes
+/// none, and the live one empties as it is published.
+const TABLES: &[(&str, &str)] = &[
+    ("statuses", "system_id"),
+    ("history", "system_id, at"),
+    ("clock", "id"),
+    ("last_heartbeats", "system_id"),
+    ("high_errors", "system_id, event_id"),
+    ("intake", "system_id, minute, latency_s"),
+    ("ignored", "reason, system_id, source"),
+    ("pending_ticks", "clock_offset"),
+    ("pending_facts", "\"partition\", \"offset\", system_id"),
+];
+
+pub async fn checksums(pool: &PgPool) -> Result<Checksums, sqlx::Error> {
+    let mut sums = Checksums::new();
+    for (table, order) in TABLES {
+        let sum: Option<String> =
+            sqlx::query_scalar(&format!("SELECT md5(string_agg(md5(t::text), '' ORDER BY {order})) FROM {table} t"))
+                .fetch_one(pool)
+                .await?;
+        sums.insert((*table).to_owned(), sum.unwrap_or_else(|| "empty".to_owned()));
+    }
+    Ok(sums)
+}
+
+impl ReadModel for HealthModel {
+    fn name(&self) -> &'static str {
+        "health"
+    }
+
+    fn postgres(&self) -> &PostgresConfig {
+        &self.0.postgres
+    }
+
+    fn consumer(&self) -> &str {
+        &self.0.consumer.name
+    }
+
+    fn topics(&self) -> Vec<String> {
+        vec![self.0.consumer.events_topic.clone(), self.0.consumer.clock_topic.clone()]
+    }
+
+    fn migrate<'a>(&'a self, pool: &'a PgPool) -> BoxFuture<'a, Result<(), sqlx::Error>> {
+        Box::pin(ct_platform::postgres::migrate(pool, "health", MIGRATIONS))
+    }
+
+    fn checksums<'a>(&'a self, pool: &'a PgPool) -> BoxFuture<'a, Result<Checksums, sqlx::Error>> {
+        Box::pin(checksums(pool))
+    }
+
+    fn run_copy(&self, copy: Copy, stop: CancellationToken) -> BoxFuture<'static, Result<(), String>> {
+        let mut config = self.0.clone();
+        config.ticker.enabled = false;
+        config.outbox.enabled = false;
+        config.consumer.name = copy.consumer;
+        config.consumer.horizon = copy.horizon;
+        config.consumer.batch_max = config.consumer.batch_max.max(10_000);
+        config.postgres.schema = copy.schema;
+        config.postgres.extra_schemas.clear();
+        config.http.listen = "127.0.0.1:0".parse().expect("literal address");
+        Box::pin(async move { run(config, stop).await.map_err(|e| format!("{e:#}")) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_load_and_name_the_topics_of_design_section_5() {
+        let config = Config::defaults();
+        assert_eq!(config.consumer.events_topic, "ct.events.v1");
+        assert_eq!(config.consumer.clock_topic, "ct.clock.v1");
+        assert_eq!(config.outbox.health_topic, "ct.health.v1");
+        assert_eq!(config.rules, Rules::default(), "the commented defaults are the seeds' thresholds");
+        assert_eq!(config.postgres.schema, "ct_health");
+    }
+}
