@@ -30,7 +30,7 @@ bash deploy/stack.sh up
 profile=debug; cargo_flags=()
 if [ "${CT_RELEASE:-0}" = 1 ]; then profile=release; cargo_flags=(--release); fi
 echo "[run] building the services ($profile)"
-cargo build "${cargo_flags[@]}" -p ct-registry -p ct-edge -p ct-projector -p ct-dlq-categoriser -p ct-api -p ct-replay
+cargo build "${cargo_flags[@]}" -p ct-registry -p ct-edge -p ct-projector -p ct-dlq-categoriser -p ct-health -p ct-api -p ct-replay
 
 pids=()
 cleanup() {
@@ -61,6 +61,7 @@ export CT_RATE_LIMIT__PER_MINUTE="${CT_RATE_LIMIT__PER_MINUTE:-600000}" CT_RATE_
 start ct-edge 8080 /readyz
 start ct-projector 9101 /healthz
 start ct-dlq-categoriser 9102 /healthz
+start ct-health 9103 /healthz
 start ct-api 8090 /healthz
 if [ "$load_golden" = 1 ]; then
   python3 testdata/golden/golden.py load --edge http://127.0.0.1:8080 || die "loading the golden dataset failed"
@@ -73,6 +74,7 @@ Control Tower is running.
   read API              http://127.0.0.1:8090      logs $LOGS/ct-api.log
   projector (metrics)   http://127.0.0.1:9101      logs $LOGS/ct-projector.log
   DLQ categoriser       http://127.0.0.1:9102      logs $LOGS/ct-dlq-categoriser.log (GET /metrics: ct_dlq_depth)
+  health evaluator      http://127.0.0.1:9103      logs $LOGS/ct-health.log (ticks ct.clock.v1 each minute)
   schema registry       http://127.0.0.1:8081      logs $LOGS/ct-registry.log
   Kafka                 127.0.0.1:9092             topics: deploy/topics.toml
   Postgres              postgres://postgres@127.0.0.1:5432/controltower

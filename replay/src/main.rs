@@ -1,5 +1,5 @@
 //! `ct`: the SRE command line. Dead letters (`ct dlq list|show|replay|skip`) and read-model
-//! rebuilds (`ct rebuild projector|dlq-items`).
+//! rebuilds (`ct rebuild projector|dlq-items|daily-counts|health`).
 #![allow(clippy::print_stdout)]
 
 use std::{io::IsTerminal, num::NonZeroU32, path::PathBuf, process::ExitCode, time::Duration};
@@ -150,6 +150,8 @@ enum Model {
     DlqItems(RebuildArgs),
     /// Events per source per day (daily_counts), when the projector runs it.
     DailyCounts(RebuildArgs),
+    /// The health evaluator's statuses, history and rule windows (ct.events.v1 + ct.clock.v1).
+    Health(RebuildArgs),
 }
 
 /// Reads the model's topics from offset 0 into `<schema>_rebuild_<time>` beside the live schema,
@@ -221,6 +223,7 @@ async fn main() -> ExitCode {
         Command::Rebuild { model: Model::Projector(args) } => run_rebuild("projector", args, cli.json).await,
         Command::Rebuild { model: Model::DlqItems(args) } => run_rebuild("dlq-items", args, cli.json).await,
         Command::Rebuild { model: Model::DailyCounts(args) } => run_rebuild("daily-counts", args, cli.json).await,
+        Command::Rebuild { model: Model::Health(args) } => run_rebuild("health", args, cli.json).await,
     };
     result.unwrap_or_else(|error| {
         eprintln!("ct: {error:#}");

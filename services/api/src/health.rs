@@ -1,55 +1,160 @@
-//! The status rule of `/health` and `/systems` (until the health evaluator owns it): from the age
-//! of the last heartbeat and the errors of the last 24 hours.
+//! `/health`, `/systems` and `/systems/{systemId}/history`: the statuses the health evaluator
+//! (`ct-health`, schema `ct_health`) keeps, for exactly the catalogued systems, in catalogue
+//! order. The API computes no status: it shows the evaluator's, with its reason and message.
 
+use std::{collections::HashMap, sync::Arc};
+
+use axum::{
+    Json,
+    extract::{Path, Query, State},
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+};
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct HealthConfig {
-    pub amber_after_s: i64,
-    pub red_after_s: i64,
-}
+use ct_platform::http_error::ApiError;
+use sqlx::Row;
 
 pub use ct_core::health::Status;
 
-/// unknown: never sent a heartbeat; red: heartbeat older than `red_after_s`; amber: older than
-/// `amber_after_s` or any error in the last 24 h; green otherwise.
-pub fn status(now: DateTime<Utc>, heartbeat: Option<DateTime<Utc>>, errors_24h: i64, config: &HealthConfig) -> Status {
-    let Some(heartbeat) = heartbeat else { return Status::Unknown };
-    let age = (now - heartbeat).num_seconds();
-    if age > config.red_after_s {
-        Status::Red
-    } else if age > config.amber_after_s || errors_24h > 0 {
-        Status::Amber
-    } else {
-        Status::Green
-    }
+use crate::{
+    AppState,
+    auth::Permission,
+    routes::{cursor_param, internal, limit_param, page, reject_unknown, split_page},
+    views::{Health, LastEvent, StatusChange, System, SystemHealth},
+};
+
+/// `undefined_table`: the evaluator has not created its schema yet (never started).
+fn no_schema_yet(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(e) if e.code().as_deref() == Some("42P01"))
 }
 
-#[cfg(test)]
-mod tests {
-    use chrono::Duration;
+/// Each catalogued system's status as last evaluated, or `unknown` when it was never evaluated.
+async fn statuses(app: &AppState) -> Result<Vec<SystemHealth>, ApiError> {
+    let rows = match sqlx::query(
+        "SELECT system_id, status, reason, message, last_transition_time, evaluated_at FROM statuses",
+    )
+    .fetch_all(&app.pool)
+    .await
+    {
+        Ok(rows) => rows,
+        Err(error) if no_schema_yet(&error) => Vec::new(),
+        Err(error) => return Err(internal(error)),
+    };
+    Ok(app
+        .catalogue
+        .systems
+        .iter()
+        .map(|spec| match rows.iter().find(|row| row.get::<String, _>("system_id") == spec.id) {
+            Some(row) => {
+                let status = Status::parse(row.get("status")).unwrap_or(Status::Unknown);
+                SystemHealth {
+                    system_id: spec.id.clone(),
+                    name: spec.name.clone(),
+                    status,
+                    statuspage: status.statuspage(),
+                    reason: Some(row.get("reason")),
+                    message: row.get("message"),
+                    last_transition_time: Some(row.get("last_transition_time")),
+                    evaluated_at: Some(row.get("evaluated_at")),
+                }
+            }
+            None => SystemHealth {
+                system_id: spec.id.clone(),
+                name: spec.name.clone(),
+                status: Status::Unknown,
+                statuspage: Status::Unknown.statuspage(),
+                reason: None,
+                message: "unknown because the health evaluator has not evaluated this system yet".to_owned(),
+                last_transition_time: None,
+                evaluated_at: None,
+            },
+        })
+        .collect())
+}
 
-    use super::*;
+pub async fn health(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    app.users.authorize(&headers, Permission::ReadStatus)?;
+    let systems = statuses(&app).await?;
+    let status = Status::overall(systems.iter().map(|s| s.status));
+    let evaluated_at = systems.iter().filter_map(|s| s.evaluated_at).max();
+    Ok(Json(Health { status, statuspage: status.statuspage(), evaluated_at, systems }).into_response())
+}
 
-    #[test]
-    fn status_follows_heartbeat_age_and_errors() {
-        let config = HealthConfig { amber_after_s: 300, red_after_s: 900 };
-        let now = Utc::now();
-        let ago = |s| Some(now - Duration::seconds(s));
-        let cases = [
-            (None, 0, Status::Unknown),
-            (ago(10), 0, Status::Green),
-            (ago(10), 2, Status::Amber),
-            (ago(400), 0, Status::Amber),
-            (ago(1000), 0, Status::Red),
-        ];
-        for (heartbeat, errors, expected) in cases {
-            assert_eq!(status(now, heartbeat, errors, &config), expected, "{heartbeat:?} {errors}");
-        }
-        assert_eq!(Status::overall([Status::Green, Status::Red, Status::Amber]), Status::Red);
-        assert_eq!(Status::overall([Status::Unknown, Status::Green]), Status::Green);
-        assert_eq!(Status::overall([Status::Unknown]), Status::Unknown);
-        assert_eq!(Status::overall([]), Status::Unknown);
+pub async fn list_systems(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    app.users.authorize(&headers, Permission::ReadStatus)?;
+    let statuses = statuses(&app).await?;
+    let ids: Vec<&str> = statuses.iter().map(|s| s.system_id.as_str()).collect();
+    let rows = sqlx::query("SELECT * FROM systems WHERE system_id = ANY($1)")
+        .bind(&ids)
+        .fetch_all(&app.pool)
+        .await
+        .map_err(internal)?;
+    let systems: Vec<System> = statuses
+        .into_iter()
+        .map(|health| {
+            let row = rows.iter().find(|row| row.get::<String, _>("system_id") == health.system_id);
+            System {
+                last_heartbeat: row.and_then(|r| r.get("last_heartbeat")),
+                events_total: row.map_or(0, |r| r.get("events_total")),
+                last_event: LastEvent {
+                    at: row.and_then(|r| r.get("last_event_at")),
+                    event_id: row.and_then(|r| r.get("last_event_id")),
+                    event_type: row.and_then(|r| r.get("last_event_type")),
+                },
+                health,
+            }
+        })
+        .collect();
+    Ok(Json(systems).into_response())
+}
+
+/// `GET /systems/{systemId}/history`: status changes, newest first, paged on `at` (one change per
+/// system and tick, so the key never repeats).
+pub async fn history(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(system_id): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    app.users.authorize(&headers, Permission::ReadStatus)?;
+    if app.catalogue.system(&system_id).is_none() {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no catalogued system `{system_id}`"))
+            .with_field("systemId"));
     }
+    reject_unknown(&params, &["limit", "cursor"])?;
+    let limit = limit_param(&params)?;
+    let cursor = cursor_param(&params)?;
+    let rows = match sqlx::query(
+        "SELECT at, status, previous, reason, message, system_id FROM history
+         WHERE system_id = $1 AND ($2::timestamptz IS NULL OR (at, system_id) < ($2, $3))
+         ORDER BY at DESC LIMIT $4",
+    )
+    .bind(&system_id)
+    .bind(cursor.as_ref().map(|c| c.at))
+    .bind(cursor.as_ref().map(|c| c.id.clone()))
+    .bind(limit + 1)
+    .fetch_all(&app.pool)
+    .await
+    {
+        Ok(rows) => rows,
+        Err(error) if no_schema_yet(&error) => Vec::new(),
+        Err(error) => return Err(internal(error)),
+    };
+    let (rows, next) = split_page(&rows, limit, "at", "system_id");
+    let changes = rows
+        .iter()
+        .map(|row| {
+            let status = Status::parse(row.get("status")).unwrap_or(Status::Unknown);
+            StatusChange {
+                at: row.get::<DateTime<Utc>, _>("at"),
+                status,
+                statuspage: status.statuspage(),
+                previous: row.get::<Option<String>, _>("previous").as_deref().and_then(Status::parse),
+                reason: row.get("reason"),
+                message: row.get("message"),
+            }
+        })
+        .collect();
+    let path = format!("/systems/{}/history", ct_platform::registry::encode_segment(&system_id));
+    Ok(page(changes, next, &path, &params))
 }

@@ -30,7 +30,6 @@ pub struct Config {
     pub profile: Profile,
     pub http: HttpConfig,
     pub postgres: PostgresConfig,
-    pub health: health::HealthConfig,
     pub auth: AuthConfig,
     pub telemetry: TelemetryConfig,
     /// The system catalogue (unset: the one the project ships): the systems `/systems` lists.

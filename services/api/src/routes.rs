@@ -19,7 +19,7 @@ use crate::{
     AppState,
     auth::Permission,
     cursor::Cursor,
-    views::{EVENT_COLUMNS, Event, Health, LastEvent, Readiness, Run, System},
+    views::{EVENT_COLUMNS, Event, Readiness, Run},
 };
 
 pub const MAX_LIMIT: i64 = 500;
@@ -33,8 +33,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/events/{event_id}", get(get_event))
         .route("/runs", get(list_runs))
         .route("/runs/{run_id}", get(get_run))
-        .route("/systems", get(list_systems))
-        .route("/health", get(health))
+        .route("/systems", get(crate::health::list_systems))
+        .route("/systems/{system_id}/history", get(crate::health::history))
+        .route("/health", get(crate::health::health))
         .route("/dlq", get(crate::dlq::list))
         .route("/dlq/{item_id}", get(crate::dlq::get_one))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
@@ -275,64 +276,4 @@ async fn get_run(
         run.events = Some(events.iter().map(Event::from_row).collect());
     }
     Ok(Json(run).into_response())
-}
-
-/// One row per catalogued system, in catalogue order: a system the read model has not seen yet
-/// is `unknown`; rows for systems outside the catalogue (written before it existed) are not shown.
-async fn systems_with_status(app: &AppState) -> Result<Vec<System>, ApiError> {
-    let ids: Vec<&str> = app.catalogue.systems.iter().map(|s| s.id.as_str()).collect();
-    let rows = sqlx::query(
-        "SELECT s.*,
-                (SELECT count(*) FROM events e WHERE e.source = s.system_id AND e.type = 'backend.fn.error'
-                   AND e.ts > now() - interval '24 hours') AS errors_24h
-         FROM systems s WHERE s.system_id = ANY($1)",
-    )
-    .bind(&ids)
-    .fetch_all(&app.pool)
-    .await
-    .map_err(internal)?;
-    let now: DateTime<Utc> = sqlx::query_scalar("SELECT now()").fetch_one(&app.pool).await.map_err(internal)?;
-    Ok(ids
-        .iter()
-        .map(|id| match rows.iter().find(|row| row.get::<String, _>("system_id") == *id) {
-            Some(row) => {
-                let heartbeat: Option<DateTime<Utc>> = row.get("last_heartbeat");
-                let errors: i64 = row.get("errors_24h");
-                let status = crate::health::status(now, heartbeat, errors, &app.config.health);
-                System {
-                    system_id: (*id).to_owned(),
-                    status,
-                    last_heartbeat: heartbeat,
-                    errors24h: errors,
-                    events_total: row.get("events_total"),
-                    last_event: LastEvent {
-                        at: row.get("last_event_at"),
-                        event_id: row.get("last_event_id"),
-                        event_type: row.get("last_event_type"),
-                    },
-                }
-            }
-            None => System {
-                system_id: (*id).to_owned(),
-                status: crate::health::Status::Unknown,
-                last_heartbeat: None,
-                errors24h: 0,
-                events_total: 0,
-                last_event: LastEvent { at: None, event_id: None, event_type: None },
-            },
-        })
-        .collect())
-}
-
-async fn list_systems(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
-    app.users.authorize(&headers, Permission::ReadStatus)?;
-    Ok(Json(systems_with_status(&app).await?).into_response())
-}
-
-async fn health(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
-    app.users.authorize(&headers, Permission::ReadStatus)?;
-    let systems = systems_with_status(&app).await?;
-    let overall = crate::health::Status::overall(systems.iter().map(|s| s.status));
-    let systems = systems.into_iter().map(|s| (s.system_id, s.status)).collect();
-    Ok(Json(Health { status: overall, systems }).into_response())
 }

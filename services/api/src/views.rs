@@ -2,8 +2,6 @@
 //! nowhere else; a test validates each view against its schema in `openapi.yaml` (types, enums,
 //! patterns, and the exact set of keys), so the document and the answers cannot drift apart.
 
-use std::collections::BTreeMap;
-
 use base64::{Engine, engine::general_purpose::STANDARD};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Serialize, Serializer};
@@ -119,23 +117,51 @@ pub struct LastEvent {
     pub event_type: Option<String>,
 }
 
-/// `System`: one row of the `systems` read model with its computed status.
+/// `SystemHealth`: a catalogued system's status as the health evaluator last evaluated it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SystemHealth {
+    pub system_id: String,
+    pub name: String,
+    pub status: crate::health::Status,
+    pub statuspage: &'static str,
+    pub reason: Option<String>,
+    pub message: String,
+    pub last_transition_time: Option<DateTime<Utc>>,
+    pub evaluated_at: Option<DateTime<Utc>>,
+}
+
+/// `System`: the status, then the `systems` read model's row.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct System {
-    pub system_id: String,
-    pub status: crate::health::Status,
+    #[serde(flatten)]
+    pub health: SystemHealth,
     pub last_heartbeat: Option<DateTime<Utc>>,
-    pub errors24h: i64,
     pub events_total: i64,
     pub last_event: LastEvent,
 }
 
 /// `Health`: the overall status and each system's.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Health {
     pub status: crate::health::Status,
-    pub systems: BTreeMap<String, crate::health::Status>,
+    pub statuspage: &'static str,
+    pub evaluated_at: Option<DateTime<Utc>>,
+    pub systems: Vec<SystemHealth>,
+}
+
+/// `StatusChange`: one row of a system's history.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusChange {
+    pub at: DateTime<Utc>,
+    pub status: crate::health::Status,
+    pub statuspage: &'static str,
+    pub previous: Option<crate::health::Status>,
+    pub reason: String,
+    pub message: String,
 }
 
 /// `Readiness`.
@@ -258,6 +284,8 @@ mod tests {
     //! Each view, filled in and with every optional field empty, against its schema in the
     //! document: the values must validate (JSON Schema), and the keys must be exactly the
     //! schema's properties (no undocumented key, no documented key missing).
+
+    use std::collections::BTreeMap;
 
     use serde_json::json;
 
@@ -403,11 +431,29 @@ mod tests {
 
     #[test]
     fn systems_health_and_readiness_match_the_document() {
-        let system = System {
+        let amber = crate::health::Status::Amber;
+        let health = SystemHealth {
             system_id: "finance".into(),
-            status: crate::health::Status::Green,
+            name: "Finance integrations".into(),
+            status: amber,
+            statuspage: amber.statuspage(),
+            reason: Some("heartbeat".into()),
+            message: "amber because no heartbeat for 16m of business time since 2026-03-03 11:00 UTC".into(),
+            last_transition_time: Some(at()),
+            evaluated_at: Some(at()),
+        };
+        let never = SystemHealth {
+            status: crate::health::Status::Unknown,
+            statuspage: "unknown",
+            reason: None,
+            message: "unknown because the health evaluator has not evaluated this system yet".into(),
+            last_transition_time: None,
+            evaluated_at: None,
+            ..health.clone()
+        };
+        let system = System {
+            health: health.clone(),
             last_heartbeat: Some(at()),
-            errors24h: 0,
             events_total: 3,
             last_event: LastEvent {
                 at: Some(at()),
@@ -419,13 +465,31 @@ mod tests {
         check(
             "System",
             &System {
+                health: never.clone(),
                 last_heartbeat: None,
                 last_event: LastEvent { at: None, event_id: None, event_type: None },
                 ..system
             },
         );
-        let amber = crate::health::Status::Amber;
-        check("Health", &Health { status: amber, systems: [("finance".to_owned(), amber)].into() });
+        check(
+            "Health",
+            &Health {
+                status: amber,
+                statuspage: amber.statuspage(),
+                evaluated_at: Some(at()),
+                systems: vec![health, never],
+            },
+        );
+        let change = StatusChange {
+            at: at(),
+            status: amber,
+            statuspage: amber.statuspage(),
+            previous: Some(crate::health::Status::Green),
+            reason: "heartbeat".into(),
+            message: "amber because ...".into(),
+        };
+        check("StatusChange", &change);
+        check("StatusChange", &StatusChange { previous: None, ..change });
         check("Readiness", &Readiness { postgres: "ok".into() });
     }
 

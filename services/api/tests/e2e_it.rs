@@ -112,12 +112,57 @@ async fn smoke_test_roles_parameters_and_pages() {
     assert_eq!(run["events"].as_array().map(Vec::len), Some(2));
     let (_, viewer_run, _) = s.get(Some("dev-token-viewer"), "/runs/run_42").await;
     assert!(viewer_run.get("events").is_none(), "viewers do not see events");
-    let (_, health, _) = s.get(Some("dev-token-viewer"), "/health").await;
-    assert!(health["systems"]["finance"].is_string(), "{health}");
     // Exactly the catalogued systems, in catalogue order, seen or not.
     let (_, systems, _) = s.get(Some("dev-token-viewer"), "/systems").await;
     let ids: Vec<&str> = systems.as_array().unwrap().iter().map(|s| s["systemId"].as_str().unwrap()).collect();
     assert_eq!(ids, ["portal", "backend", "finance", "desktop", "github", "website"], "{systems}");
+}
+
+/// Statuses come from the health evaluator, driven by the log's clock: a heartbeat through the
+/// edge, then a tick, and `/health`, `/systems` and the history say why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_shows_the_evaluators_statuses_with_reasons_and_history() {
+    let s = stack().await;
+    let (_, before, _) = s.get(Some("dev-token-viewer"), "/health").await;
+    assert_eq!(before["status"], "unknown", "{before}");
+    assert_eq!(before["systems"][2]["reason"], serde_json::Value::Null, "{before}");
+    let heartbeat = json!({"eventId": "evt_hb_fin", "type": "system.heartbeat", "ts": "2026-03-03T11:00:00Z",
+        "source": "finance", "payload": {"systemId": "finance"}});
+    assert_eq!(s.post("dev-token-finance", &heartbeat).await, 202);
+    s.tick("2026-03-03T11:05:00Z").await;
+    let health = eventually(Duration::from_secs(30), || async {
+        let (_, health, _) = s.get(Some("dev-token-viewer"), "/health").await;
+        (health["status"] == "green").then_some(health)
+    })
+    .await
+    .expect("the tick is evaluated");
+    let finance = &health["systems"][2];
+    assert_eq!(finance["systemId"], "finance");
+    assert_eq!(finance["message"], "green because last heartbeat at 2026-03-03 11:00 UTC");
+    assert_eq!(finance["lastTransitionTime"], "2026-03-03T11:05:00Z");
+    assert_eq!(health["systems"][0]["status"], "unknown", "the portal sent nothing: {health}");
+    assert_eq!(health["evaluatedAt"], "2026-03-03T11:05:00Z");
+
+    s.tick("2026-03-03T11:16:00Z").await;
+    let history = eventually(Duration::from_secs(30), || async {
+        let (_, history, _) = s.get(Some("dev-token-viewer"), "/systems/finance/history?limit=1").await;
+        (history[0]["status"] == "amber").then_some(history)
+    })
+    .await
+    .expect("the gap turns finance amber");
+    assert_eq!(history[0]["previous"], "green");
+    assert_eq!(history[0]["reason"], "heartbeat");
+    let (_, systems, _) = s.get(Some("dev-token-viewer"), "/systems").await;
+    assert_eq!(systems[2]["status"], "amber");
+    assert_eq!(systems[2]["statuspage"], "degraded_performance");
+    assert_eq!(systems[2]["lastHeartbeat"], "2026-03-03T11:00:00Z");
+    let (_, page, headers) = s.get(Some("dev-token-viewer"), "/systems/finance/history?limit=1").await;
+    let cursor = headers["x-next-cursor"].to_str().unwrap();
+    let (_, older, _) =
+        s.get(Some("dev-token-viewer"), &format!("/systems/finance/history?limit=1&cursor={cursor}")).await;
+    assert_eq!((page[0]["status"].as_str(), older[0]["status"].as_str()), (Some("amber"), Some("green")));
+    let (status, body, _) = s.get(Some("dev-token-viewer"), "/systems/made-up/history").await;
+    assert_eq!((status, body["error"]["field"].as_str()), (404, Some("systemId")));
 }
 
 /// `/runs` pages on a key that never changes: a run first known by its completion keeps its place

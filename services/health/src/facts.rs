@@ -33,7 +33,7 @@ pub struct Fact {
     pub high_error: bool,
 }
 
-/// A record the evaluator does not count, and why (`unknown_system`, `not_owner`).
+/// A record the evaluator does not count, and why (`unknown_system`, `not_owner`, `undecodable`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ignored {
     pub reason: &'static str,
@@ -101,10 +101,19 @@ impl Pipeline for Facts {
 
     fn decode<'a>(&'a self, record: &'a Incoming) -> BoxFuture<'a, Result<Observed, ProcessError>> {
         Box::pin(async move {
-            let value =
-                record.value.as_deref().ok_or_else(|| ProcessError::Record("the record has no value".into()))?;
-            let event = self.registry.decode_event(value).await?;
-            Ok(observe(&self.evaluator.systems.catalogue, &event))
+            // The projector owns the dead letters of the events topic (and their replays through
+            // ct.retry.v1); a record it cannot decode, this reader cannot either, so it is counted
+            // here rather than parked a second time. An unreachable registry still pauses.
+            let undecodable = || Observed {
+                facts: Vec::new(),
+                ignored: Some(Ignored { reason: "undecodable", system_id: String::new(), source: "" }),
+            };
+            let Some(value) = record.value.as_deref() else { return Ok(undecodable()) };
+            match self.registry.decode_event(value).await.map_err(ProcessError::from) {
+                Ok(event) => Ok(observe(&self.evaluator.systems.catalogue, &event)),
+                Err(ProcessError::Record(_)) => Ok(undecodable()),
+                Err(other) => Err(other),
+            }
         })
     }
 

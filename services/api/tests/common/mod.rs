@@ -1,5 +1,6 @@
-//! The whole pipeline in-process for one test: registry, edge, projector, DLQ categoriser and
-//! read API, each on this test's own topics, Postgres schema and Redis prefix.
+//! The whole pipeline in-process for one test: registry, edge, projector, DLQ categoriser, health
+//! evaluator (its ticker off: tests write ticks with [`Stack::tick`]) and read API, each on this
+//! test's own topics, Postgres schema and Redis prefix.
 #![allow(dead_code)]
 
 use std::time::Duration;
@@ -19,6 +20,7 @@ pub struct Stack {
     pub ctx: TestContext,
     /// This test's `ct.events.v1`.
     pub events_topic: String,
+    pub topics: ct_testkit::PipelineTopics,
     _stop: CancellationToken,
 }
 
@@ -46,6 +48,10 @@ pub async fn stack() -> Stack {
     let schema = projector.postgres.clone();
     tokio::spawn(async move { ct_projector::run(projector, token).await.expect("projector") });
 
+    let health = ct_health::Config::for_slice(&ctx.slice(&t, &registry_url));
+    let token = stop.clone();
+    tokio::spawn(async move { ct_health::run(health, token).await.expect("health evaluator") });
+
     let categoriser = ct_dlq_categoriser::Config::for_slice(&ctx.slice(&t, &registry_url));
     let token = stop.clone();
     tokio::spawn(async move { ct_dlq_categoriser::run(categoriser, token).await.expect("categoriser") });
@@ -66,6 +72,7 @@ pub async fn stack() -> Stack {
         postgres: schema_for_test,
         ctx,
         events_topic: t.events.clone(),
+        topics: t,
         _stop: stop,
     }
 }
@@ -94,6 +101,16 @@ impl Stack {
         let response = request.send().await.unwrap();
         let (status, headers) = (response.status().as_u16(), response.headers().clone());
         (status, response.json().await.unwrap_or(Value::Null), headers)
+    }
+
+    /// Writes the clock tick of `minute` (as the evaluator's ticker would).
+    pub async fn tick(&self, minute: &str) {
+        let registry = ct_platform::registry::RegistryClient::new(&self.registry);
+        let ticker =
+            ct_health::ticker::Ticker::connect(&self.ctx.kafka, registry, &self.topics.clock, &self.topics.events)
+                .await
+                .expect("ticker");
+        ticker.tick(minute.parse().expect("a literal minute")).await.expect("tick written");
     }
 
     pub async fn wait_events(&self, query: &str, n: usize) -> Vec<Value> {
