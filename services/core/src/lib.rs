@@ -5,6 +5,7 @@
 //! rdkafka, sqlx, redis, axum or reqwest (`tests/tidy.rs` enforces it). Services depend on it,
 //! never the reverse.
 
+pub mod alerting;
 pub mod avro;
 pub mod catalogue;
 pub mod clock;

@@ -29,6 +29,8 @@ pub struct Evaluator {
     pub events_topic: String,
     /// The registry id of `ct.v1.HealthChange` when changes go to the outbox (never in a rebuild).
     pub outbox_schema_id: Option<u32>,
+    /// Alerts, decided at each tick after the statuses.
+    pub alerting: Option<crate::alerts::Alerting>,
 }
 
 const WINDOW: Duration = Duration::hours(24);
@@ -154,6 +156,7 @@ impl Evaluator {
         }
         let previous: HashMap<String, String> =
             sqlx::query_as("SELECT system_id, status FROM statuses").fetch_all(&mut *tx).await?.into_iter().collect();
+        let mut now = Vec::with_capacity(self.systems.catalogue.systems.len());
 
         for spec in &self.systems.catalogue.systems {
             let facts = Facts {
@@ -163,6 +166,7 @@ impl Evaluator {
             };
             let verdict = health::evaluate(spec, &self.systems.calendar, &self.rules, &facts, minute);
             let before = previous.get(&spec.id).and_then(|s| Status::parse(s));
+            now.push((spec.id.clone(), verdict.status, verdict.message.clone()));
             metrics::gauge!("ct_health_status", "system" => spec.id.clone()).set(match verdict.status {
                 Status::Green => 0.0,
                 Status::Unknown => 1.0,
@@ -225,6 +229,9 @@ impl Evaluator {
                     .execute(&mut *tx)
                     .await?;
             }
+        }
+        if let Some(alerting) = &self.alerting {
+            alerting.evaluate(tx, minute, &now).await?;
         }
         Ok(())
     }

@@ -7,8 +7,10 @@
 //! wall clock), `outbox.rs` (changes → `ct.health.v1`). Both consumers run on the platform's
 //! runner under one consumer name, so `ct rebuild health` rebuilds both topics' state together.
 
+pub mod alerts;
 pub mod evaluator;
 pub mod facts;
+pub mod notify;
 pub mod outbox;
 pub mod ticker;
 
@@ -31,8 +33,10 @@ use tokio_util::sync::CancellationToken;
 pub const DEFAULTS: ct_platform::config::Defaults =
     ct_platform::config::Defaults { base: include_str!("../config.default.toml"), dev: "" };
 
-pub const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, name: "health", sql: include_str!("../migrations/0001_health.sql") }];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "health", sql: include_str!("../migrations/0001_health.sql") },
+    Migration { version: 2, name: "alerts", sql: include_str!("../migrations/0002_alerts.sql") },
+];
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Config {
@@ -42,6 +46,8 @@ pub struct Config {
     pub ticker: TickerConfig,
     pub outbox: OutboxConfig,
     pub rules: Rules,
+    pub alerts: alerts::AlertsConfig,
+    pub notify: notify::NotifyConfig,
     pub catalogue: CatalogueConfig,
     pub registry: RegistryConfig,
     pub postgres: PostgresConfig,
@@ -80,11 +86,26 @@ pub struct OutboxConfig {
 
 impl Config {
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
-        ct_platform::config::load(DEFAULTS, file)
+        let config: Config = ct_platform::config::load(DEFAULTS, file)?;
+        config.validate()?;
+        Ok(config)
     }
 
     pub fn defaults() -> Config {
         ct_platform::config::defaults(DEFAULTS)
+    }
+
+    /// What types cannot check: every channel a route names is configured.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let routes = self.alerts.primary.iter().map(|c| ("alerts.primary", c));
+        for (key, channel) in routes.chain(self.alerts.escalation.iter().map(|c| ("alerts.escalation", c))) {
+            if !self.notify.channels.contains_key(channel) {
+                return Err(ConfigError::Rule(format!(
+                    "`{key}` names channel `{channel}`, which `[notify.channels]` does not configure"
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn settings(&self, topic: &str) -> ConsumerSettings {
@@ -113,6 +134,7 @@ impl Config {
         config.outbox.health_topic = slice.topics.health.clone();
         config.outbox.poll_interval_ms = 50;
         config.ticker.enabled = false;
+        config.notify.poll_interval_ms = 100;
         config.registry.url = slice.registry_url.clone();
         config.postgres = slice.health_postgres.clone();
         config.http.listen = "127.0.0.1:0".parse().expect("literal address");
@@ -138,12 +160,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     } else {
         None
     };
+    config.validate()?;
+    let alerting = config
+        .alerts
+        .enabled
+        .then(|| alerts::Alerting { config: config.alerts.clone(), deliver: config.notify.enabled });
     let evaluator = Arc::new(evaluator::Evaluator {
         systems,
         rules: config.rules,
         consumer: config.consumer.name.clone(),
         events_topic: config.consumer.events_topic.clone(),
         outbox_schema_id,
+        alerting,
     });
     ct_platform::metrics::serve_operations(config.http.listen, shutdown.clone())
         .await
@@ -164,6 +192,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             config.ticker.max_catch_up_minutes,
             shutdown.clone(),
         ));
+    }
+    if config.notify.enabled {
+        let notifier = notify::Notifier::new(pool.clone(), config.notify.clone())?;
+        tasks.spawn(notify::run(notifier, shutdown.clone()));
     }
     if config.outbox.enabled {
         let relay = outbox::Relay::new(pool.clone(), &config.kafka, &config.outbox.health_topic)?;
@@ -191,27 +223,31 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 /// The evaluator as a read model: `ct rebuild health`.
 pub struct HealthModel(pub Config);
 
-/// Tables compared by a rebuild, each with its order. The outbox is not state: a rebuild writes
+/// Tables compared by a rebuild: each with the columns that are decisions (every one, but the
+/// delivery columns of `notifications`) and its order. The outbox is not state: a rebuild writes
 /// none, and the live one empties as it is published.
-const TABLES: &[(&str, &str)] = &[
-    ("statuses", "system_id"),
-    ("history", "system_id, at"),
-    ("clock", "id"),
-    ("last_heartbeats", "system_id"),
-    ("high_errors", "system_id, event_id"),
-    ("intake", "system_id, minute, latency_s"),
-    ("ignored", "reason, system_id, source"),
-    ("pending_ticks", "clock_offset"),
-    ("pending_facts", "\"partition\", \"offset\", system_id"),
+const TABLES: &[(&str, &str, &str)] = &[
+    ("statuses", "t", "system_id"),
+    ("history", "t", "system_id, at"),
+    ("clock", "t", "id"),
+    ("last_heartbeats", "t", "system_id"),
+    ("high_errors", "t", "system_id, event_id"),
+    ("intake", "t", "system_id, minute, latency_s"),
+    ("ignored", "t", "reason, system_id, source"),
+    ("pending_ticks", "t", "clock_offset"),
+    ("pending_facts", "t", "\"partition\", \"offset\", system_id"),
+    ("alerts", "t", "id"),
+    ("notifications", "(alert_id, transition, channel, at, title, body)", "alert_id, transition, channel, at"),
 ];
 
 pub async fn checksums(pool: &PgPool) -> Result<Checksums, sqlx::Error> {
     let mut sums = Checksums::new();
-    for (table, order) in TABLES {
-        let sum: Option<String> =
-            sqlx::query_scalar(&format!("SELECT md5(string_agg(md5(t::text), '' ORDER BY {order})) FROM {table} t"))
-                .fetch_one(pool)
-                .await?;
+    for (table, columns, order) in TABLES {
+        let sum: Option<String> = sqlx::query_scalar(&format!(
+            "SELECT md5(string_agg(md5({columns}::text), '' ORDER BY {order})) FROM {table} t"
+        ))
+        .fetch_one(pool)
+        .await?;
         sums.insert((*table).to_owned(), sum.unwrap_or_else(|| "empty".to_owned()));
     }
     Ok(sums)
@@ -246,6 +282,8 @@ impl ReadModel for HealthModel {
         let mut config = self.0.clone();
         config.ticker.enabled = false;
         config.outbox.enabled = false;
+        // The copy decides every notification again and sends none.
+        config.notify.enabled = false;
         config.consumer.name = copy.consumer;
         config.consumer.horizon = copy.horizon;
         config.consumer.batch_max = config.consumer.batch_max.max(10_000);

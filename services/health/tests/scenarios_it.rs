@@ -3,150 +3,52 @@
 //! time pass in seconds. Statuses, reasons and history are read from the evaluator's schema, the
 //! changes from `ct.health.v1`, and a rebuild must give the same bytes.
 
+mod common;
+
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use ct_core::{Envelope, envelope::ParseOptions, health::StatusSymbol, redact::Redactor};
-use ct_health::{Config, HealthModel, ticker::Ticker};
+use common::{Scenario, at};
+use ct_core::health::StatusSymbol;
+use ct_health::HealthModel;
 use ct_platform::{kafka, readmodel, registry::RegistryClient};
-use ct_testkit::{PipelineTopics, TestContext, eventually, wire_event};
+use ct_testkit::eventually;
 use rdkafka::{
     Message, Offset, TopicPartitionList,
     consumer::{BaseConsumer, Consumer},
-    producer::{FutureProducer, FutureRecord},
 };
 use serde_json::json;
-use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
 
-struct Scenario {
-    ctx: TestContext,
-    topics: PipelineTopics,
-    config: Config,
-    schema_id: u32,
-    producer: FutureProducer,
-    ticker: Ticker,
-    pool: PgPool,
-    stop: CancellationToken,
-    registry_url: String,
-    _registry: CancellationToken,
-}
-
-fn at(text: &str) -> DateTime<Utc> {
-    text.parse().expect("a literal time")
-}
-
-impl Scenario {
-    async fn start() -> Scenario {
-        let ctx = TestContext::new();
-        let topics = ctx.pipeline_topics().await;
-        let (registry_url, schema_id, registry) =
-            ct_registry::spawn_with_event_schema(ctx.kafka.clone(), &ctx.topic("_schemas"), &topics.events)
-                .await
-                .expect("registry");
-        let config = Config::for_slice(&ctx.slice(&topics, &registry_url));
-        let stop = CancellationToken::new();
-        tokio::spawn(ct_health::run(config.clone(), stop.clone()));
-        let ticker = Ticker::connect(&ctx.kafka, RegistryClient::new(&registry_url), &topics.clock, &topics.events)
-            .await
-            .expect("ticker");
-        let pool = ct_platform::postgres::connect(&ctx.health_postgres()).await.expect("postgres");
-        let producer = kafka::idempotent_producer(&ctx.kafka, Duration::from_secs(30)).expect("producer");
-        Scenario { ctx, topics, config, schema_id, producer, ticker, pool, stop, registry_url, _registry: registry }
-    }
-
-    /// Writes an event straight to the log (as the edge would have, received `delay_s` after its
-    /// `ts`), bypassing the edge's refusals on purpose.
-    async fn log(&self, body: serde_json::Value, delay_s: i64) {
-        let ts: DateTime<Utc> = body["ts"].as_str().unwrap().parse().unwrap();
-        let redactor = Redactor::new("t");
-        let options = ParseOptions {
-            redactor: &redactor,
-            received_at: ts + chrono::Duration::seconds(delay_s),
-            max_future_skew: chrono::Duration::minutes(5),
-        };
-        let event: Envelope = Envelope::parse(&body, &options).expect("a valid event").0;
-        let value = wire_event(self.schema_id, &event);
-        self.producer
-            .send(
-                FutureRecord::to(&self.topics.events).key(event.source().as_str()).payload(&value),
-                Duration::from_secs(30),
-            )
-            .await
-            .map_err(|(e, _)| e)
-            .expect("the broker takes the event");
-    }
-
-    async fn heartbeat(&self, system: &str, ts: &str) {
-        let id = format!("hb-{system}-{ts}");
-        self.log(
-            json!({"eventId": id, "type": "system.heartbeat", "ts": ts, "source": system, "payload": {"systemId": system}}),
-            1,
-        )
-        .await;
-    }
-
-    /// Writes the tick of `minute` and waits until the evaluator has evaluated it.
-    async fn tick(&self, minute: &str) {
-        let minute = at(minute);
-        self.ticker.tick(minute).await.expect("tick written");
-        let evaluated = eventually(Duration::from_secs(60), || async {
-            let last: Option<DateTime<Utc>> =
-                sqlx::query_scalar("SELECT minute FROM clock").fetch_optional(&self.pool).await.ok().flatten();
-            (last == Some(minute)).then_some(())
-        })
-        .await;
-        assert!(evaluated.is_some(), "the tick of {minute} was not evaluated within a minute");
-    }
-
-    async fn status(&self, system: &str) -> (String, String, String) {
-        sqlx::query_as("SELECT status, reason, message FROM statuses WHERE system_id = $1")
-            .bind(system)
-            .fetch_one(&self.pool)
-            .await
-            .expect("a status row for every catalogued system")
-    }
-
-    async fn history(&self, system: &str) -> Vec<(DateTime<Utc>, String, Option<String>)> {
-        sqlx::query_as("SELECT at, status, previous FROM history WHERE system_id = $1 ORDER BY at")
-            .bind(system)
-            .fetch_all(&self.pool)
-            .await
-            .unwrap()
-    }
-
-    /// Every record of the test's `ct.health.v1` for `system`, once the outbox is empty.
-    async fn published(&self, system: &str) -> Vec<ct_core::health::Change> {
-        let drained = eventually(Duration::from_secs(30), || async {
-            let left: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox").fetch_one(&self.pool).await.ok()?;
-            (left == 0).then_some(())
-        })
-        .await;
-        assert!(drained.is_some(), "the outbox was not published");
-        let consumer: BaseConsumer = kafka::client_config(&self.ctx.kafka)
-            .set("group.id", self.ctx.group("health-reader"))
-            .set("enable.auto.commit", "false")
-            .create()
-            .unwrap();
-        let (_, high) = consumer.fetch_watermarks(&self.topics.health, 0, Duration::from_secs(10)).unwrap();
-        let mut assignment = TopicPartitionList::new();
-        assignment.add_partition_offset(&self.topics.health, 0, Offset::Beginning).unwrap();
-        consumer.assign(&assignment).unwrap();
-        let registry = RegistryClient::new(&self.registry_url);
-        let mut changes = Vec::new();
-        let mut read = 0;
-        while read < high {
-            let Some(message) = consumer.poll(Duration::from_secs(10)) else { panic!("ct.health.v1 ended early") };
-            let message = message.unwrap();
-            read = message.offset() + 1;
-            let change =
-                registry.decode_with(message.payload().unwrap(), ct_core::health::decode_change).await.unwrap();
-            if change.system_id == system {
-                changes.push(change);
-            }
+/// Every record of the test's `ct.health.v1` for `system`, once the outbox is empty.
+async fn published(s: &Scenario, system: &str) -> Vec<ct_core::health::Change> {
+    let drained = eventually(Duration::from_secs(30), || async {
+        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox").fetch_one(&s.pool).await.ok()?;
+        (left == 0).then_some(())
+    })
+    .await;
+    assert!(drained.is_some(), "the outbox was not published");
+    let consumer: BaseConsumer = kafka::client_config(&s.ctx.kafka)
+        .set("group.id", s.ctx.group("health-reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let (_, high) = consumer.fetch_watermarks(&s.topics.health, 0, Duration::from_secs(10)).unwrap();
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset(&s.topics.health, 0, Offset::Beginning).unwrap();
+    consumer.assign(&assignment).unwrap();
+    let registry = RegistryClient::new(&s.registry_url);
+    let mut changes = Vec::new();
+    let mut read = 0;
+    while read < high {
+        let Some(message) = consumer.poll(Duration::from_secs(10)) else { panic!("ct.health.v1 ended early") };
+        let message = message.unwrap();
+        read = message.offset() + 1;
+        let change = registry.decode_with(message.payload().unwrap(), ct_core::health::decode_change).await.unwrap();
+        if change.system_id == system {
+            changes.push(change);
         }
-        changes
     }
+    changes
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -218,9 +120,29 @@ async fn a_weekday_gap_turns_amber_after_the_grace_then_red_and_a_resumed_heartb
             .await
             .unwrap();
     assert_eq!(ignored, 1, "the forged heartbeat is counted, not believed");
+    // Red opened one alert; green again resolved it (no channel is configured: nobody is told).
+    type AlertRow = (String, String, DateTime<Utc>, Option<DateTime<Utc>>);
+    let alerts: Vec<AlertRow> = sqlx::query_as(
+        "SELECT key, state, fired_at, resolved_at FROM alerts WHERE key LIKE 'system-red:%' ORDER BY key",
+    )
+    .fetch_all(&s.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        alerts,
+        [
+            ("system-red:backend".to_owned(), "firing".to_owned(), at("2026-03-03T12:01:00Z"), None),
+            (
+                "system-red:finance".to_owned(),
+                "resolved".to_owned(),
+                at("2026-03-03T12:01:00Z"),
+                Some(at("2026-03-03T12:05:00Z"))
+            ),
+        ]
+    );
 
     // Each change once on ct.health.v1, with Statuspage's word and the reason.
-    let published = s.published("finance").await;
+    let published = published(&s, "finance").await;
     let statuses: Vec<StatusSymbol> = published.iter().map(|c| c.status).collect();
     assert_eq!(statuses, [StatusSymbol::Green, StatusSymbol::Amber, StatusSymbol::Red, StatusSymbol::Green]);
     assert_eq!(published[2].statuspage, "major_outage");

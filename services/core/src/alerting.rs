@@ -1,0 +1,179 @@
+//! Alerting rules as data, pure: which conditions hold at a tick of the log's clock is the
+//! evaluator's job; [`step`] turns the alerts already open and the conditions holding now into
+//! transitions (fire, repeat, escalate, resolve), as Alertmanager does with its group's dedup
+//! key, repeat interval and an escalation route. The same inputs give the same transitions, so a
+//! rebuild repeats every alert and notification.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Deserialize;
+
+/// How alerts behave once open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct Policy {
+    /// `backend.fn.error` of severity high or critical: this many within `fn_errors_window_s`
+    /// for one system open one alert (key `fn-errors:<system>`).
+    pub fn_errors_count: u32,
+    pub fn_errors_window_s: i64,
+    /// A system turning red opens an alert (key `system-red:<system>`).
+    pub system_red: bool,
+    /// While an alert stays open, its notification is sent again this often (Alertmanager's
+    /// `repeat_interval`; 4 h).
+    pub repeat_interval_s: i64,
+    /// An alert still unacknowledged this long after it fired is sent to the escalation route too.
+    pub escalate_after_s: i64,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            fn_errors_count: 3,
+            fn_errors_window_s: 600,
+            system_red: true,
+            repeat_interval_s: 4 * 3600,
+            escalate_after_s: 2 * 3600,
+        }
+    }
+}
+
+/// Something that should page while it holds. `key` is the dedup key: one open alert per key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Condition {
+    pub key: String,
+    pub rule: &'static str,
+    pub system_id: String,
+    /// What a person reads, without PII or secrets ("3 high-severity function errors of
+    /// backend in 10m").
+    pub summary: String,
+}
+
+/// An alert not yet resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Open {
+    pub key: String,
+    pub fired_at: DateTime<Utc>,
+    pub last_notified_at: DateTime<Utc>,
+    pub acknowledged: bool,
+    pub escalated: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transition {
+    Fire(Condition),
+    /// Still open after the repeat interval: notify again (with the current summary).
+    Repeat {
+        key: String,
+        summary: String,
+    },
+    Escalate {
+        key: String,
+        summary: String,
+    },
+    Resolve {
+        key: String,
+    },
+}
+
+impl Transition {
+    pub fn key(&self) -> &str {
+        match self {
+            Transition::Fire(c) => &c.key,
+            Transition::Repeat { key, .. } | Transition::Escalate { key, .. } | Transition::Resolve { key } => key,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Transition::Fire(_) => "firing",
+            Transition::Repeat { .. } => "repeat",
+            Transition::Escalate { .. } => "escalated",
+            Transition::Resolve { .. } => "resolved",
+        }
+    }
+}
+
+/// The transitions at `at`, in key order: a condition without an open alert fires; an open alert
+/// whose condition no longer holds resolves; one that still holds escalates once when
+/// unacknowledged past `escalate_after_s`, and repeats every `repeat_interval_s`.
+pub fn step(open: &[Open], holding: &[Condition], at: DateTime<Utc>, policy: &Policy) -> Vec<Transition> {
+    let mut transitions = Vec::new();
+    for condition in holding {
+        match open.iter().find(|o| o.key == condition.key) {
+            None => transitions.push(Transition::Fire(condition.clone())),
+            Some(alert) => {
+                if !alert.acknowledged
+                    && !alert.escalated
+                    && at - alert.fired_at >= Duration::seconds(policy.escalate_after_s)
+                {
+                    transitions
+                        .push(Transition::Escalate { key: alert.key.clone(), summary: condition.summary.clone() });
+                }
+                if !alert.acknowledged && at - alert.last_notified_at >= Duration::seconds(policy.repeat_interval_s) {
+                    transitions.push(Transition::Repeat { key: alert.key.clone(), summary: condition.summary.clone() });
+                }
+            }
+        }
+    }
+    for alert in open {
+        if !holding.iter().any(|c| c.key == alert.key) {
+            transitions.push(Transition::Resolve { key: alert.key.clone() });
+        }
+    }
+    transitions.sort_by(|a, b| a.key().cmp(b.key()));
+    transitions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    fn condition(key: &str) -> Condition {
+        Condition { key: key.into(), rule: "fn_errors", system_id: "backend".into(), summary: "3 errors".into() }
+    }
+
+    fn open(key: &str, fired: &str) -> Open {
+        Open {
+            key: key.into(),
+            fired_at: at(fired),
+            last_notified_at: at(fired),
+            acknowledged: false,
+            escalated: false,
+        }
+    }
+
+    #[test]
+    fn one_incident_is_one_alert_from_firing_to_resolved() {
+        let policy = Policy::default();
+        let fired = step(&[], &[condition("fn-errors:backend")], at("2026-03-03T11:00:00Z"), &policy);
+        assert_eq!(fired, [Transition::Fire(condition("fn-errors:backend"))]);
+        let open = [open("fn-errors:backend", "2026-03-03T11:00:00Z")];
+        assert_eq!(step(&open, &[condition("fn-errors:backend")], at("2026-03-03T11:05:00Z"), &policy), []);
+        assert_eq!(
+            step(&open, &[], at("2026-03-03T11:10:00Z"), &policy),
+            [Transition::Resolve { key: "fn-errors:backend".into() }]
+        );
+    }
+
+    #[test]
+    fn an_unacknowledged_alert_escalates_once_and_repeats() {
+        let policy = Policy { escalate_after_s: 3600, repeat_interval_s: 4 * 3600, ..Policy::default() };
+        let holding = [condition("k")];
+        let mut alert = open("k", "2026-03-03T11:00:00Z");
+        assert_eq!(step(&[alert.clone()], &holding, at("2026-03-03T11:59:00Z"), &policy), []);
+        assert_eq!(
+            step(&[alert.clone()], &holding, at("2026-03-03T12:00:00Z"), &policy),
+            [Transition::Escalate { key: "k".into(), summary: "3 errors".into() }]
+        );
+        alert.escalated = true;
+        assert_eq!(step(&[alert.clone()], &holding, at("2026-03-03T12:01:00Z"), &policy), []);
+        assert_eq!(
+            step(&[alert.clone()], &holding, at("2026-03-03T15:00:00Z"), &policy),
+            [Transition::Repeat { key: "k".into(), summary: "3 errors".into() }]
+        );
+        let acknowledged = Open { acknowledged: true, escalated: false, ..alert };
+        assert_eq!(step(&[acknowledged], &holding, at("2026-03-03T15:00:00Z"), &policy), [], "acknowledged: quiet");
+    }
+}

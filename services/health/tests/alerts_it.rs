@@ -1,0 +1,225 @@
+//! Alerts reach real receivers: a Slack-style HTTP receiver and an SMTP server (`aiosmtpd`,
+//! installed by the test command), driven by clock records. One incident is one alert: three
+//! high-severity errors in 10 minutes send one Slack message and one email, a fourth adds nothing;
+//! an unacknowledged alert escalates to the second route; an SMTP server that is down delays the
+//! resolved email, which still arrives once.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Scenario, SlackReceiver, SmtpServer};
+use ct_health::notify::ChannelConfig;
+use ct_testkit::eventually;
+use serde_json::json;
+
+fn error(id: &str, ts: &str) -> serde_json::Value {
+    json!({"eventId": id, "type": "backend.fn.error", "ts": ts, "source": "backend",
+           "payload": {"fnName": "parse", "severity": "high"}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_incident_is_one_message_per_channel_escalates_and_survives_a_receiver_outage() {
+    let slack = SlackReceiver::start().await;
+    let mut smtp = SmtpServer::start();
+    let (slack_url, smtp_url) = (slack.url(), smtp.url());
+    let s = Scenario::start_with(move |config| {
+        config.alerts.enabled = true;
+        config.alerts.policy.escalate_after_s = 300;
+        config.alerts.primary = vec!["slack".into(), "email".into()];
+        config.alerts.escalation = vec!["oncall".into()];
+        config.notify.enabled = true;
+        config.notify.poll_interval_ms = 100;
+        config.notify.backoff_base_ms = 200;
+        config.notify.backoff_max_ms = 1000;
+        config.notify.channels = [
+            ("slack".to_owned(), ChannelConfig::Slack { webhook_url: slack_url.into() }),
+            (
+                "email".to_owned(),
+                ChannelConfig::Email {
+                    smtp_url: smtp_url.clone().into(),
+                    from: "Control Tower <ct@example.test>".into(),
+                    to: vec!["ops@example.test".into()],
+                },
+            ),
+            (
+                "oncall".to_owned(),
+                ChannelConfig::Email {
+                    smtp_url: smtp_url.into(),
+                    from: "Control Tower <ct@example.test>".into(),
+                    to: vec!["oncall@example.test".into()],
+                },
+            ),
+        ]
+        .into();
+    })
+    .await;
+    s.heartbeat("backend", "2026-03-03T11:00:00Z").await;
+    for (i, ts) in ["2026-03-03T11:01:00Z", "2026-03-03T11:02:00Z", "2026-03-03T11:03:00Z"].iter().enumerate() {
+        s.log(error(&format!("e{i}"), ts), 1).await;
+    }
+    s.tick("2026-03-03T11:04:00Z").await;
+    let fired = eventually(Duration::from_secs(30), || async {
+        (slack.messages().len() == 1 && smtp.messages().len() == 1).then_some(())
+    })
+    .await;
+    assert!(fired.is_some(), "slack {:?}, email {:?}", slack.messages(), smtp.messages());
+    assert!(slack.messages()[0].contains("[FIRING] fn-errors:backend"), "{:?}", slack.messages());
+    let email = &smtp.messages()[0];
+    assert!(email.contains("Subject: [FIRING] fn-errors:backend"), "{email}");
+    assert!(email.contains("To: ops@example.test"), "{email}");
+    assert!(email.contains("3 high-severity function errors of backend in the last 10m"), "{email}");
+
+    // A fourth error inside the window is the same incident.
+    s.log(error("e3", "2026-03-03T11:05:00Z"), 1).await;
+    s.heartbeat("backend", "2026-03-03T11:06:00Z").await;
+    s.tick("2026-03-03T11:06:00Z").await;
+    // Unacknowledged 5 minutes after firing, still holding (4 errors since 10:59): escalated.
+    s.tick("2026-03-03T11:09:00Z").await;
+    let escalated = eventually(Duration::from_secs(30), || async {
+        smtp.messages().iter().any(|m| m.contains("To: oncall@example.test")).then_some(())
+    })
+    .await;
+    assert!(escalated.is_some(), "no escalation email: {:?}", smtp.messages());
+    assert_eq!(slack.messages().len(), 1, "the fourth error and the escalation add no Slack message");
+
+    // The SMTP server goes away; the alert resolves (one error left in the window).
+    smtp.stop();
+    s.tick("2026-03-03T11:14:00Z").await;
+    let resolved_in_slack = eventually(Duration::from_secs(30), || async {
+        slack.messages().iter().any(|m| m.contains("[RESOLVED] fn-errors:backend")).then_some(())
+    })
+    .await;
+    assert!(resolved_in_slack.is_some(), "{:?}", slack.messages());
+    let retried = eventually(Duration::from_secs(30), || async {
+        let attempts: i32 = sqlx::query_scalar(
+            "SELECT attempts FROM notifications WHERE channel = 'email' AND transition = 'resolved'",
+        )
+        .fetch_one(&s.pool)
+        .await
+        .ok()?;
+        (attempts >= 2).then_some(())
+    })
+    .await;
+    assert!(retried.is_some(), "the email was not retried while SMTP was down");
+    smtp.restart();
+    let resolved = eventually(Duration::from_secs(30), || async {
+        smtp.messages().iter().any(|m| m.contains("Subject: [RESOLVED] fn-errors:backend")).then_some(())
+    })
+    .await;
+    assert!(resolved.is_some(), "the resolved email never arrived: {:?}", smtp.messages());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let subjects: Vec<String> = smtp
+        .messages()
+        .iter()
+        .map(|m| m.lines().find(|l| l.starts_with("Subject:")).unwrap_or_default().to_owned())
+        .collect();
+    let mut subjects_sorted = subjects.clone();
+    subjects_sorted.sort();
+    assert_eq!(
+        subjects_sorted,
+        [
+            "Subject: [ESCALATED] fn-errors:backend",
+            "Subject: [FIRING] fn-errors:backend",
+            "Subject: [RESOLVED] fn-errors:backend"
+        ],
+        "each transition once per channel"
+    );
+    assert_eq!(slack.messages().len(), 2, "{:?}", slack.messages());
+    for message in slack.messages().iter().chain(smtp.messages().iter()) {
+        assert!(!message.contains("dev-webhook-secret") && !message.contains("password"), "{message}");
+    }
+    let states: Vec<(String, String)> =
+        sqlx::query_as("SELECT key, state FROM alerts ORDER BY fired_at").fetch_all(&s.pool).await.unwrap();
+    assert_eq!(states, [("fn-errors:backend".to_owned(), "resolved".to_owned())]);
+    s.stop.cancel();
+}
+
+/// The notifier SIGKILLed after an alert was decided and before its email could be delivered (the
+/// SMTP server is down): once the server is up and the service restarted, the email arrives, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_decided_before_a_crash_is_delivered_once_after_the_restart() {
+    let mut smtp = SmtpServer::start();
+    smtp.stop();
+    let s = Scenario::prepare(|_| {}).await;
+    let port = ct_testkit::free_port();
+    let c = &s.config;
+    let config = format!(
+        r#"
+[kafka]
+bootstrap_servers = "{bootstrap}"
+[consumer]
+name = "{name}"
+events_topic = "{events}"
+clock_topic = "{clock}"
+dlq_topic = "{dlq}"
+batch_wait_ms = 10
+[ticker]
+enabled = false
+[outbox]
+health_topic = "{health}"
+[alerts]
+primary = ["email"]
+[notify]
+poll_interval_ms = 100
+backoff_base_ms = 200
+backoff_max_ms = 500
+[notify.channels.email]
+kind = "email"
+smtp_url = "{smtp}"
+from = "ct@example.test"
+to = ["ops@example.test"]
+[registry]
+url = "{registry}"
+[postgres]
+url = "{postgres}"
+schema = "{schema}"
+[http]
+listen = "127.0.0.1:{port}"
+"#,
+        bootstrap = c.kafka.bootstrap_servers,
+        name = c.consumer.name,
+        events = c.consumer.events_topic,
+        clock = c.consumer.clock_topic,
+        dlq = c.consumer.dlq_topic,
+        health = c.outbox.health_topic,
+        smtp = smtp.url(),
+        registry = s.registry_url,
+        postgres = c.postgres.url,
+        schema = c.postgres.schema,
+    );
+    let dir = std::env::temp_dir().join(format!("ct-health-kill-{}", s.ctx.id));
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_ct-health"));
+    let mut service = ct_testkit::ServiceProcess::start(binary, "ct-health", &config, &dir);
+    assert!(service.healthy(port, "/healthz", Duration::from_secs(60)).await, "{}", service.logs());
+
+    for (i, ts) in ["2026-03-03T11:01:00Z", "2026-03-03T11:02:00Z", "2026-03-03T11:03:00Z"].iter().enumerate() {
+        s.log(error(&format!("k{i}"), ts), 1).await;
+    }
+    s.tick("2026-03-03T11:04:00Z").await;
+    let failing = eventually(Duration::from_secs(30), || async {
+        let attempts: i32 = sqlx::query_scalar("SELECT attempts FROM notifications WHERE state = 'pending'")
+            .fetch_one(&s.pool)
+            .await
+            .ok()?;
+        (attempts >= 1).then_some(())
+    })
+    .await;
+    assert!(failing.is_some(), "the notification was not attempted: {}", service.logs());
+    service.stop(); // SIGKILL
+
+    smtp.restart();
+    let mut service = ct_testkit::ServiceProcess::start(binary, "ct-health-2", &config, &dir);
+    assert!(service.healthy(port, "/healthz", Duration::from_secs(60)).await, "{}", service.logs());
+    let delivered = eventually(Duration::from_secs(30), || async { (!smtp.messages().is_empty()).then_some(()) }).await;
+    assert!(delivered.is_some(), "the email never arrived: {}", service.logs());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let messages = smtp.messages();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert!(messages[0].contains("Subject: [FIRING] fn-errors:backend"), "{}", messages[0]);
+    let state: String = sqlx::query_scalar("SELECT state FROM notifications").fetch_one(&s.pool).await.unwrap();
+    assert_eq!(state, "delivered");
+    service.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,242 @@
+//! The health evaluator on the real broker, registry and Postgres for one test, driven by clock
+//! records the test writes with the real ticker; and real receivers for its notifications.
+#![allow(dead_code)]
+
+use std::{
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use chrono::{DateTime, Utc};
+use ct_core::{Envelope, envelope::ParseOptions, redact::Redactor};
+use ct_health::{Config, ticker::Ticker};
+use ct_platform::{kafka, registry::RegistryClient};
+use ct_testkit::{PipelineTopics, TestContext, eventually, free_port, venv_bin, wire_event};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+pub struct Scenario {
+    pub ctx: TestContext,
+    pub topics: PipelineTopics,
+    pub config: Config,
+    pub schema_id: u32,
+    pub producer: FutureProducer,
+    pub ticker: Ticker,
+    pub pool: PgPool,
+    pub stop: CancellationToken,
+    pub registry_url: String,
+    _registry: CancellationToken,
+}
+
+pub fn at(text: &str) -> DateTime<Utc> {
+    text.parse().expect("a literal time")
+}
+
+impl Scenario {
+    pub async fn start() -> Scenario {
+        Scenario::start_with(|_| {}).await
+    }
+
+    /// Starts the evaluator in this process with the test's slice, after `adjust` changed its
+    /// configuration.
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Scenario {
+        let scenario = Scenario::prepare(adjust).await;
+        tokio::spawn(ct_health::run(scenario.config.clone(), scenario.stop.clone()));
+        scenario
+    }
+
+    /// The test's slice and the evaluator's configuration, without starting it (a test that runs
+    /// the binary starts it itself).
+    pub async fn prepare(adjust: impl FnOnce(&mut Config)) -> Scenario {
+        let ctx = TestContext::new();
+        let topics = ctx.pipeline_topics().await;
+        let (registry_url, schema_id, registry) =
+            ct_registry::spawn_with_event_schema(ctx.kafka.clone(), &ctx.topic("_schemas"), &topics.events)
+                .await
+                .expect("registry");
+        let mut config = Config::for_slice(&ctx.slice(&topics, &registry_url));
+        adjust(&mut config);
+        let stop = CancellationToken::new();
+        let ticker = Ticker::connect(&ctx.kafka, RegistryClient::new(&registry_url), &topics.clock, &topics.events)
+            .await
+            .expect("ticker");
+        let pool = ct_platform::postgres::connect(&ctx.health_postgres()).await.expect("postgres");
+        let producer = kafka::idempotent_producer(&ctx.kafka, Duration::from_secs(30)).expect("producer");
+        Scenario { ctx, topics, config, schema_id, producer, ticker, pool, stop, registry_url, _registry: registry }
+    }
+
+    /// Writes an event straight to the log (as the edge would have, received `delay_s` after its
+    /// `ts`), bypassing the edge's refusals on purpose.
+    pub async fn log(&self, body: serde_json::Value, delay_s: i64) {
+        let ts: DateTime<Utc> = body["ts"].as_str().unwrap().parse().unwrap();
+        let redactor = Redactor::new("t");
+        let options = ParseOptions {
+            redactor: &redactor,
+            received_at: ts + chrono::Duration::seconds(delay_s),
+            max_future_skew: chrono::Duration::minutes(5),
+        };
+        let event: Envelope = Envelope::parse(&body, &options).expect("a valid event").0;
+        let value = wire_event(self.schema_id, &event);
+        self.producer
+            .send(
+                FutureRecord::to(&self.topics.events).key(event.source().as_str()).payload(&value),
+                Duration::from_secs(30),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .expect("the broker takes the event");
+    }
+
+    pub async fn heartbeat(&self, system: &str, ts: &str) {
+        let id = format!("hb-{system}-{ts}");
+        self.log(
+            serde_json::json!({"eventId": id, "type": "system.heartbeat", "ts": ts, "source": system,
+                               "payload": {"systemId": system}}),
+            1,
+        )
+        .await;
+    }
+
+    /// Writes the tick of `minute` and waits until the evaluator has evaluated it.
+    pub async fn tick(&self, minute: &str) {
+        let minute = at(minute);
+        self.ticker.tick(minute).await.expect("tick written");
+        let evaluated = eventually(Duration::from_secs(60), || async {
+            let last: Option<DateTime<Utc>> =
+                sqlx::query_scalar("SELECT minute FROM clock").fetch_optional(&self.pool).await.ok().flatten();
+            (last == Some(minute)).then_some(())
+        })
+        .await;
+        assert!(evaluated.is_some(), "the tick of {minute} was not evaluated within a minute");
+    }
+
+    pub async fn status(&self, system: &str) -> (String, String, String) {
+        sqlx::query_as("SELECT status, reason, message FROM statuses WHERE system_id = $1")
+            .bind(system)
+            .fetch_one(&self.pool)
+            .await
+            .expect("a status row for every catalogued system")
+    }
+
+    pub async fn history(&self, system: &str) -> Vec<(DateTime<Utc>, String, Option<String>)> {
+        sqlx::query_as("SELECT at, status, previous FROM history WHERE system_id = $1 ORDER BY at")
+            .bind(system)
+            .fetch_all(&self.pool)
+            .await
+            .unwrap()
+    }
+}
+
+/// A Slack incoming-webhook stand-in: a real HTTP server keeping the `text` of each POST.
+pub struct SlackReceiver {
+    address: std::net::SocketAddr,
+    received: Arc<Mutex<Vec<String>>>,
+}
+
+impl SlackReceiver {
+    pub async fn start() -> SlackReceiver {
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let kept = Arc::clone(&received);
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |axum::Json(body): axum::Json<serde_json::Value>| {
+                let kept = Arc::clone(&kept);
+                async move {
+                    kept.lock().unwrap().push(body["text"].as_str().unwrap_or_default().to_owned());
+                    "ok"
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        SlackReceiver { address, received }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/hook", self.address)
+    }
+
+    pub fn messages(&self) -> Vec<String> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+/// A real SMTP server (`python -m aiosmtpd`, from the test command's virtualenv) storing each
+/// message in a Maildir.
+pub struct SmtpServer {
+    child: Option<Child>,
+    port: u16,
+    maildir: PathBuf,
+}
+
+impl SmtpServer {
+    pub fn start() -> SmtpServer {
+        let maildir = std::env::temp_dir().join(format!("ct-smtp-{}", uuid_like()));
+        let mut server = SmtpServer { child: None, port: free_port(), maildir };
+        server.restart();
+        server
+    }
+
+    /// Starts the server (again) on the same port and Maildir.
+    pub fn restart(&mut self) {
+        let child = Command::new(venv_bin("python"))
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{}", self.port)])
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(&self.maildir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start aiosmtpd (deploy/bootstrap.sh installs it)");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("aiosmtpd did not listen on port {} within 10 s", self.port);
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// Every message received so far, as text.
+    pub fn messages(&self) -> Vec<String> {
+        let mut files: Vec<PathBuf> = ["new", "cur"]
+            .iter()
+            .filter_map(|sub| std::fs::read_dir(self.maildir.join(sub)).ok())
+            .flatten()
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .collect();
+        files.sort();
+        // Bodies may be quoted-printable: undo its soft line breaks.
+        files
+            .iter()
+            .filter_map(|f| std::fs::read_to_string(f).ok())
+            .map(|m| m.replace("=\r\n", "").replace("=\n", ""))
+            .collect()
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.maildir);
+    }
+}
+
+fn uuid_like() -> String {
+    format!("{}-{}", std::process::id(), Utc::now().timestamp_nanos_opt().unwrap_or_default())
+}
