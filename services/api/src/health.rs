@@ -19,9 +19,12 @@ pub use ct_core::health::Status;
 use crate::{
     AppState,
     auth::Permission,
+    routes::bad,
     routes::{cursor_param, internal, limit_param, page, reject_unknown, split_page},
-    views::{Health, LastEvent, StatusChange, System, SystemHealth},
+    views::{Alert, Health, LastEvent, StatusChange, System, SystemHealth},
 };
+
+const ALERT_STATES: [&str; 3] = ["firing", "acknowledged", "resolved"];
 
 /// `undefined_table`: the evaluator has not created its schema yet (never started).
 fn no_schema_yet(error: &sqlx::Error) -> bool {
@@ -157,4 +160,52 @@ pub async fn history(
         .collect();
     let path = format!("/systems/{}/history", ct_platform::registry::encode_segment(&system_id));
     Ok(page(changes, next, &path, &params))
+}
+
+/// `GET /alerts`: the alerts the health evaluator decided, newest first, paged on `(firedAt, id)`
+/// (both fixed when an alert fires). Filters: `state`, `system`, `rule`.
+pub async fn alerts(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    app.users.authorize(&headers, Permission::ReadStatus)?;
+    reject_unknown(&params, &["state", "system", "rule", "limit", "cursor"])?;
+    let state = params
+        .get("state")
+        .map(|s| {
+            ALERT_STATES
+                .into_iter()
+                .find(|known| *known == s.as_str())
+                .ok_or_else(|| bad("state", format!("unknown state `{s}`; allowed: {}", ALERT_STATES.join(", "))))
+        })
+        .transpose()?;
+    if let Some(system) = params.get("system")
+        && app.catalogue.system(system).is_none()
+    {
+        return Err(bad("system", format!("`{system}` is not a catalogued system")));
+    }
+    let limit = limit_param(&params)?;
+    let cursor = cursor_param(&params)?;
+    let rows = match sqlx::query(
+        "SELECT * FROM alerts
+         WHERE ($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR system_id = $2) AND ($3::text IS NULL OR rule = $3)
+           AND ($4::timestamptz IS NULL OR (fired_at, id) < ($4, $5))
+         ORDER BY fired_at DESC, id DESC LIMIT $6",
+    )
+    .bind(state)
+    .bind(params.get("system"))
+    .bind(params.get("rule"))
+    .bind(cursor.as_ref().map(|c| c.at))
+    .bind(cursor.as_ref().map(|c| c.id.clone()))
+    .bind(limit + 1)
+    .fetch_all(&app.pool)
+    .await
+    {
+        Ok(rows) => rows,
+        Err(error) if no_schema_yet(&error) => Vec::new(),
+        Err(error) => return Err(internal(error)),
+    };
+    let (rows, next) = split_page(&rows, limit, "fired_at", "id");
+    Ok(page(rows.iter().map(Alert::from_row).collect(), next, "/alerts", &params))
 }

@@ -152,6 +152,41 @@ pub struct Health {
     pub systems: Vec<SystemHealth>,
 }
 
+/// `Alert`: one incident from firing to resolved.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Alert {
+    pub id: String,
+    pub key: String,
+    pub rule: String,
+    pub system_id: String,
+    pub state: String,
+    pub summary: String,
+    pub fired_at: DateTime<Utc>,
+    pub last_notified_at: DateTime<Utc>,
+    pub escalated_at: Option<DateTime<Utc>>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub resolved_at: Option<DateTime<Utc>>,
+}
+
+impl Alert {
+    pub fn from_row(row: &PgRow) -> Alert {
+        Alert {
+            id: row.get("id"),
+            key: row.get("key"),
+            rule: row.get("rule"),
+            system_id: row.get("system_id"),
+            state: row.get("state"),
+            summary: row.get("summary"),
+            fired_at: row.get("fired_at"),
+            last_notified_at: row.get("last_notified_at"),
+            escalated_at: row.get("escalated_at"),
+            acknowledged_at: row.get("acknowledged_at"),
+            resolved_at: row.get("resolved_at"),
+        }
+    }
+}
+
 /// `StatusChange`: one row of a system's history.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -489,6 +524,21 @@ mod tests {
             message: "amber because ...".into(),
         };
         check("StatusChange", &change);
+        let alert = Alert {
+            id: "fn-errors:backend@20260303T1104Z".into(),
+            key: "fn-errors:backend".into(),
+            rule: "fn_errors".into(),
+            system_id: "backend".into(),
+            state: "resolved".into(),
+            summary: "3 high-severity function errors of backend in the last 10m (alert from 3)".into(),
+            fired_at: at(),
+            last_notified_at: at(),
+            escalated_at: Some(at()),
+            acknowledged_at: None,
+            resolved_at: Some(at()),
+        };
+        check("Alert", &alert);
+        check("Alert", &Alert { state: "firing".into(), escalated_at: None, resolved_at: None, ..alert });
         check("StatusChange", &StatusChange { previous: None, ..change });
         check("Readiness", &Readiness { postgres: "ok".into() });
     }

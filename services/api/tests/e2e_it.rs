@@ -163,6 +163,24 @@ async fn health_shows_the_evaluators_statuses_with_reasons_and_history() {
     assert_eq!((page[0]["status"].as_str(), older[0]["status"].as_str()), (Some("amber"), Some("green")));
     let (status, body, _) = s.get(Some("dev-token-viewer"), "/systems/made-up/history").await;
     assert_eq!((status, body["error"]["field"].as_str()), (404, Some("systemId")));
+
+    // Three high-severity errors of the backend within ten minutes: one alert, listed.
+    for i in 0..3 {
+        let error = json!({"eventId": format!("evt_err_{i}"), "type": "backend.fn.error", "ts": "2026-03-03T11:17:00Z",
+            "source": "backend", "payload": {"fnName": "parse", "severity": "high"}});
+        assert_eq!(s.post("dev-token-backend", &error).await, 202);
+    }
+    s.tick("2026-03-03T11:18:00Z").await;
+    let alerts = eventually(Duration::from_secs(30), || async {
+        let (_, alerts, _) = s.get(Some("dev-token-viewer"), "/alerts?state=firing&system=backend").await;
+        (alerts.as_array().is_some_and(|a| !a.is_empty())).then_some(alerts)
+    })
+    .await
+    .expect("the error burst opens an alert");
+    assert_eq!(alerts[0]["key"], "fn-errors:backend", "{alerts}");
+    assert_eq!(alerts[0]["firedAt"], "2026-03-03T11:18:00Z");
+    let (status, body, _) = s.get(Some("dev-token-viewer"), "/alerts?state=sleeping").await;
+    assert_eq!((status, body["error"]["field"].as_str()), (400, Some("state")));
 }
 
 /// `/runs` pages on a key that never changes: a run first known by its completion keeps its place
