@@ -23,6 +23,8 @@ pub enum Permission {
     ReadStatus,
     /// events
     ReadEvents,
+    /// act on alerts (acknowledge): operator and above
+    Operate,
 }
 
 impl Role {
@@ -30,6 +32,7 @@ impl Role {
         match permission {
             Permission::ReadStatus => true,
             Permission::ReadEvents => matches!(self, Role::Maintainer | Role::Owner),
+            Permission::Operate => matches!(self, Role::Operator | Role::Maintainer | Role::Owner),
         }
     }
 }
@@ -44,6 +47,12 @@ impl Users {
     }
 
     pub fn authorize(&self, headers: &HeaderMap, permission: Permission) -> Result<Role, ApiError> {
+        self.actor(headers, permission).map(|(role, _)| role)
+    }
+
+    /// The role and who acted, for audit records: the role and the first 4 bytes of the token's
+    /// SHA-256 in hex (enough to tell tokens apart, never the token).
+    pub fn actor(&self, headers: &HeaderMap, permission: Permission) -> Result<(Role, String), ApiError> {
         let unauthorized = || {
             ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing or unknown bearer token")
                 .with_field("Authorization")
@@ -56,12 +65,17 @@ impl Users {
         let digest: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
         let role = *self.by_digest.get(&digest).ok_or_else(unauthorized)?;
         if role.allows(permission) {
-            Ok(role)
+            let fingerprint: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+            Ok((role, format!("{}:{fingerprint}", format!("{role:?}").to_lowercase())))
         } else {
             Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
-                format!("the {role:?} role may not read this").to_lowercase(),
+                format!(
+                    "the {role:?} role may not {}",
+                    if permission == Permission::Operate { "do this" } else { "read this" }
+                )
+                .to_lowercase(),
             ))
         }
     }
@@ -77,6 +91,7 @@ mod tests {
             [(Role::Viewer, false), (Role::Operator, false), (Role::Maintainer, true), (Role::Owner, true)]
         {
             assert_eq!(role.allows(Permission::ReadEvents), events, "{role:?}");
+            assert_eq!(role.allows(Permission::Operate), role != Role::Viewer, "{role:?}");
             assert!(role.allows(Permission::ReadStatus));
         }
     }

@@ -6,13 +6,19 @@ use std::{collections::HashMap, sync::Arc};
 
 use axum::{
     Json,
+    body::Bytes,
     extract::{Path, Query, State},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
 use chrono::{DateTime, Utc};
+use ct_core::alerting::{self, Action, ActionKind};
 use ct_platform::http_error::ApiError;
+use ct_platform::registry::RegistryClient;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::{Value, json};
 use sqlx::Row;
+use tokio::sync::OnceCell;
 
 pub use ct_core::health::Status;
 
@@ -208,4 +214,112 @@ pub async fn alerts(
     };
     let (rows, next) = split_page(&rows, limit, "fired_at", "id");
     Ok(page(rows.iter().map(Alert::from_row).collect(), next, "/alerts", &params))
+}
+
+/// Writes people's actions on alerts to the log (the health evaluator applies them).
+pub struct ActionWriter {
+    producer: FutureProducer,
+    registry: RegistryClient,
+    topic: String,
+    /// The registry id of `ct.v1.AlertAudit`, registered at the first action.
+    schema_id: OnceCell<u32>,
+}
+
+const MAX_REASON_CHARS: usize = 500;
+
+impl ActionWriter {
+    pub fn new(config: &crate::Config) -> Result<ActionWriter, rdkafka::error::KafkaError> {
+        Ok(ActionWriter {
+            producer: ct_platform::kafka::idempotent_producer(&config.kafka, std::time::Duration::from_secs(10))?,
+            registry: RegistryClient::new(&config.registry.url),
+            topic: config.actions.audit_topic.clone(),
+            schema_id: OnceCell::new(),
+        })
+    }
+
+    async fn write(&self, action: &Action) -> Result<(), ApiError> {
+        let unavailable = |what: &str| {
+            tracing::warn!(what, "An alert action could not be written.");
+            ApiError::unavailable("unavailable", "the log cannot take the action now; retry")
+        };
+        let subject = format!("{}-{}", self.topic, alerting::ACTION_RECORD);
+        let schema_id = *self
+            .schema_id
+            .get_or_try_init(|| self.registry.register(&subject, alerting::ACTION_SCHEMA_JSON))
+            .await
+            .map_err(|_| unavailable("registry"))?;
+        let mut value = Vec::new();
+        ct_core::avro::wire::write_header(schema_id, &mut value);
+        value.extend(alerting::encode_action(action).map_err(|_| unavailable("encoding"))?);
+        self.producer
+            .send(
+                FutureRecord::to(&self.topic).key(&action.alert_id).payload(&value),
+                std::time::Duration::from_secs(10),
+            )
+            .await
+            .map_err(|_| unavailable("kafka"))?;
+        Ok(())
+    }
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message).with_field(field)
+}
+
+/// `POST /alerts/{alertId}/ack` (operator and above), body `{"reason": "..."}`: writes a
+/// `ct.v1.AlertAudit` record to the log and answers 202; the health evaluator acknowledges the
+/// alert at the next clock tick (which stops its repeats and its escalation).
+pub async fn acknowledge(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(alert_id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let (_, actor) = app.users.actor(&headers, Permission::Operate)?;
+    let body: Value = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("the body is not JSON: {e}")).with_field("body")
+    })?;
+    let reason = match body.get("reason") {
+        Some(Value::String(reason)) if !reason.trim().is_empty() => reason.trim().to_owned(),
+        Some(Value::String(_)) | None => return Err(invalid("reason", "`reason` is required: why, in a few words")),
+        Some(_) => return Err(invalid("reason", "`reason` must be a string")),
+    };
+    if reason.chars().count() > MAX_REASON_CHARS {
+        return Err(invalid("reason", format!("`reason` is longer than {MAX_REASON_CHARS} characters")));
+    }
+    if reason.contains('\0') {
+        return Err(invalid("reason", "`reason` contains U+0000"));
+    }
+    let state: Option<String> = match sqlx::query_scalar("SELECT state FROM alerts WHERE id = $1")
+        .bind(&alert_id)
+        .fetch_optional(&app.pool)
+        .await
+    {
+        Ok(state) => state,
+        Err(error) if no_schema_yet(&error) => None,
+        Err(error) => return Err(internal(error)),
+    };
+    match state.as_deref() {
+        None => {
+            return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no alert `{alert_id}`"))
+                .with_field("alertId"));
+        }
+        Some("firing") => {}
+        Some(other) => {
+            return Err(ApiError::new(StatusCode::CONFLICT, "alert_not_firing", format!("the alert is {other}"))
+                .with_field("alertId"));
+        }
+    }
+    let action = Action {
+        audit_id: uuid::Uuid::now_v7().to_string(),
+        alert_id: alert_id.clone(),
+        action: ActionKind::Ack,
+        actor,
+        at: Utc::now(),
+        reason,
+    };
+    app.actions.write(&action).await?;
+    tracing::info!(alert = %alert_id, actor = %action.actor, audit = %action.audit_id, "Alert acknowledgement written.");
+    Ok((StatusCode::ACCEPTED, Json(json!({"auditId": action.audit_id, "alertId": alert_id, "status": "requested"})))
+        .into_response())
 }

@@ -1,8 +1,9 @@
 //! `ct-api`: the read API over the projector's read models (`events`, `runs`, `systems`), behind
 //! bearer tokens with the roles of deep dive §5.1.
 //!
-//! Architecture invariant: read-only. It never writes a read model; it meets the projector only
-//! through the Postgres schema both are configured with.
+//! Architecture invariant: it never writes a read model; it meets the projector and the other
+//! models only through their Postgres schemas. People's actions (acknowledging an alert) are
+//! records it writes to the log (`ct.audit.v1`), which the owning model applies.
 
 pub mod auth;
 pub mod cursor;
@@ -14,7 +15,9 @@ pub mod views;
 use std::{collections::BTreeMap, net::SocketAddr, path::Path, sync::Arc};
 
 use anyhow::Context as _;
-use ct_platform::config::{ConfigError, HttpConfig, PostgresConfig, Profile, TelemetryConfig};
+use ct_platform::config::{
+    ConfigError, HttpConfig, KafkaConfig, PostgresConfig, Profile, RegistryConfig, TelemetryConfig,
+};
 use serde::Deserialize;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -31,10 +34,19 @@ pub struct Config {
     pub http: HttpConfig,
     pub postgres: PostgresConfig,
     pub auth: AuthConfig,
+    pub kafka: KafkaConfig,
+    pub registry: RegistryConfig,
+    pub actions: ActionsConfig,
     pub telemetry: TelemetryConfig,
     /// The system catalogue (unset: the one the project ships): the systems `/systems` lists.
     #[serde(default)]
     pub catalogue: ct_platform::catalogue::CatalogueConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ActionsConfig {
+    /// Where people's actions go (`ct.v1.AlertAudit` records, subject `<topic>-ct.v1.AlertAudit`).
+    pub audit_topic: String,
 }
 
 #[derive(Clone, Deserialize)]
@@ -84,6 +96,7 @@ pub struct AppState {
     pub pool: PgPool,
     pub users: auth::Users,
     pub catalogue: Arc<ct_core::catalogue::Catalogue>,
+    pub actions: health::ActionWriter,
 }
 
 pub struct Application {
@@ -95,7 +108,8 @@ impl Application {
         let pool = ct_platform::postgres::connect(&config.postgres).await.context("connecting to Postgres")?;
         let catalogue = config.catalogue.load().context("loading the system catalogue")?.catalogue;
         let users = auth::Users::new(&config.auth.user_tokens);
-        let state = Arc::new(AppState { users, pool, config: config.clone(), catalogue });
+        let actions = health::ActionWriter::new(&config).context("creating the Kafka producer")?;
+        let state = Arc::new(AppState { users, pool, config: config.clone(), catalogue, actions });
         let server = ct_platform::http::Server::bind(config.http.listen, routes::router(state), &config.http.limits)
             .await
             .with_context(|| format!("binding {}", config.http.listen))?;

@@ -181,6 +181,28 @@ async fn health_shows_the_evaluators_statuses_with_reasons_and_history() {
     assert_eq!(alerts[0]["firedAt"], "2026-03-03T11:18:00Z");
     let (status, body, _) = s.get(Some("dev-token-viewer"), "/alerts?state=sleeping").await;
     assert_eq!((status, body["error"]["field"].as_str()), (400, Some("state")));
+
+    // Acknowledging: operators and above, with a reason; applied at the next tick.
+    let id = alerts[0]["id"].as_str().unwrap().to_owned();
+    let path = format!("/alerts/{id}/ack");
+    let (status, _) = s.post_api("dev-token-viewer", &path, &json!({"reason": "mine"})).await;
+    assert_eq!(status, 403, "viewers only read");
+    let (status, body) = s.post_api("dev-token-operator", &path, &json!({})).await;
+    assert_eq!((status, body["error"]["field"].as_str()), (422, Some("reason")), "{body}");
+    let (status, body) = s.post_api("dev-token-operator", "/alerts/nope/ack", &json!({"reason": "x"})).await;
+    assert_eq!((status, body["error"]["field"].as_str()), (404, Some("alertId")), "{body}");
+    let (status, body) = s.post_api("dev-token-operator", &path, &json!({"reason": "looking at the parser"})).await;
+    assert_eq!((status, body["alertId"].as_str()), (202, Some(id.as_str())), "{body}");
+    s.tick("2026-03-03T11:19:00Z").await;
+    let acknowledged = eventually(Duration::from_secs(30), || async {
+        let (_, alerts, _) = s.get(Some("dev-token-viewer"), "/alerts?state=acknowledged").await;
+        (alerts.as_array().is_some_and(|a| a.len() == 1)).then_some(alerts)
+    })
+    .await
+    .expect("the acknowledgement is applied at the next tick");
+    assert_eq!(acknowledged[0]["acknowledgedAt"], "2026-03-03T11:19:00Z");
+    let (status, body) = s.post_api("dev-token-operator", &path, &json!({"reason": "again"})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("alert_not_firing")), "{body}");
 }
 
 /// `/runs` pages on a key that never changes: a run first known by its completion keeps its place

@@ -4,8 +4,13 @@
 //! key, repeat interval and an escalation route. The same inputs give the same transitions, so a
 //! rebuild repeats every alert and notification.
 
+use std::sync::LazyLock;
+
+use apache_avro::Schema;
 use chrono::{DateTime, Duration, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+
+use crate::avro::CodecError;
 
 /// How alerts behave once open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -122,6 +127,50 @@ pub fn step(open: &[Open], holding: &[Condition], at: DateTime<Utc>, policy: &Po
     transitions
 }
 
+/// What a person did to an alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ActionKind {
+    Ack,
+}
+
+/// An action on an alert, on `ct.audit.v1`. Field order must equal
+/// `schemas-avro/ct.v1.AlertAudit.avsc`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Action {
+    pub audit_id: String,
+    pub alert_id: String,
+    pub action: ActionKind,
+    pub actor: String,
+    #[serde(with = "chrono::serde::ts_microseconds")]
+    pub at: DateTime<Utc>,
+    pub reason: String,
+}
+
+pub const ACTION_SCHEMA_JSON: &str = include_str!("../../../schemas-avro/ct.v1.AlertAudit.avsc");
+/// Its full name: the audit topic holds several record types (TopicRecordNameStrategy); readers
+/// take the ones they know by the writer schema's name.
+pub const ACTION_RECORD: &str = "ct.v1.AlertAudit";
+
+static ACTION_SCHEMA: LazyLock<Schema> =
+    LazyLock::new(|| Schema::parse_str(ACTION_SCHEMA_JSON).expect("schemas-avro/ct.v1.AlertAudit.avsc is valid Avro"));
+
+pub fn action_schema() -> &'static Schema {
+    &ACTION_SCHEMA
+}
+
+pub fn encode_action(action: &Action) -> Result<Vec<u8>, CodecError> {
+    crate::avro::encode_record(action_schema(), action)
+}
+
+/// The action in `datum`, or `None` when `writer` is another record type of the audit topic.
+pub fn decode_action(writer: &Schema, datum: &[u8]) -> Result<Option<Action>, CodecError> {
+    if crate::avro::record_name(writer).as_deref() != Some(ACTION_RECORD) {
+        return Ok(None);
+    }
+    crate::avro::decode_record(writer, action_schema(), datum).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,6 +204,21 @@ mod tests {
             step(&open, &[], at("2026-03-03T11:10:00Z"), &policy),
             [Transition::Resolve { key: "fn-errors:backend".into() }]
         );
+    }
+
+    #[test]
+    fn actions_round_trip_and_other_audit_records_are_not_actions() {
+        let action = Action {
+            audit_id: "0190".into(),
+            alert_id: "fn-errors:backend@20260303T1104Z".into(),
+            action: ActionKind::Ack,
+            actor: "operator:1a2b3c4d".into(),
+            at: at("2026-03-03T11:05:00Z"),
+            reason: "looking".into(),
+        };
+        let datum = encode_action(&action).unwrap();
+        assert_eq!(decode_action(action_schema(), &datum).unwrap(), Some(action));
+        assert_eq!(decode_action(crate::dlq::audit_schema(), b"").unwrap(), None);
     }
 
     #[test]

@@ -283,6 +283,14 @@ pub fn encode_record<T: Serialize>(schema: &Schema, value: &T) -> Result<Vec<u8>
     apache_avro::to_avro_datum(schema, value).map_err(|e| CodecError::Encode(Box::new(e)))
 }
 
+/// The full name of a record schema (`ct.v1.DlqAudit`), `None` for any other schema.
+pub fn record_name(schema: &Schema) -> Option<String> {
+    match schema {
+        Schema::Record(record) => Some(record.name.fullname(None)),
+        _ => None,
+    }
+}
+
 /// Decodes a datum written with `writer`, resolved against `reader` (the current schema).
 pub fn decode_record<T: serde::de::DeserializeOwned>(
     writer: &Schema,

@@ -21,6 +21,12 @@ pub struct Tick {
     pub events_end: Vec<i64>,
     #[serde(with = "chrono::serde::ts_microseconds")]
     pub written_at: DateTime<Utc>,
+    /// The audit topic whose offsets follow ("" when the ticker knows none).
+    #[serde(default)]
+    pub audit_topic: String,
+    /// End offset of each partition of `audit_topic`, by partition number.
+    #[serde(default)]
+    pub audit_end: Vec<i64>,
 }
 
 impl Tick {
@@ -63,8 +69,37 @@ mod tests {
             events_topic: "ct.events.v1".into(),
             events_end: vec![10, 0, 7],
             written_at: "2026-03-03T11:17:00.001Z".parse().unwrap(),
+            audit_topic: "ct.audit.v1".into(),
+            audit_end: vec![4],
         };
         assert_eq!(tick.key(), "2026-03-03T11:16Z");
         assert_eq!(decode_tick(tick_schema(), &encode_tick(&tick).unwrap()).unwrap(), tick);
+    }
+
+    #[test]
+    fn ticks_written_before_the_audit_offsets_read_as_none() {
+        let old = r#"{"type": "record", "name": "ClockTick", "namespace": "ct.v1", "fields": [
+            {"name": "minute", "type": {"type": "long", "logicalType": "timestamp-micros"}},
+            {"name": "events_topic", "type": "string"},
+            {"name": "events_end", "type": {"type": "array", "items": "long"}},
+            {"name": "written_at", "type": {"type": "long", "logicalType": "timestamp-micros"}}]}"#;
+        let old = Schema::parse_str(old).unwrap();
+        #[derive(Serialize)]
+        struct OldTick {
+            #[serde(with = "chrono::serde::ts_microseconds")]
+            minute: DateTime<Utc>,
+            events_topic: String,
+            events_end: Vec<i64>,
+            #[serde(with = "chrono::serde::ts_microseconds")]
+            written_at: DateTime<Utc>,
+        }
+        let at: DateTime<Utc> = "2026-03-03T11:16:00Z".parse().unwrap();
+        let datum = crate::avro::encode_record(
+            &old,
+            &OldTick { minute: at, events_topic: "e".into(), events_end: vec![1], written_at: at },
+        )
+        .unwrap();
+        let tick = decode_tick(&old, &datum).unwrap();
+        assert_eq!((tick.audit_topic.as_str(), tick.audit_end.len()), ("", 0));
     }
 }

@@ -316,6 +316,15 @@ pub fn decode_audit(writer: &Schema, datum: &[u8]) -> Result<Audit, CodecError> 
     crate::avro::decode_record(writer, audit_schema(), datum)
 }
 
+/// The dead-letter audit in `datum`, or `None` when `writer` is another record type of the audit
+/// topic (an alert action).
+pub fn decode_dlq_audit(writer: &Schema, datum: &[u8]) -> Result<Option<Audit>, CodecError> {
+    if crate::avro::record_name(writer).as_deref() != Some("ct.v1.DlqAudit") {
+        return Ok(None);
+    }
+    decode_audit(writer, datum).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;

@@ -175,8 +175,10 @@ impl Pipeline for DlqItems {
                     .value
                     .as_deref()
                     .ok_or_else(|| ProcessError::Record("the audit record has no value".to_owned()))?;
-                let audit = self.registry.decode_audit(value).await?;
-                Ok(Some(Change::Audited(audit)))
+                // The audit topic also carries other record types (alert actions): only the
+                // dead-letter audits are this model's.
+                let audit = self.registry.decode_with(value, ct_core::dlq::decode_dlq_audit).await?;
+                Ok(audit.map(Change::Audited))
             } else {
                 Ok(Some(items::parked(record)))
             }

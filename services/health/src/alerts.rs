@@ -5,13 +5,22 @@
 //! statuses, are a function of the log, and `notify.rs` delivers what was decided exactly when
 //! it commits (an outbox: a receiver that is down delays a notification, never drops it).
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Duration, Utc};
 use ct_core::{
-    alerting::{Condition, Open, Policy, Transition, step},
+    alerting::{self, Action, Condition, Open, Policy, Transition, step},
     health::{Status, human},
 };
+use ct_platform::{
+    consumer::{Advance, BoxFuture, Coordinates, Incoming, Pipeline, ProcessError},
+    postgres::classify,
+    registry::RegistryClient,
+};
 use serde::Deserialize;
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool};
+
+use crate::evaluator::Evaluator;
 
 /// `[alerts]`: the policy and where each transition goes (channel names of `[notify.channels]`).
 #[derive(Debug, Clone, Deserialize)]
@@ -39,6 +48,63 @@ fn minute_text(at: DateTime<Utc>) -> String {
 }
 
 impl Alerting {
+    /// Applies the actions below the tick's audit offsets, in log order: an acknowledgement of a
+    /// firing alert stops its repeats and its escalation. Each is kept with what it did.
+    pub async fn apply_actions(
+        &self,
+        tx: &mut PgConnection,
+        minute: DateTime<Utc>,
+        audit_end: &[i64],
+    ) -> Result<(), sqlx::Error> {
+        let actions: Vec<(String, String, String, String, DateTime<Utc>, String)> = sqlx::query_as(
+            "WITH applied AS (
+                 DELETE FROM pending_actions a
+                 USING UNNEST($1::bigint[]) WITH ORDINALITY AS b(end_offset, n)
+                 WHERE a.\"partition\" = b.n - 1 AND a.\"offset\" < b.end_offset
+                 RETURNING a.*
+             )
+             SELECT audit_id, alert_id, action, actor, requested_at, reason FROM applied
+             ORDER BY \"partition\", \"offset\"",
+        )
+        .bind(audit_end)
+        .fetch_all(&mut *tx)
+        .await?;
+        for (audit_id, alert_id, action, actor, requested_at, reason) in actions {
+            let state: Option<String> = sqlx::query_scalar("SELECT state FROM alerts WHERE id = $1")
+                .bind(&alert_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let outcome = match state.as_deref() {
+                Some("firing") => {
+                    sqlx::query("UPDATE alerts SET state = 'acknowledged', acknowledged_at = $2 WHERE id = $1")
+                        .bind(&alert_id)
+                        .bind(minute)
+                        .execute(&mut *tx)
+                        .await?;
+                    "acknowledged".to_owned()
+                }
+                Some(other) => format!("ignored: the alert is {other}"),
+                None => "ignored: no such alert".to_owned(),
+            };
+            tracing::info!(alert = %alert_id, %actor, %outcome, at = %minute, "Alert action applied.");
+            sqlx::query(
+                "INSERT INTO alert_actions (audit_id, alert_id, action, actor, requested_at, reason, applied_at, outcome)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (audit_id) DO NOTHING",
+            )
+            .bind(&audit_id)
+            .bind(&alert_id)
+            .bind(&action)
+            .bind(&actor)
+            .bind(requested_at)
+            .bind(&reason)
+            .bind(minute)
+            .bind(&outcome)
+            .execute(&mut *tx)
+            .await?;
+        }
+        Ok(())
+    }
+
     /// Decides the alerts at `minute`, given each catalogued system's status and message.
     pub async fn evaluate(
         &self,
@@ -180,5 +246,63 @@ impl Alerting {
             }
         }
         Ok(())
+    }
+}
+
+/// The consumer of the audit topic: alert actions wait in `pending_actions` for the tick that
+/// covers them; the topic's other record types (dead-letter audits) are passed over.
+pub struct Actions {
+    pub pool: PgPool,
+    pub registry: RegistryClient,
+    pub evaluator: std::sync::Arc<Evaluator>,
+}
+
+impl Pipeline for Actions {
+    type Item = Option<Action>;
+
+    fn decode<'a>(&'a self, record: &'a Incoming) -> BoxFuture<'a, Result<Option<Action>, ProcessError>> {
+        Box::pin(async move {
+            let value =
+                record.value.as_deref().ok_or_else(|| ProcessError::Record("the record has no value".into()))?;
+            Ok(self.registry.decode_with(value, alerting::decode_action).await?)
+        })
+    }
+
+    fn load_progress<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<HashMap<i32, i64>, ProcessError>> {
+        Box::pin(async move {
+            ct_platform::postgres::load_progress(&self.pool, &self.evaluator.consumer, topic).await.map_err(classify)
+        })
+    }
+
+    fn apply<'a>(
+        &'a self,
+        items: &'a [(Coordinates, Option<Action>)],
+        topic: &'a str,
+        progress: &'a [Advance],
+    ) -> BoxFuture<'a, Result<(), ProcessError>> {
+        Box::pin(async move {
+            let mut tx = ct_platform::postgres::begin_batch(&self.pool).await.map_err(classify)?;
+            for (at, action) in items {
+                let Some(action) = action else { continue };
+                sqlx::query(
+                    "INSERT INTO pending_actions (\"partition\", \"offset\", audit_id, alert_id, action, actor, requested_at, reason)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+                )
+                .bind(at.partition)
+                .bind(at.offset)
+                .bind(&action.audit_id)
+                .bind(&action.alert_id)
+                .bind("ack")
+                .bind(&action.actor)
+                .bind(action.at)
+                .bind(&action.reason)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+            }
+            ct_platform::postgres::advance_progress(&mut tx, &self.evaluator.consumer, topic, progress).await?;
+            self.evaluator.advance(&mut tx).await.map_err(classify)?;
+            tx.commit().await.map_err(classify)
+        })
     }
 }

@@ -27,6 +27,7 @@ pub struct Evaluator {
     /// The consumer name (progress key of both topics).
     pub consumer: String,
     pub events_topic: String,
+    pub audit_topic: String,
     /// The registry id of `ct.v1.HealthChange` when changes go to the outbox (never in a rebuild).
     pub outbox_schema_id: Option<u32>,
     /// Alerts, decided at each tick after the statuses.
@@ -35,8 +36,8 @@ pub struct Evaluator {
 
 const WINDOW: Duration = Duration::hours(24);
 
-/// A row of `pending_ticks`: clock offset, minute, events end offsets, written at.
-type PendingTick = (i64, DateTime<Utc>, Vec<i64>, DateTime<Utc>);
+/// A row of `pending_ticks`: clock offset, minute, events end offsets, written at, audit end offsets.
+type PendingTick = (i64, DateTime<Utc>, Vec<i64>, DateTime<Utc>, Vec<i64>);
 
 impl Evaluator {
     /// Evaluates, in clock order, every pending tick whose events are stored. Runs inside a batch
@@ -47,29 +48,35 @@ impl Evaluator {
             .await?;
         let mut last: Option<DateTime<Utc>> =
             sqlx::query_scalar("SELECT minute FROM clock").fetch_optional(&mut *tx).await?;
-        let progress: HashMap<i32, i64> = sqlx::query_as::<_, (i32, i64)>(
-            "SELECT \"partition\", next_offset FROM consumer_progress WHERE consumer = $1 AND topic = $2",
-        )
-        .bind(&self.consumer)
-        .bind(&self.events_topic)
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .collect();
+        let progress = |topic: &str| {
+            sqlx::query_as::<_, (i32, i64)>(
+                "SELECT \"partition\", next_offset FROM consumer_progress WHERE consumer = $1 AND topic = $2",
+            )
+            .bind(self.consumer.clone())
+            .bind(topic.to_owned())
+        };
+        let events_progress: HashMap<i32, i64> =
+            progress(&self.events_topic).fetch_all(&mut *tx).await?.into_iter().collect();
+        let audit_progress: HashMap<i32, i64> =
+            progress(&self.audit_topic).fetch_all(&mut *tx).await?.into_iter().collect();
         let mut evaluated = 0;
         loop {
             let tick: Option<PendingTick> = sqlx::query_as(
-                "SELECT clock_offset, minute, events_end, written_at FROM pending_ticks ORDER BY clock_offset LIMIT 1",
+                "SELECT clock_offset, minute, events_end, written_at, audit_end FROM pending_ticks
+                 ORDER BY clock_offset LIMIT 1",
             )
             .fetch_optional(&mut *tx)
             .await?;
-            let Some((clock_offset, minute, events_end, written_at)) = tick else { break };
+            let Some((clock_offset, minute, events_end, written_at, audit_end)) = tick else { break };
             // A minute already evaluated (a second ticker, a restart): time does not go back.
             if last.is_none_or(|last| minute > last) {
-                if !stored(&events_end, &progress) {
+                if !stored(&events_end, &events_progress) || !stored(&audit_end, &audit_progress) {
                     break;
                 }
                 self.fold(tx, minute, &events_end).await?;
+                if let Some(alerting) = &self.alerting {
+                    alerting.apply_actions(tx, minute, &audit_end).await?;
+                }
                 self.evaluate(tx, minute).await?;
                 sqlx::query(
                     "INSERT INTO clock (minute, ticks) VALUES ($1, 1)
@@ -260,6 +267,12 @@ impl Pipeline for Clock {
             let value =
                 record.value.as_deref().ok_or_else(|| ProcessError::Record("the record has no value".into()))?;
             let tick = self.registry.decode_with(value, ct_core::clock::decode_tick).await?;
+            if !tick.audit_topic.is_empty() && tick.audit_topic != self.evaluator.audit_topic {
+                return Err(ProcessError::Record(format!(
+                    "a tick for audit topic `{}`; this evaluator reads `{}`",
+                    tick.audit_topic, self.evaluator.audit_topic
+                )));
+            }
             if tick.events_topic != self.evaluator.events_topic {
                 return Err(ProcessError::Record(format!(
                     "a tick for events topic `{}`; this evaluator reads `{}`",
@@ -286,13 +299,14 @@ impl Pipeline for Clock {
             let mut tx = ct_platform::postgres::begin_batch(&self.pool).await.map_err(classify)?;
             for (at, tick) in items {
                 sqlx::query(
-                    "INSERT INTO pending_ticks (clock_offset, minute, events_end, written_at) VALUES ($1, $2, $3, $4)
-                     ON CONFLICT DO NOTHING",
+                    "INSERT INTO pending_ticks (clock_offset, minute, events_end, written_at, audit_end)
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
                 )
                 .bind(at.offset)
                 .bind(tick.minute)
                 .bind(&tick.events_end)
                 .bind(tick.written_at)
+                .bind(&tick.audit_end)
                 .execute(&mut *tx)
                 .await
                 .map_err(classify)?;

@@ -36,6 +36,7 @@ pub const DEFAULTS: ct_platform::config::Defaults =
 pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "health", sql: include_str!("../migrations/0001_health.sql") },
     Migration { version: 2, name: "alerts", sql: include_str!("../migrations/0002_alerts.sql") },
+    Migration { version: 3, name: "alert actions", sql: include_str!("../migrations/0003_alert_actions.sql") },
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -60,6 +61,8 @@ pub struct ConsumerConfig {
     pub name: String,
     pub events_topic: String,
     pub clock_topic: String,
+    /// People's actions on alerts (acknowledgements), `ct.v1.AlertAudit` records among others.
+    pub audit_topic: String,
     pub dlq_topic: String,
     pub batch_max: usize,
     pub batch_wait_ms: u64,
@@ -82,6 +85,17 @@ pub struct OutboxConfig {
     pub enabled: bool,
     pub health_topic: String,
     pub poll_interval_ms: u64,
+}
+
+impl ConsumerConfig {
+    /// What the ticker writes and whose offsets its ticks carry.
+    pub fn clock_topics(&self) -> ticker::ClockTopics {
+        ticker::ClockTopics {
+            clock: self.clock_topic.clone(),
+            events: self.events_topic.clone(),
+            audit: self.audit_topic.clone(),
+        }
+    }
 }
 
 impl Config {
@@ -129,6 +143,7 @@ impl Config {
         config.consumer.name = format!("{}health", slice.prefix);
         config.consumer.events_topic = slice.topics.events.clone();
         config.consumer.clock_topic = slice.topics.clock.clone();
+        config.consumer.audit_topic = slice.topics.audit.clone();
         config.consumer.dlq_topic = slice.topics.dlq.clone();
         config.consumer.batch_wait_ms = 10;
         config.outbox.health_topic = slice.topics.health.clone();
@@ -170,6 +185,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         rules: config.rules,
         consumer: config.consumer.name.clone(),
         events_topic: config.consumer.events_topic.clone(),
+        audit_topic: config.consumer.audit_topic.clone(),
         outbox_schema_id,
         alerting,
     });
@@ -181,8 +197,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         let ticker = ticker::Ticker::connect(
             &config.kafka,
             RegistryClient::new(&config.registry.url),
-            &config.consumer.clock_topic,
-            &config.consumer.events_topic,
+            &config.consumer.clock_topics(),
         )
         .await
         .context("starting the ticker")?;
@@ -206,17 +221,27 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         registry: RegistryClient::new(&config.registry.url),
         evaluator: Arc::clone(&evaluator),
     };
+    let actions = alerts::Actions {
+        pool: pool.clone(),
+        registry: RegistryClient::new(&config.registry.url),
+        evaluator: Arc::clone(&evaluator),
+    };
     let clock = evaluator::Clock { pool: pool.clone(), registry, evaluator };
-    let (events_settings, clock_settings) =
-        (config.settings(&config.consumer.events_topic), config.settings(&config.consumer.clock_topic));
-    let (events, ticks) = tokio::join!(
+    let (events_settings, clock_settings, audit_settings) = (
+        config.settings(&config.consumer.events_topic),
+        config.settings(&config.consumer.clock_topic),
+        config.settings(&config.consumer.audit_topic),
+    );
+    let (events, ticks, audits) = tokio::join!(
         consumer::run(&facts, &config.kafka, &events_settings, shutdown.clone()),
         consumer::run(&clock, &config.kafka, &clock_settings, shutdown.clone()),
+        consumer::run(&actions, &config.kafka, &audit_settings, shutdown.clone()),
     );
     shutdown.cancel();
     while tasks.join_next().await.is_some() {}
     events?;
     ticks?;
+    audits?;
     Ok(())
 }
 
@@ -238,6 +263,8 @@ const TABLES: &[(&str, &str, &str)] = &[
     ("pending_facts", "t", "\"partition\", \"offset\", system_id"),
     ("alerts", "t", "id"),
     ("notifications", "(alert_id, transition, channel, at, title, body)", "alert_id, transition, channel, at"),
+    ("pending_actions", "t", "\"partition\", \"offset\""),
+    ("alert_actions", "t", "audit_id"),
 ];
 
 pub async fn checksums(pool: &PgPool) -> Result<Checksums, sqlx::Error> {
@@ -267,7 +294,11 @@ impl ReadModel for HealthModel {
     }
 
     fn topics(&self) -> Vec<String> {
-        vec![self.0.consumer.events_topic.clone(), self.0.consumer.clock_topic.clone()]
+        vec![
+            self.0.consumer.events_topic.clone(),
+            self.0.consumer.clock_topic.clone(),
+            self.0.consumer.audit_topic.clone(),
+        ]
     }
 
     fn migrate<'a>(&'a self, pool: &'a PgPool) -> BoxFuture<'a, Result<(), sqlx::Error>> {

@@ -28,13 +28,21 @@ pub enum TickError {
     Partitions { topic: String, partitions: i32 },
 }
 
+/// The topic ticks go to, and the topics whose end offsets each tick carries.
+#[derive(Debug, Clone)]
+pub struct ClockTopics {
+    pub clock: String,
+    pub events: String,
+    /// Empty: none (ticks then carry no audit offsets).
+    pub audit: String,
+}
+
 pub struct Ticker {
     kafka: KafkaConfig,
     producer: FutureProducer,
     registry: RegistryClient,
     schema_id: u32,
-    clock_topic: String,
-    events_topic: String,
+    topics: ClockTopics,
 }
 
 impl Ticker {
@@ -42,9 +50,9 @@ impl Ticker {
     pub async fn connect(
         kafka: &KafkaConfig,
         registry: RegistryClient,
-        clock_topic: &str,
-        events_topic: &str,
+        topics: &ClockTopics,
     ) -> Result<Ticker, TickError> {
+        let clock_topic = topics.clock.as_str();
         let partitions = kafka::partition_count_async(kafka, clock_topic, TIMEOUT).await?.unwrap_or(0);
         if partitions != 1 {
             return Err(TickError::Partitions { topic: clock_topic.to_owned(), partitions });
@@ -56,28 +64,34 @@ impl Ticker {
             producer: kafka::idempotent_producer(kafka, TIMEOUT)?,
             registry,
             schema_id,
-            clock_topic: clock_topic.to_owned(),
-            events_topic: events_topic.to_owned(),
+            topics: topics.clone(),
         })
     }
 
-    /// Writes the tick of `minute` with the events topic's end offsets as they are now, once the
-    /// broker acknowledged it.
+    /// Writes the tick of `minute` with the end offsets of the audit and events topics as they
+    /// are now, once the broker acknowledged it.
     pub async fn tick(&self, minute: DateTime<Utc>) -> Result<Tick, TickError> {
-        let (kafka, topic) = (self.kafka.clone(), self.events_topic.clone());
-        let events_end = blocking(move || kafka::end_offsets(&kafka, &topic, TIMEOUT)).await?;
+        let (kafka, topics) = (self.kafka.clone(), self.topics.clone());
+        let (audit_end, events_end) = blocking(move || {
+            let audit =
+                if topics.audit.is_empty() { Vec::new() } else { kafka::end_offsets(&kafka, &topics.audit, TIMEOUT)? };
+            Ok::<_, rdkafka::error::KafkaError>((audit, kafka::end_offsets(&kafka, &topics.events, TIMEOUT)?))
+        })
+        .await?;
         let tick = Tick {
             minute: clock::minute_of(minute),
-            events_topic: self.events_topic.clone(),
+            events_topic: self.topics.events.clone(),
             events_end,
             written_at: Utc::now(),
+            audit_topic: self.topics.audit.clone(),
+            audit_end,
         };
         let mut value = Vec::new();
         ct_core::avro::wire::write_header(self.schema_id, &mut value);
         value.extend(clock::encode_tick(&tick)?);
         let key = tick.key();
         self.producer
-            .send(FutureRecord::to(&self.clock_topic).partition(0).key(&key).payload(&value), TIMEOUT)
+            .send(FutureRecord::to(&self.topics.clock).partition(0).key(&key).payload(&value), TIMEOUT)
             .await
             .map_err(|(error, _)| error)?;
         Ok(tick)
@@ -85,7 +99,7 @@ impl Ticker {
 
     /// The minute of the last tick in the clock topic.
     pub async fn last_minute(&self) -> Result<Option<DateTime<Utc>>, TickError> {
-        let (kafka, topic) = (self.kafka.clone(), self.clock_topic.clone());
+        let (kafka, topic) = (self.kafka.clone(), self.topics.clock.clone());
         let Some(message) = blocking(move || kafka::last_record(&kafka, &topic, 0, TIMEOUT)).await? else {
             return Ok(None);
         };

@@ -153,6 +153,7 @@ bootstrap_servers = "{bootstrap}"
 name = "{name}"
 events_topic = "{events}"
 clock_topic = "{clock}"
+audit_topic = "{audit}"
 dlq_topic = "{dlq}"
 batch_wait_ms = 10
 [ticker]
@@ -182,6 +183,7 @@ listen = "127.0.0.1:{port}"
         name = c.consumer.name,
         events = c.consumer.events_topic,
         clock = c.consumer.clock_topic,
+        audit = c.consumer.audit_topic,
         dlq = c.consumer.dlq_topic,
         health = c.outbox.health_topic,
         smtp = smtp.url(),
@@ -222,4 +224,40 @@ listen = "127.0.0.1:{port}"
     assert_eq!(state, "delivered");
     service.stop();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An acknowledged alert neither repeats nor escalates, and still resolves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledging_stops_escalation() {
+    let slack = SlackReceiver::start().await;
+    let slack_url = slack.url();
+    let s = Scenario::start_with(move |config| {
+        config.alerts.policy.escalate_after_s = 300;
+        config.alerts.primary = vec!["slack".into()];
+        config.alerts.escalation = vec!["slack".into()];
+        config.notify.channels = [("slack".to_owned(), ChannelConfig::Slack { webhook_url: slack_url.into() })].into();
+    })
+    .await;
+    for (i, ts) in ["2026-03-03T11:01:00Z", "2026-03-03T11:02:00Z", "2026-03-03T11:03:00Z"].iter().enumerate() {
+        s.log(error(&format!("a{i}"), ts), 1).await;
+    }
+    s.tick("2026-03-03T11:04:00Z").await;
+    s.acknowledge("fn-errors:backend@20260303T1104Z").await;
+    s.tick("2026-03-03T11:05:00Z").await;
+    s.log(error("a3", "2026-03-03T11:06:00Z"), 1).await;
+    s.tick("2026-03-03T11:09:00Z").await;
+    s.tick("2026-03-03T11:13:00Z").await;
+    s.tick("2026-03-03T11:17:00Z").await;
+    let row: (String, Option<chrono::DateTime<chrono::Utc>>, Option<chrono::DateTime<chrono::Utc>>) =
+        sqlx::query_as("SELECT state, acknowledged_at, escalated_at FROM alerts").fetch_one(&s.pool).await.unwrap();
+    assert_eq!(row.0, "resolved");
+    assert_eq!(row.1, Some(common::at("2026-03-03T11:05:00Z")), "acknowledged at the tick after the action");
+    assert_eq!(row.2, None, "never escalated");
+    let outcome: String = sqlx::query_scalar("SELECT outcome FROM alert_actions").fetch_one(&s.pool).await.unwrap();
+    assert_eq!(outcome, "acknowledged");
+    let delivered = eventually(Duration::from_secs(30), || async { (slack.messages().len() == 2).then_some(()) }).await;
+    assert!(delivered.is_some(), "{:?}", slack.messages());
+    let messages = slack.messages();
+    assert!(messages[0].contains("[FIRING]") && messages[1].contains("[RESOLVED]"), "{messages:?}");
+    s.stop.cancel();
 }

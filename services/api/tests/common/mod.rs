@@ -58,6 +58,9 @@ pub async fn stack() -> Stack {
 
     let mut api = ct_api::Config::defaults();
     api.http.listen = "127.0.0.1:0".parse().unwrap();
+    api.kafka = ctx.kafka.clone();
+    api.registry.url = registry_url.clone();
+    api.actions.audit_topic = t.audit.clone();
     let schema_for_test = schema.clone();
     api.postgres = schema;
     // The API may start before the projector created the tables; both use the same schema.
@@ -93,6 +96,14 @@ impl Stack {
             .as_u16()
     }
 
+    /// `POST` a JSON body to the read API: status and body.
+    pub async fn post_api(&self, token: &str, path: &str, body: &Value) -> (u16, Value) {
+        let response =
+            self.http.post(format!("{}{path}", self.api)).bearer_auth(token).json(body).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     pub async fn get(&self, token: Option<&str>, path: &str) -> (u16, Value, reqwest::header::HeaderMap) {
         let mut request = self.http.get(format!("{}{path}", self.api));
         if let Some(token) = token {
@@ -106,10 +117,12 @@ impl Stack {
     /// Writes the clock tick of `minute` (as the evaluator's ticker would).
     pub async fn tick(&self, minute: &str) {
         let registry = ct_platform::registry::RegistryClient::new(&self.registry);
-        let ticker =
-            ct_health::ticker::Ticker::connect(&self.ctx.kafka, registry, &self.topics.clock, &self.topics.events)
-                .await
-                .expect("ticker");
+        let topics = ct_health::ticker::ClockTopics {
+            clock: self.topics.clock.clone(),
+            events: self.topics.events.clone(),
+            audit: self.topics.audit.clone(),
+        };
+        let ticker = ct_health::ticker::Ticker::connect(&self.ctx.kafka, registry, &topics).await.expect("ticker");
         ticker.tick(minute.parse().expect("a literal minute")).await.expect("tick written");
     }
 

@@ -60,7 +60,7 @@ impl Scenario {
         let mut config = Config::for_slice(&ctx.slice(&topics, &registry_url));
         adjust(&mut config);
         let stop = CancellationToken::new();
-        let ticker = Ticker::connect(&ctx.kafka, RegistryClient::new(&registry_url), &topics.clock, &topics.events)
+        let ticker = Ticker::connect(&ctx.kafka, RegistryClient::new(&registry_url), &config.consumer.clock_topics())
             .await
             .expect("ticker");
         let pool = ct_platform::postgres::connect(&ctx.health_postgres()).await.expect("postgres");
@@ -111,6 +111,29 @@ impl Scenario {
         })
         .await;
         assert!(evaluated.is_some(), "the tick of {minute} was not evaluated within a minute");
+    }
+
+    /// Acknowledges an alert as the read API does: a `ct.v1.AlertAudit` record on the audit topic.
+    pub async fn acknowledge(&self, alert_id: &str) {
+        let registry = RegistryClient::new(&self.registry_url);
+        let subject = format!("{}-{}", self.topics.audit, ct_core::alerting::ACTION_RECORD);
+        let schema_id = registry.register(&subject, ct_core::alerting::ACTION_SCHEMA_JSON).await.expect("register");
+        let action = ct_core::alerting::Action {
+            audit_id: format!("audit-{alert_id}"),
+            alert_id: alert_id.to_owned(),
+            action: ct_core::alerting::ActionKind::Ack,
+            actor: "operator:test".into(),
+            at: Utc::now(),
+            reason: "on it".into(),
+        };
+        let mut value = Vec::new();
+        ct_core::avro::wire::write_header(schema_id, &mut value);
+        value.extend(ct_core::alerting::encode_action(&action).expect("encode"));
+        self.producer
+            .send(FutureRecord::to(&self.topics.audit).key(alert_id).payload(&value), Duration::from_secs(30))
+            .await
+            .map_err(|(e, _)| e)
+            .expect("the broker takes the action");
     }
 
     pub async fn status(&self, system: &str) -> (String, String, String) {
