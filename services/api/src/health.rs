@@ -37,18 +37,25 @@ fn no_schema_yet(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(e) if e.code().as_deref() == Some("42P01"))
 }
 
+/// The rows of a query on the evaluator's tables: none while its schema does not exist.
+async fn rows_or_none(
+    query: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    pool: &sqlx::PgPool,
+) -> Result<Vec<sqlx::postgres::PgRow>, ApiError> {
+    match query.fetch_all(pool).await {
+        Ok(rows) => Ok(rows),
+        Err(error) if no_schema_yet(&error) => Ok(Vec::new()),
+        Err(error) => Err(internal(error)),
+    }
+}
+
 /// Each catalogued system's status as last evaluated, or `unknown` when it was never evaluated.
 async fn statuses(app: &AppState) -> Result<Vec<SystemHealth>, ApiError> {
-    let rows = match sqlx::query(
-        "SELECT system_id, status, reason, message, last_transition_time, evaluated_at FROM statuses",
+    let rows = rows_or_none(
+        sqlx::query("SELECT system_id, status, reason, message, last_transition_time, evaluated_at FROM statuses"),
+        &app.pool,
     )
-    .fetch_all(&app.pool)
-    .await
-    {
-        Ok(rows) => rows,
-        Err(error) if no_schema_yet(&error) => Vec::new(),
-        Err(error) => return Err(internal(error)),
-    };
+    .await?;
     Ok(app
         .catalogue
         .systems
@@ -133,22 +140,19 @@ pub async fn history(
     reject_unknown(&params, &["limit", "cursor"])?;
     let limit = limit_param(&params)?;
     let cursor = cursor_param(&params)?;
-    let rows = match sqlx::query(
-        "SELECT at, status, previous, reason, message, system_id FROM history
+    let rows = rows_or_none(
+        sqlx::query(
+            "SELECT at, status, previous, reason, message, system_id FROM history
          WHERE system_id = $1 AND ($2::timestamptz IS NULL OR (at, system_id) < ($2, $3))
          ORDER BY at DESC LIMIT $4",
+        )
+        .bind(&system_id)
+        .bind(cursor.as_ref().map(|c| c.at))
+        .bind(cursor.as_ref().map(|c| c.id.clone()))
+        .bind(limit + 1),
+        &app.pool,
     )
-    .bind(&system_id)
-    .bind(cursor.as_ref().map(|c| c.at))
-    .bind(cursor.as_ref().map(|c| c.id.clone()))
-    .bind(limit + 1)
-    .fetch_all(&app.pool)
-    .await
-    {
-        Ok(rows) => rows,
-        Err(error) if no_schema_yet(&error) => Vec::new(),
-        Err(error) => return Err(internal(error)),
-    };
+    .await?;
     let (rows, next) = split_page(&rows, limit, "at", "system_id");
     let changes = rows
         .iter()
@@ -193,7 +197,8 @@ pub async fn alerts(
     }
     let limit = limit_param(&params)?;
     let cursor = cursor_param(&params)?;
-    let rows = match sqlx::query(
+    let rows = rows_or_none(
+sqlx::query(
         "SELECT * FROM alerts
          WHERE ($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR system_id = $2) AND ($3::text IS NULL OR rule = $3)
            AND ($4::timestamptz IS NULL OR (fired_at, id) < ($4, $5))
@@ -204,14 +209,10 @@ pub async fn alerts(
     .bind(params.get("rule"))
     .bind(cursor.as_ref().map(|c| c.at))
     .bind(cursor.as_ref().map(|c| c.id.clone()))
-    .bind(limit + 1)
-    .fetch_all(&app.pool)
-    .await
-    {
-        Ok(rows) => rows,
-        Err(error) if no_schema_yet(&error) => Vec::new(),
-        Err(error) => return Err(internal(error)),
-    };
+    .bind(limit + 1),
+    &app.pool,
+    )
+    .await?;
     let (rows, next) = split_page(&rows, limit, "fired_at", "id");
     Ok(page(rows.iter().map(Alert::from_row).collect(), next, "/alerts", &params))
 }

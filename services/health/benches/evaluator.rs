@@ -18,20 +18,11 @@ use chrono::{DateTime, Utc};
 use ct_core::{Envelope, envelope::ParseOptions, redact::Redactor};
 use ct_health::{Config, ticker::Ticker};
 use ct_platform::{kafka, registry::RegistryClient, topics::TopicSpec};
-use ct_testkit::wire_event;
-use rdkafka::{
-    Offset, TopicPartitionList,
-    consumer::{BaseConsumer, Consumer},
-    producer::FutureRecord,
-};
+use ct_testkit::bench::{env_or, median, produce, read_all};
 use tokio_util::sync::CancellationToken;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 /// The `i`-th event: ts spread over 2025-09-27, received at the end of that day.
 fn event(i: usize) -> Envelope {
@@ -55,37 +46,6 @@ fn event(i: usize) -> Envelope {
                 "payload": {"contractorId": format!("C{i}"), "fileRef": "gs://uploads/1.pdf", "sizeBytes": 1024}}),
     };
     Envelope::parse(&body, &options).expect("valid").0
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-fn read_all(
-    kafka_config: &ct_platform::config::KafkaConfig,
-    topic: &str,
-    partitions: i32,
-    expected: usize,
-) -> Duration {
-    let consumer: BaseConsumer = kafka::client_config(kafka_config)
-        .set("group.id", format!("bench-raw-{}", std::process::id()))
-        .create()
-        .unwrap();
-    let mut assignment = TopicPartitionList::new();
-    for p in 0..partitions {
-        assignment.add_partition_offset(topic, p, Offset::Beginning).unwrap();
-    }
-    consumer.assign(&assignment).unwrap();
-    let started = Instant::now();
-    let mut n = 0;
-    while n < expected {
-        if let Some(message) = consumer.poll(Duration::from_millis(500)) {
-            message.expect("consume");
-            n += 1;
-        }
-    }
-    started.elapsed()
 }
 
 async fn evaluated(pool: &sqlx::PgPool, minute: DateTime<Utc>) -> bool {
@@ -119,30 +79,7 @@ async fn main() {
             .await
             .expect("registry");
 
-    let producer = kafka::idempotent_producer(&kafka_config, Duration::from_secs(60)).unwrap();
-    let mut pending = Vec::with_capacity(10_000);
-    for i in 0..events {
-        let event = event(i);
-        let value = wire_event(schema_id, &event);
-        let topic = name("events");
-        loop {
-            match producer.send_result(FutureRecord::to(&topic).key(event.source().as_str()).payload(&value)) {
-                Ok(delivery) => {
-                    pending.push(delivery);
-                    break;
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
-            }
-        }
-        if pending.len() >= 10_000 {
-            for d in pending.drain(..) {
-                d.await.unwrap().map_err(|(e, _)| e).unwrap();
-            }
-        }
-    }
-    for d in pending.drain(..) {
-        d.await.unwrap().map_err(|(e, _)| e).unwrap();
-    }
+    produce(&kafka_config, &name("events"), schema_id, events, event).await;
     let topics = ct_health::ticker::ClockTopics { clock: name("clock"), events: name("events"), audit: name("audit") };
     let ticker = Ticker::connect(&kafka_config, RegistryClient::new(&registry_url), &topics).await.expect("ticker");
     let first: DateTime<Utc> = "2025-09-28T00:00:00Z".parse().unwrap();

@@ -269,9 +269,7 @@ impl Pipeline for Actions {
     }
 
     fn load_progress<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<HashMap<i32, i64>, ProcessError>> {
-        Box::pin(async move {
-            ct_platform::postgres::load_progress(&self.pool, &self.evaluator.consumer, topic).await.map_err(classify)
-        })
+        Box::pin(self.evaluator.stored_progress(&self.pool, topic))
     }
 
     fn apply<'a>(
@@ -300,9 +298,7 @@ impl Pipeline for Actions {
                 .await
                 .map_err(classify)?;
             }
-            ct_platform::postgres::advance_progress(&mut tx, &self.evaluator.consumer, topic, progress).await?;
-            self.evaluator.advance(&mut tx).await.map_err(classify)?;
-            tx.commit().await.map_err(classify)
+            self.evaluator.finish(tx, topic, progress).await
         })
     }
 }

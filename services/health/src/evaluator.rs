@@ -40,6 +40,24 @@ const WINDOW: Duration = Duration::hours(24);
 type PendingTick = (i64, DateTime<Utc>, Vec<i64>, DateTime<Utc>, Vec<i64>);
 
 impl Evaluator {
+    /// The stored progress of `topic`: every consumer of the model shares one consumer name.
+    pub async fn stored_progress(&self, pool: &PgPool, topic: &str) -> Result<HashMap<i32, i64>, ProcessError> {
+        ct_platform::postgres::load_progress(pool, &self.consumer, topic).await.map_err(classify)
+    }
+
+    /// Ends the batch transaction of any of the model's consumers: its progress, then whatever
+    /// ticks became ready, then the commit.
+    pub async fn finish(
+        &self,
+        mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
+        topic: &str,
+        progress: &[Advance],
+    ) -> Result<(), ProcessError> {
+        ct_platform::postgres::advance_progress(&mut tx, &self.consumer, topic, progress).await?;
+        self.advance(&mut tx).await.map_err(classify)?;
+        tx.commit().await.map_err(classify)
+    }
+
     /// Evaluates, in clock order, every pending tick whose events are stored. Runs inside a batch
     /// transaction, after its progress was advanced.
     pub async fn advance(&self, tx: &mut PgConnection) -> Result<u32, sqlx::Error> {
@@ -284,9 +302,7 @@ impl Pipeline for Clock {
     }
 
     fn load_progress<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<HashMap<i32, i64>, ProcessError>> {
-        Box::pin(async move {
-            ct_platform::postgres::load_progress(&self.pool, &self.evaluator.consumer, topic).await.map_err(classify)
-        })
+        Box::pin(self.evaluator.stored_progress(&self.pool, topic))
     }
 
     fn apply<'a>(
@@ -311,9 +327,7 @@ impl Pipeline for Clock {
                 .await
                 .map_err(classify)?;
             }
-            ct_platform::postgres::advance_progress(&mut tx, &self.evaluator.consumer, topic, progress).await?;
-            self.evaluator.advance(&mut tx).await.map_err(classify)?;
-            tx.commit().await.map_err(classify)
+            self.evaluator.finish(tx, topic, progress).await
         })
     }
 }

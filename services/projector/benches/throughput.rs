@@ -13,32 +13,14 @@
 use std::time::{Duration, Instant};
 
 use chrono::Duration as ChronoDuration;
-use ct_core::{
-    Envelope,
-    avro::{self, wire},
-    envelope::ParseOptions,
-    redact::Redactor,
-};
+use ct_core::{Envelope, avro, envelope::ParseOptions, redact::Redactor};
 use ct_platform::{kafka, registry::RegistryClient};
-use rdkafka::{
-    Offset, TopicPartitionList,
-    consumer::{BaseConsumer, Consumer},
-    producer::FutureRecord,
-};
+use ct_testkit::bench::{env_or, median, produce, read_all};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
 
 fn event(i: usize) -> Envelope {
     let redactor = Redactor::new("bench");
@@ -61,32 +43,6 @@ fn event(i: usize) -> Envelope {
                     "payload": {"contractorId": format!("C{i}"), "fileRef": "gs://uploads/1.pdf", "sizeBytes": 1024}}),
     };
     Envelope::parse(&body, &options).expect("valid").0
-}
-
-fn read_all(
-    kafka_config: &ct_platform::config::KafkaConfig,
-    topic: &str,
-    partitions: i32,
-    expected: usize,
-) -> Duration {
-    let consumer: BaseConsumer = kafka::client_config(kafka_config)
-        .set("group.id", format!("bench-raw-{}", std::process::id()))
-        .create()
-        .unwrap();
-    let mut assignment = TopicPartitionList::new();
-    for p in 0..partitions {
-        assignment.add_partition_offset(topic, p, Offset::Beginning).unwrap();
-    }
-    consumer.assign(&assignment).unwrap();
-    let started = Instant::now();
-    let mut n = 0;
-    while n < expected {
-        if let Some(message) = consumer.poll(Duration::from_millis(500)) {
-            message.expect("consume");
-            n += 1;
-        }
-    }
-    started.elapsed()
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -116,34 +72,7 @@ async fn main() {
         .await
         .unwrap();
 
-    let producer = kafka::idempotent_producer(&kafka_config, Duration::from_secs(60)).unwrap();
-    let started = Instant::now();
-    let mut pending = Vec::with_capacity(10_000);
-    for i in 0..events {
-        let event = event(i);
-        let mut value = Vec::with_capacity(200);
-        wire::write_header(schema_id, &mut value);
-        avro::encode_event(&event, &mut value).unwrap();
-        let key = event.source().as_str();
-        loop {
-            match producer.send_result(FutureRecord::to(&topic).key(key).payload(&value)) {
-                Ok(delivery) => {
-                    pending.push(delivery);
-                    break;
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
-            }
-        }
-        if pending.len() >= 10_000 {
-            for d in pending.drain(..) {
-                d.await.unwrap().map_err(|(e, _)| e).unwrap();
-            }
-        }
-    }
-    for d in pending.drain(..) {
-        d.await.unwrap().map_err(|(e, _)| e).unwrap();
-    }
-    let produce_rate = events as f64 / started.elapsed().as_secs_f64();
+    let produce_rate = produce(&kafka_config, &topic, schema_id, events, event).await;
     println!(
         "wrote {events} events to {topic} ({partitions} partitions) at {produce_rate:.0} events/s (encode + acks=all)"
     );

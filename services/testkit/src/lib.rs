@@ -4,6 +4,8 @@
 //!
 //! A missing service fails the test with a message that says how to start it; nothing is skipped.
 
+pub mod bench;
+
 use std::{path::PathBuf, time::Duration};
 
 pub use ct_platform::topics::{PipelineTopics, Slice};
