@@ -12,7 +12,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use chrono::{DateTime, Utc};
-use ct_core::alerting::{self, Action, ActionKind};
+use ct_core::alerting::{self, Action, ActionKind, SilenceSpec};
 use ct_platform::http_error::ApiError;
 use ct_platform::registry::RegistryClient;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -267,6 +267,91 @@ fn invalid(field: &str, message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message).with_field(field)
 }
 
+fn json_body(body: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("the body is not JSON: {e}")).with_field("body")
+    })
+}
+
+/// A string field of `body`: `None` when absent or null; 422 naming it when not a string.
+fn optional_text(body: &Value, field: &str) -> Result<Option<String>, ApiError> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) if !text.contains('\0') => Ok(Some(text.trim().to_owned())),
+        Some(Value::String(_)) => Err(invalid(field, format!("`{field}` contains U+0000"))),
+        Some(_) => Err(invalid(field, format!("`{field}` must be a string"))),
+    }
+}
+
+/// Why a person acts: required, at most [`MAX_REASON_CHARS`].
+fn reason(body: &Value) -> Result<String, ApiError> {
+    match optional_text(body, "reason")? {
+        Some(reason) if reason.chars().count() > MAX_REASON_CHARS => {
+            Err(invalid("reason", format!("`reason` is longer than {MAX_REASON_CHARS} characters")))
+        }
+        Some(reason) if !reason.is_empty() => Ok(reason),
+        _ => Err(invalid("reason", "`reason` is required: why, in a few words")),
+    }
+}
+
+const ALERT_RULES: [&str; 2] = ["fn_errors", "system_red"];
+const MAX_SILENCE_DAYS: i64 = 7;
+
+/// `POST /silences` (operator and above), body `{"rule"?, "system"?, "startsAt"?, "endsAt",
+/// "reason"}`: writes a SILENCE `ct.v1.AlertAudit` record; from the next clock tick, alerts that
+/// match decide their transitions as usual but notify nobody while the silence lasts.
+pub async fn silence(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    let (_, actor) = app.users.actor(&headers, Permission::Operate)?;
+    let body = json_body(&body)?;
+    let rule = optional_text(&body, "rule")?;
+    if let Some(rule) = &rule
+        && !ALERT_RULES.contains(&rule.as_str())
+    {
+        return Err(invalid("rule", format!("unknown rule `{rule}`; rules: {}", ALERT_RULES.join(", "))));
+    }
+    let system = optional_text(&body, "system")?;
+    if let Some(system) = &system
+        && app.catalogue.system(system).is_none()
+    {
+        return Err(invalid("system", format!("`{system}` is not a catalogued system")));
+    }
+    if rule.is_none() && system.is_none() {
+        return Err(invalid("rule", "a silence needs `rule`, `system` or both (it would silence everything)"));
+    }
+    let time = |field: &str| -> Result<Option<DateTime<Utc>>, ApiError> {
+        optional_text(&body, field)?
+            .map(|text| {
+                DateTime::parse_from_rfc3339(&text).map(|t| t.with_timezone(&Utc)).map_err(|_| {
+                    invalid(field, format!("`{field}` must be an RFC 3339 time such as 2026-03-03T12:00:00Z"))
+                })
+            })
+            .transpose()
+    };
+    let now = Utc::now();
+    let starts_at = time("startsAt")?.unwrap_or(now);
+    let Some(ends_at) = time("endsAt")? else { return Err(invalid("endsAt", "`endsAt` is required")) };
+    if ends_at <= starts_at || ends_at <= now {
+        return Err(invalid("endsAt", "`endsAt` must be after `startsAt` and in the future"));
+    }
+    if ends_at - starts_at > chrono::Duration::days(MAX_SILENCE_DAYS) {
+        return Err(invalid("endsAt", format!("a silence lasts at most {MAX_SILENCE_DAYS} days")));
+    }
+    let reason = reason(&body)?;
+    let id = format!("silence_{}", uuid::Uuid::now_v7().simple());
+    let action = Action {
+        audit_id: uuid::Uuid::now_v7().to_string(),
+        alert_id: id.clone(),
+        action: ActionKind::Silence,
+        actor,
+        at: now,
+        reason,
+        silence: Some(SilenceSpec { rule, system_id: system, starts_at, ends_at }),
+    };
+    app.actions.write(&action).await?;
+    tracing::info!(silence = %id, actor = %action.actor, "Silence written.");
+    Ok((StatusCode::ACCEPTED, Json(json!({"silenceId": id, "status": "requested"}))).into_response())
+}
+
 /// `POST /alerts/{alertId}/ack` (operator and above), body `{"reason": "..."}`: writes a
 /// `ct.v1.AlertAudit` record to the log and answers 202; the health evaluator acknowledges the
 /// alert at the next clock tick (which stops its repeats and its escalation).
@@ -277,20 +362,8 @@ pub async fn acknowledge(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let (_, actor) = app.users.actor(&headers, Permission::Operate)?;
-    let body: Value = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("the body is not JSON: {e}")).with_field("body")
-    })?;
-    let reason = match body.get("reason") {
-        Some(Value::String(reason)) if !reason.trim().is_empty() => reason.trim().to_owned(),
-        Some(Value::String(_)) | None => return Err(invalid("reason", "`reason` is required: why, in a few words")),
-        Some(_) => return Err(invalid("reason", "`reason` must be a string")),
-    };
-    if reason.chars().count() > MAX_REASON_CHARS {
-        return Err(invalid("reason", format!("`reason` is longer than {MAX_REASON_CHARS} characters")));
-    }
-    if reason.contains('\0') {
-        return Err(invalid("reason", "`reason` contains U+0000"));
-    }
+    let body = json_body(&body)?;
+    let reason = reason(&body)?;
     let state: Option<String> = match sqlx::query_scalar("SELECT state FROM alerts WHERE id = $1")
         .bind(&alert_id)
         .fetch_optional(&app.pool)
@@ -318,6 +391,7 @@ pub async fn acknowledge(
         actor,
         at: Utc::now(),
         reason,
+        silence: None,
     };
     app.actions.write(&action).await?;
     tracing::info!(alert = %alert_id, actor = %action.actor, audit = %action.audit_id, "Alert acknowledgement written.");

@@ -38,6 +38,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health", get(crate::health::health))
         .route("/alerts", get(crate::health::alerts))
         .route("/alerts/{alert_id}/ack", axum::routing::post(crate::health::acknowledge))
+        .route("/silences", axum::routing::post(crate::health::silence))
         .route("/dlq", get(crate::dlq::list))
         .route("/dlq/{item_id}", get(crate::dlq::get_one))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))

@@ -203,6 +203,36 @@ async fn health_shows_the_evaluators_statuses_with_reasons_and_history() {
     assert_eq!(acknowledged[0]["acknowledgedAt"], "2026-03-03T11:19:00Z");
     let (status, body) = s.post_api("dev-token-operator", &path, &json!({"reason": "again"})).await;
     assert_eq!((status, body["error"]["code"].as_str()), (409, Some("alert_not_firing")), "{body}");
+
+    // Silences: operators and above, a matcher, an end in the future, a reason.
+    let ends = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let (status, body) =
+        s.post_api("dev-token-operator", "/silences", &json!({"endsAt": ends, "reason": "deploy"})).await;
+    assert_eq!((status, body["error"]["field"].as_str()), (422, Some("rule")), "{body}");
+    let (status, body) = s
+        .post_api(
+            "dev-token-operator",
+            "/silences",
+            &json!({"system": "backend", "endsAt": "soon", "reason": "deploy"}),
+        )
+        .await;
+    assert_eq!((status, body["error"]["field"].as_str()), (422, Some("endsAt")), "{body}");
+    let (status, body) = s
+        .post_api("dev-token-operator", "/silences", &json!({"system": "nope", "endsAt": ends, "reason": "deploy"}))
+        .await;
+    assert_eq!((status, body["error"]["field"].as_str()), (422, Some("system")), "{body}");
+    let (status, _) =
+        s.post_api("dev-token-viewer", "/silences", &json!({"system": "backend", "endsAt": ends, "reason": "x"})).await;
+    assert_eq!(status, 403);
+    let (status, body) = s
+        .post_api(
+            "dev-token-operator",
+            "/silences",
+            &json!({"rule": "fn_errors", "system": "backend", "endsAt": ends, "reason": "deploy"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert!(body["silenceId"].as_str().is_some_and(|id| id.starts_with("silence_")), "{body}");
 }
 
 /// `/runs` pages on a key that never changes: a run first known by its completion keeps its place

@@ -132,6 +132,28 @@ pub fn step(open: &[Open], holding: &[Condition], at: DateTime<Utc>, policy: &Po
 #[serde(rename_all = "UPPERCASE")]
 pub enum ActionKind {
     Ack,
+    Silence,
+}
+
+/// A silence (Alertmanager's): alerts matching it decide their transitions as usual, but the
+/// notifications decided while it is active (clock minutes in `[starts_at, ends_at)`) are not sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SilenceSpec {
+    pub rule: Option<String>,
+    pub system_id: Option<String>,
+    #[serde(with = "chrono::serde::ts_microseconds")]
+    pub starts_at: DateTime<Utc>,
+    #[serde(with = "chrono::serde::ts_microseconds")]
+    pub ends_at: DateTime<Utc>,
+}
+
+impl SilenceSpec {
+    pub fn silences(&self, rule: &str, system_id: &str, at: DateTime<Utc>) -> bool {
+        self.rule.as_deref().is_none_or(|r| r == rule)
+            && self.system_id.as_deref().is_none_or(|s| s == system_id)
+            && self.starts_at <= at
+            && at < self.ends_at
+    }
 }
 
 /// An action on an alert, on `ct.audit.v1`. Field order must equal
@@ -145,6 +167,9 @@ pub struct Action {
     #[serde(with = "chrono::serde::ts_microseconds")]
     pub at: DateTime<Utc>,
     pub reason: String,
+    /// For [`ActionKind::Silence`].
+    #[serde(default)]
+    pub silence: Option<SilenceSpec>,
 }
 
 pub const ACTION_SCHEMA_JSON: &str = include_str!("../../../schemas-avro/ct.v1.AlertAudit.avsc");
@@ -215,10 +240,36 @@ mod tests {
             actor: "operator:1a2b3c4d".into(),
             at: at("2026-03-03T11:05:00Z"),
             reason: "looking".into(),
+            silence: None,
         };
         let datum = encode_action(&action).unwrap();
-        assert_eq!(decode_action(action_schema(), &datum).unwrap(), Some(action));
+        assert_eq!(decode_action(action_schema(), &datum).unwrap(), Some(action.clone()));
         assert_eq!(decode_action(crate::dlq::audit_schema(), b"").unwrap(), None);
+        let silence = Action {
+            action: ActionKind::Silence,
+            silence: Some(SilenceSpec {
+                rule: Some("fn_errors".into()),
+                system_id: None,
+                starts_at: at("2026-03-03T11:00:00Z"),
+                ends_at: at("2026-03-03T12:00:00Z"),
+            }),
+            ..action
+        };
+        assert_eq!(decode_action(action_schema(), &encode_action(&silence).unwrap()).unwrap(), Some(silence));
+    }
+
+    #[test]
+    fn a_silence_matches_its_rule_system_and_minutes() {
+        let spec = SilenceSpec {
+            rule: Some("fn_errors".into()),
+            system_id: None,
+            starts_at: at("2026-03-03T11:00:00Z"),
+            ends_at: at("2026-03-03T12:00:00Z"),
+        };
+        assert!(spec.silences("fn_errors", "backend", at("2026-03-03T11:00:00Z")));
+        assert!(spec.silences("fn_errors", "portal", at("2026-03-03T11:59:00Z")));
+        assert!(!spec.silences("fn_errors", "backend", at("2026-03-03T12:00:00Z")), "the end is excluded");
+        assert!(!spec.silences("system_red", "backend", at("2026-03-03T11:30:00Z")));
     }
 
     #[test]

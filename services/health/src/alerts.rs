@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
 use ct_core::{
-    alerting::{self, Action, Condition, Open, Policy, Transition, step},
+    alerting::{self, Action, ActionKind, Condition, Open, Policy, SilenceSpec, Transition, step},
     health::{Status, human},
 };
 use ct_platform::{
@@ -34,6 +34,38 @@ pub struct AlertsConfig {
     pub escalation: Vec<String>,
 }
 
+/// A row of `pending_actions` taken by a tick.
+struct AppliedAction {
+    audit_id: String,
+    alert_id: String,
+    action: String,
+    actor: String,
+    requested_at: DateTime<Utc>,
+    reason: String,
+    rule: Option<String>,
+    system_id: Option<String>,
+    starts_at: Option<DateTime<Utc>>,
+    ends_at: Option<DateTime<Utc>>,
+}
+
+impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for AppliedAction {
+    fn from_row(row: &'r sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
+        use sqlx::Row;
+        Ok(AppliedAction {
+            audit_id: row.try_get("audit_id")?,
+            alert_id: row.try_get("alert_id")?,
+            action: row.try_get("action")?,
+            actor: row.try_get("actor")?,
+            requested_at: row.try_get("requested_at")?,
+            reason: row.try_get("reason")?,
+            rule: row.try_get("rule")?,
+            system_id: row.try_get("system_id")?,
+            starts_at: row.try_get("starts_at")?,
+            ends_at: row.try_get("ends_at")?,
+        })
+    }
+}
+
 /// What the evaluator needs to decide alerts.
 #[derive(Debug, Clone)]
 pub struct Alerting {
@@ -56,47 +88,66 @@ impl Alerting {
         minute: DateTime<Utc>,
         audit_end: &[i64],
     ) -> Result<(), sqlx::Error> {
-        let actions: Vec<(String, String, String, String, DateTime<Utc>, String)> = sqlx::query_as(
+        let actions: Vec<AppliedAction> = sqlx::query_as(
             "WITH applied AS (
                  DELETE FROM pending_actions a
                  USING UNNEST($1::bigint[]) WITH ORDINALITY AS b(end_offset, n)
                  WHERE a.\"partition\" = b.n - 1 AND a.\"offset\" < b.end_offset
                  RETURNING a.*
              )
-             SELECT audit_id, alert_id, action, actor, requested_at, reason FROM applied
-             ORDER BY \"partition\", \"offset\"",
+             SELECT audit_id, alert_id, action, actor, requested_at, reason, rule, system_id, starts_at, ends_at
+             FROM applied ORDER BY \"partition\", \"offset\"",
         )
         .bind(audit_end)
         .fetch_all(&mut *tx)
         .await?;
-        for (audit_id, alert_id, action, actor, requested_at, reason) in actions {
-            let state: Option<String> = sqlx::query_scalar("SELECT state FROM alerts WHERE id = $1")
-                .bind(&alert_id)
-                .fetch_optional(&mut *tx)
+        for a in actions {
+            let AppliedAction { audit_id, alert_id, action, actor, requested_at, reason, .. } = &a;
+            let outcome = if action == "silence" {
+                sqlx::query(
+                    "INSERT INTO silences (id, rule, system_id, starts_at, ends_at, actor, reason, applied_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(alert_id)
+                .bind(&a.rule)
+                .bind(&a.system_id)
+                .bind(a.starts_at)
+                .bind(a.ends_at)
+                .bind(actor)
+                .bind(reason)
+                .bind(minute)
+                .execute(&mut *tx)
                 .await?;
-            let outcome = match state.as_deref() {
-                Some("firing") => {
-                    sqlx::query("UPDATE alerts SET state = 'acknowledged', acknowledged_at = $2 WHERE id = $1")
-                        .bind(&alert_id)
-                        .bind(minute)
-                        .execute(&mut *tx)
-                        .await?;
-                    "acknowledged".to_owned()
+                "silence created".to_owned()
+            } else {
+                let state: Option<String> = sqlx::query_scalar("SELECT state FROM alerts WHERE id = $1")
+                    .bind(alert_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                match state.as_deref() {
+                    Some("firing") => {
+                        sqlx::query("UPDATE alerts SET state = 'acknowledged', acknowledged_at = $2 WHERE id = $1")
+                            .bind(alert_id)
+                            .bind(minute)
+                            .execute(&mut *tx)
+                            .await?;
+                        "acknowledged".to_owned()
+                    }
+                    Some(other) => format!("ignored: the alert is {other}"),
+                    None => "ignored: no such alert".to_owned(),
                 }
-                Some(other) => format!("ignored: the alert is {other}"),
-                None => "ignored: no such alert".to_owned(),
             };
             tracing::info!(alert = %alert_id, %actor, %outcome, at = %minute, "Alert action applied.");
             sqlx::query(
                 "INSERT INTO alert_actions (audit_id, alert_id, action, actor, requested_at, reason, applied_at, outcome)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (audit_id) DO NOTHING",
             )
-            .bind(&audit_id)
-            .bind(&alert_id)
-            .bind(&action)
-            .bind(&actor)
+            .bind(audit_id)
+            .bind(alert_id)
+            .bind(action)
+            .bind(actor)
             .bind(requested_at)
-            .bind(&reason)
+            .bind(reason)
             .bind(minute)
             .bind(&outcome)
             .execute(&mut *tx)
@@ -163,9 +214,19 @@ impl Alerting {
         })
         .collect();
 
+        let silences: Vec<SilenceSpec> = sqlx::query_as::<_, (Option<String>, Option<String>, DateTime<Utc>, DateTime<Utc>)>(
+            "SELECT rule, system_id, starts_at, ends_at FROM silences WHERE starts_at <= $1 AND ends_at > $1 ORDER BY id",
+        )
+        .bind(minute)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .map(|(rule, system_id, starts_at, ends_at)| SilenceSpec { rule, system_id, starts_at, ends_at })
+        .collect();
+
         for transition in step(&open, &holding, minute, policy) {
             let key = transition.key().to_owned();
-            let (id, summary): (String, String) =
+            let (id, summary, rule, system_id): (String, String, String, String) =
                 match &transition {
                     Transition::Fire(condition) => {
                         let id = format!("{key}@{}", minute.format("%Y%m%dT%H%MZ"));
@@ -181,11 +242,11 @@ impl Alerting {
                         .bind(minute)
                         .execute(&mut *tx)
                         .await?;
-                        (id, condition.summary.clone())
+                        (id, condition.summary.clone(), condition.rule.to_owned(), condition.system_id.clone())
                     }
                     Transition::Repeat { summary, .. } => sqlx::query_as(
                         "UPDATE alerts SET last_notified_at = $2, summary = $3 WHERE key = $1 AND state <> 'resolved'
-                         RETURNING id, summary",
+                         RETURNING id, summary, rule, system_id",
                     )
                     .bind(&key)
                     .bind(minute)
@@ -195,7 +256,7 @@ impl Alerting {
                     Transition::Escalate { summary, .. } => {
                         sqlx::query_as(
                             "UPDATE alerts SET escalated_at = $2, summary = $3 WHERE key = $1 AND state <> 'resolved'
-                         RETURNING id, summary",
+                         RETURNING id, summary, rule, system_id",
                         )
                         .bind(&key)
                         .bind(minute)
@@ -205,7 +266,7 @@ impl Alerting {
                     }
                     Transition::Resolve { .. } => sqlx::query_as(
                         "UPDATE alerts SET state = 'resolved', resolved_at = $2 WHERE key = $1 AND state <> 'resolved'
-                         RETURNING id, summary",
+                         RETURNING id, summary, rule, system_id",
                     )
                     .bind(&key)
                     .bind(minute)
@@ -218,6 +279,7 @@ impl Alerting {
                 &self.config.primary
             };
             let name = transition.name();
+            let silenced = silences.iter().any(|s| s.silences(&rule, &system_id, minute));
             let title = format!("[{}] {key}", name.to_uppercase());
             let body = match &transition {
                 Transition::Fire(_) => format!("{summary}. Fired at {}.", minute_text(minute)),
@@ -240,7 +302,13 @@ impl Alerting {
                 .bind(minute)
                 .bind(&title)
                 .bind(&body)
-                .bind(if self.deliver { "pending" } else { "suppressed" })
+                .bind(if !self.deliver {
+                    "suppressed"
+                } else if silenced {
+                    "silenced"
+                } else {
+                    "pending"
+                })
                 .execute(&mut *tx)
                 .await?;
             }
@@ -282,18 +350,27 @@ impl Pipeline for Actions {
             let mut tx = ct_platform::postgres::begin_batch(&self.pool).await.map_err(classify)?;
             for (at, action) in items {
                 let Some(action) = action else { continue };
+                let silence = action.silence.as_ref();
                 sqlx::query(
-                    "INSERT INTO pending_actions (\"partition\", \"offset\", audit_id, alert_id, action, actor, requested_at, reason)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+                    "INSERT INTO pending_actions (\"partition\", \"offset\", audit_id, alert_id, action, actor, requested_at,
+                         reason, rule, system_id, starts_at, ends_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING",
                 )
                 .bind(at.partition)
                 .bind(at.offset)
                 .bind(&action.audit_id)
                 .bind(&action.alert_id)
-                .bind("ack")
+                .bind(match action.action {
+                    ActionKind::Ack => "ack",
+                    ActionKind::Silence => "silence",
+                })
                 .bind(&action.actor)
                 .bind(action.at)
                 .bind(&action.reason)
+                .bind(silence.and_then(|s| s.rule.clone()))
+                .bind(silence.and_then(|s| s.system_id.clone()))
+                .bind(silence.map(|s| s.starts_at))
+                .bind(silence.map(|s| s.ends_at))
                 .execute(&mut *tx)
                 .await
                 .map_err(classify)?;

@@ -37,6 +37,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "health", sql: include_str!("../migrations/0001_health.sql") },
     Migration { version: 2, name: "alerts", sql: include_str!("../migrations/0002_alerts.sql") },
     Migration { version: 3, name: "alert actions", sql: include_str!("../migrations/0003_alert_actions.sql") },
+    Migration { version: 4, name: "silences", sql: include_str!("../migrations/0004_silences.sql") },
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -265,6 +266,7 @@ const TABLES: &[(&str, &str, &str)] = &[
     ("notifications", "(alert_id, transition, channel, at, title, body)", "alert_id, transition, channel, at"),
     ("pending_actions", "t", "\"partition\", \"offset\""),
     ("alert_actions", "t", "audit_id"),
+    ("silences", "t", "id"),
 ];
 
 pub async fn checksums(pool: &PgPool) -> Result<Checksums, sqlx::Error> {

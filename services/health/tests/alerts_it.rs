@@ -261,3 +261,32 @@ async fn acknowledging_stops_escalation() {
     assert!(messages[0].contains("[FIRING]") && messages[1].contains("[RESOLVED]"), "{messages:?}");
     s.stop.cancel();
 }
+
+/// A silenced alert still fires and resolves; nobody is told while the silence lasts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silence_keeps_the_alert_and_sends_nothing() {
+    let slack = SlackReceiver::start().await;
+    let slack_url = slack.url();
+    let s = Scenario::start_with(move |config| {
+        config.alerts.primary = vec!["slack".into()];
+        config.notify.channels = [("slack".to_owned(), ChannelConfig::Slack { webhook_url: slack_url.into() })].into();
+    })
+    .await;
+    s.silence("fn_errors", "2026-03-03T10:00:00Z", "2026-03-03T11:10:00Z").await;
+    for (i, ts) in ["2026-03-03T11:01:00Z", "2026-03-03T11:02:00Z", "2026-03-03T11:03:00Z"].iter().enumerate() {
+        s.log(error(&format!("s{i}"), ts), 1).await;
+    }
+    s.tick("2026-03-03T11:04:00Z").await;
+    // After the silence ends, the resolution is told.
+    s.tick("2026-03-03T11:14:00Z").await;
+    let states: Vec<(String, String)> =
+        sqlx::query_as("SELECT transition, state FROM notifications ORDER BY at").fetch_all(&s.pool).await.unwrap();
+    assert_eq!(states[0], ("firing".to_owned(), "silenced".to_owned()), "{states:?}");
+    assert_eq!(states[1].0, "resolved");
+    let told = eventually(Duration::from_secs(30), || async { (slack.messages().len() == 1).then_some(()) }).await;
+    assert!(told.is_some(), "{:?}", slack.messages());
+    assert!(slack.messages()[0].contains("[RESOLVED] fn-errors:backend"), "{:?}", slack.messages());
+    let outcome: String = sqlx::query_scalar("SELECT outcome FROM alert_actions").fetch_one(&s.pool).await.unwrap();
+    assert_eq!(outcome, "silence created");
+    s.stop.cancel();
+}

@@ -115,16 +115,37 @@ impl Scenario {
 
     /// Acknowledges an alert as the read API does: a `ct.v1.AlertAudit` record on the audit topic.
     pub async fn acknowledge(&self, alert_id: &str) {
+        self.act(alert_id, ct_core::alerting::ActionKind::Ack, None).await;
+    }
+
+    /// Silences alerts of `rule` between two clock minutes, as `POST /silences` does.
+    pub async fn silence(&self, rule: &str, starts_at: &str, ends_at: &str) {
+        let spec = ct_core::alerting::SilenceSpec {
+            rule: Some(rule.to_owned()),
+            system_id: None,
+            starts_at: at(starts_at),
+            ends_at: at(ends_at),
+        };
+        self.act(&format!("silence-{rule}"), ct_core::alerting::ActionKind::Silence, Some(spec)).await;
+    }
+
+    async fn act(
+        &self,
+        alert_id: &str,
+        kind: ct_core::alerting::ActionKind,
+        silence: Option<ct_core::alerting::SilenceSpec>,
+    ) {
         let registry = RegistryClient::new(&self.registry_url);
         let subject = format!("{}-{}", self.topics.audit, ct_core::alerting::ACTION_RECORD);
         let schema_id = registry.register(&subject, ct_core::alerting::ACTION_SCHEMA_JSON).await.expect("register");
         let action = ct_core::alerting::Action {
             audit_id: format!("audit-{alert_id}"),
             alert_id: alert_id.to_owned(),
-            action: ct_core::alerting::ActionKind::Ack,
+            action: kind,
             actor: "operator:test".into(),
             at: Utc::now(),
             reason: "on it".into(),
+            silence,
         };
         let mut value = Vec::new();
         ct_core::avro::wire::write_header(schema_id, &mut value);
