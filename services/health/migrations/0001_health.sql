@@ -1,13 +1,7 @@
 -- The health evaluator's read model (schema ct_health). Everything here comes from the log:
 -- ct.events.v1 (facts) and ct.clock.v1 (time), so `ct rebuild health` reproduces it exactly.
 
-CREATE TABLE IF NOT EXISTS consumer_progress (
-    consumer     TEXT NOT NULL,
-    topic        TEXT NOT NULL,
-    "partition"  INT NOT NULL,
-    next_offset  BIGINT NOT NULL,
-    PRIMARY KEY (consumer, topic, "partition")
-);
+-- (The progress table is the platform's: migration 0, `ct_platform::postgres::PROGRESS_TABLE_SQL`.)
 
 -- What an event says about a system, kept until the first clock tick whose offsets cover it
 -- folds it in: a tick sees exactly the events below its offsets, however far the events

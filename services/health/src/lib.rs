@@ -34,6 +34,7 @@ pub const DEFAULTS: ct_platform::config::Defaults =
     ct_platform::config::Defaults { base: include_str!("../config.default.toml"), dev: "" };
 
 pub const MIGRATIONS: &[Migration] = &[
+    Migration { version: 0, name: "consumer progress", sql: ct_platform::postgres::PROGRESS_TABLE_SQL },
     Migration { version: 1, name: "health", sql: include_str!("../migrations/0001_health.sql") },
     Migration { version: 2, name: "alerts", sql: include_str!("../migrations/0002_alerts.sql") },
     Migration { version: 3, name: "alert actions", sql: include_str!("../migrations/0003_alert_actions.sql") },

@@ -10,6 +10,7 @@ use ct_core::clock::{self, Tick};
 use ct_platform::{config::KafkaConfig, kafka, registry::RegistryClient};
 use rdkafka::{
     Message,
+    consumer::BaseConsumer,
     producer::{FutureProducer, FutureRecord},
 };
 use tokio_util::sync::CancellationToken;
@@ -39,6 +40,8 @@ pub struct ClockTopics {
 
 pub struct Ticker {
     kafka: KafkaConfig,
+    /// Asks the broker for end offsets each minute (one client for the ticker's life).
+    offsets: std::sync::Arc<BaseConsumer>,
     producer: FutureProducer,
     registry: RegistryClient,
     schema_id: u32,
@@ -61,6 +64,7 @@ impl Ticker {
         let schema_id = registry.register(&subject, clock::TICK_SCHEMA_JSON).await?;
         Ok(Ticker {
             kafka: kafka.clone(),
+            offsets: std::sync::Arc::new(kafka::client_config(kafka).create()?),
             producer: kafka::idempotent_producer(kafka, TIMEOUT)?,
             registry,
             schema_id,
@@ -71,11 +75,14 @@ impl Ticker {
     /// Writes the tick of `minute` with the end offsets of the audit and events topics as they
     /// are now, once the broker acknowledged it.
     pub async fn tick(&self, minute: DateTime<Utc>) -> Result<Tick, TickError> {
-        let (kafka, topics) = (self.kafka.clone(), self.topics.clone());
+        let (offsets, topics) = (std::sync::Arc::clone(&self.offsets), self.topics.clone());
         let (audit_end, events_end) = blocking(move || {
-            let audit =
-                if topics.audit.is_empty() { Vec::new() } else { kafka::end_offsets(&kafka, &topics.audit, TIMEOUT)? };
-            Ok::<_, rdkafka::error::KafkaError>((audit, kafka::end_offsets(&kafka, &topics.events, TIMEOUT)?))
+            let audit = if topics.audit.is_empty() {
+                Vec::new()
+            } else {
+                kafka::end_offsets(&offsets, &topics.audit, TIMEOUT)?
+            };
+            Ok::<_, rdkafka::error::KafkaError>((audit, kafka::end_offsets(&offsets, &topics.events, TIMEOUT)?))
         })
         .await?;
         let tick = Tick {

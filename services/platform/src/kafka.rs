@@ -82,9 +82,9 @@ pub fn group_lag(kafka: &KafkaConfig, group: &str, topic: &str) -> Result<i64, K
     Ok(lag)
 }
 
-/// The end offset (high watermark) of every partition of `topic`, by partition number. Blocking.
-pub fn end_offsets(kafka: &KafkaConfig, topic: &str, timeout: Duration) -> Result<Vec<i64>, KafkaError> {
-    let consumer: BaseConsumer = client_config(kafka).create()?;
+/// The end offset (high watermark) of every partition of `topic`, by partition number, asked
+/// through `consumer` (any client of the cluster, kept by the caller). Blocking.
+pub fn end_offsets(consumer: &BaseConsumer, topic: &str, timeout: Duration) -> Result<Vec<i64>, KafkaError> {
     let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
     let mut partitions: Vec<i32> =
         metadata.topics().iter().filter(|t| t.name() == topic).flat_map(|t| t.partitions()).map(|p| p.id()).collect();
