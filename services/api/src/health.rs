@@ -27,7 +27,7 @@ use crate::{
     auth::Permission,
     routes::bad,
     routes::{cursor_param, internal, limit_param, page, reject_unknown, split_page},
-    views::{Alert, Health, LastEvent, StatusChange, System, SystemHealth},
+    views::{Alert, Health, LastEvent, Slo, StatusChange, System, SystemHealth},
 };
 
 const ALERT_STATES: [&str; 3] = ["firing", "acknowledged", "resolved"];
@@ -96,9 +96,56 @@ pub async fn health(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Res
     Ok(Json(Health { status, statuspage: status.statuspage(), evaluated_at, systems }).into_response())
 }
 
+/// The SLOs the evaluator reports, of catalogued systems, in catalogue order, then by SLO name
+/// and job.
+async fn slo_rows(app: &AppState, system: Option<&str>, slo: Option<&str>) -> Result<Vec<Slo>, ApiError> {
+    let rows = rows_or_none(
+        sqlx::query(
+            "SELECT * FROM slo_status WHERE ($1::text IS NULL OR system_id = $1) AND ($2::text IS NULL OR slo = $2)
+             ORDER BY slo, job",
+        )
+        .bind(system)
+        .bind(slo),
+        &app.pool,
+    )
+    .await?;
+    let slos: Vec<Slo> = rows.iter().map(Slo::from_row).collect();
+    Ok(app
+        .catalogue
+        .systems
+        .iter()
+        .flat_map(|spec| slos.iter().filter(|s| s.system_id == spec.id).cloned().collect::<Vec<_>>())
+        .collect())
+}
+
+/// `GET /slos`: every SLO of every catalogued system (and job), with its budget and burn.
+/// Filters: `system`, `slo`.
+pub async fn list_slos(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    app.users.authorize(&headers, Permission::ReadStatus)?;
+    reject_unknown(&params, &["system", "slo"])?;
+    let system = params.get("system").map(String::as_str);
+    if let Some(system) = system
+        && app.catalogue.system(system).is_none()
+    {
+        return Err(bad("system", format!("`{system}` is not a catalogued system")));
+    }
+    let slo = params.get("slo").map(String::as_str);
+    if let Some(slo) = slo
+        && (slo.is_empty() || !slo.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+    {
+        return Err(bad("slo", "an SLO name is letters, digits and dashes"));
+    }
+    Ok(Json(slo_rows(&app, system, slo).await?).into_response())
+}
+
 pub async fn list_systems(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
     app.users.authorize(&headers, Permission::ReadStatus)?;
     let statuses = statuses(&app).await?;
+    let slos = slo_rows(&app, None, None).await?;
     let ids: Vec<&str> = statuses.iter().map(|s| s.system_id.as_str()).collect();
     let rows = sqlx::query("SELECT * FROM systems WHERE system_id = ANY($1)")
         .bind(&ids)
@@ -117,6 +164,7 @@ pub async fn list_systems(State(app): State<Arc<AppState>>, headers: HeaderMap) 
                     event_id: row.and_then(|r| r.get("last_event_id")),
                     event_type: row.and_then(|r| r.get("last_event_type")),
                 },
+                slos: slos.iter().filter(|s| s.system_id == health.system_id).cloned().collect(),
                 health,
             }
         })

@@ -36,6 +36,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/systems", get(crate::health::list_systems))
         .route("/systems/{system_id}/history", get(crate::health::history))
         .route("/health", get(crate::health::health))
+        .route("/slos", get(crate::health::list_slos))
         .route("/alerts", get(crate::health::alerts))
         .route("/alerts/{alert_id}/ack", axum::routing::post(crate::health::acknowledge))
         .route("/silences", axum::routing::post(crate::health::silence))

@@ -131,7 +131,7 @@ pub struct SystemHealth {
     pub evaluated_at: Option<DateTime<Utc>>,
 }
 
-/// `System`: the status, then the `systems` read model's row.
+/// `System`: the status, then the `systems` read model's row, then the system's SLOs.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct System {
@@ -140,6 +140,47 @@ pub struct System {
     pub last_heartbeat: Option<DateTime<Utc>>,
     pub events_total: i64,
     pub last_event: LastEvent,
+    pub slos: Vec<Slo>,
+}
+
+/// `Slo`: one objective of one system (or one of its jobs) as of the evaluator's last tick.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Slo {
+    pub slo: String,
+    pub system_id: String,
+    pub job: Option<String>,
+    pub budgeting: String,
+    pub objective: f64,
+    pub window_days: i32,
+    pub good: i64,
+    pub total: i64,
+    pub sli: Option<f64>,
+    pub error_budget_remaining: Option<f64>,
+    pub judged: bool,
+    pub burning: Option<String>,
+    pub evaluated_at: DateTime<Utc>,
+}
+
+impl Slo {
+    pub fn from_row(row: &PgRow) -> Slo {
+        let job: String = row.get("job");
+        Slo {
+            slo: row.get("slo"),
+            system_id: row.get("system_id"),
+            job: (!job.is_empty()).then_some(job),
+            budgeting: row.get("budgeting"),
+            objective: row.get("objective"),
+            window_days: row.get("window_days"),
+            good: row.get("good"),
+            total: row.get("total"),
+            sli: row.get("sli"),
+            error_budget_remaining: row.get("budget_remaining"),
+            judged: row.get("judged"),
+            burning: row.get("burning"),
+            evaluated_at: row.get("evaluated_at"),
+        }
+    }
 }
 
 /// `Health`: the overall status and each system's.
@@ -495,14 +536,41 @@ mod tests {
                 event_id: Some("evt_1".into()),
                 event_type: Some("system.heartbeat".into()),
             },
+            slos: vec![Slo {
+                slo: "job-success".into(),
+                system_id: "finance".into(),
+                job: Some("finance.export.backfill".into()),
+                budgeting: "events".into(),
+                objective: 0.98,
+                window_days: 30,
+                good: 9,
+                total: 12,
+                sli: Some(0.75),
+                error_budget_remaining: Some(-11.5),
+                judged: true,
+                burning: Some("12.5× over 6h and 12.5× over 30m (alert from 6×)".into()),
+                evaluated_at: at(),
+            }],
         };
         check("System", &system);
+        let no_data = Slo {
+            job: None,
+            good: 0,
+            total: 0,
+            sli: None,
+            error_budget_remaining: None,
+            judged: false,
+            burning: None,
+            ..system.slos[0].clone()
+        };
+        check("Slo", &no_data);
         check(
             "System",
             &System {
                 health: never.clone(),
                 last_heartbeat: None,
                 last_event: LastEvent { at: None, event_id: None, event_type: None },
+                slos: Vec::new(),
                 ..system
             },
         );

@@ -164,6 +164,20 @@ async fn health_shows_the_evaluators_statuses_with_reasons_and_history() {
     let (status, body, _) = s.get(Some("dev-token-viewer"), "/systems/made-up/history").await;
     assert_eq!((status, body["error"]["field"].as_str()), (404, Some("systemId")));
 
+    // SLOs: the heartbeat's time slices so far (11:05 green, 11:16 amber), too few to judge.
+    let (status, slos, _) = s.get(Some("dev-token-viewer"), "/slos?system=finance&slo=heartbeat").await;
+    assert_eq!(status, 200, "{slos}");
+    assert_eq!(slos.as_array().map(Vec::len), Some(1), "{slos}");
+    assert_eq!((slos[0]["good"].as_i64(), slos[0]["total"].as_i64()), (Some(1), Some(2)), "{slos}");
+    assert_eq!((slos[0]["budgeting"].as_str(), slos[0]["judged"].as_bool()), (Some("time_slices"), Some(false)));
+    assert_eq!(slos[0]["objective"], 0.995);
+    let names: Vec<&str> = systems[2]["slos"].as_array().unwrap().iter().map(|s| s["slo"].as_str().unwrap()).collect();
+    assert_eq!(names, ["heartbeat", "intake-latency", "run-success"], "per-job SLOs appear with their first job");
+    let (status, body, _) = s.get(Some("dev-token-viewer"), "/slos?system=made-up").await;
+    assert_eq!((status, body["error"]["field"].as_str()), (400, Some("system")));
+    let (status, body, _) = s.get(Some("dev-token-viewer"), "/slos?slo=no%20such").await;
+    assert_eq!((status, body["error"]["field"].as_str()), (400, Some("slo")));
+
     // Three high-severity errors of the backend within ten minutes: one alert, listed.
     for i in 0..3 {
         let error = json!({"eventId": format!("evt_err_{i}"), "type": "backend.fn.error", "ts": "2026-03-03T11:17:00Z",

@@ -21,6 +21,9 @@ pub struct Policy {
     pub fn_errors_window_s: i64,
     /// A system turning red opens an alert (key `system-red:<system>`).
     pub system_red: bool,
+    /// A run not completed this long after it started opens an alert (key
+    /// `run-sla:<system>:<run>`); 0 turns the rule off.
+    pub run_sla_s: i64,
     /// While an alert stays open, its notification is sent again this often (Alertmanager's
     /// `repeat_interval`; 4 h).
     pub repeat_interval_s: i64,
@@ -34,6 +37,7 @@ impl Default for Policy {
             fn_errors_count: 3,
             fn_errors_window_s: 600,
             system_red: true,
+            run_sla_s: 3600,
             repeat_interval_s: 4 * 3600,
             escalate_after_s: 2 * 3600,
         }

@@ -39,6 +39,15 @@ pub struct SystemSpec {
     /// The only source whose heartbeats and runs may speak for this system.
     pub owner: Source,
     pub heartbeat: HeartbeatSpec,
+    /// The evaluator's SLOs (by name) that apply to this system; unset: all of them.
+    #[serde(default)]
+    pub slos: Option<Vec<String>>,
+}
+
+impl SystemSpec {
+    pub fn has_slo(&self, name: &str) -> bool {
+        self.slos.as_ref().is_none_or(|names| names.iter().any(|n| n == name))
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -273,6 +282,7 @@ mod tests {
             name: id.into(),
             owner,
             heartbeat: HeartbeatSpec { period_s: 300, grace_s: 600, red_after_s: 3600, business_hours_only: true },
+            slos: None,
         };
         let catalogue = Catalogue {
             calendar: CalendarSpec {

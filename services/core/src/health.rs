@@ -69,6 +69,9 @@ pub struct Facts {
     pub high_errors_24h: u32,
     /// Intake latency (`ingest.receivedAt - ts`) of the system's events over the last 24 h.
     pub intake: Option<Intake>,
+    /// The system's SLOs whose objective is missed over their window, as sentences
+    /// (`ct_core::slo::describe_missed`), in the configuration's order.
+    pub missed_slos: Vec<String>,
 }
 
 /// The 95th percentile of intake latency over a window, and how many events it was taken from.
@@ -159,7 +162,8 @@ pub fn human(duration: Duration) -> String {
     }
 }
 
-fn heartbeat_verdict(spec: &SystemSpec, calendar: &Calendar, facts: &Facts, at: DateTime<Utc>) -> Verdict {
+/// The heartbeat rule alone (the heartbeat SLO's time slices are its verdicts).
+pub fn heartbeat_verdict(spec: &SystemSpec, calendar: &Calendar, facts: &Facts, at: DateTime<Utc>) -> Verdict {
     let Some(last) = facts.last_heartbeat else {
         return Verdict { status: Status::Unknown, rule: "heartbeat", message: "no heartbeat seen yet".into() };
     };
@@ -227,14 +231,35 @@ fn latency_verdict(rule: LatencyRule, facts: &Facts) -> Verdict {
     }
 }
 
+/// A missed objective (the budget of its window is spent) degrades the system; burning fast is
+/// the alerts' business.
+fn slo_verdict(facts: &Facts) -> Verdict {
+    let verdict = |status, message| Verdict { status, rule: "slo", message };
+    match facts.missed_slos.as_slice() {
+        [] => verdict(Status::Green, "every SLO is met".into()),
+        [one] => verdict(Status::Amber, one.clone()),
+        [first, rest @ ..] => {
+            let plural = if rest.len() == 1 { "" } else { "s" };
+            verdict(Status::Amber, format!("{first} (and {} more SLO{plural} missed)", rest.len()))
+        }
+    }
+}
+
+/// Whether the heartbeat rule judges the minute ending at `at`: always, or only in business
+/// time for a system that sleeps (the heartbeat SLO counts these minutes).
+pub fn heartbeat_judges(spec: &SystemSpec, calendar: &Calendar, at: DateTime<Utc>) -> bool {
+    !spec.heartbeat.business_hours_only || calendar.business_seconds(at - Duration::minutes(1), at) > 0
+}
+
 /// The system's status at `at`: the worst of its rules (red > amber > unknown > green); among
-/// equals, the first rule in the order heartbeat, errors, intake latency. The message says which
-/// rule and why.
+/// equals, the first rule in the order heartbeat, errors, intake latency, SLOs. The message says
+/// which rule and why.
 pub fn evaluate(spec: &SystemSpec, calendar: &Calendar, rules: &Rules, facts: &Facts, at: DateTime<Utc>) -> Verdict {
     let verdicts = [
         heartbeat_verdict(spec, calendar, facts, at),
         error_verdict(rules.errors, facts),
         latency_verdict(rules.intake_latency, facts),
+        slo_verdict(facts),
     ];
     let worst = verdicts.iter().map(|v| v.status).max().unwrap_or(Status::Unknown);
     let decisive = verdicts.into_iter().find(|v| v.status == worst).expect("one verdict has the worst status");
@@ -308,6 +333,7 @@ mod tests {
             name: "Finance".into(),
             owner: Source::Finance,
             heartbeat: HeartbeatSpec { period_s: 300, grace_s: 600, red_after_s: 3600, business_hours_only: true },
+            slos: None,
         }
     }
 
@@ -356,7 +382,12 @@ mod tests {
 
     #[test]
     fn errors_and_heartbeats_combine_worst_first() {
-        let facts = Facts { last_heartbeat: Some(at("2026-03-03T11:00:00Z")), high_errors_24h: 3, intake: None };
+        let facts = Facts {
+            last_heartbeat: Some(at("2026-03-03T11:00:00Z")),
+            high_errors_24h: 3,
+            intake: None,
+            missed_slos: Vec::new(),
+        };
         let v = evaluate(&spec(), &calendar(), &Rules::default(), &facts, at("2026-03-03T11:05:00Z"));
         assert_eq!((v.status, v.rule), (Status::Amber, "errors"));
         assert_eq!(v.message, "amber because 3 high-severity function errors in the last 24 h");
@@ -372,6 +403,7 @@ mod tests {
                 last_heartbeat: Some(at("2026-03-03T11:00:00Z")),
                 high_errors_24h: 0,
                 intake: Some(Intake { p95: Duration::seconds(p95_s), events }),
+                missed_slos: Vec::new(),
             };
             evaluate(&spec(), &calendar(), &Rules::default(), &facts, at("2026-03-03T11:05:00Z"))
         };
@@ -382,6 +414,22 @@ mod tests {
         assert_eq!(with(600, 100).status, Status::Amber, "10 min is still amber");
         assert_eq!(with(601, 100).status, Status::Red);
         assert_eq!(with(3600, 19).status, Status::Green, "19 events are too few to judge");
+    }
+
+    #[test]
+    fn a_missed_objective_turns_the_system_amber_and_says_which() {
+        let facts = Facts {
+            last_heartbeat: Some(at("2026-03-03T11:00:00Z")),
+            missed_slos: vec!["run-success of finance is 97.5% over 7 d (objective 99%, 40 events)".into()],
+            ..Facts::default()
+        };
+        let v = evaluate(&spec(), &calendar(), &Rules::default(), &facts, at("2026-03-03T11:05:00Z"));
+        assert_eq!((v.status, v.rule), (Status::Amber, "slo"));
+        assert_eq!(v.message, "amber because run-success of finance is 97.5% over 7 d (objective 99%, 40 events)");
+        assert!(heartbeat_judges(&spec(), &calendar(), at("2026-03-03T11:05:00Z")));
+        assert!(!heartbeat_judges(&spec(), &calendar(), at("2026-03-07T11:05:00Z")), "a Saturday");
+        assert!(heartbeat_judges(&spec(), &calendar(), at("2026-03-03T17:30:00Z")), "the last minute of the day");
+        assert!(!heartbeat_judges(&spec(), &calendar(), at("2026-03-03T17:31:00Z")));
     }
 
     #[test]

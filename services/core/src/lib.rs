@@ -19,6 +19,7 @@ pub mod payload;
 pub mod redact;
 pub mod samples;
 pub mod signature;
+pub mod slo;
 pub mod source;
 
 pub use envelope::{Envelope, Ingest};

@@ -162,6 +162,7 @@ impl Alerting {
         tx: &mut PgConnection,
         minute: DateTime<Utc>,
         statuses: &[(String, Status, String)],
+        slos: &[crate::slos::Report],
     ) -> Result<(), sqlx::Error> {
         let policy = &self.config.policy;
         let window = Duration::seconds(policy.fn_errors_window_s);
@@ -198,6 +199,50 @@ impl Alerting {
                 }
             }
         }
+        for report in slos {
+            if let Some(burning) = &report.burning {
+                let mut key = format!("slo-burn:{}:{}", report.slo, report.system_id);
+                if !report.job.is_empty() {
+                    key = format!("{key}:{}", report.job);
+                }
+                holding.push(Condition {
+                    key,
+                    rule: "slo_burn",
+                    system_id: report.system_id.clone(),
+                    summary: format!(
+                        "{} of {} burns its error budget {}",
+                        report.slo,
+                        report.subject(),
+                        burning.describe()
+                    ),
+                });
+            }
+        }
+        if policy.run_sla_s > 0 {
+            let sla = Duration::seconds(policy.run_sla_s);
+            let late: Vec<(String, String, Option<String>, DateTime<Utc>)> = sqlx::query_as(
+                "SELECT system_id, run_id, job, started_at FROM runs
+                 WHERE completed_at IS NULL AND started_at < $1 ORDER BY system_id, run_id",
+            )
+            .bind(minute - sla)
+            .fetch_all(&mut *tx)
+            .await?;
+            for (system_id, run_id, job, started_at) in late {
+                holding.push(Condition {
+                    key: format!("run-sla:{system_id}:{run_id}"),
+                    rule: "run_sla",
+                    summary: format!(
+                        "run {run_id} ({}) of {system_id} has been running for {} since {} (SLA {})",
+                        job.as_deref().unwrap_or("unknown job"),
+                        human(minute - started_at),
+                        minute_text(started_at),
+                        human(sla)
+                    ),
+                    system_id,
+                });
+            }
+        }
+        holding.sort_by(|a, b| a.key.cmp(&b.key));
         let open: Vec<Open> = sqlx::query_as::<_, (String, DateTime<Utc>, DateTime<Utc>, bool, bool)>(
             "SELECT key, fired_at, last_notified_at, acknowledged_at IS NOT NULL, escalated_at IS NOT NULL
              FROM alerts WHERE state <> 'resolved' ORDER BY key",

@@ -20,6 +20,8 @@ use ct_platform::{
 };
 use sqlx::{PgConnection, PgPool};
 
+use crate::slos::{Completed, Slos};
+
 /// What evaluating needs, shared by both consumers.
 pub struct Evaluator {
     pub systems: Systems,
@@ -32,6 +34,7 @@ pub struct Evaluator {
     pub outbox_schema_id: Option<u32>,
     /// Alerts, decided at each tick after the statuses.
     pub alerting: Option<crate::alerts::Alerting>,
+    pub slos: Slos,
 }
 
 const WINDOW: Duration = Duration::hours(24);
@@ -91,11 +94,11 @@ impl Evaluator {
                 if !stored(&events_end, &events_progress) || !stored(&audit_end, &audit_progress) {
                     break;
                 }
-                self.fold(tx, minute, &events_end).await?;
+                let completed = self.fold(tx, minute, &events_end).await?;
                 if let Some(alerting) = &self.alerting {
                     alerting.apply_actions(tx, minute, &audit_end).await?;
                 }
-                self.evaluate(tx, minute).await?;
+                self.evaluate(tx, minute, last, &completed).await?;
                 sqlx::query(
                     "INSERT INTO clock (minute, ticks) VALUES ($1, 1)
                      ON CONFLICT (id) DO UPDATE SET minute = EXCLUDED.minute, ticks = clock.ticks + 1",
@@ -117,9 +120,15 @@ impl Evaluator {
         Ok(evaluated)
     }
 
-    /// Moves the facts below the tick's offsets into the windows the rules read.
-    async fn fold(&self, tx: &mut PgConnection, minute: DateTime<Utc>, events_end: &[i64]) -> Result<(), sqlx::Error> {
-        sqlx::query(
+    /// Moves the facts below the tick's offsets into the windows the rules read; answers the runs
+    /// whose first completion it folded.
+    async fn fold(
+        &self,
+        tx: &mut PgConnection,
+        minute: DateTime<Utc>,
+        events_end: &[i64],
+    ) -> Result<Vec<Completed>, sqlx::Error> {
+        let completed: Vec<(String, Option<String>, String)> = sqlx::query_as(
             "WITH folded AS (
                  DELETE FROM pending_facts f
                  USING UNNEST($2::bigint[]) WITH ORDINALITY AS b(end_offset, n)
@@ -137,23 +146,56 @@ impl Evaluator {
                  WHERE high_error AND ts > $1 - interval '24 hours'
                  ORDER BY system_id, event_id, \"partition\", \"offset\"
                  ON CONFLICT DO NOTHING
+             ),
+             latencies AS (
+                 INSERT INTO intake (system_id, minute, latency_s, events)
+                 SELECT system_id, $1, latency_s, count(*) FROM folded GROUP BY system_id, latency_s
+                 ON CONFLICT (system_id, minute, latency_s) DO UPDATE SET events = intake.events + EXCLUDED.events
+             ),
+             -- The first completion of a run counts (a duplicate report of it does not): a run
+             -- already completed is not updated, so only new completions come back.
+             runs_seen AS (
+                 INSERT INTO runs (system_id, run_id, job, started_at, completed_at, status)
+                 SELECT system_id, run_id,
+                        min(job),
+                        min(ts) FILTER (WHERE run_status = 'started'),
+                        (array_agg(ts ORDER BY \"partition\", \"offset\") FILTER (WHERE run_status <> 'started'))[1],
+                        (array_agg(run_status ORDER BY \"partition\", \"offset\") FILTER (WHERE run_status <> 'started'))[1]
+                 FROM folded WHERE run_id IS NOT NULL GROUP BY system_id, run_id
+                 ON CONFLICT (system_id, run_id) DO UPDATE SET
+                     job = COALESCE(runs.job, EXCLUDED.job),
+                     started_at = COALESCE(runs.started_at, EXCLUDED.started_at),
+                     completed_at = EXCLUDED.completed_at,
+                     status = EXCLUDED.status
+                 WHERE runs.completed_at IS NULL
+                 RETURNING system_id, job, status, completed_at
              )
-             INSERT INTO intake (system_id, minute, latency_s, events)
-             SELECT system_id, $1, latency_s, count(*) FROM folded GROUP BY system_id, latency_s
-             ON CONFLICT (system_id, minute, latency_s) DO UPDATE SET events = intake.events + EXCLUDED.events",
+             SELECT system_id, job, status FROM runs_seen WHERE completed_at IS NOT NULL
+             ORDER BY system_id, job, status",
         )
         .bind(minute)
         .bind(events_end)
-        .execute(&mut *tx)
+        .fetch_all(&mut *tx)
         .await?;
         sqlx::query("DELETE FROM high_errors WHERE ts <= $1").bind(minute - WINDOW).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM intake WHERE minute <= $1").bind(minute - WINDOW).execute(&mut *tx).await?;
-        Ok(())
+        let longest = self.slos.windows().last().copied().unwrap_or(0).max(WINDOW.num_seconds());
+        sqlx::query("DELETE FROM runs WHERE completed_at <= $1")
+            .bind(minute - Duration::seconds(longest))
+            .execute(&mut *tx)
+            .await?;
+        Ok(completed.into_iter().map(|(system_id, job, status)| Completed { system_id, job, status }).collect())
     }
 
     /// Every catalogued system at `minute`; a change of status is a history row and, when the
     /// outbox is on, a `ct.health.v1` record to produce.
-    async fn evaluate(&self, tx: &mut PgConnection, minute: DateTime<Utc>) -> Result<(), sqlx::Error> {
+    async fn evaluate(
+        &self,
+        tx: &mut PgConnection,
+        minute: DateTime<Utc>,
+        last: Option<DateTime<Utc>>,
+        completed: &[Completed],
+    ) -> Result<(), sqlx::Error> {
         let beats: HashMap<String, DateTime<Utc>> = sqlx::query_as("SELECT system_id, ts FROM last_heartbeats")
             .fetch_all(&mut *tx)
             .await?
@@ -181,15 +223,46 @@ impl Evaluator {
         }
         let previous: HashMap<String, String> =
             sqlx::query_as("SELECT system_id, status FROM statuses").fetch_all(&mut *tx).await?.into_iter().collect();
-        let mut now = Vec::with_capacity(self.systems.catalogue.systems.len());
-
-        for spec in &self.systems.catalogue.systems {
-            let facts = Facts {
+        let catalogue = &self.systems.catalogue;
+        let mut facts: Vec<Facts> = catalogue
+            .systems
+            .iter()
+            .map(|spec| Facts {
                 last_heartbeat: beats.get(&spec.id).copied(),
                 high_errors_24h: errors.get(&spec.id).copied().unwrap_or(0).clamp(0, i64::from(u32::MAX)) as u32,
                 intake: latencies.get(&spec.id).and_then(|h| Intake::from_histogram(h)),
-            };
-            let verdict = health::evaluate(spec, &self.systems.calendar, &self.rules, &facts, minute);
+                missed_slos: Vec::new(),
+            })
+            .collect();
+
+        // SLOs first: a missed objective is one of the status rules.
+        let judged: BTreeMap<String, bool> = catalogue
+            .systems
+            .iter()
+            .zip(&facts)
+            .filter(|(spec, _)| health::heartbeat_judges(spec, &self.systems.calendar, minute))
+            .filter_map(|(spec, facts)| {
+                let verdict = health::heartbeat_verdict(spec, &self.systems.calendar, facts, minute);
+                (verdict.status != Status::Unknown).then(|| (spec.id.clone(), verdict.status == Status::Green))
+            })
+            .collect();
+        let tick_intake: Vec<(String, i64, i64)> =
+            sqlx::query_as("SELECT system_id, latency_s, events FROM intake WHERE minute = $1 ORDER BY 1, 2")
+                .bind(minute)
+                .fetch_all(&mut *tx)
+                .await?;
+        let mut buckets = self.slos.event_buckets(catalogue, &tick_intake, completed);
+        buckets.extend(self.slos.heartbeat_buckets(catalogue, &judged));
+        self.slos.record(tx, minute, last, &buckets).await?;
+        let reports = self.slos.report(tx, catalogue, minute).await?;
+        for (spec, facts) in catalogue.systems.iter().zip(facts.iter_mut()) {
+            facts.missed_slos =
+                reports.iter().filter(|r| r.system_id == spec.id).filter_map(|r| r.missed.clone()).collect();
+        }
+        let mut now = Vec::with_capacity(catalogue.systems.len());
+
+        for (spec, facts) in catalogue.systems.iter().zip(&facts) {
+            let verdict = health::evaluate(spec, &self.systems.calendar, &self.rules, facts, minute);
             let before = previous.get(&spec.id).and_then(|s| Status::parse(s));
             now.push((spec.id.clone(), verdict.status, verdict.message.clone()));
             metrics::gauge!("ct_health_status", "system" => spec.id.clone()).set(match verdict.status {
@@ -256,7 +329,7 @@ impl Evaluator {
             }
         }
         if let Some(alerting) = &self.alerting {
-            alerting.evaluate(tx, minute, &now).await?;
+            alerting.evaluate(tx, minute, &now, &reports).await?;
         }
         Ok(())
     }

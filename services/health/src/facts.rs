@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use ct_core::{
     Envelope, Payload,
     catalogue::{Catalogue, Ownership},
-    payload::Severity,
+    payload::{RunStatus, Severity},
 };
 use ct_platform::{
     consumer::{Advance, BoxFuture, Coordinates, Incoming, Pipeline, ProcessError},
@@ -31,6 +31,16 @@ pub struct Fact {
     pub heartbeat: bool,
     /// A `backend.fn.error` of severity high or critical.
     pub high_error: bool,
+    /// A run of the system: started (with its job, the run's trigger) or completed.
+    pub run: Option<RunFact>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunFact {
+    pub run_id: String,
+    pub job: Option<String>,
+    /// `started`, or how it ended: `success`, `failed`, `cancelled`.
+    pub status: &'static str,
 }
 
 /// A record the evaluator does not count, and why (`unknown_system`, `not_owner`, `undecodable`).
@@ -75,6 +85,21 @@ pub fn observe(catalogue: &Catalogue, event: &Envelope) -> Observed {
         }
     }
     let high_error = matches!(event.payload(), Payload::BackendFnError(e) if matches!(e.severity, Severity::High | Severity::Critical));
+    let run = match event.payload() {
+        Payload::RunStarted(r) => {
+            Some(RunFact { run_id: r.run_id.clone(), job: Some(r.trigger.clone()), status: "started" })
+        }
+        Payload::RunCompleted(r) => Some(RunFact {
+            run_id: r.run_id.clone(),
+            job: None,
+            status: match r.status {
+                RunStatus::Success => "success",
+                RunStatus::Failed => "failed",
+                RunStatus::Cancelled => "cancelled",
+            },
+        }),
+        _ => None,
+    };
     let latency_s = (event.ingest().received_at - event.ts()).num_seconds().max(0);
     for system in catalogue.systems.iter().filter(|s| s.owner == source) {
         observed.facts.push(Fact {
@@ -84,6 +109,7 @@ pub fn observe(catalogue: &Catalogue, event: &Envelope) -> Observed {
             latency_s,
             heartbeat: beats_for == Some(system.id.as_str()),
             high_error,
+            run: run.clone(),
         });
     }
     observed
@@ -141,8 +167,10 @@ impl Pipeline for Facts {
                 }
             }
             sqlx::query(
-                "INSERT INTO pending_facts (\"partition\", \"offset\", system_id, event_id, ts, latency_s, heartbeat, high_error)
-                 SELECT * FROM UNNEST($1::int[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[], $6::bigint[], $7::bool[], $8::bool[])
+                "INSERT INTO pending_facts (\"partition\", \"offset\", system_id, event_id, ts, latency_s, heartbeat, high_error,
+                     run_id, job, run_status)
+                 SELECT * FROM UNNEST($1::int[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[], $6::bigint[], $7::bool[],
+                     $8::bool[], $9::text[], $10::text[], $11::text[])
                  ON CONFLICT DO NOTHING",
             )
             .bind(&columns.partition)
@@ -153,6 +181,9 @@ impl Pipeline for Facts {
             .bind(&columns.latency_s)
             .bind(&columns.heartbeat)
             .bind(&columns.high_error)
+            .bind(&columns.run_id)
+            .bind(&columns.job)
+            .bind(&columns.run_status)
             .execute(&mut *tx)
             .await
             .map_err(classify)?;
@@ -185,6 +216,9 @@ struct FactColumns<'a> {
     latency_s: Vec<i64>,
     heartbeat: Vec<bool>,
     high_error: Vec<bool>,
+    run_id: Vec<Option<&'a str>>,
+    job: Vec<Option<&'a str>>,
+    run_status: Vec<Option<&'static str>>,
 }
 
 impl<'a> FactColumns<'a> {
@@ -197,6 +231,9 @@ impl<'a> FactColumns<'a> {
         self.latency_s.push(fact.latency_s);
         self.heartbeat.push(fact.heartbeat);
         self.high_error.push(fact.high_error);
+        self.run_id.push(fact.run.as_ref().map(|r| r.run_id.as_str()));
+        self.job.push(fact.run.as_ref().and_then(|r| r.job.as_deref()));
+        self.run_status.push(fact.run.as_ref().map(|r| r.status));
     }
 }
 
@@ -255,6 +292,28 @@ mod tests {
             "2026-03-03T11:00:00Z",
         );
         assert_eq!(observe(&catalogue(), &unknown).ignored.map(|i| i.reason), Some("unknown_system"));
+    }
+
+    #[test]
+    fn runs_are_facts_of_their_owners_system_with_the_job_they_started_for() {
+        let started = event(
+            json!({"eventId": "r1", "type": "ct.run.started", "ts": "2026-03-03T11:00:00Z", "source": "finance",
+                   "payload": {"runId": "run-7", "trigger": "finance.export.backfill", "initiator": "ops"}}),
+            "2026-03-03T11:00:00Z",
+        );
+        let fact = observe(&catalogue(), &started).facts.remove(0);
+        assert_eq!(fact.system_id, "finance");
+        assert_eq!(
+            fact.run,
+            Some(RunFact { run_id: "run-7".into(), job: Some("finance.export.backfill".into()), status: "started" })
+        );
+        let failed = event(
+            json!({"eventId": "r2", "type": "ct.run.completed", "ts": "2026-03-03T11:09:00Z", "source": "finance",
+                   "payload": {"runId": "run-7", "status": "failed"}}),
+            "2026-03-03T11:09:00Z",
+        );
+        let fact = observe(&catalogue(), &failed).facts.remove(0);
+        assert_eq!(fact.run, Some(RunFact { run_id: "run-7".into(), job: None, status: "failed" }));
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod evaluator;
 pub mod facts;
 pub mod notify;
 pub mod outbox;
+pub mod slos;
 pub mod ticker;
 
 use std::{path::Path, sync::Arc, time::Duration};
@@ -39,6 +40,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 2, name: "alerts", sql: include_str!("../migrations/0002_alerts.sql") },
     Migration { version: 3, name: "alert actions", sql: include_str!("../migrations/0003_alert_actions.sql") },
     Migration { version: 4, name: "silences", sql: include_str!("../migrations/0004_silences.sql") },
+    Migration { version: 5, name: "slos", sql: include_str!("../migrations/0005_slos.sql") },
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -49,6 +51,8 @@ pub struct Config {
     pub ticker: TickerConfig,
     pub outbox: OutboxConfig,
     pub rules: Rules,
+    pub slos: Vec<ct_core::slo::SloSpec>,
+    pub slo_alerts: ct_core::slo::BurnPolicy,
     pub alerts: alerts::AlertsConfig,
     pub notify: notify::NotifyConfig,
     pub catalogue: CatalogueConfig,
@@ -111,8 +115,14 @@ impl Config {
         ct_platform::config::defaults(DEFAULTS)
     }
 
-    /// What types cannot check: every channel a route names is configured.
+    pub fn slos(&self) -> slos::Slos {
+        slos::Slos { specs: self.slos.clone(), burn: self.slo_alerts.clone() }
+    }
+
+    /// What types cannot check: every channel a route names is configured, and the SLOs make
+    /// sense.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.slos().validate().map_err(ConfigError::Rule)?;
         let routes = self.alerts.primary.iter().map(|c| ("alerts.primary", c));
         for (key, channel) in routes.chain(self.alerts.escalation.iter().map(|c| ("alerts.escalation", c))) {
             if !self.notify.channels.contains_key(channel) {
@@ -190,6 +200,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         audit_topic: config.consumer.audit_topic.clone(),
         outbox_schema_id,
         alerting,
+        slos: config.slos(),
     });
     ct_platform::metrics::serve_operations(config.http.listen, shutdown.clone())
         .await
@@ -268,6 +279,10 @@ const TABLES: &[(&str, &str, &str)] = &[
     ("pending_actions", "t", "\"partition\", \"offset\""),
     ("alert_actions", "t", "audit_id"),
     ("silences", "t", "id"),
+    ("runs", "t", "system_id, run_id"),
+    ("slo_minutes", "t", "slo, system_id, job, minute"),
+    ("slo_sums", "t", "slo, system_id, job, seconds"),
+    ("slo_status", "t", "slo, system_id, job"),
 ];
 
 pub async fn checksums(pool: &PgPool) -> Result<Checksums, sqlx::Error> {
@@ -340,5 +355,7 @@ mod tests {
         assert_eq!(config.outbox.health_topic, "ct.health.v1");
         assert_eq!(config.rules, Rules::default(), "the commented defaults are the seeds' thresholds");
         assert_eq!(config.postgres.schema, "ct_health");
+        assert_eq!(config.slos, ct_core::slo::default_slos(), "the commented defaults are the seeds' objectives");
+        assert_eq!(config.slo_alerts, ct_core::slo::BurnPolicy::default());
     }
 }
