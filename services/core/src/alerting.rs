@@ -131,6 +131,84 @@ pub fn step(open: &[Open], holding: &[Condition], at: DateTime<Utc>, policy: &Po
     transitions
 }
 
+/// Quiet hours: a daily stretch of local time (e.g. 22:00 to 07:00 in Europe/London) in which
+/// alerts are still decided but their notifications are held, then sent as one catch-up summary
+/// per channel at the first tick after it ends. Rules in `bypass_rules` page at night anyway.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuietHours {
+    pub enabled: bool,
+    pub time_zone: String,
+    pub starts: String,
+    pub ends: String,
+    #[serde(default)]
+    pub bypass_rules: Vec<String>,
+}
+
+impl Default for QuietHours {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            time_zone: "Europe/London".into(),
+            starts: "22:00".into(),
+            ends: "07:00".into(),
+            bypass_rules: Vec::new(),
+        }
+    }
+}
+
+/// [`QuietHours`] checked and ready to ask.
+#[derive(Debug, Clone)]
+pub struct Quiet {
+    tz: chrono_tz::Tz,
+    starts: chrono::NaiveTime,
+    ends: chrono::NaiveTime,
+    bypass_rules: Vec<String>,
+}
+
+impl QuietHours {
+    /// `None` when disabled; an error names the setting that does not parse.
+    pub fn compile(&self) -> Result<Option<Quiet>, String> {
+        if !self.enabled {
+            return Ok(None);
+        }
+        let tz =
+            self.time_zone.parse().map_err(|_| format!("quiet_hours.time_zone `{}` is unknown", self.time_zone))?;
+        let time = |field: &str, text: &str| {
+            chrono::NaiveTime::parse_from_str(text, "%H:%M")
+                .map_err(|_| format!("quiet_hours.{field} must be a time like 22:00, not `{text}`"))
+        };
+        let (starts, ends) = (time("starts", &self.starts)?, time("ends", &self.ends)?);
+        if starts == ends {
+            return Err("quiet_hours.starts and ends must differ".into());
+        }
+        Ok(Some(Quiet { tz, starts, ends, bypass_rules: self.bypass_rules.clone() }))
+    }
+}
+
+impl Quiet {
+    /// Whether a notification of `rule` decided at `at` waits for the end of quiet hours.
+    pub fn holds(&self, rule: &str, at: DateTime<Utc>) -> bool {
+        self.is_quiet(at) && !self.bypass_rules.iter().any(|r| r == rule)
+    }
+
+    /// Whether the local time of `at` is in `[starts, ends)`, across midnight when it ends earlier
+    /// than it starts.
+    pub fn is_quiet(&self, at: DateTime<Utc>) -> bool {
+        let local = at.with_timezone(&self.tz).time();
+        if self.starts < self.ends {
+            self.starts <= local && local < self.ends
+        } else {
+            local >= self.starts || local < self.ends
+        }
+    }
+
+    /// `22:00-07:00 Europe/London`.
+    pub fn describe(&self) -> String {
+        format!("{}-{} {}", self.starts.format("%H:%M"), self.ends.format("%H:%M"), self.tz)
+    }
+}
+
 /// What a person did to an alert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -203,6 +281,26 @@ pub fn decode_action(writer: &Schema, datum: &[u8]) -> Result<Option<Action>, Co
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quiet_hours_cross_midnight_in_local_time() {
+        let quiet = QuietHours { enabled: true, bypass_rules: vec!["system_red".into()], ..QuietHours::default() }
+            .compile()
+            .unwrap()
+            .unwrap();
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        assert!(quiet.is_quiet(at("2026-03-03T23:10:00Z")), "23:10 in winter");
+        assert!(quiet.is_quiet(at("2026-03-04T06:59:00Z")));
+        assert!(!quiet.is_quiet(at("2026-03-04T07:00:00Z")), "the end is not quiet");
+        assert!(quiet.is_quiet(at("2026-07-01T21:30:00Z")), "21:30 UTC is 22:30 in summer");
+        assert!(!quiet.is_quiet(at("2026-07-01T06:30:00Z")), "06:30 UTC is 07:30 in summer");
+        assert!(quiet.holds("fn_errors", at("2026-03-03T23:10:00Z")));
+        assert!(!quiet.holds("system_red", at("2026-03-03T23:10:00Z")), "bypassed");
+        assert_eq!(quiet.describe(), "22:00-07:00 Europe/London");
+        assert_eq!(QuietHours::default().compile().unwrap().map(|q| q.describe()), None, "off by default");
+        let bad = QuietHours { enabled: true, starts: "10pm".into(), ..QuietHours::default() };
+        assert!(bad.compile().unwrap_err().contains("quiet_hours.starts"));
+    }
 
     fn at(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()

@@ -32,6 +32,7 @@ pub struct AlertsConfig {
     pub primary: Vec<String>,
     /// Channels told when an alert escalates.
     pub escalation: Vec<String>,
+    pub quiet_hours: alerting::QuietHours,
 }
 
 /// A row of `pending_actions` taken by a tick.
@@ -70,6 +71,8 @@ impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for AppliedAction {
 #[derive(Debug, Clone)]
 pub struct Alerting {
     pub config: AlertsConfig,
+    /// `config.quiet_hours`, compiled (checked when the configuration loads).
+    pub quiet: Option<alerting::Quiet>,
     /// Notifications are written `pending` (delivered by the notifier) or, in a rebuild's copy,
     /// `suppressed` (decided again, never sent again).
     pub deliver: bool,
@@ -325,6 +328,7 @@ impl Alerting {
             };
             let name = transition.name();
             let silenced = silences.iter().any(|s| s.silences(&rule, &system_id, minute));
+            let held = !silenced && self.quiet.as_ref().is_some_and(|q| q.holds(&rule, minute));
             let title = format!("[{}] {key}", name.to_uppercase());
             let body = match &transition {
                 Transition::Fire(_) => format!("{summary}. Fired at {}.", minute_text(minute)),
@@ -338,8 +342,8 @@ impl Alerting {
             metrics::counter!("ct_health_alert_transitions_total", "transition" => name).increment(1);
             for channel in channels {
                 sqlx::query(
-                    "INSERT INTO notifications (alert_id, transition, channel, at, title, body, state)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    "INSERT INTO notifications (alert_id, transition, channel, at, title, body, state, held)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 )
                 .bind(&id)
                 .bind(name)
@@ -351,12 +355,61 @@ impl Alerting {
                     "suppressed"
                 } else if silenced {
                     "silenced"
+                } else if held {
+                    "held"
                 } else {
                     "pending"
                 })
+                .bind(held)
                 .execute(&mut *tx)
                 .await?;
             }
+        }
+        self.summarise_quiet_hours(tx, minute).await
+    }
+
+    /// At the first tick after quiet hours: one notification per channel listing what was held.
+    async fn summarise_quiet_hours(&self, tx: &mut PgConnection, minute: DateTime<Utc>) -> Result<(), sqlx::Error> {
+        let Some(quiet) = &self.quiet else { return Ok(()) };
+        if quiet.is_quiet(minute) {
+            return Ok(());
+        }
+        let held: Vec<(String, String, DateTime<Utc>)> = sqlx::query_as(
+            "UPDATE notifications SET summarised_at = $1 WHERE held AND summarised_at IS NULL
+             RETURNING channel, title, at",
+        )
+        .bind(minute)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut by_channel: std::collections::BTreeMap<&str, Vec<(DateTime<Utc>, &str)>> = Default::default();
+        for (channel, title, at) in &held {
+            by_channel.entry(channel).or_default().push((*at, title));
+        }
+        for (channel, mut items) in by_channel {
+            items.sort();
+            let plural = if items.len() == 1 { "" } else { "s" };
+            let title = format!("[SUMMARY] {} notification{plural} held during quiet hours", items.len());
+            let mut body = format!(
+                "Quiet hours ({}) ended at {}. Held while they lasted, oldest first:",
+                quiet.describe(),
+                minute_text(minute)
+            );
+            for (at, held_title) in &items {
+                body.push_str(&format!("\n- {} {held_title}", minute_text(*at)));
+            }
+            body.push_str("\nGET /alerts?state=firing lists what is still open.");
+            sqlx::query(
+                "INSERT INTO notifications (alert_id, transition, channel, at, title, body, state)
+                 VALUES ($1, 'summary', $2, $3, $4, $5, $6)",
+            )
+            .bind(format!("quiet-hours@{}", minute.format("%Y%m%dT%H%MZ")))
+            .bind(channel)
+            .bind(minute)
+            .bind(&title)
+            .bind(&body)
+            .bind(if self.deliver { "pending" } else { "suppressed" })
+            .execute(&mut *tx)
+            .await?;
         }
         Ok(())
     }

@@ -41,6 +41,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 3, name: "alert actions", sql: include_str!("../migrations/0003_alert_actions.sql") },
     Migration { version: 4, name: "silences", sql: include_str!("../migrations/0004_silences.sql") },
     Migration { version: 5, name: "slos", sql: include_str!("../migrations/0005_slos.sql") },
+    Migration { version: 6, name: "quiet hours", sql: include_str!("../migrations/0006_quiet_hours.sql") },
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -123,6 +124,7 @@ impl Config {
     /// sense.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.slos().validate().map_err(ConfigError::Rule)?;
+        self.alerts.quiet_hours.compile().map_err(ConfigError::Rule)?;
         let routes = self.alerts.primary.iter().map(|c| ("alerts.primary", c));
         for (key, channel) in routes.chain(self.alerts.escalation.iter().map(|c| ("alerts.escalation", c))) {
             if !self.notify.channels.contains_key(channel) {
@@ -188,10 +190,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         None
     };
     config.validate()?;
-    let alerting = config
-        .alerts
-        .enabled
-        .then(|| alerts::Alerting { config: config.alerts.clone(), deliver: config.notify.enabled });
+    let alerting = config.alerts.enabled.then(|| alerts::Alerting {
+        config: config.alerts.clone(),
+        quiet: config.alerts.quiet_hours.compile().ok().flatten(),
+        deliver: config.notify.enabled,
+    });
     let evaluator = Arc::new(evaluator::Evaluator {
         systems,
         rules: config.rules,
@@ -275,7 +278,11 @@ const TABLES: &[(&str, &str, &str)] = &[
     ("pending_ticks", "t", "clock_offset"),
     ("pending_facts", "t", "\"partition\", \"offset\", system_id"),
     ("alerts", "t", "id"),
-    ("notifications", "(alert_id, transition, channel, at, title, body)", "alert_id, transition, channel, at"),
+    (
+        "notifications",
+        "(alert_id, transition, channel, at, title, body, held, summarised_at)",
+        "alert_id, transition, channel, at",
+    ),
     ("pending_actions", "t", "\"partition\", \"offset\""),
     ("alert_actions", "t", "audit_id"),
     ("silences", "t", "id"),

@@ -290,3 +290,53 @@ async fn a_silence_keeps_the_alert_and_sends_nothing() {
     assert_eq!(outcome, "silence created");
     s.stop.cancel();
 }
+
+/// Quiet hours: alerts are decided through the night, nobody is woken, and one summary per
+/// channel tells what happened when they end; a rebuild decides the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_hours_hold_notifications_and_send_one_summary_when_they_end() {
+    let slack = SlackReceiver::start().await;
+    let slack_url = slack.url();
+    let s = Scenario::start_with(move |config| {
+        config.alerts.primary = vec!["slack".into()];
+        config.alerts.quiet_hours.enabled = true;
+        config.notify.channels = [("slack".to_owned(), ChannelConfig::Slack { webhook_url: slack_url.into() })].into();
+    })
+    .await;
+    // Tuesday 3 March 2026, 23:01 in London: a burst of errors that fires and then resolves.
+    for (i, ts) in ["2026-03-03T23:01:00Z", "2026-03-03T23:02:00Z", "2026-03-03T23:03:00Z"].iter().enumerate() {
+        s.log(error(&format!("q{i}"), ts), 1).await;
+    }
+    s.tick("2026-03-03T23:04:00Z").await;
+    s.tick("2026-03-03T23:20:00Z").await;
+    s.tick("2026-03-04T06:59:00Z").await;
+    let states: Vec<(String, String)> =
+        sqlx::query_as("SELECT transition, state FROM notifications ORDER BY at").fetch_all(&s.pool).await.unwrap();
+    assert_eq!(
+        states,
+        [("firing".to_owned(), "held".to_owned()), ("resolved".to_owned(), "held".to_owned())],
+        "decided, not sent"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(slack.messages().is_empty(), "{:?}", slack.messages());
+
+    s.tick("2026-03-04T07:00:00Z").await;
+    let told = eventually(Duration::from_secs(30), || async { (!slack.messages().is_empty()).then_some(()) }).await;
+    assert!(told.is_some(), "no summary");
+    s.tick("2026-03-04T07:01:00Z").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let messages = slack.messages();
+    assert_eq!(messages.len(), 1, "one summary: {messages:?}");
+    let summary = &messages[0];
+    assert!(summary.contains("[SUMMARY] 2 notifications held during quiet hours"), "{summary}");
+    assert!(summary.contains("Quiet hours (22:00-07:00 Europe/London) ended at 2026-03-04 07:00 UTC"), "{summary}");
+    assert!(summary.contains("- 2026-03-03 23:04 UTC [FIRING] fn-errors:backend"), "{summary}");
+    assert!(summary.contains("- 2026-03-03 23:20 UTC [RESOLVED] fn-errors:backend"), "{summary}");
+
+    let report =
+        ct_platform::readmodel::rebuild(&ct_health::HealthModel(s.config.clone()), false, Duration::from_secs(120))
+            .await
+            .unwrap();
+    assert!(report.identical, "{report:#?}");
+    s.stop.cancel();
+}
