@@ -342,7 +342,8 @@ fn reason(body: &Value) -> Result<String, ApiError> {
     }
 }
 
-const ALERT_RULES: [&str; 2] = ["fn_errors", "system_red"];
+const ALERT_RULES: [&str; 4] = ["fn_errors", "system_red", "slo_burn", "run_sla"];
+const SILENCE_STATES: [&str; 3] = ["pending", "active", "expired"];
 const MAX_SILENCE_DAYS: i64 = 7;
 
 /// `POST /silences` (operator and above), body `{"rule"?, "system"?, "startsAt"?, "endsAt",
@@ -398,6 +399,108 @@ pub async fn silence(State(app): State<Arc<AppState>>, headers: HeaderMap, body:
     app.actions.write(&action).await?;
     tracing::info!(silence = %id, actor = %action.actor, "Silence written.");
     Ok((StatusCode::ACCEPTED, Json(json!({"silenceId": id, "status": "requested"}))).into_response())
+}
+
+/// `GET /silences`: the silences the evaluator applied, newest first, each `pending`, `active`
+/// or `expired` as of the evaluator's clock (the minute of its last tick). Filter: `state`.
+pub async fn list_silences(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    app.users.authorize(&headers, Permission::ReadStatus)?;
+    reject_unknown(&params, &["state"])?;
+    let state = params
+        .get("state")
+        .map(|s| {
+            SILENCE_STATES
+                .into_iter()
+                .find(|known| *known == s.as_str())
+                .ok_or_else(|| bad("state", format!("unknown state `{s}`; allowed: {}", SILENCE_STATES.join(", "))))
+        })
+        .transpose()?;
+    let rows = rows_or_none(
+        sqlx::query(
+            "WITH now AS (SELECT coalesce((SELECT minute FROM clock), '-infinity'::timestamptz) AS minute),
+             listed AS (
+                 SELECT s.*, CASE WHEN s.ends_at <= now.minute THEN 'expired'
+                                  WHEN s.starts_at <= now.minute THEN 'active' ELSE 'pending' END AS state
+                 FROM silences s, now
+             )
+             SELECT * FROM listed WHERE $1::text IS NULL OR state = $1 ORDER BY applied_at DESC, id DESC LIMIT 500",
+        )
+        .bind(state),
+        &app.pool,
+    )
+    .await?;
+    let silences: Vec<Value> = rows
+        .iter()
+        .map(|row| {
+            json!({
+                "id": row.get::<String, _>("id"),
+                "rule": row.get::<Option<String>, _>("rule"),
+                "system": row.get::<Option<String>, _>("system_id"),
+                "startsAt": row.get::<DateTime<Utc>, _>("starts_at"),
+                "endsAt": row.get::<DateTime<Utc>, _>("ends_at"),
+                "state": row.get::<String, _>("state"),
+                "actor": row.get::<String, _>("actor"),
+                "reason": row.get::<String, _>("reason"),
+                "appliedAt": row.get::<DateTime<Utc>, _>("applied_at"),
+            })
+        })
+        .collect();
+    Ok(Json(silences).into_response())
+}
+
+/// `POST /silences/{silenceId}/expire` (operator and above), body `{"reason": "..."}`: writes an
+/// EXPIRE `ct.v1.AlertAudit` record; the evaluator ends the silence at the next clock tick.
+pub async fn expire_silence(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(silence_id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let (_, actor) = app.users.actor(&headers, Permission::Operate)?;
+    let body = json_body(&body)?;
+    let reason = reason(&body)?;
+    let found: Option<bool> = match sqlx::query_scalar(
+        "SELECT s.ends_at <= coalesce((SELECT minute FROM clock), '-infinity'::timestamptz) FROM silences s WHERE s.id = $1",
+    )
+    .bind(&silence_id)
+    .fetch_optional(&app.pool)
+    .await
+    {
+        Ok(found) => found,
+        Err(error) if no_schema_yet(&error) => None,
+        Err(error) => return Err(internal(error)),
+    };
+    match found {
+        None => {
+            return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no silence `{silence_id}`"))
+                .with_field("silenceId"));
+        }
+        Some(true) => {
+            return Err(ApiError::new(StatusCode::CONFLICT, "silence_expired", "the silence has already ended")
+                .with_field("silenceId"));
+        }
+        Some(false) => {}
+    }
+    let action = Action {
+        audit_id: uuid::Uuid::now_v7().to_string(),
+        alert_id: silence_id.clone(),
+        action: ActionKind::Expire,
+        actor,
+        at: Utc::now(),
+        reason,
+        silence: None,
+    };
+    app.actions.write(&action).await?;
+    tracing::info!(silence = %silence_id, actor = %action.actor, "Silence expiry written.");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"auditId": action.audit_id, "silenceId": silence_id, "status": "requested"})),
+    )
+        .into_response())
 }
 
 /// `POST /alerts/{alertId}/ack` (operator and above), body `{"reason": "..."}`: writes a

@@ -247,6 +247,40 @@ async fn health_shows_the_evaluators_statuses_with_reasons_and_history() {
         .await;
     assert_eq!(status, 202, "{body}");
     assert!(body["silenceId"].as_str().is_some_and(|id| id.starts_with("silence_")), "{body}");
+
+    // Listed once applied (it starts at the API's now, after the test clock: pending), then
+    // expired early by an operator with a reason.
+    let silence_id = body["silenceId"].as_str().unwrap().to_owned();
+    s.tick("2026-03-03T11:20:00Z").await;
+    let listed = eventually(Duration::from_secs(30), || async {
+        let (_, listed, _) = s.get(Some("dev-token-viewer"), "/silences?state=pending").await;
+        (listed.as_array().is_some_and(|a| a.len() == 1)).then_some(listed)
+    })
+    .await
+    .expect("the silence is applied at the next tick");
+    assert_eq!((listed[0]["id"].as_str(), listed[0]["rule"].as_str()), (Some(silence_id.as_str()), Some("fn_errors")));
+    assert_eq!(listed[0]["reason"], "deploy", "reasons are kept as written");
+    let (status, body, _) = s.get(Some("dev-token-viewer"), "/silences?state=sleeping").await;
+    assert_eq!((status, body["error"]["field"].as_str()), (400, Some("state")));
+    let expire = format!("/silences/{silence_id}/expire");
+    let (status, _) = s.post_api("dev-token-viewer", &expire, &json!({"reason": "done"})).await;
+    assert_eq!(status, 403);
+    let (status, body) = s.post_api("dev-token-operator", &expire, &json!({})).await;
+    assert_eq!((status, body["error"]["field"].as_str()), (422, Some("reason")), "{body}");
+    let (status, body) = s.post_api("dev-token-operator", "/silences/nope/expire", &json!({"reason": "x"})).await;
+    assert_eq!((status, body["error"]["field"].as_str()), (404, Some("silenceId")), "{body}");
+    let (status, body) = s.post_api("dev-token-operator", &expire, &json!({"reason": "deploy done"})).await;
+    assert_eq!(status, 202, "{body}");
+    s.tick("2026-03-03T11:21:00Z").await;
+    let expired = eventually(Duration::from_secs(30), || async {
+        let (_, listed, _) = s.get(Some("dev-token-viewer"), "/silences?state=expired").await;
+        (listed.as_array().is_some_and(|a| a.len() == 1)).then_some(listed)
+    })
+    .await
+    .expect("the expiry is applied at the next tick");
+    assert_eq!(expired[0]["endsAt"], "2026-03-03T11:21:00Z");
+    let (status, body) = s.post_api("dev-token-operator", &expire, &json!({"reason": "again"})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("silence_expired")), "{body}");
 }
 
 /// `/runs` pages on a key that never changes: a run first known by its completion keeps its place

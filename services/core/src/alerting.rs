@@ -215,6 +215,8 @@ impl Quiet {
 pub enum ActionKind {
     Ack,
     Silence,
+    /// End the silence `alert_id` names at the tick that applies it.
+    Expire,
 }
 
 /// A silence (Alertmanager's): alerts matching it decide their transitions as usual, but the

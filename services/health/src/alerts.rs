@@ -122,6 +122,14 @@ impl Alerting {
                 .execute(&mut *tx)
                 .await?;
                 "silence created".to_owned()
+            } else if action == "expire" {
+                let ended = sqlx::query("UPDATE silences SET ends_at = $2 WHERE id = $1 AND ends_at > $2")
+                    .bind(alert_id)
+                    .bind(minute)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if ended == 1 { "silence expired" } else { "ignored: no such silence, or it had ended" }.to_owned()
             } else {
                 let state: Option<String> = sqlx::query_scalar("SELECT state FROM alerts WHERE id = $1")
                     .bind(alert_id)
@@ -461,6 +469,7 @@ impl Pipeline for Actions {
                 .bind(match action.action {
                     ActionKind::Ack => "ack",
                     ActionKind::Silence => "silence",
+                    ActionKind::Expire => "expire",
                 })
                 .bind(&action.actor)
                 .bind(action.at)
