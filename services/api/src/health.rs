@@ -15,10 +15,8 @@ use chrono::{DateTime, Utc};
 use ct_core::alerting::{self, Action, ActionKind, SilenceSpec};
 use ct_platform::http_error::ApiError;
 use ct_platform::registry::RegistryClient;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value, json};
 use sqlx::Row;
-use tokio::sync::OnceCell;
 
 pub use ct_core::health::Status;
 
@@ -266,48 +264,29 @@ sqlx::query(
 }
 
 /// Writes people's actions on alerts to the log (the health evaluator applies them).
-pub struct ActionWriter {
-    producer: FutureProducer,
-    registry: RegistryClient,
-    topic: String,
-    /// The registry id of `ct.v1.AlertAudit`, registered at the first action.
-    schema_id: OnceCell<u32>,
-}
+pub struct ActionWriter(ct_platform::audit::RecordWriter);
 
 const MAX_REASON_CHARS: usize = 500;
 
 impl ActionWriter {
     pub fn new(config: &crate::Config) -> Result<ActionWriter, rdkafka::error::KafkaError> {
-        Ok(ActionWriter {
-            producer: ct_platform::kafka::idempotent_producer(&config.kafka, std::time::Duration::from_secs(10))?,
-            registry: RegistryClient::new(&config.registry.url),
-            topic: config.actions.audit_topic.clone(),
-            schema_id: OnceCell::new(),
-        })
+        Ok(ActionWriter(ct_platform::audit::RecordWriter::new(
+            &config.kafka,
+            RegistryClient::new(&config.registry.url),
+            &config.actions.audit_topic,
+            alerting::ACTION_RECORD,
+            alerting::ACTION_SCHEMA_JSON,
+            std::time::Duration::from_secs(10),
+        )?))
     }
 
     async fn write(&self, action: &Action) -> Result<(), ApiError> {
-        let unavailable = |what: &str| {
-            tracing::warn!(what, "An alert action could not be written.");
+        let unavailable = |error: &dyn std::fmt::Display| {
+            tracing::warn!(%error, "An alert action could not be written.");
             ApiError::unavailable("unavailable", "the log cannot take the action now; retry")
         };
-        let subject = format!("{}-{}", self.topic, alerting::ACTION_RECORD);
-        let schema_id = *self
-            .schema_id
-            .get_or_try_init(|| self.registry.register(&subject, alerting::ACTION_SCHEMA_JSON))
-            .await
-            .map_err(|_| unavailable("registry"))?;
-        let mut value = Vec::new();
-        ct_core::avro::wire::write_header(schema_id, &mut value);
-        value.extend(alerting::encode_action(action).map_err(|_| unavailable("encoding"))?);
-        self.producer
-            .send(
-                FutureRecord::to(&self.topic).key(&action.alert_id).payload(&value),
-                std::time::Duration::from_secs(10),
-            )
-            .await
-            .map_err(|_| unavailable("kafka"))?;
-        Ok(())
+        let datum = alerting::encode_action(action).map_err(|e| unavailable(&e))?;
+        self.0.write(&action.alert_id, &datum).await.map_err(|e| unavailable(&e))
     }
 }
 

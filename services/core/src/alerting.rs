@@ -24,6 +24,10 @@ pub struct Policy {
     /// A run not completed this long after it started opens an alert (key
     /// `run-sla:<system>:<run>`); 0 turns the rule off.
     pub run_sla_s: i64,
+    /// More dead letters parked than this, for `dlq_depth_for_s` of clock time, opens an alert
+    /// (key `dlq-depth`); 0 turns the rule off.
+    pub dlq_depth_max: u32,
+    pub dlq_depth_for_s: i64,
     /// While an alert stays open, its notification is sent again this often (Alertmanager's
     /// `repeat_interval`; 4 h).
     pub repeat_interval_s: i64,
@@ -38,6 +42,8 @@ impl Default for Policy {
             fn_errors_window_s: 600,
             system_red: true,
             run_sla_s: 3600,
+            dlq_depth_max: 100,
+            dlq_depth_for_s: 1800,
             repeat_interval_s: 4 * 3600,
             escalate_after_s: 2 * 3600,
         }

@@ -325,11 +325,50 @@ pub fn decode_dlq_audit(writer: &Schema, datum: &[u8]) -> Result<Option<Audit>, 
     decode_audit(writer, datum).map(Some)
 }
 
+/// The number of parked dead letters, published by the categoriser on the audit topic. Field
+/// order must equal `schemas-avro/ct.v1.DlqDepth.avsc`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Depth {
+    #[serde(with = "chrono::serde::ts_microseconds")]
+    pub written_at: DateTime<Utc>,
+    pub parked: i64,
+    pub by_category: std::collections::BTreeMap<String, i64>,
+}
+
+pub const DEPTH_SCHEMA_JSON: &str = include_str!("../../../schemas-avro/ct.v1.DlqDepth.avsc");
+pub const DEPTH_RECORD: &str = "ct.v1.DlqDepth";
+
+static DEPTH_SCHEMA: LazyLock<Schema> =
+    LazyLock::new(|| Schema::parse_str(DEPTH_SCHEMA_JSON).expect("schemas-avro/ct.v1.DlqDepth.avsc is valid Avro"));
+
+pub fn encode_depth(depth: &Depth) -> Result<Vec<u8>, CodecError> {
+    crate::avro::encode_record(&DEPTH_SCHEMA, depth)
+}
+
+/// The depth report in `datum`, or `None` when `writer` is another record type of the audit topic.
+pub fn decode_depth(writer: &Schema, datum: &[u8]) -> Result<Option<Depth>, CodecError> {
+    if crate::avro::record_name(writer).as_deref() != Some(DEPTH_RECORD) {
+        return Ok(None);
+    }
+    crate::avro::decode_record(writer, &DEPTH_SCHEMA, datum).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
 
     use super::*;
+
+    #[test]
+    fn depth_reports_round_trip_and_other_records_pass() {
+        let depth = Depth {
+            written_at: "2026-03-03T11:00:00Z".parse().unwrap(),
+            parked: 3,
+            by_category: [("schema".to_owned(), 1), ("transient".to_owned(), 2)].into(),
+        };
+        assert_eq!(decode_depth(&DEPTH_SCHEMA, &encode_depth(&depth).unwrap()).unwrap(), Some(depth));
+        assert_eq!(decode_depth(crate::alerting::action_schema(), b"").unwrap(), None);
+    }
 
     fn context(class: &str, step: &str, message: &str, attempt: u32) -> Context {
         let attempt = attempt.to_string();

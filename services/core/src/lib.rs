@@ -6,6 +6,7 @@
 //! never the reverse.
 
 pub mod alerting;
+pub mod audit;
 pub mod avro;
 pub mod catalogue;
 pub mod clock;

@@ -157,6 +157,9 @@ pub struct DlqItems {
     registry: RegistryClient,
     /// Where the depth per category is published; a rebuild copy publishes nothing.
     redis: Option<Mutex<redis::aio::ConnectionManager>>,
+    /// The depth as `ct.v1.DlqDepth` records on the audit topic, written when it changes (the
+    /// health evaluator alerts on it); with the last one written.
+    depth_log: Option<(ct_platform::audit::RecordWriter, Mutex<Option<store::Depth>>)>,
     keys: Keys,
     topics: Topics,
     consumer: String,
@@ -218,10 +221,25 @@ impl DlqItems {
         } else {
             None
         };
+        let depth_log = if publish_depth {
+            let writer = ct_platform::audit::RecordWriter::new(
+                &config.kafka,
+                RegistryClient::new(&config.registry.url),
+                &config.topics.audit,
+                ct_core::dlq::DEPTH_RECORD,
+                ct_core::dlq::DEPTH_SCHEMA_JSON,
+                Duration::from_secs(30),
+            )
+            .context("creating the depth producer")?;
+            Some((writer, Mutex::new(None)))
+        } else {
+            None
+        };
         let items = DlqItems {
             pool,
             registry: RegistryClient::new(&config.registry.url),
             redis,
+            depth_log,
             keys: Keys::new(config.redis.key_prefix.clone()),
             topics: config.topics.clone(),
             consumer: config.items.name.clone(),
@@ -232,17 +250,36 @@ impl DlqItems {
         Ok(items)
     }
 
-    /// Redis and the gauge follow Postgres; a failure here is healed by the next batch.
+    /// Redis, the gauge and the log follow Postgres; a failure here is healed by the next batch.
     async fn refresh_depth(&self) {
         let Some(redis) = &self.redis else { return };
-        let result = match store::depth(&self.pool).await {
-            Ok(depth) => {
-                store::publish_depth(&mut *redis.lock().await, &self.keys, &depth).await.map_err(|e| e.to_string())
+        let depth = match store::depth(&self.pool).await {
+            Ok(depth) => depth,
+            Err(error) => {
+                tracing::warn!(%error, "DLQ depth not read; the next batch retries.");
+                return;
             }
+        };
+        if let Err(error) = store::publish_depth(&mut *redis.lock().await, &self.keys, &depth).await {
+            tracing::warn!(%error, "DLQ depth not refreshed in Redis; the next batch retries.");
+        }
+        let Some((writer, last)) = &self.depth_log else { return };
+        let mut last = last.lock().await;
+        if last.as_ref() == Some(&depth) {
+            return;
+        }
+        let report = ct_core::dlq::Depth {
+            written_at: chrono::Utc::now(),
+            parked: depth.values().sum(),
+            by_category: depth.iter().map(|(c, n)| (c.lowercase().to_owned(), *n)).collect(),
+        };
+        let written = match ct_core::dlq::encode_depth(&report) {
+            Ok(datum) => writer.write("dlq-depth", &datum).await.map_err(|e| e.to_string()),
             Err(error) => Err(error.to_string()),
         };
-        if let Err(error) = result {
-            tracing::warn!(%error, "DLQ depth not refreshed; the next batch retries.");
+        match written {
+            Ok(()) => *last = Some(depth),
+            Err(error) => tracing::warn!(%error, "DLQ depth not written to the log; the next batch retries."),
         }
     }
 }

@@ -174,8 +174,11 @@ async fn record_audit(tx: &mut Transaction<'_, Postgres>, audit: &Audit) -> Resu
     Ok(())
 }
 
+/// Parked items per category.
+pub type Depth = BTreeMap<Category, i64>;
+
 /// Parked items per category (zero included).
-pub async fn depth(pool: &PgPool) -> Result<BTreeMap<Category, i64>, ProcessError> {
+pub async fn depth(pool: &PgPool) -> Result<Depth, ProcessError> {
     let rows: Vec<(String, i64)> =
         sqlx::query_as("SELECT category, count(*) FROM dlq_items WHERE state = 'parked' GROUP BY category")
             .fetch_all(pool)

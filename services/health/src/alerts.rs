@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
 use ct_core::{
-    alerting::{self, Action, ActionKind, Condition, Open, Policy, SilenceSpec, Transition, step},
+    alerting::{self, ActionKind, Condition, Open, Policy, SilenceSpec, Transition, step},
     health::{Status, human},
 };
 use ct_platform::{
@@ -77,6 +77,9 @@ pub struct Alerting {
     /// `suppressed` (decided again, never sent again).
     pub deliver: bool,
 }
+
+/// The `system_id` of platform-wide alerts (the dead-letter queue belongs to no catalogued system).
+pub const DLQ_SYSTEM: &str = "control_tower";
 
 fn minute_text(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M UTC").to_string()
@@ -161,6 +164,45 @@ impl Alerting {
             .bind(reason)
             .bind(minute)
             .bind(&outcome)
+            .execute(&mut *tx)
+            .await?;
+        }
+        self.apply_depth(tx, minute, audit_end).await
+    }
+
+    /// Takes the last depth report below the tick's audit offsets; remembers since which tick the
+    /// depth has been over the threshold.
+    async fn apply_depth(
+        &self,
+        tx: &mut PgConnection,
+        minute: DateTime<Utc>,
+        audit_end: &[i64],
+    ) -> Result<(), sqlx::Error> {
+        let latest: Option<(i64, DateTime<Utc>)> = sqlx::query_as(
+            "WITH applied AS (
+                 DELETE FROM pending_depths d
+                 USING UNNEST($1::bigint[]) WITH ORDINALITY AS b(end_offset, n)
+                 WHERE d.\"partition\" = b.n - 1 AND d.\"offset\" < b.end_offset
+                 RETURNING d.*
+             )
+             SELECT parked, written_at FROM applied ORDER BY \"partition\" DESC, \"offset\" DESC LIMIT 1",
+        )
+        .bind(audit_end)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some((parked, reported_at)) = latest {
+            let threshold = i64::from(self.config.policy.dlq_depth_max);
+            sqlx::query(
+                "INSERT INTO dlq_depth (parked, reported_at, applied_at, over_since)
+                 VALUES ($1, $2, $3, CASE WHEN $1 > $4 THEN $3 END)
+                 ON CONFLICT (id) DO UPDATE SET parked = EXCLUDED.parked, reported_at = EXCLUDED.reported_at,
+                     applied_at = EXCLUDED.applied_at,
+                     over_since = CASE WHEN EXCLUDED.parked > $4 THEN COALESCE(dlq_depth.over_since, $3) END",
+            )
+            .bind(parked)
+            .bind(reported_at)
+            .bind(minute)
+            .bind(threshold)
             .execute(&mut *tx)
             .await?;
         }
@@ -250,6 +292,29 @@ impl Alerting {
                         human(sla)
                     ),
                     system_id,
+                });
+            }
+        }
+        if policy.dlq_depth_max > 0 {
+            let over_for = Duration::seconds(policy.dlq_depth_for_s);
+            let depth: Option<(i64, DateTime<Utc>)> = sqlx::query_as(
+                "SELECT parked, over_since FROM dlq_depth WHERE over_since IS NOT NULL AND over_since <= $1",
+            )
+            .bind(minute - over_for)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some((parked, since)) = depth {
+                holding.push(Condition {
+                    key: "dlq-depth".into(),
+                    rule: "dlq_depth",
+                    system_id: DLQ_SYSTEM.into(),
+                    summary: format!(
+                        "{parked} dead letters parked, over {} since {} (alert when over {} for {})",
+                        policy.dlq_depth_max,
+                        minute_text(since),
+                        policy.dlq_depth_max,
+                        human(over_for)
+                    ),
                 });
             }
         }
@@ -423,8 +488,8 @@ impl Alerting {
     }
 }
 
-/// The consumer of the audit topic: alert actions wait in `pending_actions` for the tick that
-/// covers them; the topic's other record types (dead-letter audits) are passed over.
+/// The consumer of the audit topic: alert actions wait in `pending_actions`, depth reports in
+/// `pending_depths`, for the tick that covers them; dead-letter audits are passed over.
 pub struct Actions {
     pub pool: PgPool,
     pub registry: RegistryClient,
@@ -432,13 +497,13 @@ pub struct Actions {
 }
 
 impl Pipeline for Actions {
-    type Item = Option<Action>;
+    type Item = ct_core::audit::AuditRecord;
 
-    fn decode<'a>(&'a self, record: &'a Incoming) -> BoxFuture<'a, Result<Option<Action>, ProcessError>> {
+    fn decode<'a>(&'a self, record: &'a Incoming) -> BoxFuture<'a, Result<ct_core::audit::AuditRecord, ProcessError>> {
         Box::pin(async move {
             let value =
                 record.value.as_deref().ok_or_else(|| ProcessError::Record("the record has no value".into()))?;
-            Ok(self.registry.decode_with(value, alerting::decode_action).await?)
+            Ok(self.registry.decode_with(value, ct_core::audit::decode).await?)
         })
     }
 
@@ -448,14 +513,31 @@ impl Pipeline for Actions {
 
     fn apply<'a>(
         &'a self,
-        items: &'a [(Coordinates, Option<Action>)],
+        items: &'a [(Coordinates, ct_core::audit::AuditRecord)],
         topic: &'a str,
         progress: &'a [Advance],
     ) -> BoxFuture<'a, Result<(), ProcessError>> {
         Box::pin(async move {
             let mut tx = ct_platform::postgres::begin_batch(&self.pool).await.map_err(classify)?;
-            for (at, action) in items {
-                let Some(action) = action else { continue };
+            for (at, record) in items {
+                let action = match record {
+                    ct_core::audit::AuditRecord::Alert(action) => action,
+                    ct_core::audit::AuditRecord::Depth(depth) => {
+                        sqlx::query(
+                            "INSERT INTO pending_depths (\"partition\", \"offset\", parked, written_at)
+                             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                        )
+                        .bind(at.partition)
+                        .bind(at.offset)
+                        .bind(depth.parked)
+                        .bind(depth.written_at)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(classify)?;
+                        continue;
+                    }
+                    ct_core::audit::AuditRecord::Dlq(_) | ct_core::audit::AuditRecord::Other(_) => continue,
+                };
                 let silence = action.silence.as_ref();
                 sqlx::query(
                     "INSERT INTO pending_actions (\"partition\", \"offset\", audit_id, alert_id, action, actor, requested_at,

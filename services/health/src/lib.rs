@@ -42,6 +42,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 4, name: "silences", sql: include_str!("../migrations/0004_silences.sql") },
     Migration { version: 5, name: "slos", sql: include_str!("../migrations/0005_slos.sql") },
     Migration { version: 6, name: "quiet hours", sql: include_str!("../migrations/0006_quiet_hours.sql") },
+    Migration { version: 7, name: "dlq depth", sql: include_str!("../migrations/0007_dlq_depth.sql") },
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -290,6 +291,8 @@ const TABLES: &[(&str, &str, &str)] = &[
     ("slo_minutes", "t", "slo, system_id, job, minute"),
     ("slo_sums", "t", "slo, system_id, job, seconds"),
     ("slo_status", "t", "slo, system_id, job"),
+    ("pending_depths", "t", "\"partition\", \"offset\""),
+    ("dlq_depth", "t", "id"),
 ];
 
 pub async fn checksums(pool: &PgPool) -> Result<Checksums, sqlx::Error> {

@@ -130,3 +130,97 @@ async fn failed_runs_spend_the_budget_page_on_a_fast_burn_and_a_late_run_alerts_
     assert!(report.identical && report.swapped_out.is_some(), "{report:#?}");
     s.stop.cancel();
 }
+
+/// Dead letters parked by the real DLQ categoriser: its depth reaches the evaluator through the
+/// audit topic, and a depth over the threshold for 30 minutes of clock time opens one alert.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dlq_deeper_than_the_threshold_for_half_an_hour_opens_an_alert() {
+    use ct_core::dlq::Context;
+    use rdkafka::message::{Header, OwnedHeaders};
+
+    let s = Scenario::start_with(|config| config.alerts.policy.dlq_depth_max = 2).await;
+    let categoriser = ct_dlq_categoriser::Config::for_slice(&s.ctx.slice(&s.topics, &s.registry_url));
+    tokio::spawn(ct_dlq_categoriser::run(categoriser, s.stop.clone()));
+    for offset in 0..3 {
+        let now = chrono::Utc::now();
+        let context = Context {
+            stage: "ct-projector".into(),
+            step: "decode".into(),
+            error_class: "SCHEMA".into(),
+            message: "simulated".into(),
+            attempt: 1,
+            original_topic: s.topics.events.clone(),
+            original_partition: 0,
+            original_offset: offset,
+            first_failure_at: now,
+            last_failure_at: now,
+        };
+        let headers = context
+            .headers()
+            .iter()
+            .fold(OwnedHeaders::new(), |h, (key, value)| h.insert(Header { key, value: Some(value.as_str()) }));
+        let record =
+            rdkafka::producer::FutureRecord::to(&s.topics.dlq).key("portal").payload("garbage").headers(headers);
+        s.producer.send(record, Duration::from_secs(30)).await.map_err(|(e, _)| e).unwrap();
+    }
+    // The categoriser parks them and reports the depth on the audit topic.
+    let reported = ct_testkit::eventually(Duration::from_secs(60), || async {
+        let values = tokio::task::spawn_blocking({
+            let (kafka_config, topic) = (s.ctx.kafka.clone(), s.topics.audit.clone());
+            move || audit_values(&kafka_config, &topic)
+        })
+        .await
+        .unwrap();
+        let registry = ct_platform::registry::RegistryClient::new(&s.registry_url);
+        let mut last = None;
+        for value in values {
+            if let Ok(ct_core::audit::AuditRecord::Depth(depth)) =
+                registry.decode_with(&value, ct_core::audit::decode).await
+            {
+                last = Some(depth.parked);
+            }
+        }
+        (last == Some(3)).then_some(())
+    })
+    .await;
+    assert!(reported.is_some(), "the categoriser never reported 3 parked dead letters");
+
+    s.tick("2026-03-03T11:00:00Z").await;
+    let (parked, over_since): (i64, Option<chrono::DateTime<chrono::Utc>>) =
+        sqlx::query_as("SELECT parked, over_since FROM dlq_depth").fetch_one(&s.pool).await.unwrap();
+    assert_eq!((parked, over_since), (3, Some(common::at("2026-03-03T11:00:00Z"))));
+    s.tick("2026-03-03T11:29:00Z").await;
+    assert!(alerts(&s).await.iter().all(|(key, _)| key != "dlq-depth"), "29 minutes over is not yet 30");
+    s.tick("2026-03-03T11:30:00Z").await;
+    assert!(alerts(&s).await.contains(&("dlq-depth".to_owned(), "firing".to_owned())));
+    let summary: String =
+        sqlx::query_scalar("SELECT summary FROM alerts WHERE key = 'dlq-depth'").fetch_one(&s.pool).await.unwrap();
+    assert_eq!(summary, "3 dead letters parked, over 2 since 2026-03-03 11:00 UTC (alert when over 2 for 30m)");
+    s.stop.cancel();
+}
+
+/// Every value of the (one-partition) audit topic so far.
+fn audit_values(kafka_config: &ct_platform::config::KafkaConfig, topic: &str) -> Vec<Vec<u8>> {
+    use rdkafka::{
+        Message, Offset, TopicPartitionList,
+        consumer::{BaseConsumer, Consumer},
+    };
+    let consumer: BaseConsumer = ct_platform::kafka::client_config(kafka_config)
+        .set("group.id", format!("{topic}-reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let (_, high) = consumer.fetch_watermarks(topic, 0, Duration::from_secs(10)).unwrap();
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset(topic, 0, Offset::Beginning).unwrap();
+    consumer.assign(&assignment).unwrap();
+    let mut values = Vec::new();
+    let mut next = 0;
+    while next < high {
+        let Some(message) = consumer.poll(Duration::from_secs(10)) else { break };
+        let message = message.unwrap();
+        next = message.offset() + 1;
+        values.push(message.payload().unwrap_or_default().to_vec());
+    }
+    values
+}

@@ -3,6 +3,7 @@
 //!
 //! Architecture invariant: depends on `ct-core`, never on a service crate.
 
+pub mod audit;
 pub mod catalogue;
 pub mod config;
 pub mod consumer;
