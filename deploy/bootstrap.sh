@@ -39,3 +39,22 @@ if [ ! -f "$VENV/.complete" ] || [ "$REQS" -nt "$VENV/.complete" ]; then
     || die "pip install -r deploy/requirements-interop.txt failed (see $VENV.log)"
   touch "$VENV/.complete"
 fi
+
+# Node.js 20+ and npm for the TypeScript client (clients/typescript), its packages from the
+# committed lockfile.
+node_ok() { command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 \
+  && [ "$(node -p 'process.versions.node.split(".")[0]')" -ge 20 ]; }
+if ! node_ok; then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  say "apt-get install nodejs npm"
+  $sudo apt-get update -qq >/dev/null || die "apt-get update failed"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null \
+    || die "apt-get install nodejs npm failed"
+  node_ok || die "Node.js 20 or later is needed for clients/typescript (found $(node --version 2>/dev/null || echo none))"
+fi
+TS="$REPO/clients/typescript"
+if [ ! -f "$TS/node_modules/.complete" ] || [ "$TS/package-lock.json" -nt "$TS/node_modules/.complete" ]; then
+  say "npm ci in clients/typescript"
+  (cd "$TS" && npm ci --no-audit --no-fund >/dev/null 2>&1) || die "npm ci in clients/typescript failed"
+  touch "$TS/node_modules/.complete"
+fi

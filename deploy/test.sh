@@ -11,6 +11,8 @@ bash deploy/bootstrap.sh
 bash deploy/stack.sh up
 bash deploy/stack.sh prune
 
+echo "[test] client taxonomy follows the edge's OpenAPI"
+"${CT_STATE_DIR:-$REPO/.state}/venv/bin/python" clients/taxonomy/generate.py --check
 echo "[test] cargo fmt --check"
 cargo fmt --all --check
 echo "[test] cargo clippy --all-targets -- -D warnings"
