@@ -1,4 +1,5 @@
-//! The SRE CLI's library: commands as functions, so tests drive them without a shell.
+//! The SRE CLI's library: commands as functions, so tests drive them without a shell
+//! (`dlq`, `rebuild`, and `send`, which sends events to the edge through `ct-client`).
 //!
 //! Architecture note: `rebuild` drives each read model's own pipeline in-process (dependencies on
 //! the service crates as libraries), so a rebuild applies exactly the code the live service runs.
@@ -6,3 +7,4 @@
 
 pub mod dlq;
 pub mod rebuild;
+pub mod send;

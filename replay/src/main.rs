@@ -1,5 +1,6 @@
-//! `ct`: the SRE command line. Dead letters (`ct dlq list|show|replay|skip`) and read-model
-//! rebuilds (`ct rebuild projector|dlq-items|daily-counts|health`).
+//! `ct`: the SRE command line. Dead letters (`ct dlq list|show|replay|skip`), read-model
+//! rebuilds (`ct rebuild projector|dlq-items|daily-counts|health`) and `ct send` (events to the
+//! edge, signed and retried like the client libraries).
 #![allow(clippy::print_stdout)]
 
 use std::{io::IsTerminal, num::NonZeroU32, path::PathBuf, process::ExitCode, time::Duration};
@@ -44,6 +45,55 @@ enum Command {
         #[command(subcommand)]
         model: Model,
     },
+    /// Send events to the edge, signed, with the clients' retry rules.
+    Send(SendArgs),
+}
+
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["event_type", "file", "stdin"])))]
+struct SendArgs {
+    /// The event type (with --payload), e.g. system.heartbeat.
+    #[arg(long = "type")]
+    event_type: Option<String>,
+    /// The payload as JSON (camelCase or snake_case keys).
+    #[arg(long, requires = "event_type", default_value = "{}")]
+    payload: String,
+    /// The eventId (default: a new one). Sending the same id and body again is a duplicate.
+    #[arg(long, requires = "event_type")]
+    event_id: Option<String>,
+    #[arg(long, requires = "event_type")]
+    correlation_id: Option<String>,
+    /// The event's time (RFC 3339; default now). A repeat is a duplicate only with the same ts.
+    #[arg(long, requires = "event_type")]
+    ts: Option<String>,
+    /// A file with one envelope or an array of them.
+    #[arg(long)]
+    file: Option<PathBuf>,
+    /// JSON lines on stdin, one envelope each, sent in batches.
+    #[arg(long)]
+    stdin: bool,
+    /// Events per batch (--file with an array, --stdin).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=500))]
+    batch: u16,
+    /// The producer source the token belongs to (events that name none get it).
+    #[arg(long, env = "CT_SOURCE")]
+    source: String,
+    #[arg(long, env = "CT_EDGE_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// The producer token (from the environment only).
+    #[arg(long, env = "CT_TOKEN", hide_env_values = true)]
+    token: String,
+    /// The webhook secret (from the environment only).
+    #[arg(long, env = "CT_WEBHOOK_SECRET", hide_env_values = true)]
+    secret: String,
+    /// ct, ct-timestamp or standard-webhooks.
+    #[arg(long, default_value = "ct-timestamp")]
+    scheme: ct_client::Scheme,
+    #[arg(long, default_value_t = 8)]
+    max_attempts: u32,
+    /// Print the signed request as a curl command; send nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(Args, Clone)]
@@ -224,11 +274,68 @@ async fn main() -> ExitCode {
         Command::Rebuild { model: Model::DlqItems(args) } => run_rebuild("dlq-items", args, cli.json).await,
         Command::Rebuild { model: Model::DailyCounts(args) } => run_rebuild("daily-counts", args, cli.json).await,
         Command::Rebuild { model: Model::Health(args) } => run_rebuild("health", args, cli.json).await,
+        Command::Send(args) => run_send(args).await,
     };
     result.unwrap_or_else(|error| {
         eprintln!("ct: {error:#}");
         ExitCode::from(FAILED)
     })
+}
+
+async fn run_send(args: SendArgs) -> anyhow::Result<ExitCode> {
+    use ct_replay::send;
+    let events = if let Some(event_type) = &args.event_type {
+        let payload: serde_json::Value =
+            serde_json::from_str(&args.payload).map_err(|e| anyhow::anyhow!("--payload is not JSON: {e}"))?;
+        let mut event = ct_client::Event::new(event_type, payload)?;
+        if let Some(id) = &args.event_id {
+            event = event.with_id(id);
+        }
+        if let Some(id) = &args.correlation_id {
+            event = event.with_correlation_id(id);
+        }
+        if let Some(ts) = &args.ts {
+            event = event.with_ts(ts);
+        }
+        vec![event]
+    } else if let Some(file) = &args.file {
+        let text = std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?;
+        send::events_of_file(&text).map_err(anyhow::Error::msg)?
+    } else {
+        send::events_of_lines(std::io::stdin().lock()).map_err(anyhow::Error::msg)?
+    };
+    anyhow::ensure!(!events.is_empty(), "no event to send");
+    let mut client =
+        ct_client::Client::new(&args.url, &args.token, &args.secret, &args.source).with_scheme(args.scheme);
+    client.policy.max_attempts = args.max_attempts.max(1);
+    if args.dry_run {
+        for chunk in events.chunks(usize::from(args.batch)) {
+            let prepared = if events.len() == 1 { client.prepare(&chunk[0]) } else { client.prepare_batch(chunk) };
+            println!("{}", send::curl(&prepared));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    match send::send(&client, &events, usize::from(args.batch)).await {
+        Ok(receipts) => {
+            for receipt in receipts {
+                println!(
+                    "{}",
+                    serde_json::json!({"eventId": receipt.event_id, "topic": receipt.topic, "partition": receipt.partition,
+                                       "offset": receipt.offset, "duplicate": receipt.duplicate})
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(ct_client::SendError::Refused { status, code, field, message }) => {
+            eprintln!(
+                "ct: refused: {status} {}: {message}{}",
+                code.as_deref().unwrap_or("-"),
+                field.map(|f| format!(" (field {f})")).unwrap_or_default()
+            );
+            Ok(ExitCode::from(FAILED))
+        }
+        Err(other) => Err(other.into()),
+    }
 }
 
 fn load(config: &DlqConfig) -> anyhow::Result<ct_dlq_categoriser::Config> {

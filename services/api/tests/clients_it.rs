@@ -1,7 +1,8 @@
-//! The Python and TypeScript clients (`clients/`) against the real edge: each library's own
-//! tests (the shared conformance vectors, then a send, a duplicate, a refusal with its field, a
-//! batch, Standard Webhooks, and a broker stop retried to success) run with this stack's
-//! addresses; then the read API must list every event they sent, once.
+//! The Python, TypeScript and Rust clients (`clients/`) against the real edge: the Python and
+//! TypeScript libraries' own tests (the shared conformance vectors, then a send, a duplicate, a
+//! refusal with its field, a batch, Standard Webhooks, and a broker stop retried to success) run
+//! with this stack's addresses, and the Rust client does the same here; then the read API must
+//! list every event they sent, once.
 //!
 //! One test in its own binary: it stops and restarts the shared Kafka.
 
@@ -27,7 +28,7 @@ async fn run(program: &std::path::Path, args: &[&str], dir: &std::path::Path, en
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_python_and_typescript_clients_send_through_the_real_edge() {
+async fn the_python_typescript_and_rust_clients_send_through_the_real_edge() {
     let s = stack().await;
     let root = repo_root();
     let env = |prefix: &str| {
@@ -54,7 +55,10 @@ async fn the_python_and_typescript_clients_send_through_the_real_edge() {
     let report = run(std::path::Path::new("npm"), &["test"], &root.join("clients/typescript"), &env(&ts)).await;
     assert!(report.contains("# skipped 0") && report.contains("# fail 0"), "{report}");
 
-    for lang in [&py, &ts] {
+    let rs = prefix("rs");
+    rust_client(&s.edge, &rs).await;
+
+    for lang in [&py, &ts, &rs] {
         let mut ids: Vec<String> = ["send", "sw", "outage", "batch_0", "batch_1", "batch_2"]
             .iter()
             .map(|suffix| format!("{lang}_{suffix}"))
@@ -72,4 +76,62 @@ async fn the_python_and_typescript_clients_send_through_the_real_edge() {
         let (status, _, _) = s.get(Some("dev-token-maintainer"), &format!("/events/{lang}_refused")).await;
         assert_eq!(status, 404, "a refused event is not stored");
     }
+}
+
+async fn rust_client(edge: &str, prefix: &str) {
+    use ct_client::{Client, Event, RetryPolicy, Scheme, SendError};
+    let client = Client::new(edge, "dev-token-finance", "dev-webhook-secret", "finance");
+    let beat = |id: &str| {
+        Event::new("system.heartbeat", serde_json::json!({"systemId": "finance"}))
+            .unwrap()
+            .with_id(format!("{prefix}_{id}"))
+    };
+    let event = beat("send");
+    let first = client.send(&event).await.expect("sent");
+    assert!(!first.duplicate);
+    let again = client.send(&event).await.expect("sent again");
+    assert!(again.duplicate, "the same eventId and bytes are a duplicate");
+    assert_eq!((again.partition, again.offset), (first.partition, first.offset));
+    let refused = Event::new("system.heartbeat", serde_json::json!({"systemId": "made-up-system"}))
+        .unwrap()
+        .with_id(format!("{prefix}_refused"));
+    match client.send(&refused).await {
+        Err(SendError::Refused { status: 422, field: Some(field), .. }) => assert_eq!(field, "payload.systemId"),
+        other => panic!("expected a 422 naming payload.systemId, got {other:?}"),
+    }
+    let batch: Vec<Event> = (0..3)
+        .map(|n| {
+            Event::new(
+                "finance.invoice.generated",
+                serde_json::json!({"invoiceId": format!("INV-{n}"), "period": "2026-03", "total": "12.50"}),
+            )
+            .unwrap()
+            .with_id(format!("{prefix}_batch_{n}"))
+        })
+        .collect();
+    let receipts = client.send_batch(&batch).await.expect("batch");
+    assert_eq!(
+        receipts.iter().map(|r| r.event_id.as_str()).collect::<Vec<_>>(),
+        batch.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>()
+    );
+    let standard =
+        Client::new(edge, "dev-token-finance", "dev-webhook-secret", "finance").with_scheme(Scheme::StandardWebhooks);
+    assert!(!standard.send(&beat("sw")).await.expect("standard webhooks").duplicate);
+
+    // The broker stops; the client retries the same bytes until it is back.
+    ct_testkit::stack(&["down", "kafka"]);
+    let restart = tokio::spawn(async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        tokio::task::spawn_blocking(|| ct_testkit::stack(&["up"])).await.unwrap();
+    });
+    let patient = Client::new(edge, "dev-token-finance", "dev-webhook-secret", "finance").with_policy(RetryPolicy {
+        max_attempts: 30,
+        cap: Duration::from_secs(5),
+        ..RetryPolicy::default()
+    });
+    let started = std::time::Instant::now();
+    let receipt = patient.send(&beat("outage")).await.expect("retried to success");
+    restart.await.unwrap();
+    assert!(!receipt.duplicate);
+    assert!(started.elapsed() > Duration::from_secs(2), "the broker was down: the first attempts failed");
 }

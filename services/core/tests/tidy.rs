@@ -17,6 +17,8 @@ const FORBIDDEN_IN_CORE: &[&str] =
 const LAYERS: &[(&str, u8)] = &[
     ("ct-core", 0),
     ("ct-platform", 1),
+    // The producers' client: ct-core's signatures only, never the services' platform.
+    ("ct-client", 1),
     ("ct-testkit", 2),
     ("ct-registry", 3),
     ("ct-edge", 3),
@@ -41,6 +43,7 @@ fn manifests() -> BTreeMap<String, toml::Table> {
         .collect();
     dirs.push(root.join("replay"));
     dirs.push(root.join("loadtest"));
+    dirs.push(root.join("clients/rust"));
     dirs.into_iter()
         .filter(|dir| dir.join("Cargo.toml").exists())
         .map(|dir| {
