@@ -1,7 +1,7 @@
 // The client: sign, send, retry, and say what the edge answered.
 import { setTimeout as sleep } from "node:timers/promises";
 
-import { type Event, events, wireBody } from "./events.js";
+import { type Event, type EventPayloads, events, wireBody } from "./events.js";
 import { DEFAULT_BASE_MS, DEFAULT_CAP_MS, classify, delayMs, retryAfterMs } from "./retry.js";
 import { type Scheme, SCHEMES, sign } from "./signing.js";
 
@@ -97,13 +97,17 @@ export class Client {
   }
 
   /** Sends a heartbeat for `systemId` now and every `periodMs` until the returned stop() is called. */
-  heartbeatEvery(periodMs: number, systemId: string, fields: Record<string, unknown> = {}): { stop: () => Promise<void>; sent: () => number } {
+  heartbeatEvery(
+    periodMs: number,
+    systemId: string,
+    fields: Omit<EventPayloads["system.heartbeat"], "systemId"> = {},
+  ): { stop: () => Promise<void>; sent: () => number } {
     let sent = 0;
     let stopped = false;
     const loop = (async () => {
       while (!stopped) {
         try {
-          await this.send(events["system.heartbeat"]({ systemId, ...fields }));
+          await this.send(events["system.heartbeat"]({ ...fields, systemId }));
           sent += 1;
         } catch {
           // A heartbeat that fails is followed by the next one; the loop never dies.

@@ -3,7 +3,10 @@
 // fnName: "parse", severity: "high" })`. Required fields and enums are checked before sending;
 // the edge checks the rest and its refusals come back as `Refused`.
 import { randomUUID } from "node:crypto";
+import type { EventPayloads } from "./payloads.js";
 import taxonomy from "./taxonomy.json" with { type: "json" };
+
+export type { EventPayloads } from "./payloads.js";
 
 interface FieldSpec {
   kind: string;
@@ -20,7 +23,8 @@ interface TypeSpec {
 export const TAXONOMY = taxonomy as unknown as { sources: string[]; eventTypes: TypeSpec[] };
 const TYPES = new Map(TAXONOMY.eventTypes.map((spec) => [spec.type, spec]));
 
-export type EventType = string;
+/** Every event type of the taxonomy. */
+export type EventType = keyof EventPayloads;
 
 export class InvalidEvent extends Error {
   constructor(
@@ -80,14 +84,17 @@ export function event(type: string, payload: Record<string, unknown>, envelope: 
   };
 }
 
-export type Helper = (payload: Record<string, unknown>, envelope?: Envelope) => Event;
+export type Helper<K extends EventType> = (payload: EventPayloads[K], envelope?: Envelope) => Event;
 
-/** `events["<type>"](payload, envelope?)` for every type of the taxonomy. */
-export const events: Readonly<Record<string, Helper>> = Object.freeze(
+/** `events["<type>"](payload, envelope?)` for every type of the taxonomy, its payload typed. */
+export const events = Object.freeze(
   Object.fromEntries(
-    TAXONOMY.eventTypes.map((spec) => [spec.type, (payload: Record<string, unknown>, envelope?: Envelope) => event(spec.type, payload, envelope)]),
+    TAXONOMY.eventTypes.map((spec) => [
+      spec.type,
+      (payload: object, envelope?: Envelope) => event(spec.type, payload as Record<string, unknown>, envelope),
+    ]),
   ),
-);
+) as { readonly [K in EventType]: Helper<K> };
 
 /** The JSON document the edge reads, with the client's source when the event names none. */
 export function wireBody(e: Event, source: string): Record<string, unknown> {

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
 
-import { InvalidEvent, backoffCeilingMs, classify, delayMs, events, retryAfterMs, sign, wireBody, type Scheme } from "../src/index.js";
+import { InvalidEvent, backoffCeilingMs, classify, delayMs, event, events, retryAfterMs, sign, wireBody, type Scheme } from "../src/index.js";
 
 // dist/test/ -> clients/conformance/
 const vectors = JSON.parse(readFileSync(new URL("../../../conformance/vectors.json", import.meta.url), "utf8"));
@@ -33,8 +33,10 @@ test("Retry-After, backoff ceilings and answers", () => {
 
 test("a helper per type, with camelCase keys and the fields named", () => {
   assert.equal(Object.keys(events).length, 14);
-  const error = events["backend.fn.error"]({ fn_name: "parse", severity: "HIGH" }, { correlationId: "run_1" });
-  assert.deepEqual(error.payload, { fnName: "parse", severity: "HIGH" });
+  const error = events["backend.fn.error"]({ fnName: "parse", severity: "high" }, { correlationId: "run_1" });
+  assert.deepEqual(error.payload, { fnName: "parse", severity: "high" });
+  // The untyped builder takes snake_case too, and enums in any case, as the edge does.
+  assert.deepEqual(event("backend.fn.error", { fn_name: "parse", severity: "HIGH" }).payload, { fnName: "parse", severity: "HIGH" });
   const body = wireBody(error, "backend");
   assert.equal(body.source, "backend");
   assert.equal(body.correlationId, "run_1");
@@ -48,7 +50,17 @@ test("a helper per type, with camelCase keys and the fields named", () => {
     }
     assert.fail("no InvalidEvent");
   };
-  assert.equal(field(() => events["backend.fn.error"]({ severity: "high" })), "payload.fnName");
-  assert.equal(field(() => events["system.heartbeat"]({ systemId: "finance", colour: "red" })), "payload.colour");
-  assert.equal(field(() => events["ct.run.completed"]({ runId: "r", status: "exploded" })), "payload.status");
+  // What the types already refuse is refused at run time too (for JavaScript callers).
+  assert.equal(field(() => event("backend.fn.error", { severity: "high" })), "payload.fnName");
+  assert.equal(field(() => event("system.heartbeat", { systemId: "finance", colour: "red" })), "payload.colour");
+  assert.equal(field(() => event("ct.run.completed", { runId: "r", status: "exploded" })), "payload.status");
+});
+
+test("the payload types refuse what the edge would refuse (checked by tsc)", () => {
+  // @ts-expect-error fnName is required
+  assert.throws(() => events["backend.fn.error"]({ severity: "high" }), InvalidEvent);
+  // @ts-expect-error not a severity
+  assert.throws(() => events["backend.fn.error"]({ fnName: "f", severity: "bad" }), InvalidEvent);
+  // @ts-expect-error no such field
+  assert.throws(() => events["system.heartbeat"]({ systemId: "finance", colour: "red" }), InvalidEvent);
 });
