@@ -38,6 +38,16 @@ impl Drop for TelemetryGuard {
     }
 }
 
+/// The OTLP/HTTP traces URL of `endpoint`. OpenTelemetry's convention: a collector's base address
+/// (`http://127.0.0.1:4318`, path empty or `/`) gets `/v1/traces`, as `OTEL_EXPORTER_OTLP_ENDPOINT`
+/// does; an address with a path is the traces URL itself, as `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`.
+/// (The exporter posts to the URL it is given, so a bare base address would send spans to `/`.)
+pub fn traces_url(endpoint: &str) -> String {
+    let trimmed = endpoint.trim_end_matches('/');
+    let after_scheme = trimmed.split_once("://").map_or(trimmed, |(_, rest)| rest);
+    if after_scheme.contains('/') { endpoint.to_owned() } else { format!("{trimmed}/v1/traces") }
+}
+
 /// Installs the global subscriber. `RUST_LOG` overrides `config.filter`.
 pub fn init(service_name: &'static str, config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> {
     global::set_text_map_propagator(TraceContextPropagator::new());
@@ -54,7 +64,7 @@ pub fn init(service_name: &'static str, config: &TelemetryConfig) -> Result<Tele
         Some(endpoint) => {
             let exporter = opentelemetry_otlp::SpanExporter::builder()
                 .with_http()
-                .with_endpoint(endpoint)
+                .with_endpoint(traces_url(endpoint))
                 .build()
                 .map_err(|e| TelemetryError::Otlp(e.to_string()))?;
             let provider = SdkTracerProvider::builder()
@@ -142,6 +152,14 @@ pub fn propagator() -> TraceContextPropagator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_collectors_base_address_gets_the_traces_path() {
+        assert_eq!(traces_url("http://127.0.0.1:4318"), "http://127.0.0.1:4318/v1/traces");
+        assert_eq!(traces_url("http://127.0.0.1:4318/"), "http://127.0.0.1:4318/v1/traces");
+        assert_eq!(traces_url("http://127.0.0.1:4318/v1/traces"), "http://127.0.0.1:4318/v1/traces");
+        assert_eq!(traces_url("https://otel.example/custom/path"), "https://otel.example/custom/path");
+    }
 
     #[test]
     fn trace_id_is_read_only_from_valid_traceparents() {

@@ -12,7 +12,10 @@ import json
 import pathlib
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
+
+if TYPE_CHECKING:
+    from .helpers import Helpers  # generated stubs: every type's fields, for type checkers
 
 TAXONOMY = json.loads((pathlib.Path(__file__).parent / "taxonomy.json").read_text())
 TYPES = {entry["type"]: entry for entry in TAXONOMY["eventTypes"]}
@@ -103,4 +106,4 @@ class _Helpers:
         return sorted(t.replace(".", "_") for t in TYPES)
 
 
-events = _Helpers()
+events: "Helpers" = _Helpers()  # type: ignore[assignment]
