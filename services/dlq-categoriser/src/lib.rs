@@ -279,7 +279,20 @@ impl DlqItems {
         };
         match written {
             Ok(()) => *last = Some(depth),
-            Err(error) => tracing::warn!(%error, "DLQ depth not written to the log; the next batch retries."),
+            Err(error) => tracing::warn!(%error, "DLQ depth not written to the log; retried after the next batch or within a minute."),
+        }
+    }
+}
+
+/// A failed depth write is retried even when no batch comes (a quiet DLQ would otherwise leave
+/// the health evaluator with a stale depth); an unchanged depth writes nothing.
+async fn refresh_depth_every_minute(items: &DlqItems, shutdown: &CancellationToken) {
+    let mut interval = tokio::time::interval(Duration::from_secs(60));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = interval.tick() => items.refresh_depth().await,
         }
     }
 }
@@ -316,6 +329,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     tokio::select! {
         () = relay::run(&config.kafka, &categorise_settings, &categorise, shutdown.clone()) => {}
         () = relay::run(&config.kafka, &retry_settings, &retry, shutdown.clone()) => {}
+        () = refresh_depth_every_minute(&items, &shutdown) => {}
         result = item_loops => result?,
     }
     shutdown.cancel();
