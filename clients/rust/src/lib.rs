@@ -12,6 +12,10 @@
 
 use std::{collections::BTreeMap, sync::LazyLock, time::Duration};
 
+// Generated with the taxonomy (clients/taxonomy/generate.py), which checks it is up to date.
+#[rustfmt::skip]
+pub mod payloads;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -147,6 +151,24 @@ fn jitter(ceiling: Duration) -> Duration {
     Duration::from_millis(random % millis.saturating_add(1))
 }
 
+/// An amount as the edge takes it: major units as a decimal string (`"1234.56"`, exact) or integer
+/// minor units with an optional currency.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(untagged)]
+pub enum Money {
+    Major(String),
+    Minor {
+        amount_minor: i64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        currency: Option<String>,
+    },
+}
+
+/// A typed payload of one event type (`payloads`).
+pub trait Payload: serde::Serialize {
+    const TYPE: &'static str;
+}
+
 /// An event the edge would refuse, caught before sending.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
@@ -229,6 +251,13 @@ impl Event {
             correlation_id: None,
             payload: wire,
         })
+    }
+
+    /// An event from a typed payload (`ct_client::payloads::BackendFnError { .. }`).
+    pub fn of<P: Payload>(payload: &P) -> Result<Event, InvalidEvent> {
+        let value = serde_json::to_value(payload)
+            .map_err(|e| InvalidEvent { field: "payload".into(), message: e.to_string() })?;
+        Event::new(P::TYPE, value)
     }
 
     pub fn with_id(mut self, event_id: impl Into<String>) -> Event {
@@ -474,5 +503,35 @@ mod tests {
             "payload.status"
         );
         assert_eq!(field("made.up", serde_json::json!({})), "type");
+    }
+
+    #[test]
+    fn typed_payloads_become_checked_events() {
+        use crate::payloads::{BackendFnError, FinanceInvoiceGenerated};
+        let error = BackendFnError {
+            fn_name: "parse".into(),
+            severity: "high".into(),
+            message: None,
+            stack_ref: Some("logs://1".into()),
+        };
+        let event = Event::of(&error).unwrap();
+        assert_eq!(event.event_type, "backend.fn.error");
+        assert_eq!(
+            Value::Object(event.payload),
+            serde_json::json!({"fnName": "parse", "severity": "high", "stackRef": "logs://1"})
+        );
+        let wrong = BackendFnError { severity: "dire".into(), ..error };
+        assert_eq!(Event::of(&wrong).unwrap_err().field, "payload.severity", "enums are checked");
+        let invoice = FinanceInvoiceGenerated {
+            invoice_id: "INV-1".into(),
+            period: "2026-03".into(),
+            total: Money::Major("1234.56".into()),
+            vat: Some(Money::Minor { amount_minor: 24_691, currency: None }),
+            currency: None,
+            document_ref: None,
+        };
+        let payload = Event::of(&invoice).unwrap().payload;
+        assert_eq!(payload["total"], "1234.56");
+        assert_eq!(payload["vat"], serde_json::json!({"amount_minor": 24_691}));
     }
 }

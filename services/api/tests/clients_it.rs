@@ -99,14 +99,18 @@ async fn rust_client(edge: &str, prefix: &str) {
         Err(SendError::Refused { status: 422, field: Some(field), .. }) => assert_eq!(field, "payload.systemId"),
         other => panic!("expected a 422 naming payload.systemId, got {other:?}"),
     }
+    // The batch from typed payloads (generated from the taxonomy).
     let batch: Vec<Event> = (0..3)
         .map(|n| {
-            Event::new(
-                "finance.invoice.generated",
-                serde_json::json!({"invoiceId": format!("INV-{n}"), "period": "2026-03", "total": "12.50"}),
-            )
-            .unwrap()
-            .with_id(format!("{prefix}_batch_{n}"))
+            let invoice = ct_client::payloads::FinanceInvoiceGenerated {
+                invoice_id: format!("INV-{n}"),
+                period: "2026-03".into(),
+                total: ct_client::Money::Major("12.50".into()),
+                vat: None,
+                currency: None,
+                document_ref: None,
+            };
+            Event::of(&invoice).unwrap().with_id(format!("{prefix}_batch_{n}"))
         })
         .collect();
     let receipts = client.send_batch(&batch).await.expect("batch");

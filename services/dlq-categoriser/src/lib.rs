@@ -279,7 +279,9 @@ impl DlqItems {
         };
         match written {
             Ok(()) => *last = Some(depth),
-            Err(error) => tracing::warn!(%error, "DLQ depth not written to the log; retried after the next batch or within a minute."),
+            Err(error) => {
+                tracing::warn!(%error, "DLQ depth not written to the log; retried after the next batch or within a minute.")
+            }
         }
     }
 }
