@@ -36,7 +36,7 @@ fn no_schema_yet(error: &sqlx::Error) -> bool {
 }
 
 /// The rows of a query on the evaluator's tables: none while its schema does not exist.
-async fn rows_or_none(
+pub(crate) async fn rows_or_none(
     query: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
     pool: &sqlx::PgPool,
 ) -> Result<Vec<sqlx::postgres::PgRow>, ApiError> {

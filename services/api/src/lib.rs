@@ -9,6 +9,7 @@ pub mod auth;
 pub mod cursor;
 pub mod dlq;
 pub mod health;
+pub mod lineage;
 pub mod routes;
 pub mod views;
 

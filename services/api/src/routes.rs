@@ -31,6 +31,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/events", get(list_events))
         .route("/events/{event_id}", get(get_event))
+        .route("/events/{event_id}/lineage", get(crate::lineage::lineage))
         .route("/runs", get(list_runs))
         .route("/runs/{run_id}", get(get_run))
         .route("/systems", get(crate::health::list_systems))

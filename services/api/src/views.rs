@@ -653,6 +653,29 @@ mod tests {
             ..item
         };
         check("DlqItemDetail", &detail);
+
+        let lineage = crate::lineage::Lineage {
+            event_id: "evt_1".into(),
+            event_type: "ct.run.started".into(),
+            source: "desktop".into(),
+            correlation_id: Some("run_1".into()),
+            ingest: crate::lineage::IngestVerdict { verdict: "accepted", received_at: Micros(at()) },
+            log: LogPosition { topic: "ct.events.v1".into(), partition: 1, offset: 2 },
+            read_models: vec![crate::lineage::ReadModelRow { model: "projector", table: "runs", key: "run_1".into() }],
+            dead_letters: vec![crate::lineage::DeadLetterHop {
+                item: DlqItem { record: None, ..detail },
+                handbacks: vec![crate::lineage::Handback { attempt: 1, origin: "replay".into(), at: Micros(at()) }],
+            }],
+            correlated_runs: vec![crate::lineage::CorrelatedRun {
+                run_id: "run_1".into(),
+                trigger: None,
+                status: "running".into(),
+                started_at: Some(Micros(at())),
+                ended_at: None,
+            }],
+            trace_id: None,
+        };
+        check("Lineage", &lineage);
     }
 
     // The checker itself: an undocumented key, a missing key and a wrong type each fail.

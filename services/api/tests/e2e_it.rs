@@ -329,3 +329,95 @@ async fn run_pages_hold_when_a_run_learns_its_start_between_pages() {
     }
     assert_eq!(seen, ["run_a", "run_b", "run_c"], "every run exactly once, in listing order");
 }
+
+/// `GET /events/{id}/lineage`: a run's events through the edge, then a dead-letter hop of one of
+/// them (as the projector would park it, the original record's bytes with its context), and the
+/// lineage names the rows, the hop (found by the eventId the categoriser decoded), the run and
+/// the trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lineage_follows_an_event_to_its_rows_dead_letters_and_runs() {
+    use rdkafka::{
+        Message, Offset, TopicPartitionList,
+        consumer::{BaseConsumer, Consumer},
+        message::{Header, OwnedHeaders},
+        producer::{FutureProducer, FutureRecord},
+    };
+    let s = stack().await;
+    let started = json!({"eventId": "evt_lin_1", "type": "ct.run.started", "ts": "2026-03-03T10:00:00Z", "source": "desktop",
+        "correlationId": "run_lin", "payload": {"runId": "run_lin", "trigger": "contract.regenerate", "initiator": "staff-1"}});
+    assert_eq!(s.post("dev-token-desktop", &started).await, 202);
+    let event = eventually(Duration::from_secs(30), || async {
+        let (status, body, _) = s.get(Some("dev-token-maintainer"), "/events/evt_lin_1").await;
+        (status == 200).then_some(body)
+    })
+    .await
+    .expect("projected");
+    let (topic, partition, offset) = (
+        event["log"]["topic"].as_str().unwrap().to_owned(),
+        event["log"]["partition"].as_i64().unwrap() as i32,
+        event["log"]["offset"].as_i64().unwrap(),
+    );
+    // The record's bytes, parked as the projector parks a record it cannot apply.
+    let kafka = s.ctx.kafka.clone();
+    let (topic2, value) = tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ct_platform::kafka::client_config(&kafka)
+            .set("group.id", "lineage-reader")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let mut assignment = TopicPartitionList::new();
+        assignment.add_partition_offset(&topic, partition, Offset::Offset(offset)).unwrap();
+        consumer.assign(&assignment).unwrap();
+        let message = consumer.poll(Duration::from_secs(10)).expect("the record").unwrap();
+        (topic.clone(), message.payload().unwrap().to_vec())
+    })
+    .await
+    .unwrap();
+    let now = chrono::Utc::now();
+    let context = ct_core::dlq::Context {
+        stage: "ct-projector".into(),
+        step: "apply".into(),
+        error_class: "SCHEMA".into(),
+        message: "simulated".into(),
+        attempt: 1,
+        // Another position than the projected row's (as for an event projected from a replay):
+        // only the eventId the categoriser decodes from the bytes links the two.
+        original_topic: topic2.clone(),
+        original_partition: partition,
+        original_offset: offset + 1000,
+        first_failure_at: now,
+        last_failure_at: now,
+    };
+    let headers = context
+        .headers()
+        .iter()
+        .fold(OwnedHeaders::new(), |h, (key, value)| h.insert(Header { key, value: Some(value.as_str()) }));
+    let producer: FutureProducer =
+        ct_platform::kafka::idempotent_producer(&s.ctx.kafka, Duration::from_secs(10)).unwrap();
+    producer
+        .send(FutureRecord::to(&s.topics.dlq).key("desktop").payload(&value).headers(headers), Duration::from_secs(10))
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+
+    let lineage = eventually(Duration::from_secs(30), || async {
+        let (status, body, _) = s.get(Some("dev-token-maintainer"), "/events/evt_lin_1/lineage").await;
+        (status == 200 && body["deadLetters"].as_array().is_some_and(|d| !d.is_empty())).then_some(body)
+    })
+    .await
+    .expect("the hop is listed");
+    assert_eq!(lineage["ingest"]["verdict"], "accepted");
+    assert_eq!(lineage["log"]["offset"], offset);
+    let tables: Vec<&str> =
+        lineage["readModels"].as_array().unwrap().iter().map(|r| r["table"].as_str().unwrap()).collect();
+    assert_eq!(tables, ["events", "type_counts", "systems", "runs"]);
+    let hop = &lineage["deadLetters"][0];
+    assert_eq!(hop["id"], format!("ct-projector:{topic2}:{partition}:{}", offset + 1000));
+    assert_eq!((hop["category"].as_str(), hop["state"].as_str()), (Some("SCHEMA"), Some("parked")));
+    assert_eq!(lineage["correlatedRuns"][0]["runId"], "run_lin");
+    assert_eq!(lineage["correlatedRuns"][0]["status"], "running");
+    assert_eq!(lineage["traceId"], event["ingest"]["traceId"]);
+    assert_eq!(s.get(Some("dev-token-operator"), "/events/evt_lin_1/lineage").await.0, 403);
+    let (status, body, _) = s.get(Some("dev-token-maintainer"), "/events/nope/lineage").await;
+    assert_eq!((status, body["error"]["field"].as_str()), (404, Some("eventId")));
+}

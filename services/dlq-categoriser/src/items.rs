@@ -39,6 +39,8 @@ pub struct Parked {
     pub value: Option<Vec<u8>>,
     pub headers: serde_json::Value,
     pub at: Coordinates,
+    /// The record's eventId when it is an event (set by the pipeline, which decodes it).
+    pub event_id: Option<String>,
 }
 
 fn record_time(record: &Incoming) -> DateTime<Utc> {
@@ -63,6 +65,7 @@ pub fn parked(record: &Incoming) -> Change {
         headers,
         at: record.coordinates.clone(),
         context,
+        event_id: None,
     }))
 }
 

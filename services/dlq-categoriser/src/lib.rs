@@ -183,7 +183,17 @@ impl Pipeline for DlqItems {
                 let audit = self.registry.decode_with(value, ct_core::dlq::decode_dlq_audit).await?;
                 Ok(audit.map(Change::Audited))
             } else {
-                Ok(Some(items::parked(record)))
+                let mut change = items::parked(record);
+                if let (Change::Parked(item), Some(value)) = (&mut change, record.value.as_deref()) {
+                    // Only events decode as one; anything else (garbage, other record types) has
+                    // no eventId. An unreachable registry pauses like any dependency.
+                    item.event_id = match self.registry.decode_event(value).await.map_err(ProcessError::from) {
+                        Ok(event) => Some(event.event_id().to_owned()),
+                        Err(ProcessError::Record(_)) => None,
+                        Err(other) => return Err(other),
+                    };
+                }
+                Ok(Some(change))
             }
         })
     }

@@ -22,6 +22,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "dlq items paged by first failure",
         sql: include_str!("../migrations/0003_dlq_items_first_failure_order.sql"),
     },
+    Migration {
+        version: 4,
+        name: "dlq items event id",
+        sql: include_str!("../migrations/0004_dlq_items_event_id.sql"),
+    },
 ];
 
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::Error> {
@@ -94,11 +99,12 @@ async fn park(tx: &mut Transaction<'_, Postgres>, item: &Parked) -> Result<(), s
     sqlx::query(
         "INSERT INTO dlq_items (id, category, rule, stage, step, error_class, error_message, attempts,
              first_failure_at, last_failure_at, original_topic, original_partition, original_offset,
-             source, record_key, record_value, headers, dlq_topic, dlq_partition, dlq_offset, state, state_changed_at)
+             source, record_key, record_value, headers, dlq_topic, dlq_partition, dlq_offset, state, state_changed_at,
+             event_id)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
              CASE WHEN EXISTS (SELECT 1 FROM dlq_handbacks h WHERE h.item_id = $1 AND h.attempt >= $8)
                   THEN 'replayed' ELSE 'parked' END,
-             $10)
+             $10, $21)
          ON CONFLICT (id) DO UPDATE SET
              category = EXCLUDED.category, rule = EXCLUDED.rule, step = EXCLUDED.step,
              error_class = EXCLUDED.error_class, error_message = EXCLUDED.error_message,
@@ -129,6 +135,7 @@ async fn park(tx: &mut Transaction<'_, Postgres>, item: &Parked) -> Result<(), s
     .bind(&item.at.topic)
     .bind(item.at.partition)
     .bind(item.at.offset)
+    .bind(&item.event_id)
     .execute(&mut **tx)
     .await?;
     Ok(())
