@@ -188,22 +188,6 @@ pub struct Event {
     pub payload: Map<String, Value>,
 }
 
-fn camel(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    let mut upper = false;
-    for c in name.chars() {
-        if c == '_' {
-            upper = true;
-        } else if upper {
-            out.extend(c.to_uppercase());
-            upper = false;
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 impl Event {
     /// An event of `event_type` with a new `eventId` and the current time; payload keys in
     /// camelCase or snake_case; required fields and enums checked against the taxonomy.
@@ -217,8 +201,11 @@ impl Event {
         let Value::Object(fields) = payload else {
             return Err(invalid("payload".into(), "must be a JSON object".into()));
         };
-        let wire: Map<String, Value> =
-            fields.into_iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (camel(&k), v)).collect();
+        let wire: Map<String, Value> = fields
+            .into_iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| (ct_core::payload::camel_case(&k), v))
+            .collect();
         if let Some(unknown) = wire.keys().find(|k| !spec.fields.contains_key(*k)) {
             let known: Vec<&str> = spec.fields.keys().map(String::as_str).collect();
             return Err(invalid(

@@ -21,8 +21,8 @@ use crate::{
     AppState,
     auth::Permission,
     health::rows_or_none,
-    routes::{fetch_one_by_id, internal},
-    views::{DLQ_COLUMNS, DlqAudit, DlqItem, EVENT_COLUMNS, Event, Micros},
+    routes::{internal, load_event},
+    views::{DLQ_COLUMNS, DlqAudit, DlqItem, Micros},
 };
 
 #[derive(Debug, Serialize)]
@@ -89,8 +89,7 @@ pub async fn lineage(
     Path(event_id): Path<String>,
 ) -> Result<Response, ApiError> {
     app.users.authorize(&headers, Permission::ReadEvents)?;
-    let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = $1");
-    let event = Event::from_row(&fetch_one_by_id(&app.pool, &sql, &event_id, "event", "eventId").await?);
+    let event = load_event(&app, &event_id).await?;
 
     let mut read_models = vec![
         ReadModelRow { model: "projector", table: "events", key: event.event_id.clone() },

@@ -233,9 +233,13 @@ async fn get_event(
     Path(event_id): Path<String>,
 ) -> Result<Response, ApiError> {
     app.users.authorize(&headers, Permission::ReadEvents)?;
+    Ok(Json(load_event(&app, &event_id).await?).into_response())
+}
+
+/// One projected event, or `404 not_found` naming `eventId`.
+pub(crate) async fn load_event(app: &AppState, event_id: &str) -> Result<Event, ApiError> {
     let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = $1");
-    let row = fetch_one_by_id(&app.pool, &sql, &event_id, "event", "eventId").await?;
-    Ok(Json(Event::from_row(&row)).into_response())
+    Ok(Event::from_row(&fetch_one_by_id(&app.pool, &sql, event_id, "event", "eventId").await?))
 }
 
 async fn list_runs(

@@ -339,7 +339,6 @@ async fn lineage_follows_an_event_to_its_rows_dead_letters_and_runs() {
     use rdkafka::{
         Message, Offset, TopicPartitionList,
         consumer::{BaseConsumer, Consumer},
-        message::{Header, OwnedHeaders},
         producer::{FutureProducer, FutureRecord},
     };
     let s = stack().await;
@@ -388,10 +387,7 @@ async fn lineage_follows_an_event_to_its_rows_dead_letters_and_runs() {
         first_failure_at: now,
         last_failure_at: now,
     };
-    let headers = context
-        .headers()
-        .iter()
-        .fold(OwnedHeaders::new(), |h, (key, value)| h.insert(Header { key, value: Some(value.as_str()) }));
+    let headers = ct_testkit::dead_letter_headers(&context);
     let producer: FutureProducer =
         ct_platform::kafka::idempotent_producer(&s.ctx.kafka, Duration::from_secs(10)).unwrap();
     producer

@@ -344,7 +344,8 @@ fn camel_spelling(snake: &'static str) -> &'static str {
     })
 }
 
-fn camel_case(snake: &str) -> String {
+/// `fn_name` → `fnName`: the camelCase spelling producers may use for a snake_case key.
+pub fn camel_case(snake: &str) -> String {
     let mut out = String::with_capacity(snake.len());
     let mut upper = false;
     for c in snake.chars() {

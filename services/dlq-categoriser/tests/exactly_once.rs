@@ -15,7 +15,7 @@ use ct_testkit::{PipelineTopics, TestContext, eventually};
 use rdkafka::{
     Message, Offset, TopicPartitionList,
     consumer::{BaseConsumer, Consumer},
-    message::{Header, Headers, OwnedHeaders},
+    message::Headers,
     producer::FutureRecord,
 };
 
@@ -120,10 +120,7 @@ async fn every_dead_letter_is_categorised_exactly_once_through_crashes() {
                     first_failure_at: now,
                     last_failure_at: now,
                 };
-                let headers = context
-                    .headers()
-                    .iter()
-                    .fold(OwnedHeaders::new(), |h, (key, value)| h.insert(Header { key, value: Some(value.as_str()) }));
+                let headers = ct_testkit::dead_letter_headers(&context);
                 let record = FutureRecord::to(&t.dlq).key("portal").payload("garbage").headers(headers);
                 producer.send(record, Duration::from_secs(30)).await.map_err(|(e, _)| e).unwrap();
                 if offset % 100 == 0 {

@@ -136,7 +136,6 @@ async fn failed_runs_spend_the_budget_page_on_a_fast_burn_and_a_late_run_alerts_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dlq_deeper_than_the_threshold_for_half_an_hour_opens_an_alert() {
     use ct_core::dlq::Context;
-    use rdkafka::message::{Header, OwnedHeaders};
 
     let s = Scenario::start_with(|config| config.alerts.policy.dlq_depth_max = 2).await;
     let categoriser = ct_dlq_categoriser::Config::for_slice(&s.ctx.slice(&s.topics, &s.registry_url));
@@ -155,10 +154,7 @@ async fn a_dlq_deeper_than_the_threshold_for_half_an_hour_opens_an_alert() {
             first_failure_at: now,
             last_failure_at: now,
         };
-        let headers = context
-            .headers()
-            .iter()
-            .fold(OwnedHeaders::new(), |h, (key, value)| h.insert(Header { key, value: Some(value.as_str()) }));
+        let headers = ct_testkit::dead_letter_headers(&context);
         let record =
             rdkafka::producer::FutureRecord::to(&s.topics.dlq).key("portal").payload("garbage").headers(headers);
         s.producer.send(record, Duration::from_secs(30)).await.map_err(|(e, _)| e).unwrap();

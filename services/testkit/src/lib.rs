@@ -396,3 +396,10 @@ async fn forward(
         }
     }
 }
+
+/// The Kafka headers of a dead letter with `context`, as a stage writes them to `ct.dlq.v1`.
+pub fn dead_letter_headers(context: &ct_core::dlq::Context) -> rdkafka::message::OwnedHeaders {
+    context.headers().iter().fold(rdkafka::message::OwnedHeaders::new(), |h, (key, value)| {
+        h.insert(rdkafka::message::Header { key, value: Some(value.as_str()) })
+    })
+}
