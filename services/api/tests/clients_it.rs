@@ -123,7 +123,7 @@ async fn rust_client(edge: &str, prefix: &str) {
     assert!(!standard.send(&beat("sw")).await.expect("standard webhooks").duplicate);
 
     // The broker stops; the client retries the same bytes until it is back.
-    ct_testkit::stack(&["down", "kafka"]);
+    tokio::task::spawn_blocking(|| ct_testkit::stack(&["down", "kafka"])).await.unwrap();
     let restart = tokio::spawn(async {
         tokio::time::sleep(Duration::from_secs(3)).await;
         tokio::task::spawn_blocking(|| ct_testkit::stack(&["up"])).await.unwrap();

@@ -86,7 +86,7 @@ fn check(root: &Path) -> Vec<String> {
 
     let event_type = std::fs::read_to_string(root.join("services/core/src/event_type.rs")).unwrap();
     let arms = |pattern: &str| -> Vec<String> {
-        let re = regex_lite(pattern);
+        let re = arm_value(pattern);
         event_type.lines().filter_map(re).collect()
     };
     check_same(
@@ -201,7 +201,7 @@ fn check(root: &Path) -> Vec<String> {
 }
 
 /// The quoted text after `marker` on a match arm line (`EventType::X => "..."`), if any.
-fn regex_lite(marker: &str) -> impl Fn(&str) -> Option<String> + '_ {
+fn arm_value(marker: &str) -> impl Fn(&str) -> Option<String> + '_ {
     move |line: &str| {
         let line = line.trim();
         if !line.starts_with("EventType::") {

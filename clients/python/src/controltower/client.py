@@ -116,7 +116,8 @@ class Client:
 
     def heartbeat_every(self, period_s: float, system_id: str, **fields: Any) -> "Heartbeat":
         """Sends a heartbeat for ``system_id`` now and every ``period_s`` seconds in a daemon
-        thread until ``stop()``; a failed heartbeat is logged by the next one's success, never raised."""
+        thread until ``stop()``; a failed heartbeat is kept in ``last_error``, never raised, and the next
+        one is sent on time."""
         return Heartbeat(self, period_s, system_id, fields)
 
 
