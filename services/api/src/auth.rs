@@ -23,15 +23,17 @@ pub enum Permission {
     ReadStatus,
     /// events
     ReadEvents,
-    /// act on alerts (acknowledge): operator and above
+    /// act on alerts (acknowledge), trigger and cancel runs: operator and above
     Operate,
+    /// approve or reject runs awaiting approval: maintainer and above
+    Approve,
 }
 
 impl Role {
     pub fn allows(self, permission: Permission) -> bool {
         match permission {
             Permission::ReadStatus => true,
-            Permission::ReadEvents => matches!(self, Role::Maintainer | Role::Owner),
+            Permission::ReadEvents | Permission::Approve => matches!(self, Role::Maintainer | Role::Owner),
             Permission::Operate => matches!(self, Role::Operator | Role::Maintainer | Role::Owner),
         }
     }
@@ -73,7 +75,11 @@ impl Users {
                 "forbidden",
                 format!(
                     "the {role:?} role may not {}",
-                    if permission == Permission::Operate { "do this" } else { "read this" }
+                    if matches!(permission, Permission::Operate | Permission::Approve) {
+                        "do this"
+                    } else {
+                        "read this"
+                    }
                 )
                 .to_lowercase(),
             ))

@@ -31,7 +31,7 @@ use crate::{
 const ALERT_STATES: [&str; 3] = ["firing", "acknowledged", "resolved"];
 
 /// `undefined_table`: the evaluator has not created its schema yet (never started).
-fn no_schema_yet(error: &sqlx::Error) -> bool {
+pub(crate) fn no_schema_yet(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(e) if e.code().as_deref() == Some("42P01"))
 }
 
@@ -290,18 +290,18 @@ impl ActionWriter {
     }
 }
 
-fn invalid(field: &str, message: impl Into<String>) -> ApiError {
+pub(crate) fn invalid(field: &str, message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message).with_field(field)
 }
 
-fn json_body(body: &[u8]) -> Result<Value, ApiError> {
+pub(crate) fn json_body(body: &[u8]) -> Result<Value, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("the body is not JSON: {e}")).with_field("body")
     })
 }
 
 /// A string field of `body`: `None` when absent or null; 422 naming it when not a string.
-fn optional_text(body: &Value, field: &str) -> Result<Option<String>, ApiError> {
+pub(crate) fn optional_text(body: &Value, field: &str) -> Result<Option<String>, ApiError> {
     match body.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(text)) if !text.contains('\0') => Ok(Some(text.trim().to_owned())),
@@ -311,7 +311,7 @@ fn optional_text(body: &Value, field: &str) -> Result<Option<String>, ApiError> 
 }
 
 /// Why a person acts: required, at most [`MAX_REASON_CHARS`].
-fn reason(body: &Value) -> Result<String, ApiError> {
+pub(crate) fn reason(body: &Value) -> Result<String, ApiError> {
     match optional_text(body, "reason")? {
         Some(reason) if reason.chars().count() > MAX_REASON_CHARS => {
             Err(invalid("reason", format!("`reason` is longer than {MAX_REASON_CHARS} characters")))

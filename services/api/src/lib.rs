@@ -11,6 +11,7 @@ pub mod dlq;
 pub mod health;
 pub mod lineage;
 pub mod routes;
+pub mod triggers;
 pub mod views;
 
 use std::{collections::BTreeMap, net::SocketAddr, path::Path, sync::Arc};
@@ -38,6 +39,11 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub registry: RegistryConfig,
     pub actions: ActionsConfig,
+    pub runs: RunsConfig,
+    /// The trigger allow-list (unset: the project's `config/triggers.toml`); the runner must
+    /// load the same.
+    #[serde(default)]
+    pub triggers: ct_platform::triggers::TriggersConfig,
     pub telemetry: TelemetryConfig,
     /// The system catalogue (unset: the one the project ships): the systems `/systems` lists.
     #[serde(default)]
@@ -48,6 +54,14 @@ pub struct Config {
 pub struct ActionsConfig {
     /// Where people's actions go (`ct.v1.AlertAudit` records, subject `<topic>-ct.v1.AlertAudit`).
     pub audit_topic: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RunsConfig {
+    /// Where trigger requests and decisions go (`ct.v1.RunRecord`, keyed by run id).
+    pub topic: String,
+    /// Salt of the hashes that replace PII found in trigger inputs (as the edge's).
+    pub redaction_salt: secrecy::SecretString,
 }
 
 #[derive(Clone, Deserialize)]
@@ -77,6 +91,11 @@ impl Config {
             if self.auth.user_tokens.keys().any(|t| t.starts_with("dev-token-")) {
                 return Err(ConfigError::Rule("dev user tokens are refused under the production profile".into()));
             }
+            if secrecy::ExposeSecret::expose_secret(&self.runs.redaction_salt).starts_with("dev-") {
+                return Err(ConfigError::Rule(
+                    "runs.redaction_salt: the dev salt is refused under the production profile".into(),
+                ));
+            }
             if self.auth.user_tokens.is_empty() {
                 return Err(ConfigError::Rule("auth.user_tokens must list at least one token in production".into()));
             }
@@ -98,6 +117,7 @@ pub struct AppState {
     pub users: auth::Users,
     pub catalogue: Arc<ct_core::catalogue::Catalogue>,
     pub actions: health::ActionWriter,
+    pub triggers: triggers::Catalogue,
 }
 
 pub struct Application {
@@ -110,7 +130,9 @@ impl Application {
         let catalogue = config.catalogue.load().context("loading the system catalogue")?.catalogue;
         let users = auth::Users::new(&config.auth.user_tokens);
         let actions = health::ActionWriter::new(&config).context("creating the Kafka producer")?;
-        let state = Arc::new(AppState { users, pool, config: config.clone(), catalogue, actions });
+        let triggers = config.triggers.load().context("loading the triggers")?;
+        let triggers = triggers::Catalogue::new(&config, triggers)?;
+        let state = Arc::new(AppState { users, pool, config: config.clone(), catalogue, actions, triggers });
         let server = ct_platform::http::Server::bind(config.http.listen, routes::router(state), &config.http.limits)
             .await
             .with_context(|| format!("binding {}", config.http.listen))?;

@@ -19,7 +19,7 @@ use crate::{
     AppState,
     auth::Permission,
     cursor::Cursor,
-    views::{EVENT_COLUMNS, Event, Readiness, Run},
+    views::{EVENT_COLUMNS, Event, Readiness, Run, Transition, TriggeredRun},
 };
 
 pub const MAX_LIMIT: i64 = 500;
@@ -34,6 +34,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/events/{event_id}/lineage", get(crate::lineage::lineage))
         .route("/runs", get(list_runs))
         .route("/runs/{run_id}", get(get_run))
+        .route("/runs/{run_id}/cancel", axum::routing::post(crate::triggers::cancel))
+        .route("/runs/{run_id}/approve", axum::routing::post(crate::triggers::approve))
+        .route("/runs/{run_id}/reject", axum::routing::post(crate::triggers::reject))
+        .route("/triggers", get(crate::triggers::list))
+        .route("/triggers/{name}", axum::routing::post(crate::triggers::trigger))
         .route("/systems", get(crate::health::list_systems))
         .route("/systems/{system_id}/history", get(crate::health::history))
         .route("/health", get(crate::health::health))
@@ -248,9 +253,17 @@ async fn list_runs(
     Query(params): Params,
 ) -> Result<Response, ApiError> {
     app.users.authorize(&headers, Permission::ReadStatus)?;
-    reject_unknown(&params, &["limit", "cursor"])?;
+    reject_unknown(&params, &["limit", "cursor", "origin", "status"])?;
     let limit = limit_param(&params)?;
     let cursor = cursor_param(&params)?;
+    match params.get("origin").map(String::as_str) {
+        None | Some("producer") if params.contains_key("status") => {
+            return Err(bad("status", "`status` filters triggered runs only: add `origin=trigger`"));
+        }
+        None | Some("producer") => {}
+        Some("trigger") => return list_triggered_runs(&app, &params, limit, cursor).await,
+        Some(other) => return Err(bad("origin", format!("`origin` is `producer` or `trigger`, not `{other}`"))),
+    }
     let rows = sqlx::query(
         "SELECT *, listed_at AS sort_at FROM runs
          WHERE ($1::timestamptz IS NULL OR (listed_at, run_id) < ($1, $2))
@@ -272,18 +285,72 @@ async fn get_run(
     Path(run_id): Path<String>,
 ) -> Result<Response, ApiError> {
     let role = app.users.authorize(&headers, Permission::ReadStatus)?;
+    if let Some(mut run) = crate::triggers::load_run(&app, &run_id).await? {
+        let transitions = sqlx::query("SELECT * FROM run_transitions WHERE run_id = $1 ORDER BY \"offset\"")
+            .bind(&run_id)
+            .fetch_all(&app.pool)
+            .await
+            .map_err(internal)?;
+        run.transitions = Some(transitions.iter().map(Transition::from_row).collect());
+        if role.allows(Permission::ReadEvents) {
+            run.events = Some(correlated_events(&app, run.correlation_id.as_deref().unwrap_or(&run_id)).await?);
+        }
+        return Ok(Json(run).into_response());
+    }
     let row = fetch_one_by_id(&app.pool, "SELECT * FROM runs WHERE run_id = $1", &run_id, "run", "runId").await?;
     let mut run = Run::from_row(&row);
     // Correlated events only for roles that may read events.
     if role.allows(Permission::ReadEvents) {
-        let events = sqlx::query(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE correlation_id = $1 ORDER BY ts, event_id LIMIT 200"
-        ))
-        .bind(&run_id)
-        .fetch_all(&app.pool)
-        .await
-        .map_err(internal)?;
-        run.events = Some(events.iter().map(Event::from_row).collect());
+        run.events = Some(correlated_events(&app, &run_id).await?);
     }
     Ok(Json(run).into_response())
+}
+
+/// The first 200 events carrying `correlation_id`, oldest first.
+async fn correlated_events(app: &AppState, correlation_id: &str) -> Result<Vec<Event>, ApiError> {
+    let events = sqlx::query(&format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE correlation_id = $1 ORDER BY ts, event_id LIMIT 200"
+    ))
+    .bind(correlation_id)
+    .fetch_all(&app.pool)
+    .await;
+    match events {
+        Ok(events) => Ok(events.iter().map(Event::from_row).collect()),
+        // No projector schema yet: no event carries it.
+        Err(error) if crate::health::no_schema_yet(&error) => Ok(Vec::new()),
+        Err(error) => Err(internal(error)),
+    }
+}
+
+/// `GET /runs?origin=trigger[&status=]`: triggered runs, newest request first.
+async fn list_triggered_runs(
+    app: &AppState,
+    params: &HashMap<String, String>,
+    limit: i64,
+    cursor: Option<Cursor>,
+) -> Result<Response, ApiError> {
+    let status = params.get("status").map(String::as_str);
+    if let Some(status) = status
+        && ct_core::runs::RunStatus::parse(status).is_none()
+    {
+        return Err(bad("status", format!("unknown run status `{status}`")));
+    }
+    let rows = sqlx::query(
+        "SELECT *, requested_at AS sort_at FROM trigger_runs
+         WHERE ($1::text IS NULL OR status = $1) AND ($2::timestamptz IS NULL OR (requested_at, run_id) < ($2, $3))
+         ORDER BY requested_at DESC, run_id DESC LIMIT $4",
+    )
+    .bind(status)
+    .bind(cursor.as_ref().map(|c| c.at))
+    .bind(cursor.as_ref().map(|c| c.id.clone()))
+    .bind(limit + 1)
+    .fetch_all(&app.pool)
+    .await;
+    let rows = match rows {
+        Ok(rows) => rows,
+        Err(error) if crate::health::no_schema_yet(&error) => Vec::new(),
+        Err(error) => return Err(internal(error)),
+    };
+    let (rows, next) = split_page(&rows, limit, "sort_at", "run_id");
+    Ok(page(rows.iter().map(TriggeredRun::from_row).collect(), next, "/runs", params))
 }

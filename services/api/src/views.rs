@@ -108,6 +108,158 @@ impl Run {
     }
 }
 
+/// `TriggerInfo`: one trigger of the allow-list.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TriggerInfo {
+    pub name: String,
+    pub description: String,
+    /// The JSON Schema of the request body.
+    pub inputs: Value,
+    pub attempts: i32,
+    pub timeout_s: u64,
+    pub sla_s: u64,
+    pub rate_limit_per_minute: u32,
+    /// The least role that may approve its runs; null: no approval needed.
+    pub approval_role: Option<String>,
+    /// When it may be triggered (`Mon,Tue 07:00-20:00 Europe/London`); null: any time.
+    pub window: Option<String>,
+}
+
+/// `TriggeredRun`: a run of an allow-listed trigger, from the runner's read model
+/// (`trigger_runs`), with its records (`transitions`) on the single-run answer.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TriggeredRun {
+    pub run_id: String,
+    pub origin: &'static str,
+    pub trigger: String,
+    pub status: String,
+    pub initiator: String,
+    pub reason: Option<String>,
+    pub inputs: Option<Value>,
+    pub correlation_id: Option<String>,
+    pub attempt: i32,
+    pub requested_at: Micros,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<Micros>,
+    pub started_at: Option<Micros>,
+    pub ended_at: Option<Micros>,
+    pub duration_ms: Option<i64>,
+    pub cancel_requested_by: Option<String>,
+    pub sla_breached: bool,
+    pub error: Option<RunError>,
+    pub metrics: Option<Value>,
+    pub result: Option<Value>,
+    pub links: RunLinks,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transitions: Option<Vec<Transition>>,
+    /// Only for the roles that may read events.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<Event>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunError {
+    pub class: Option<String>,
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunLinks {
+    #[serde(rename = "self")]
+    pub own: String,
+    pub events: String,
+    pub log: LogKey,
+}
+
+/// Where a run's records are: every record of `ct.runs.v1` with this key.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogKey {
+    pub topic: String,
+    pub key: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Transition {
+    pub kind: String,
+    pub at: Micros,
+    pub actor: String,
+    pub attempt: i32,
+    pub reason: Option<String>,
+    pub error_class: Option<String>,
+    pub http_status: Option<i32>,
+    pub duration_ms: Option<i64>,
+    /// Why the record changed nothing (a duplicate, a late attempt after a cancel), or null.
+    pub ignored_because: Option<String>,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl TriggeredRun {
+    pub fn from_row(row: &PgRow) -> TriggeredRun {
+        let run_id: String = row.get("run_id");
+        let correlation_id: Option<String> = row.get("correlation_id");
+        let started_at: Option<DateTime<Utc>> = row.get("started_at");
+        let ended_at: Option<DateTime<Utc>> = row.get("completed_at");
+        let result: Option<Value> = row
+            .get::<Option<String>, _>("result")
+            .map(|text| serde_json::from_str(&text).unwrap_or(Value::String(text)));
+        let (error_class, error): (Option<String>, Option<String>) = (row.get("error_class"), row.get("error"));
+        TriggeredRun {
+            links: RunLinks {
+                own: format!("/runs/{run_id}"),
+                events: format!("/events?correlation_id={}", correlation_id.as_deref().unwrap_or(&run_id)),
+                log: LogKey { topic: "ct.runs.v1".into(), key: run_id.clone() },
+            },
+            run_id,
+            origin: "trigger",
+            trigger: row.get("trigger"),
+            status: row.get("status"),
+            initiator: row.get("initiator"),
+            reason: row.get("reason"),
+            inputs: row.get::<Option<String>, _>("inputs").and_then(|text| serde_json::from_str(&text).ok()),
+            correlation_id,
+            attempt: row.get("attempt"),
+            requested_at: Micros(row.get("requested_at")),
+            decided_by: row.get("decided_by"),
+            decided_at: row.get::<Option<DateTime<Utc>>, _>("decided_at").map(Micros),
+            duration_ms: started_at.zip(ended_at).map(|(s, e)| (e - s).num_milliseconds()),
+            started_at: started_at.map(Micros),
+            ended_at: ended_at.map(Micros),
+            cancel_requested_by: row.get("cancel_requested_by"),
+            sla_breached: row.get("sla_breached"),
+            error: (error_class.is_some() || error.is_some())
+                .then_some(RunError { class: error_class, message: error }),
+            metrics: result.as_ref().and_then(|r| r.get("metrics")).filter(|m| m.is_object()).cloned(),
+            result,
+            transitions: None,
+            events: None,
+        }
+    }
+}
+
+impl Transition {
+    pub fn from_row(row: &PgRow) -> Transition {
+        Transition {
+            kind: row.get("kind"),
+            at: Micros(row.get("at")),
+            actor: row.get("actor"),
+            attempt: row.get("attempt"),
+            reason: row.get("reason"),
+            error_class: row.get("error_class"),
+            http_status: row.get("http_status"),
+            duration_ms: row.get("duration_ms"),
+            ignored_because: row.get("ignored_because"),
+            partition: row.get("partition"),
+            offset: row.get("offset"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LastEvent {

@@ -18,6 +18,7 @@ pub mod health;
 pub mod money;
 pub mod payload;
 pub mod redact;
+pub mod runs;
 pub mod samples;
 pub mod signature;
 pub mod slo;

@@ -26,6 +26,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("ct-api", 3),
     ("ct-dlq-categoriser", 3),
     ("ct-health", 3),
+    ("ct-runner", 3),
+    ("ct-target", 3),
     ("ct-replay", 4),
     ("ct-load", 4),
 ];

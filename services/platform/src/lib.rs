@@ -21,3 +21,4 @@ pub mod service;
 pub mod shutdown;
 pub mod telemetry;
 pub mod topics;
+pub mod triggers;

@@ -87,6 +87,7 @@ pub struct PipelineTopics {
     pub audit: String,
     pub clock: String,
     pub health: String,
+    pub runs: String,
 }
 
 /// One isolated slice of the stack: the topics, consumer-name prefix, Postgres schemas, Redis
@@ -106,6 +107,8 @@ pub struct Slice {
     pub dlq_postgres: crate::config::PostgresConfig,
     /// The health evaluator's schema.
     pub health_postgres: crate::config::PostgresConfig,
+    /// The runs read model's schema (the runner's).
+    pub runs_postgres: crate::config::PostgresConfig,
     pub redis: crate::config::RedisConfig,
     pub registry_url: String,
 }

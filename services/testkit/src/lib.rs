@@ -109,11 +109,12 @@ impl TestContext {
                 ("ct.audit.v1", 1),
                 ("ct.clock.v1", 1),
                 ("ct.health.v1", 1),
+                ("ct.runs.v1", 3),
             ])
             .await;
-        let [events, dlq, schema, transient, critical, retry, audit, clock, health] =
-            <[String; 9]>::try_from(names).expect("nine topics");
-        PipelineTopics { events, dlq, schema, transient, critical, retry, audit, clock, health }
+        let [events, dlq, schema, transient, critical, retry, audit, clock, health, runs] =
+            <[String; 10]>::try_from(names).expect("ten topics");
+        PipelineTopics { events, dlq, schema, transient, critical, retry, audit, clock, health, runs }
     }
 
     /// Postgres config for a schema of this test's own (the projector's, in pipeline tests),
@@ -125,7 +126,7 @@ impl TestContext {
             max_connections: 5,
             schema: format!("t_{}", self.id),
             acquire_timeout_ms: 10_000,
-            extra_schemas: vec![self.dlq_postgres().schema, self.health_postgres().schema],
+            extra_schemas: vec![self.dlq_postgres().schema, self.health_postgres().schema, self.runs_postgres().schema],
             statement_timeout_ms: 60_000,
         }
     }
@@ -147,6 +148,11 @@ impl TestContext {
         PostgresConfig { schema: format!("t_{}_health", self.id), ..self.dlq_postgres() }
     }
 
+    /// The schema of this test's runs read model (the runner's).
+    pub fn runs_postgres(&self) -> PostgresConfig {
+        PostgresConfig { schema: format!("t_{}_runs", self.id), ..self.dlq_postgres() }
+    }
+
     pub fn redis(&self) -> RedisConfig {
         RedisConfig { url: redis_url(), key_prefix: format!("t:{}", self.id), timeout_ms: 2_000 }
     }
@@ -160,6 +166,7 @@ impl TestContext {
             postgres: self.postgres(),
             dlq_postgres: self.dlq_postgres(),
             health_postgres: self.health_postgres(),
+            runs_postgres: self.runs_postgres(),
             redis: self.redis(),
             registry_url: registry_url.to_owned(),
         }

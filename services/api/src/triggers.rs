@@ -1,0 +1,404 @@
+//! Triggers and people's decisions on runs: `POST /triggers/{name}`, `POST /runs/{id}/cancel`,
+//! `/approve`, `/reject`. Each writes a `ct.v1.RunRecord` to `ct.runs.v1`; the runner's read
+//! model applies it and the runner executes. Nothing here writes a table.
+//!
+//! `Idempotency-Key` (IETF draft `httpapi-idempotency-key-header`): the run id is derived from
+//! who asked, the trigger and the key, so a repeat names the same run. While a key's request is
+//! being written, its Postgres advisory lock is held (a concurrent repeat gets 409), until the
+//! read model shows the run, so a later repeat finds it and compares the body's fingerprint.
+
+use std::{collections::HashMap, num::NonZeroU32, sync::Arc, time::Duration};
+
+use axum::{
+    Json,
+    body::Bytes,
+    extract::{Path, State},
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+};
+use chrono::Utc;
+use ct_core::{
+    redact::{RedactionReport, Redactor},
+    runs::{self, RecordKind, RunRecord, TriggerSpec, Triggers},
+};
+use ct_platform::{audit::RecordWriter, http_error::ApiError, registry::RegistryClient};
+use governor::{DefaultDirectRateLimiter, Quota, clock::Clock as _};
+use secrecy::ExposeSecret as _;
+use serde_json::{Value, json};
+use sqlx::Row;
+
+use crate::{
+    AppState,
+    auth::{Permission, Role},
+    health::{json_body, no_schema_yet, optional_text, reason},
+    routes::internal,
+    views::TriggeredRun,
+};
+
+/// The most a request waits for the read model to show the run it wrote (it is durable before;
+/// this only makes a repeat of the key find it).
+const OBSERVE: Duration = Duration::from_secs(3);
+const MAX_KEY_CHARS: usize = 255;
+
+/// The allow-list compiled: each trigger's input validator and rate limiter.
+pub struct Catalogue {
+    pub triggers: Arc<Triggers>,
+    validators: HashMap<String, jsonschema::Validator>,
+    limiters: HashMap<String, DefaultDirectRateLimiter>,
+    writer: RecordWriter,
+    redactor: Redactor,
+}
+
+impl Catalogue {
+    pub fn new(config: &crate::Config, triggers: Arc<Triggers>) -> anyhow::Result<Catalogue> {
+        let mut validators = HashMap::new();
+        let mut limiters = HashMap::new();
+        for (name, spec) in &triggers.triggers {
+            let validator = jsonschema::options()
+                .should_validate_formats(true)
+                .build(&spec.inputs)
+                .map_err(|e| anyhow::anyhow!("triggers.\"{name}\".inputs is not a JSON Schema: {e}"))?;
+            validators.insert(name.clone(), validator);
+            let per_minute = NonZeroU32::new(spec.rate_limit.per_minute).unwrap_or(NonZeroU32::MIN);
+            let burst = NonZeroU32::new(spec.rate_limit.burst).unwrap_or(NonZeroU32::MIN);
+            limiters
+                .insert(name.clone(), governor::RateLimiter::direct(Quota::per_minute(per_minute).allow_burst(burst)));
+        }
+        let writer = RecordWriter::new(
+            &config.kafka,
+            RegistryClient::new(&config.registry.url),
+            &config.runs.topic,
+            runs::RECORD_NAME,
+            runs::RECORD_SCHEMA_JSON,
+            Duration::from_secs(10),
+        )?;
+        let redactor = Redactor::new(config.runs.redaction_salt.expose_secret().as_bytes().to_vec());
+        Ok(Catalogue { triggers, validators, limiters, writer, redactor })
+    }
+
+    async fn write(&self, record: &RunRecord) -> Result<(), ApiError> {
+        let unavailable = |error: &dyn std::fmt::Display| {
+            tracing::warn!(%error, run_id = record.run_id, "A run record could not be written.");
+            ApiError::unavailable("unavailable", "the log cannot take the request now; retry")
+        };
+        let datum = runs::encode_record(record).map_err(|e| unavailable(&e))?;
+        self.writer.write(&record.run_id, &datum).await.map_err(|e| unavailable(&e))
+    }
+
+    /// The inputs as they go to the log: PII-named keys dropped, every string scrubbed.
+    fn redact(&self, value: &Value) -> Value {
+        let mut report = RedactionReport::default();
+        redact_value(&self.redactor, value, &mut report)
+    }
+}
+
+fn redact_value(redactor: &Redactor, value: &Value, report: &mut RedactionReport) -> Value {
+    match value {
+        Value::String(text) => Value::String(redactor.scrub(text, report).into_owned()),
+        Value::Array(items) => Value::Array(items.iter().map(|v| redact_value(redactor, v, report)).collect()),
+        Value::Object(object) => Value::Object(
+            object
+                .iter()
+                .filter(|(key, _)| !ct_core::redact::is_pii_key(key))
+                .map(|(key, v)| (key.clone(), redact_value(redactor, v, report)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+fn not_found(run_id: &str) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no triggered run `{run_id}`")).with_field("runId")
+}
+
+/// The first violation of the trigger's input schema, as a 422 naming the field.
+fn input_error(validator: &jsonschema::Validator, inputs: &Value) -> Option<ApiError> {
+    let error = validator.iter_errors(inputs).next()?;
+    let path = error.instance_path().to_string();
+    let field = match error.kind() {
+        jsonschema::error::ValidationErrorKind::Required { property } => {
+            property.as_str().map(str::to_owned).unwrap_or_default()
+        }
+        jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected } => {
+            unexpected.first().cloned().unwrap_or_default()
+        }
+        _ => path.trim_start_matches('/').replace('/', "."),
+    };
+    let field = if field.is_empty() { "body".to_owned() } else { field };
+    Some(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", format!("{error}")).with_field(field))
+}
+
+fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ApiError> {
+    headers
+        .get(name)
+        .map(|v| {
+            v.to_str().map_err(|_| {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_header", format!("`{name}` must be visible ASCII"))
+                    .with_field(name)
+            })
+        })
+        .transpose()
+}
+
+/// `POST /triggers/{name}` (operator and above): body = the trigger's inputs. Optional headers:
+/// `Idempotency-Key`, `X-Correlation-Id`, `X-CT-Reason`. Answers `202 {"runId", "status"}`; a
+/// repeat of a key with the same body `200` with the same run.
+pub async fn trigger(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let (_, actor) = app.users.actor(&headers, Permission::Operate)?;
+    let catalogue = &app.triggers;
+    let Some(spec) = catalogue.triggers.triggers.get(&name) else {
+        let known: Vec<&str> = catalogue.triggers.triggers.keys().map(String::as_str).collect();
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_trigger",
+            format!("`{name}` is not an allow-listed trigger; triggers: {}", known.join(", ")),
+        )
+        .with_field("name"));
+    };
+    let key = header_text(&headers, "idempotency-key")?;
+    if let Some(key) = key
+        && (key.is_empty() || key.len() > MAX_KEY_CHARS)
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_header",
+            format!("`Idempotency-Key` must be 1 to {MAX_KEY_CHARS} characters"),
+        )
+        .with_field("Idempotency-Key"));
+    }
+    let correlation_id = header_text(&headers, "x-correlation-id")?.map(str::to_owned);
+    let reason = header_text(&headers, "x-ct-reason")?.map(str::to_owned);
+    let inputs = json_body(&body)?;
+    if let Some(error) = input_error(&catalogue.validators[&name], &inputs) {
+        return Err(error);
+    }
+    if let Some(window) = &spec.window
+        && !window.contains(Utc::now()).unwrap_or(false)
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "outside_window",
+            format!("`{name}` may be triggered only {}", window.describe()),
+        )
+        .with_field("name"));
+    }
+    let hash = runs::request_hash(&name, &body);
+    let run_id = match key {
+        Some(key) => runs::run_id_for_key(&actor, &name, key),
+        None => runs::run_id_from_bytes(*uuid::Uuid::new_v4().as_bytes()),
+    };
+    let record = RunRecord {
+        reason,
+        inputs: Some(catalogue.redact(&inputs).to_string()),
+        request_hash: Some(hash.clone()),
+        correlation_id: Some(correlation_id.unwrap_or_else(|| run_id.clone())),
+        awaiting_approval: spec.approval.is_some(),
+        ..RunRecord::new(&run_id, RecordKind::Requested, Utc::now(), &actor, &name)
+    };
+    let Some(_) = key else {
+        charge(catalogue, &name)?;
+        catalogue.write(&record).await?;
+        tracing::info!(run_id, trigger = name, actor, "Run requested.");
+        return Ok(accepted(StatusCode::ACCEPTED, &run_id, &record));
+    };
+    // Held until the model shows the run (or OBSERVE passes): a concurrent repeat gets 409.
+    let mut lock = app.pool.begin().await.map_err(internal)?;
+    let locked: bool =
+        sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext('ct-api-idempotency'), hashtext($1))")
+            .bind(&run_id)
+            .fetch_one(&mut *lock)
+            .await
+            .map_err(internal)?;
+    if !locked {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "idempotency_key_in_flight",
+            "a request with this Idempotency-Key is still being processed; retry",
+        )
+        .with_field("Idempotency-Key")
+        .retry_after(1));
+    }
+    if let Some(existing) = stored_hash(&app, &run_id).await? {
+        if existing.as_deref() != Some(hash.as_str()) {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used with another trigger or body",
+            )
+            .with_field("Idempotency-Key"));
+        }
+        let status = run_status(&app, &run_id).await?.unwrap_or_else(|| "queued".into());
+        return Ok(
+            (StatusCode::OK, Json(json!({"runId": run_id, "status": status, "duplicate": true}))).into_response()
+        );
+    }
+    charge(catalogue, &name)?;
+    catalogue.write(&record).await?;
+    tracing::info!(run_id, trigger = name, actor, "Run requested.");
+    let deadline = tokio::time::Instant::now() + OBSERVE;
+    while tokio::time::Instant::now() < deadline && stored_hash(&app, &run_id).await?.is_none() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(lock);
+    Ok(accepted(StatusCode::ACCEPTED, &run_id, &record))
+}
+
+fn charge(catalogue: &Catalogue, name: &str) -> Result<(), ApiError> {
+    catalogue.limiters[name].check().map_err(|not_until| {
+        let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("`{name}` is triggered too often; retry later"),
+        )
+        .with_field("name")
+        .retry_after(wait.as_secs() + 1)
+    })
+}
+
+fn accepted(status: StatusCode, run_id: &str, record: &RunRecord) -> Response {
+    let state = if record.awaiting_approval { "awaiting_approval" } else { "queued" };
+    (status, Json(json!({"runId": run_id, "status": state}))).into_response()
+}
+
+/// `Some(request_hash)` when the run exists in the model.
+async fn stored_hash(app: &AppState, run_id: &str) -> Result<Option<Option<String>>, ApiError> {
+    match sqlx::query("SELECT request_hash FROM trigger_runs WHERE run_id = $1")
+        .bind(run_id)
+        .fetch_optional(&app.pool)
+        .await
+    {
+        Ok(row) => Ok(row.map(|r| r.get("request_hash"))),
+        Err(error) if no_schema_yet(&error) => Ok(None),
+        Err(error) => Err(internal(error)),
+    }
+}
+
+async fn run_status(app: &AppState, run_id: &str) -> Result<Option<String>, ApiError> {
+    Ok(load_run(app, run_id).await?.map(|run| run.status))
+}
+
+/// A triggered run from the runner's read model (`None` also while its schema does not exist).
+pub(crate) async fn load_run(app: &AppState, run_id: &str) -> Result<Option<TriggeredRun>, ApiError> {
+    if run_id.contains('\0') {
+        return Ok(None);
+    }
+    match sqlx::query("SELECT * FROM trigger_runs WHERE run_id = $1").bind(run_id).fetch_optional(&app.pool).await {
+        Ok(row) => Ok(row.as_ref().map(TriggeredRun::from_row)),
+        Err(error) if no_schema_yet(&error) => Ok(None),
+        Err(error) => Err(internal(error)),
+    }
+}
+
+/// `POST /runs/{id}/cancel` (operator and above), body `{"reason"}` optional: a queued or
+/// awaiting run ends at once; a running one when the runner has stopped the call.
+pub async fn cancel(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(run_id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let (_, actor) = app.users.actor(&headers, Permission::Operate)?;
+    let reason = if body.is_empty() { None } else { optional_text(&json_body(&body)?, "reason")? };
+    let run = load_run(&app, &run_id).await?.ok_or_else(|| not_found(&run_id))?;
+    if runs::RunStatus::parse(&run.status).is_none_or(runs::RunStatus::is_final) {
+        return Err(ApiError::new(StatusCode::CONFLICT, "run_ended", format!("the run has ended: {}", run.status))
+            .with_field("runId"));
+    }
+    let record =
+        RunRecord { reason, ..RunRecord::new(&run_id, RecordKind::CancelRequested, Utc::now(), &actor, &run.trigger) };
+    app.triggers.write(&record).await?;
+    tracing::info!(run_id, actor, "Run cancel requested.");
+    Ok((StatusCode::ACCEPTED, Json(json!({"runId": run_id, "status": "cancel_requested"}))).into_response())
+}
+
+/// `POST /runs/{id}/approve` and `/reject` (maintainer and above, and at least the trigger's
+/// approver role), body `{"reason"}` required; never the requester.
+pub async fn approve(
+    state: State<Arc<AppState>>,
+    headers: HeaderMap,
+    path: Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    decide(state, headers, path, body, RecordKind::Approved).await
+}
+
+pub async fn reject(
+    state: State<Arc<AppState>>,
+    headers: HeaderMap,
+    path: Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    decide(state, headers, path, body, RecordKind::Rejected).await
+}
+
+async fn decide(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(run_id): Path<String>,
+    body: Bytes,
+    kind: RecordKind,
+) -> Result<Response, ApiError> {
+    let (role, actor) = app.users.actor(&headers, Permission::Approve)?;
+    let reason = reason(&json_body(&body)?)?;
+    let run = load_run(&app, &run_id).await?.ok_or_else(|| not_found(&run_id))?;
+    if run.status != runs::RunStatus::AwaitingApproval.as_str() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_awaiting_approval",
+            format!("the run is {}, not awaiting approval", run.status),
+        )
+        .with_field("runId"));
+    }
+    let needed = app.triggers.triggers.triggers.get(&run.trigger).and_then(|s: &TriggerSpec| s.approval.as_ref());
+    if let Some(approval) = needed
+        && approval.role == "owner"
+        && role != Role::Owner
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "only an owner may decide on this trigger's runs",
+        ));
+    }
+    if run.initiator == actor {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "self_approval",
+            "the requester may not decide on their own run",
+        )
+        .with_field("Authorization"));
+    }
+    let record = RunRecord { reason: Some(reason), ..RunRecord::new(&run_id, kind, Utc::now(), &actor, &run.trigger) };
+    app.triggers.write(&record).await?;
+    tracing::info!(run_id, actor, decision = kind.as_str(), "Run decision written.");
+    Ok((StatusCode::ACCEPTED, Json(json!({"runId": run_id, "decision": kind.as_str()}))).into_response())
+}
+
+/// `GET /triggers` (any role): the allow-list, so people and pages know what may be run.
+pub async fn list(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    app.users.authorize(&headers, Permission::ReadStatus)?;
+    let triggers: Vec<crate::views::TriggerInfo> = app
+        .triggers
+        .triggers
+        .triggers
+        .iter()
+        .map(|(name, spec)| crate::views::TriggerInfo {
+            name: name.clone(),
+            description: spec.description.clone(),
+            inputs: spec.inputs.clone(),
+            attempts: spec.retry.attempts,
+            timeout_s: spec.timeout_s,
+            sla_s: spec.sla_s,
+            rate_limit_per_minute: spec.rate_limit.per_minute,
+            approval_role: spec.approval.as_ref().map(|a| a.role.clone()),
+            window: spec.window.as_ref().map(|w| w.describe()),
+        })
+        .collect();
+    Ok(Json(triggers).into_response())
+}

@@ -1,0 +1,479 @@
+//! The executor: turns queued runs into calls to their trigger's target, with retries, timeouts
+//! and cancels, writing every step to `ct.runs.v1`.
+//!
+//! Exactly one effect: every attempt of a run sends the same `Idempotency-Key` (the run id), so a
+//! target that honours it applies the effect once however often the runner retries or restarts.
+//! A run is executed by whoever holds its Postgres advisory lock (on a connection of its own: a
+//! runner that dies closes it, and the next scan of any runner resumes the run as a new attempt).
+
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use chrono::Utc;
+use ct_core::runs::{RecordKind, Run, RunRecord, RunStatus, TriggerSpec, Triggers};
+use ct_platform::audit::RecordWriter;
+use serde::Deserialize;
+use serde_json::json;
+use sqlx::{Connection as _, PgPool, Row};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::model;
+
+/// The most of a target's answer kept as the run's result.
+const MAX_RESULT_BYTES: usize = 8 * 1024;
+const CANCEL_POLL: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ExecutorConfig {
+    pub enabled: bool,
+    pub poll_interval_ms: u64,
+    pub max_concurrent: usize,
+    pub observe_timeout_ms: u64,
+    pub actor: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("the runs read model: {0}")]
+    Postgres(#[from] sqlx::Error),
+    #[error("writing to the runs topic: {0}")]
+    Write(#[from] ct_platform::audit::WriteError),
+    #[error("encoding a run record: {0}")]
+    Encode(#[from] ct_core::avro::CodecError),
+    #[error("the read model did not show run {0}'s record in time")]
+    NotObserved(String),
+}
+
+pub struct Executor {
+    pool: PgPool,
+    writer: RecordWriter,
+    triggers: Arc<Triggers>,
+    http: reqwest::Client,
+    config: ExecutorConfig,
+    permits: Arc<Semaphore>,
+    /// Runs this instance executes now.
+    busy: Mutex<HashSet<String>>,
+    /// Expiries and SLA breaches written and not yet seen in the model (so one scan writes one).
+    marked: Mutex<HashSet<(String, RecordKind)>>,
+    /// The attempt this instance last started per run, until the run ends: when the model was
+    /// slow to show it, the next claim waits for it instead of writing it again.
+    started: Mutex<std::collections::HashMap<String, i32>>,
+}
+
+/// What one call to a target came to.
+enum Outcome {
+    Success {
+        status: u16,
+        body: String,
+        duration: Duration,
+    },
+    Failure {
+        class: &'static str,
+        status: Option<u16>,
+        message: String,
+        retry_after: Option<Duration>,
+        duration: Duration,
+    },
+    Cancelled,
+}
+
+impl Executor {
+    pub fn new(
+        pool: PgPool,
+        writer: RecordWriter,
+        triggers: Arc<Triggers>,
+        config: ExecutorConfig,
+    ) -> Result<Executor, reqwest::Error> {
+        let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).build()?;
+        Ok(Executor {
+            pool,
+            writer,
+            triggers,
+            http,
+            permits: Arc::new(Semaphore::new(config.max_concurrent.max(1))),
+            config,
+            busy: Mutex::default(),
+            marked: Mutex::default(),
+            started: Mutex::default(),
+        })
+    }
+
+    async fn write(&self, record: &RunRecord) -> Result<(), ExecError> {
+        let datum = ct_core::runs::encode_record(record)?;
+        self.writer.write(&record.run_id, &datum).await?;
+        metrics::counter!("ct_runner_records_total", "kind" => record.kind.as_str()).increment(1);
+        Ok(())
+    }
+
+    /// Writes a run's last record and waits until the model shows the run ended, so no scan
+    /// claims it again meanwhile (the lock is released when this returns).
+    async fn finish(&self, record: &RunRecord) -> Result<(), ExecError> {
+        self.write(record).await?;
+        self.observe(&record.run_id, |r| r.status.is_final()).await.map(drop)
+    }
+
+    fn record(&self, run: &Run, kind: RecordKind, attempt: i32) -> RunRecord {
+        RunRecord { attempt, ..RunRecord::new(&run.run_id, kind, Utc::now(), &self.config.actor, &run.trigger) }
+    }
+
+    /// One pass over the open runs: claims the queued and orphaned running ones, and writes
+    /// expired approvals and breached SLAs.
+    async fn scan(self: &Arc<Self>) -> Result<(), ExecError> {
+        let rows = sqlx::query(
+            "SELECT run_id, trigger, status, requested_at, started_at, sla_breached FROM trigger_runs
+             WHERE status IN ('awaiting_approval', 'queued', 'running') ORDER BY requested_at LIMIT 1000",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let now = Utc::now();
+        let mut still_open = HashSet::new();
+        for row in rows {
+            let run_id: String = row.get("run_id");
+            let trigger: String = row.get("trigger");
+            let status = RunStatus::parse(row.get("status")).unwrap_or(RunStatus::Failed);
+            let spec = self.triggers.triggers.get(&trigger);
+            let age = |at: chrono::DateTime<Utc>| (now - at).to_std().unwrap_or_default();
+            let mark = match (status, spec) {
+                (RunStatus::AwaitingApproval, Some(TriggerSpec { approval: Some(approval), .. }))
+                    if age(row.get("requested_at")) > Duration::from_secs(approval.timeout_s) =>
+                {
+                    Some((RecordKind::ApprovalExpired, format!("no approver within {} s", approval.timeout_s)))
+                }
+                (RunStatus::Running, Some(spec))
+                    if !row.get::<bool, _>("sla_breached")
+                        && row
+                            .get::<Option<chrono::DateTime<Utc>>, _>("started_at")
+                            .is_some_and(|at| age(at) > Duration::from_secs(spec.sla_s)) =>
+                {
+                    Some((RecordKind::SlaBreached, format!("still running after the SLA of {} s", spec.sla_s)))
+                }
+                _ => None,
+            };
+            if let Some((kind, reason)) = mark {
+                still_open.insert((run_id.clone(), kind));
+                if self.marked.lock().expect("not poisoned").insert((run_id.clone(), kind)) {
+                    let record = RunRecord {
+                        reason: Some(reason),
+                        ..RunRecord::new(&run_id, kind, now, &self.config.actor, &trigger)
+                    };
+                    self.write(&record).await?;
+                }
+            }
+            if matches!(status, RunStatus::Queued | RunStatus::Running) {
+                self.claim(run_id).await?;
+            }
+        }
+        self.marked.lock().expect("not poisoned").retain(|key| still_open.contains(key));
+        Ok(())
+    }
+
+    /// Starts executing `run_id` unless this instance already is, has no room, or another
+    /// runner holds the run's lock.
+    async fn claim(self: &Arc<Self>, run_id: String) -> Result<(), ExecError> {
+        if self.busy.lock().expect("not poisoned").contains(&run_id) {
+            return Ok(());
+        }
+        let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else { return Ok(()) };
+        // A connection of its own, never returned to the pool: closing it (or dying) releases
+        // the session lock.
+        let mut lock = self.pool.acquire().await?.detach();
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext('ct-runner'), hashtext($1))")
+            .bind(&run_id)
+            .fetch_one(&mut lock)
+            .await?;
+        if !locked {
+            return Ok(());
+        }
+        self.busy.lock().expect("not poisoned").insert(run_id.clone());
+        let executor = Arc::clone(self);
+        tokio::spawn(async move {
+            if let Err(error) = executor.execute(&run_id).await {
+                tracing::warn!(run_id, error = %error, "Run paused; the next scan resumes it.");
+            }
+            let _ = lock.close().await;
+            if model::load(&executor.pool, &run_id).await.is_ok_and(|run| run.is_none_or(|r| r.status.is_final())) {
+                executor.started.lock().expect("not poisoned").remove(&run_id);
+            }
+            executor.busy.lock().expect("not poisoned").remove(&run_id);
+            drop(permit);
+        });
+        Ok(())
+    }
+
+    async fn execute(&self, run_id: &str) -> Result<(), ExecError> {
+        loop {
+            let Some(run) = model::load(&self.pool, run_id).await? else { return Ok(()) };
+            if !matches!(run.status, RunStatus::Queued | RunStatus::Running) {
+                return Ok(());
+            }
+            let Some(spec) = self.triggers.triggers.get(&run.trigger) else {
+                let mut record = self.record(&run, RecordKind::AttemptStarted, run.attempt + 1);
+                if run.status == RunStatus::Queued {
+                    self.write(&record).await?;
+                    self.observe(run_id, |r| r.attempt == record.attempt || r.status.is_final()).await?;
+                }
+                record.kind = RecordKind::Failed;
+                record.error_class = Some("unknown_trigger".into());
+                record.reason = Some(format!("`{}` is not in this runner's allow-list", run.trigger));
+                return self.finish(&record).await;
+            };
+            if run.cancel_requested_by.is_some() {
+                return self.cancel(&run, spec).await;
+            }
+            let attempt = run.attempt + 1;
+            if attempt > spec.retry.attempts {
+                let record = RunRecord {
+                    error_class: Some("attempts_exhausted".into()),
+                    reason: Some(format!(
+                        "all {} attempts were started; the last one's outcome is unknown",
+                        run.attempt
+                    )),
+                    ..self.record(&run, RecordKind::Failed, run.attempt)
+                };
+                return self.finish(&record).await;
+            }
+            let written = self.started.lock().expect("not poisoned").get(run_id) == Some(&attempt);
+            if !written {
+                let mut started = self.record(&run, RecordKind::AttemptStarted, attempt);
+                if run.status == RunStatus::Running {
+                    started.reason = Some(format!("attempt {} was interrupted (runner restart); resumed", run.attempt));
+                }
+                self.write(&started).await?;
+                self.started.lock().expect("not poisoned").insert(run_id.to_owned(), attempt);
+            }
+            let run = self
+                .observe(run_id, |r| r.attempt >= attempt || r.status.is_final() || r.cancel_requested_by.is_some())
+                .await?;
+            if run.attempt != attempt || run.status != RunStatus::Running {
+                continue;
+            }
+            match self.call(spec, &run, attempt).await {
+                Outcome::Success { status, body, duration } => {
+                    let record = RunRecord {
+                        http_status: Some(i32::from(status)),
+                        duration_ms: Some(millis(duration)),
+                        result: Some(body),
+                        ..self.record(&run, RecordKind::Succeeded, attempt)
+                    };
+                    metrics::counter!("ct_runner_runs_total", "outcome" => "success").increment(1);
+                    return self.finish(&record).await;
+                }
+                Outcome::Cancelled => return self.cancel(&run, spec).await,
+                Outcome::Failure { class, status, message, retry_after, duration } => {
+                    let last = attempt >= spec.retry.attempts || spec.retry.non_retryable.iter().any(|c| c == class);
+                    let kind = if last { RecordKind::Failed } else { RecordKind::AttemptFailed };
+                    let record = RunRecord {
+                        error_class: Some(class.to_owned()),
+                        http_status: status.map(i32::from),
+                        duration_ms: Some(millis(duration)),
+                        reason: Some(message),
+                        ..self.record(&run, kind, attempt)
+                    };
+                    if last {
+                        metrics::counter!("ct_runner_runs_total", "outcome" => "failed").increment(1);
+                        return self.finish(&record).await;
+                    }
+                    self.write(&record).await?;
+                    let delay = backoff(spec, attempt).max(retry_after.unwrap_or_default());
+                    if self.cancelled_within(run_id, delay).await? {
+                        let run = model::load(&self.pool, run_id).await?.unwrap_or(run);
+                        return self.cancel(&run, spec).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Tells the target (when it can be told) and ends the run as cancelled.
+    async fn cancel(&self, run: &Run, spec: &TriggerSpec) -> Result<(), ExecError> {
+        if let Some(url) = &spec.target.cancel_url {
+            let told = self
+                .http
+                .post(url)
+                .timeout(Duration::from_secs(5))
+                .header("idempotency-key", &run.run_id)
+                .json(&json!({"runId": run.run_id}))
+                .send()
+                .await;
+            if let Err(error) = told.and_then(|r| r.error_for_status()) {
+                tracing::warn!(run_id = run.run_id, error = %error, "The target was not told of the cancel.");
+            }
+        }
+        let record = RunRecord {
+            reason: Some(format!("cancelled by {}", run.cancel_requested_by.as_deref().unwrap_or("a person"))),
+            ..self.record(run, RecordKind::Cancelled, run.attempt)
+        };
+        metrics::counter!("ct_runner_runs_total", "outcome" => "cancelled").increment(1);
+        self.finish(&record).await
+    }
+
+    /// One attempt: the target's answer, or `Cancelled` as soon as the model shows a cancel.
+    async fn call(&self, spec: &TriggerSpec, run: &Run, attempt: i32) -> Outcome {
+        let inputs: serde_json::Value =
+            run.inputs.as_deref().and_then(|text| serde_json::from_str(text).ok()).unwrap_or(json!({}));
+        let body = json!({
+            "runId": run.run_id,
+            "attempt": attempt,
+            "trigger": run.trigger,
+            "inputs": inputs,
+            "correlationId": run.correlation_id,
+        });
+        let started = Instant::now();
+        let request = self
+            .http
+            .post(&spec.target.url)
+            .timeout(Duration::from_secs(spec.timeout_s))
+            .header("idempotency-key", &run.run_id)
+            .header("x-ct-attempt", attempt.to_string())
+            .json(&body)
+            .send();
+        let response = tokio::select! {
+            response = request => response,
+            () = self.cancel_requested(&run.run_id) => return Outcome::Cancelled,
+        };
+        let failure = |class, status, message, retry_after| Outcome::Failure {
+            class,
+            status,
+            message,
+            retry_after,
+            duration: started.elapsed(),
+        };
+        let response = match response {
+            Ok(response) => response,
+            Err(error) if error.is_timeout() => {
+                return failure("timeout", None, format!("no answer within {} s", spec.timeout_s), None);
+            }
+            Err(error) => return failure("connect", None, format!("{error}"), None),
+        };
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let text = match response.text().await {
+            Ok(text) => truncate(text),
+            Err(error) => {
+                return failure("connect", Some(status.as_u16()), format!("reading the answer: {error}"), None);
+            }
+        };
+        if status.is_success() {
+            return Outcome::Success { status: status.as_u16(), body: text, duration: started.elapsed() };
+        }
+        let class = match status.as_u16() {
+            429 => "http_429",
+            408 => "timeout",
+            400..=499 => "http_4xx",
+            _ => "http_5xx",
+        };
+        failure(class, Some(status.as_u16()), format!("the target answered {status}: {text}"), retry_after)
+    }
+
+    /// Resolves once the model shows a cancel request for `run_id` (never, if none comes).
+    async fn cancel_requested(&self, run_id: &str) {
+        loop {
+            tokio::time::sleep(CANCEL_POLL).await;
+            if let Ok(Some(run)) = model::load(&self.pool, run_id).await
+                && (run.cancel_requested_by.is_some() || run.status.is_final())
+            {
+                return;
+            }
+        }
+    }
+
+    /// Waits `delay`; `true` when a cancel came first.
+    async fn cancelled_within(&self, run_id: &str, delay: Duration) -> Result<bool, ExecError> {
+        tokio::select! {
+            () = tokio::time::sleep(delay) => Ok(false),
+            () = self.cancel_requested(run_id) => Ok(true),
+        }
+    }
+
+    /// The run once the model shows what `seen` waits for (read-your-writes through the log).
+    async fn observe(&self, run_id: &str, seen: impl Fn(&Run) -> bool) -> Result<Run, ExecError> {
+        let deadline = Instant::now() + Duration::from_millis(self.config.observe_timeout_ms);
+        loop {
+            if let Some(run) = model::load(&self.pool, run_id).await?
+                && seen(&run)
+            {
+                return Ok(run);
+            }
+            if Instant::now() > deadline {
+                return Err(ExecError::NotObserved(run_id.to_owned()));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// The wait after failed attempt `attempt`: the policy's exponential backoff with jitter.
+fn backoff(spec: &TriggerSpec, attempt: i32) -> Duration {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(spec.retry.backoff_base_ms))
+        .with_max_delay(Duration::from_millis(spec.retry.backoff_max_ms))
+        .with_jitter()
+        .without_max_times()
+        .build()
+        .nth(usize::try_from(attempt.max(1) - 1).unwrap_or(0))
+        .unwrap_or(Duration::from_millis(spec.retry.backoff_max_ms))
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn truncate(mut text: String) -> String {
+    if text.len() > MAX_RESULT_BYTES {
+        let mut end = MAX_RESULT_BYTES;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
+/// Scans every `poll_interval_ms` until `shutdown`.
+pub async fn run(executor: Arc<Executor>, shutdown: CancellationToken) {
+    let mut interval = tokio::time::interval(Duration::from_millis(executor.config.poll_interval_ms));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = interval.tick() => {}
+        }
+        match executor.scan().await {
+            Ok(()) if failing => {
+                failing = false;
+                tracing::info!("Runner scans again.");
+            }
+            Ok(()) => {}
+            Err(error) if !failing => {
+                failing = true;
+                tracing::warn!(error = %error, "Runner scan failed; retrying every poll interval.");
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let triggers = ct_platform::triggers::TriggersConfig::default().load().unwrap();
+        let spec = &triggers.triggers["contract.regenerate"];
+        let first = backoff(spec, 1);
+        assert!(first >= Duration::from_millis(500) && first <= Duration::from_millis(1000), "{first:?}");
+        assert!(backoff(spec, 20) <= Duration::from_millis(2 * spec.retry.backoff_max_ms));
+    }
+}

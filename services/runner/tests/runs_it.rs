@@ -1,0 +1,442 @@
+//! Triggers → runs → the target, against the real stack: the read API takes requests and
+//! decisions, the runner (in process, or as its binary for the crash test) executes them
+//! against `ct-target`, and the runs read model is read back through the API.
+
+use std::{sync::Arc, time::Duration};
+
+use ct_core::runs::Triggers;
+use ct_testkit::{TestContext, eventually};
+use serde_json::{Value, json};
+use sha2::Digest as _;
+use tokio_util::sync::CancellationToken;
+
+const OPERATOR: &str = "dev-token-operator";
+const MAINTAINER: &str = "dev-token-maintainer";
+const OWNER: &str = "dev-token-owner";
+const VIEWER: &str = "dev-token-viewer";
+const WAIT: Duration = Duration::from_secs(60);
+
+struct Rig {
+    api: String,
+    target: String,
+    http: reqwest::Client,
+    runner: ct_runner::Config,
+    _stop: CancellationToken,
+}
+
+/// The shipped triggers pointed at this test's target, with short backoffs and no time window.
+fn triggers(target: &str) -> Triggers {
+    let mut triggers = (*ct_platform::triggers::TriggersConfig::default().load().unwrap()).clone();
+    for spec in triggers.triggers.values_mut() {
+        spec.target.url = spec.target.url.replace("http://127.0.0.1:8095", target);
+        spec.target.cancel_url = spec.target.cancel_url.as_ref().map(|u| u.replace("http://127.0.0.1:8095", target));
+        spec.window = None;
+        spec.retry.backoff_base_ms = 50;
+        spec.retry.backoff_max_ms = 200;
+        spec.rate_limit.per_minute = 600;
+        spec.rate_limit.burst = 100;
+    }
+    triggers
+}
+
+async fn rig(in_process_runner: bool) -> Rig {
+    let ctx = TestContext::new();
+    let topics = ctx.pipeline_topics().await;
+    let (registry_url, stop) =
+        ct_registry::spawn_local(ctx.kafka.clone(), &ctx.topic("_schemas")).await.expect("registry");
+    let mut target = ct_target::Config::defaults();
+    target.http.listen = "127.0.0.1:0".parse().unwrap();
+    let target_app = ct_target::Application::build(target).await.expect("target");
+    let target_url = format!("http://{}", target_app.local_addr());
+    tokio::spawn(target_app.run_until_stopped(stop.clone()));
+    let triggers = Arc::new(triggers(&target_url));
+
+    let mut runner = ct_runner::Config::for_slice(&ctx.slice(&topics, &registry_url));
+    runner.triggers.preloaded = Some(Arc::clone(&triggers));
+    runner.executor.enabled = in_process_runner;
+    let (config, token) = (runner.clone(), stop.clone());
+    tokio::spawn(async move { ct_runner::run(config, token).await.expect("runner") });
+
+    let mut api = ct_api::Config::defaults();
+    api.http.listen = "127.0.0.1:0".parse().unwrap();
+    api.kafka = ctx.kafka.clone();
+    api.registry.url = registry_url.clone();
+    api.actions.audit_topic = topics.audit.clone();
+    api.runs.topic = topics.runs.clone();
+    api.postgres = ctx.postgres();
+    api.triggers.preloaded = Some(triggers);
+    let api_app = ct_api::Application::build(api).await.expect("api");
+    let api_url = format!("http://{}", api_app.local_addr());
+    tokio::spawn(api_app.run_until_stopped(stop.clone()));
+    Rig { api: api_url, target: target_url, http: reqwest::Client::new(), runner, _stop: stop }
+}
+
+impl Rig {
+    async fn post(&self, token: Option<&str>, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, Value) {
+        let mut request = self.http.post(format!("{}{path}", self.api)).body(body.to_owned());
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.expect("api answers");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn trigger(&self, token: &str, name: &str, body: Value) -> String {
+        let (status, answer) = self.post(Some(token), &format!("/triggers/{name}"), &[], &body.to_string()).await;
+        assert_eq!(status, 202, "{answer}");
+        answer["runId"].as_str().expect("a run id").to_owned()
+    }
+
+    async fn run(&self, token: &str, run_id: &str) -> Value {
+        let response =
+            self.http.get(format!("{}/runs/{run_id}", self.api)).bearer_auth(token).send().await.expect("api answers");
+        response.json().await.expect("JSON")
+    }
+
+    async fn run_with_status(&self, run_id: &str, status: &str) -> Value {
+        eventually(WAIT, || async {
+            let run = self.run(MAINTAINER, run_id).await;
+            (run["status"] == status).then_some(run)
+        })
+        .await
+        .unwrap_or_else(|| panic!("run {run_id} never became {status}: {}", "see the run"))
+    }
+
+    async fn target(&self, path: &str) -> Value {
+        self.http.get(format!("{}{path}", self.target)).send().await.unwrap().json().await.unwrap()
+    }
+
+    async fn owe(&self, owed: Value) {
+        let status = self.http.post(format!("{}/_control", self.target)).json(&owed).send().await.unwrap().status();
+        assert_eq!(status, 200);
+    }
+}
+
+/// The kinds of the records that changed the run, in log order.
+fn kinds(run: &Value) -> Vec<String> {
+    run["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["ignoredBecause"].is_null())
+        .map(|t| t["kind"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Deep dive §7.3 as written: an operator triggers, a maintainer reads the run.
+#[tokio::test]
+async fn deep_dive_7_3_trigger_and_read_the_run() {
+    let rig = rig(true).await;
+    let (status, answer) = rig
+        .post(
+            Some(OPERATOR),
+            "/triggers/contract.regenerate",
+            &[("content-type", "application/json")],
+            r#"{"contractId":"K456"}"#,
+        )
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    let run_id = answer["runId"].as_str().unwrap();
+    assert!(run_id.starts_with("run_") && run_id.len() == 36, "{run_id}");
+    assert_eq!(answer["status"], "queued");
+
+    let run = rig.run_with_status(run_id, "success").await;
+    assert_eq!(run["origin"], "trigger");
+    assert_eq!(run["trigger"], "contract.regenerate");
+    assert_eq!(run["inputs"], json!({"contractId": "K456"}));
+    assert_eq!(run["attempt"], 1);
+    assert_eq!(run["metrics"], json!({"documentsGenerated": 1}));
+    assert_eq!(run["links"]["events"], format!("/events?correlation_id={run_id}"));
+    assert_eq!(run["links"]["log"], json!({"topic": "ct.runs.v1", "key": run_id}));
+    assert!(run["initiator"].as_str().unwrap().starts_with("operator:"));
+    assert_eq!(kinds(&run), ["requested", "attempt_started", "succeeded"]);
+    assert!(run["events"].is_array(), "a maintainer sees the correlated events");
+    let viewer = rig.run(VIEWER, run_id).await;
+    assert_eq!(viewer["status"], "success");
+    assert!(viewer.get("events").is_none(), "a viewer does not see events");
+
+    let calls = rig.target("/_calls").await;
+    let calls = calls.as_array().unwrap();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0]["idempotencyKey"], run_id);
+    assert_eq!(calls[0]["attempt"], "1");
+    assert_eq!(calls[0]["body"]["inputs"]["contractId"], "K456");
+    assert_eq!(calls[0]["body"]["correlationId"], run_id);
+
+    let listed = rig
+        .http
+        .get(format!("{}/runs?origin=trigger&status=success", rig.api))
+        .bearer_auth(VIEWER)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(listed.as_array().unwrap().iter().filter(|r| r["runId"] == run_id).count(), 1, "{listed}");
+}
+
+/// A target that fails twice then succeeds: three attempts, one effect; and the model rebuilt
+/// from the log equals the live one.
+#[tokio::test]
+async fn two_failures_then_success_is_one_effect_and_a_rebuild_equals_live() {
+    let rig = rig(true).await;
+    rig.owe(json!({"fail": 2})).await;
+    let run_id = rig.trigger(OPERATOR, "contract.regenerate", json!({"contractId": "K1"})).await;
+    let run = rig.run_with_status(&run_id, "success").await;
+    assert_eq!(run["attempt"], 3);
+    assert_eq!(
+        kinds(&run),
+        [
+            "requested",
+            "attempt_started",
+            "attempt_failed",
+            "attempt_started",
+            "attempt_failed",
+            "attempt_started",
+            "succeeded"
+        ]
+    );
+    let failed: Vec<&Value> =
+        run["transitions"].as_array().unwrap().iter().filter(|t| t["kind"] == "attempt_failed").collect();
+    assert!(failed.iter().all(|t| t["errorClass"] == "http_5xx" && t["httpStatus"] == 500), "{failed:?}");
+    assert_eq!(rig.target("/_effects").await, json!({ run_id.clone(): 1 }));
+    let outcomes: Vec<Value> =
+        rig.target("/_calls").await.as_array().unwrap().iter().map(|c| c["outcome"].clone()).collect();
+    assert_eq!(outcomes, [json!("failed"), json!("failed"), json!("effect")]);
+
+    // A non-retryable answer ends the run at once.
+    rig.owe(json!({"fail": 1, "failStatus": 400})).await;
+    let refused = rig.trigger(OPERATOR, "contract.regenerate", json!({"contractId": "K2"})).await;
+    let run = rig.run_with_status(&refused, "failed").await;
+    assert_eq!((run["attempt"].clone(), run["error"]["class"].clone()), (json!(1), json!("http_4xx")));
+
+    let report = ct_platform::readmodel::rebuild(&ct_runner::model::RunsModel(rig.runner.clone()), true, WAIT)
+        .await
+        .expect("rebuild");
+    assert!(report.identical, "{report:?}");
+    assert!(report.swapped_out.is_some(), "{report:?}");
+    assert_eq!(rig.run(MAINTAINER, &run_id).await["attempt"], 3, "the swapped-in model serves");
+}
+
+fn fingerprint(token: &str) -> String {
+    let digest = sha2::Sha256::digest(token.as_bytes());
+    format!("operator:{}", digest[..4].iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+#[tokio::test]
+async fn bad_requests_and_idempotency_keys() {
+    let rig = rig(true).await;
+    let json_type = ("content-type", "application/json");
+    // (token, path, body, status, code, field)
+    type Case<'a> = (Option<&'a str>, &'a str, &'a str, u16, &'a str, Option<&'a str>);
+    let cases: &[Case<'_>] = &[
+        (None, "/triggers/contract.regenerate", r#"{"contractId":"K1"}"#, 401, "unauthorized", Some("Authorization")),
+        (Some(VIEWER), "/triggers/contract.regenerate", r#"{"contractId":"K1"}"#, 403, "forbidden", None),
+        (Some(OPERATOR), "/triggers/rm.rf", r#"{}"#, 404, "unknown_trigger", Some("name")),
+        (Some(OPERATOR), "/triggers/contract.regenerate", r#"{"contractId":"#, 400, "invalid_json", Some("body")),
+        (Some(OPERATOR), "/triggers/contract.regenerate", r#"{}"#, 422, "invalid_input", Some("contractId")),
+        (
+            Some(OPERATOR),
+            "/triggers/contract.regenerate",
+            r#"{"contractId":"K 1;"}"#,
+            422,
+            "invalid_input",
+            Some("contractId"),
+        ),
+        (
+            Some(OPERATOR),
+            "/triggers/contract.regenerate",
+            r#"{"contractId":"K1","x":1}"#,
+            422,
+            "invalid_input",
+            Some("x"),
+        ),
+        (
+            Some(OPERATOR),
+            "/triggers/finance.export.backfill",
+            r#"{"fromDate":"2026-13-45"}"#,
+            422,
+            "invalid_input",
+            Some("fromDate"),
+        ),
+        (Some(OPERATOR), "/runs/run_nope/cancel", "", 404, "not_found", Some("runId")),
+        (Some(OPERATOR), "/runs/run_nope/approve", r#"{"reason":"ok"}"#, 403, "forbidden", None),
+        (Some(MAINTAINER), "/runs/run_nope/approve", r#"{"reason":"ok"}"#, 404, "not_found", Some("runId")),
+        (Some(MAINTAINER), "/runs/run_nope/approve", r#"{}"#, 422, "invalid_field", Some("reason")),
+    ];
+    for (token, path, body, status, code, field) in cases {
+        let (got, answer) = rig.post(*token, path, &[json_type], body).await;
+        assert_eq!((got, answer["error"]["code"].as_str()), (*status, Some(*code)), "{path} {body}: {answer}");
+        assert_eq!(answer["error"]["field"].as_str(), *field, "{path} {body}: {answer}");
+    }
+
+    let path = "/triggers/portal.notify.retry";
+    let key = ("idempotency-key", "upload-U1-retry-1");
+    let (first, answer) = rig.post(Some(OPERATOR), path, &[key], r#"{"uploadId":"U1"}"#).await;
+    assert_eq!(first, 202, "{answer}");
+    let run_id = answer["runId"].as_str().unwrap().to_owned();
+    let (again, repeat) = rig.post(Some(OPERATOR), path, &[key], r#"{"uploadId":"U1"}"#).await;
+    assert_eq!((again, repeat["runId"].as_str()), (200, Some(run_id.as_str())), "{repeat}");
+    assert_eq!(repeat["duplicate"], true);
+    let (other, refused) = rig.post(Some(OPERATOR), path, &[key], r#"{"uploadId":"U2"}"#).await;
+    assert_eq!((other, refused["error"]["code"].as_str()), (422, Some("idempotency_key_reused")), "{refused}");
+    rig.run_with_status(&run_id, "success").await;
+    assert_eq!(rig.target("/_effects").await, json!({ run_id.clone(): 1 }), "one run, one effect");
+
+    // A key whose first request is still being written: 409 (the test holds its lock).
+    let pool = ct_platform::postgres::connect(&rig.runner.postgres).await.unwrap();
+    let busy_key = "still-in-flight";
+    let busy_run = ct_core::runs::run_id_for_key(&fingerprint(OPERATOR), "portal.notify.retry", busy_key);
+    let mut lock = pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('ct-api-idempotency'), hashtext($1))")
+        .bind(&busy_run)
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let (status, answer) =
+        rig.post(Some(OPERATOR), path, &[("idempotency-key", busy_key)], r#"{"uploadId":"U3"}"#).await;
+    assert_eq!((status, answer["error"]["code"].as_str()), (409, Some("idempotency_key_in_flight")), "{answer}");
+    lock.rollback().await.unwrap();
+    let (status, answer) =
+        rig.post(Some(OPERATOR), path, &[("idempotency-key", busy_key)], r#"{"uploadId":"U3"}"#).await;
+    assert_eq!((status, answer["runId"].as_str()), (202, Some(busy_run.as_str())), "{answer}");
+}
+
+#[tokio::test]
+async fn cancel_a_running_run() {
+    let rig = rig(true).await;
+    rig.owe(json!({"hangs": 1, "hangMs": 60000})).await;
+    let run_id = rig.trigger(OPERATOR, "contract.regenerate", json!({"contractId": "K9"})).await;
+    rig.run_with_status(&run_id, "running").await;
+    let (status, answer) =
+        rig.post(Some(OPERATOR), &format!("/runs/{run_id}/cancel"), &[], r#"{"reason":"wrong contract"}"#).await;
+    assert_eq!(status, 202, "{answer}");
+    let run = rig.run_with_status(&run_id, "cancelled").await;
+    assert_eq!(run["error"]["class"], "cancelled");
+    assert!(run["cancelRequestedBy"].as_str().unwrap().starts_with("operator:"));
+    assert_eq!(kinds(&run), ["requested", "attempt_started", "cancel_requested", "cancelled"]);
+    let calls = rig.target("/_calls").await;
+    let told: Vec<&Value> = calls.as_array().unwrap().iter().filter(|c| c["outcome"] == "cancel").collect();
+    assert_eq!(told.len(), 1, "the target is told: {calls}");
+    assert_eq!(told[0]["body"]["runId"], run_id);
+    let (status, answer) = rig.post(Some(OPERATOR), &format!("/runs/{run_id}/cancel"), &[], "").await;
+    assert_eq!((status, answer["error"]["code"].as_str()), (409, Some("run_ended")), "{answer}");
+}
+
+#[tokio::test]
+async fn approvals_refuse_the_requester_and_accept_a_second_approver() {
+    let rig = rig(true).await;
+    let run_id = rig.trigger(MAINTAINER, "finance.export.backfill", json!({"fromDate": "2026-11-01"})).await;
+    let run = rig.run_with_status(&run_id, "awaiting_approval").await;
+    assert_eq!(run["attempt"], 0);
+    let reason = r#"{"reason":"month-end backfill agreed with finance"}"#;
+    let approve = format!("/runs/{run_id}/approve");
+    let (status, answer) = rig.post(Some(OPERATOR), &approve, &[], reason).await;
+    assert_eq!(status, 403, "operators cannot approve: {answer}");
+    let (status, answer) = rig.post(Some(MAINTAINER), &approve, &[], reason).await;
+    assert_eq!((status, answer["error"]["code"].as_str()), (403, Some("self_approval")), "{answer}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(rig.target("/_calls").await.as_array().unwrap().is_empty(), "nothing runs before approval");
+    let (status, answer) = rig.post(Some(OWNER), &approve, &[], reason).await;
+    assert_eq!(status, 202, "{answer}");
+    let run = rig.run_with_status(&run_id, "success").await;
+    assert!(run["decidedBy"].as_str().unwrap().starts_with("owner:"));
+    assert_eq!(kinds(&run), ["requested", "approved", "attempt_started", "succeeded"]);
+
+    let rejected = rig.trigger(OPERATOR, "finance.export.backfill", json!({"fromDate": "2026-10-01"})).await;
+    rig.run_with_status(&rejected, "awaiting_approval").await;
+    let (status, _) = rig.post(Some(MAINTAINER), &format!("/runs/{rejected}/reject"), &[], reason).await;
+    assert_eq!(status, 202);
+    let run = rig.run_with_status(&rejected, "cancelled").await;
+    assert_eq!(run["error"]["class"], "rejected");
+    let (status, answer) = rig.post(Some(OWNER), &format!("/runs/{rejected}/approve"), &[], reason).await;
+    assert_eq!((status, answer["error"]["code"].as_str()), (409, Some("not_awaiting_approval")), "{answer}");
+    assert_eq!(rig.target("/_effects").await.as_object().unwrap().len(), 1, "the rejected run never ran");
+}
+
+/// The runner's process SIGKILLed while the target works on the call: the next runner resumes
+/// the run as a new attempt with the same key, and the target applies the effect once.
+#[tokio::test]
+async fn a_runner_killed_mid_call_still_makes_one_effect() {
+    let rig = rig(false).await;
+    rig.owe(json!({"hangs": 1, "hangMs": 120000})).await;
+    let dir = std::env::temp_dir().join(format!("ct-runner-kill-{}", uuid_like()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let triggers_file = dir.join("triggers.toml");
+    std::fs::write(&triggers_file, toml::to_string(&triggers(&rig.target)).unwrap()).unwrap();
+    let port = ct_testkit::free_port();
+    let config = format!(
+        r#"
+[kafka]
+bootstrap_servers = "{kafka}"
+# A SIGKILLed member's partitions move after the session timeout (librdkafka's default: 45 s).
+properties = {{ "session.timeout.ms" = "6000" }}
+[consumer]
+name = "{name}"
+topic = "{topic}"
+dlq_topic = "{dlq}"
+[registry]
+url = "{registry}"
+[postgres]
+url = "{postgres}"
+schema = "{schema}"
+[triggers]
+file = "{triggers}"
+[http]
+listen = "127.0.0.1:{port}"
+"#,
+        kafka = rig.runner.kafka.bootstrap_servers,
+        name = rig.runner.consumer.name,
+        topic = rig.runner.consumer.topic,
+        dlq = rig.runner.consumer.dlq_topic,
+        registry = rig.runner.registry.url,
+        postgres = rig.runner.postgres.url,
+        schema = rig.runner.postgres.schema,
+        triggers = triggers_file.display(),
+    );
+    let mut process = ct_testkit::ServiceProcess::start(
+        std::path::Path::new(env!("CARGO_BIN_EXE_ct-runner")),
+        "runner",
+        &config,
+        &dir,
+    );
+    assert!(process.healthy(port, "/healthz", WAIT).await, "the runner starts: {}", process.logs());
+
+    let run_id = rig.trigger(OPERATOR, "contract.regenerate", json!({"contractId": "K7"})).await;
+    eventually(WAIT, || async { (rig.target("/_effects").await[&run_id] == 1).then_some(()) })
+        .await
+        .expect("the call reached the target");
+    process.stop(); // SIGKILL
+    assert_eq!(rig.run(MAINTAINER, &run_id).await["status"], "running");
+
+    // Another runner in the same consumer group (the in-process one only runs the model).
+    let mut resumed = rig.runner.clone();
+    resumed.executor.enabled = true;
+    let token = CancellationToken::new();
+    let stop = token.clone();
+    tokio::spawn(async move { ct_runner::run(resumed, token).await.expect("runner") });
+    let run = rig.run_with_status(&run_id, "success").await;
+    stop.cancel();
+    assert_eq!(run["attempt"], 2);
+    assert_eq!(kinds(&run), ["requested", "attempt_started", "attempt_started", "succeeded"]);
+    let resumed = run["transitions"].as_array().unwrap().iter().find(|t| t["attempt"] == 2).unwrap();
+    assert!(resumed["reason"].as_str().unwrap().contains("interrupted"), "{run}");
+    assert_eq!(rig.target("/_effects").await, json!({ run_id.clone(): 1 }), "one effect");
+    let outcomes: Vec<Value> =
+        rig.target("/_calls").await.as_array().unwrap().iter().map(|c| c["outcome"].clone()).collect();
+    assert_eq!(outcomes, [json!("effect"), json!("replayed")]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn uuid_like() -> String {
+    format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+    )
+}
