@@ -658,6 +658,96 @@ mod tests {
     }
 
     #[test]
+    fn triggered_runs_and_triggers_match_the_document() {
+        let run = TriggeredRun {
+            run_id: "run_0b6f4bd9c1a04e0f9d3c2a1b5e6f7a8b".into(),
+            origin: "trigger",
+            trigger: "contract.regenerate".into(),
+            status: "success".into(),
+            initiator: "operator:1a2b3c4d".into(),
+            reason: Some("client asked".into()),
+            inputs: Some(json!({"contractId": "K456"})),
+            correlation_id: Some("run_0b6f4bd9c1a04e0f9d3c2a1b5e6f7a8b".into()),
+            attempt: 2,
+            requested_at: Micros(at()),
+            decided_by: Some("owner:9f8e7d6c".into()),
+            decided_at: Some(Micros(at())),
+            started_at: Some(Micros(at())),
+            ended_at: Some(Micros(at())),
+            duration_ms: Some(1200),
+            cancel_requested_by: None,
+            sla_breached: false,
+            error: Some(RunError { class: Some("http_5xx".into()), message: None }),
+            metrics: Some(json!({"documentsGenerated": 1})),
+            result: Some(json!({"ok": true, "metrics": {"documentsGenerated": 1}})),
+            links: RunLinks {
+                own: "/runs/run_0b6f4bd9c1a04e0f9d3c2a1b5e6f7a8b".into(),
+                events: "/events?correlation_id=run_0b6f4bd9c1a04e0f9d3c2a1b5e6f7a8b".into(),
+                log: LogKey { topic: "ct.runs.v1".into(), key: "run_0b6f4bd9c1a04e0f9d3c2a1b5e6f7a8b".into() },
+            },
+            transitions: None,
+            events: None,
+        };
+        check("TriggeredRun", &run);
+        let queued = TriggeredRun {
+            status: "queued".into(),
+            reason: None,
+            inputs: None,
+            correlation_id: None,
+            attempt: 0,
+            decided_by: None,
+            decided_at: None,
+            started_at: None,
+            ended_at: None,
+            duration_ms: None,
+            error: None,
+            metrics: None,
+            result: None,
+            ..run.clone()
+        };
+        check("TriggeredRun", &queued);
+        let transition = Transition {
+            kind: "attempt_failed".into(),
+            at: Micros(at()),
+            actor: "ct-runner".into(),
+            attempt: 1,
+            reason: Some("the target answered 500".into()),
+            error_class: Some("http_5xx".into()),
+            http_status: Some(500),
+            duration_ms: Some(12),
+            ignored_because: None,
+            partition: 2,
+            offset: 41,
+        };
+        let bare = Transition {
+            reason: None,
+            error_class: None,
+            http_status: None,
+            duration_ms: None,
+            ignored_because: Some("not the next attempt".into()),
+            ..transition.clone()
+        };
+        check(
+            "TriggeredRunDetail",
+            &TriggeredRun { transitions: Some(vec![transition, bare]), events: Some(vec![event()]), ..run.clone() },
+        );
+        check("TriggeredRunDetail", &TriggeredRun { transitions: Some(vec![]), ..queued });
+        let info = TriggerInfo {
+            name: "finance.export.backfill".into(),
+            description: "Export again.".into(),
+            inputs: json!({"type": "object"}),
+            attempts: 2,
+            timeout_s: 600,
+            sla_s: 1800,
+            rate_limit_per_minute: 2,
+            approval_role: Some("maintainer".into()),
+            window: Some("Mon,Tue 07:00-20:00 Europe/London".into()),
+        };
+        check("TriggerInfo", &info);
+        check("TriggerInfo", &TriggerInfo { approval_role: None, window: None, ..info });
+    }
+
+    #[test]
     fn systems_health_and_readiness_match_the_document() {
         let amber = crate::health::Status::Amber;
         let health = SystemHealth {

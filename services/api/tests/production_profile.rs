@@ -10,9 +10,14 @@ fn config(ctx: &TestContext, port: u16, password: &str, tokens: &str) -> String 
     // Local Postgres trusts the local user, so any password connects; it must still never print.
     let url = postgres_url().replacen("postgres@", &format!("postgres:{password}@"), 1);
     format!(
-        "profile = \"production\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n[postgres]\nurl = \"{url}\"\nschema = \"{schema}\"\n[auth.user_tokens]\n{tokens}\n",
+        "profile = \"production\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n[postgres]\nurl = \"{url}\"\nschema = \"{schema}\"\n[runs]\nredaction_salt = \"{salt}\"\n[auth.user_tokens]\n{tokens}\n",
         schema = ctx.postgres().schema,
+        salt = salt(ctx),
     )
+}
+
+fn salt(ctx: &TestContext) -> String {
+    format!("run-salt-{}", ctx.id)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -37,7 +42,10 @@ async fn production_starts_with_its_own_tokens_refuses_dev_ones_and_never_logs_a
     assert_eq!(systems("dev-token-owner").await.unwrap().status(), 401, "a dev token works in production");
     api.stop();
     let logs = api.logs();
-    assert!(!logs.contains(&token) && !logs.contains(&password), "a secret value was logged:\n{logs}");
+    assert!(
+        !logs.contains(&token) && !logs.contains(&password) && !logs.contains(&salt(&ctx)),
+        "a secret value was logged:\n{logs}"
+    );
 
     for (name, tokens, rule) in [
         ("dev", "\"dev-token-owner\" = \"owner\"".to_owned(), "dev user tokens"),

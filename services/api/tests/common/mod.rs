@@ -61,6 +61,7 @@ pub async fn stack() -> Stack {
     api.kafka = ctx.kafka.clone();
     api.registry.url = registry_url.clone();
     api.actions.audit_topic = t.audit.clone();
+    api.runs.topic = t.runs.clone();
     let schema_for_test = schema.clone();
     api.postgres = schema;
     // The API may start before the projector created the tables; both use the same schema.
