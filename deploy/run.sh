@@ -30,7 +30,7 @@ bash deploy/stack.sh up
 profile=debug; cargo_flags=()
 if [ "${CT_RELEASE:-0}" = 1 ]; then profile=release; cargo_flags=(--release); fi
 echo "[run] building the services ($profile)"
-cargo build "${cargo_flags[@]}" -p ct-registry -p ct-edge -p ct-projector -p ct-dlq-categoriser -p ct-health -p ct-api -p ct-replay
+cargo build "${cargo_flags[@]}" -p ct-registry -p ct-edge -p ct-projector -p ct-dlq-categoriser -p ct-health -p ct-api -p ct-runner -p ct-target -p ct-replay
 
 pids=()
 cleanup() {
@@ -62,6 +62,9 @@ start ct-edge 8080 /readyz
 start ct-projector 9101 /healthz
 start ct-dlq-categoriser 9102 /healthz
 start ct-health 9103 /healthz
+# The dev target of the shipped triggers (config/triggers.toml): records calls, one effect per key.
+start ct-target 8095 /_effects
+start ct-runner 8096 /healthz
 start ct-api 8090 /healthz
 if [ "$load_golden" = 1 ]; then
   python3 testdata/golden/golden.py load --edge http://127.0.0.1:8080 || die "loading the golden dataset failed"
@@ -75,6 +78,8 @@ Control Tower is running.
   projector (metrics)   http://127.0.0.1:9101      logs $LOGS/ct-projector.log
   DLQ categoriser       http://127.0.0.1:9102      logs $LOGS/ct-dlq-categoriser.log (GET /metrics: ct_dlq_depth)
   health evaluator      http://127.0.0.1:9103      logs $LOGS/ct-health.log (ticks ct.clock.v1 each minute)
+  runner (metrics)      http://127.0.0.1:8096      logs $LOGS/ct-runner.log (executes triggered runs)
+  dev trigger target    http://127.0.0.1:8095      logs $LOGS/ct-target.log (GET /_calls, /_effects)
   schema registry       http://127.0.0.1:8081      logs $LOGS/ct-registry.log
   Kafka                 127.0.0.1:9092             topics: deploy/topics.toml
   Postgres              postgres://postgres@127.0.0.1:5432/controltower
@@ -92,6 +97,11 @@ Try it (deep dive §7.1):
        -H "X-CT-Signature: sha256=\$SIG" -H "Content-Type: application/json" -d "\$BODY"
   curl -s "http://127.0.0.1:8090/events?source=finance&type=finance.invoice.generated&from=2025-09-27T00:00:00Z" \\
        -H "Authorization: Bearer dev-token-maintainer"
+
+Trigger a run (deep dive §7.3) and read it:
+  curl -s -X POST http://127.0.0.1:8090/triggers/contract.regenerate -H "Authorization: Bearer dev-token-operator" \\
+       -H "Content-Type: application/json" -d '{"contractId":"K456"}'
+  curl -s http://127.0.0.1:8090/runs/run_... -H "Authorization: Bearer dev-token-maintainer"
 
 Dead letters (the SRE CLI; every command has --help and --json):
   ${CARGO_TARGET_DIR:-$REPO/target}/$profile/ct dlq list

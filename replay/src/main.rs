@@ -1,5 +1,5 @@
 //! `ct`: the SRE command line. Dead letters (`ct dlq list|show|replay|skip`), read-model
-//! rebuilds (`ct rebuild projector|dlq-items|daily-counts|health`) and `ct send` (events to the
+//! rebuilds (`ct rebuild projector|dlq-items|daily-counts|health|runs`) and `ct send` (events to the
 //! edge, signed and retried like the client libraries).
 #![allow(clippy::print_stdout)]
 
@@ -202,6 +202,8 @@ enum Model {
     DailyCounts(RebuildArgs),
     /// The health evaluator's statuses, history and rule windows (ct.events.v1 + ct.clock.v1).
     Health(RebuildArgs),
+    /// Triggered runs and their records (trigger_runs, run_transitions; ct.runs.v1).
+    Runs(RebuildArgs),
 }
 
 /// Reads the model's topics from offset 0 into `<schema>_rebuild_<time>` beside the live schema,
@@ -274,6 +276,7 @@ async fn main() -> ExitCode {
         Command::Rebuild { model: Model::DlqItems(args) } => run_rebuild("dlq-items", args, cli.json).await,
         Command::Rebuild { model: Model::DailyCounts(args) } => run_rebuild("daily-counts", args, cli.json).await,
         Command::Rebuild { model: Model::Health(args) } => run_rebuild("health", args, cli.json).await,
+        Command::Rebuild { model: Model::Runs(args) } => run_rebuild("runs", args, cli.json).await,
         Command::Send(args) => run_send(args).await,
     };
     result.unwrap_or_else(|error| {
