@@ -5,6 +5,7 @@
 //! models only through their Postgres schemas. People's actions (acknowledging an alert) are
 //! records it writes to the log (`ct.audit.v1`), which the owning model applies.
 
+pub mod audit;
 pub mod auth;
 pub mod cursor;
 pub mod dlq;

@@ -108,6 +108,21 @@ impl Run {
     }
 }
 
+/// `AuditEntry`: one person's action, as the model that applied it keeps it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditEntry {
+    pub id: String,
+    pub at: Micros,
+    /// `alerts`, `dlq` or `runs`.
+    pub source: &'static str,
+    pub action: String,
+    /// The alert, dead-letter item or run acted on.
+    pub resource: String,
+    pub actor: String,
+    pub reason: String,
+    pub outcome: String,
+}
+
 /// `TriggerInfo`: one trigger of the allow-list.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -745,6 +760,19 @@ mod tests {
         };
         check("TriggerInfo", &info);
         check("TriggerInfo", &TriggerInfo { approval_role: None, window: None, ..info });
+        check(
+            "AuditEntry",
+            &AuditEntry {
+                id: "ct.runs.v1:2:41".into(),
+                at: Micros(at()),
+                source: "runs",
+                action: "approved".into(),
+                resource: "run_0b6f4bd9c1a04e0f9d3c2a1b5e6f7a8b".into(),
+                actor: "owner:9f8e7d6c".into(),
+                reason: "agreed with finance".into(),
+                outcome: "applied".into(),
+            },
+        );
     }
 
     #[test]

@@ -357,6 +357,29 @@ async fn approvals_refuse_the_requester_and_accept_a_second_approver() {
     let (status, answer) = rig.post(Some(OWNER), &format!("/runs/{rejected}/approve"), &[], reason).await;
     assert_eq!((status, answer["error"]["code"].as_str()), (409, Some("not_awaiting_approval")), "{answer}");
     assert_eq!(rig.target("/_effects").await.as_object().unwrap().len(), 1, "the rejected run never ran");
+
+    // The decisions are in the audit trail, newest first; a viewer may not read it.
+    let audit = |token: &'static str| rig.http.get(format!("{}/audit?source=runs", rig.api)).bearer_auth(token).send();
+    assert_eq!(audit(VIEWER).await.unwrap().status(), 403);
+    let entries: Value = audit(MAINTAINER).await.unwrap().json().await.unwrap();
+    let actions: Vec<(&str, &str)> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["action"].as_str().unwrap(), e["resource"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("rejected", rejected.as_str()),
+            ("requested", rejected.as_str()),
+            ("approved", run_id.as_str()),
+            ("requested", run_id.as_str())
+        ],
+        "{entries}"
+    );
+    assert!(entries[2]["actor"].as_str().unwrap().starts_with("owner:"));
+    assert_eq!(entries[2]["reason"], "month-end backfill agreed with finance");
 }
 
 /// The runner's process SIGKILLed while the target works on the call: the next runner resumes
