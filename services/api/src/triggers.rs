@@ -223,7 +223,9 @@ pub async fn trigger(
         .with_field("Idempotency-Key")
         .retry_after(1));
     }
-    if let Some(existing) = stored_hash(&app, &run_id).await? {
+    // Every query of a keyed request runs on this one connection: waiting requests hold one
+    // connection each, never two (the pool cannot run dry by waiting on itself).
+    if let Some(existing) = stored_hash(&mut lock, &run_id).await? {
         if existing.as_deref() != Some(hash.as_str()) {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -232,7 +234,13 @@ pub async fn trigger(
             )
             .with_field("Idempotency-Key"));
         }
-        let status = run_status(&app, &run_id).await?.unwrap_or_else(|| "queued".into());
+        // The run exists, so its table does.
+        let status: Option<String> = sqlx::query_scalar("SELECT status FROM trigger_runs WHERE run_id = $1")
+            .bind(&run_id)
+            .fetch_optional(&mut *lock)
+            .await
+            .map_err(internal)?;
+        let status = status.unwrap_or_else(|| "queued".into());
         return Ok(
             (StatusCode::OK, Json(json!({"runId": run_id, "status": status, "duplicate": true}))).into_response()
         );
@@ -241,8 +249,8 @@ pub async fn trigger(
     catalogue.write(&record).await?;
     tracing::info!(run_id, trigger = name, actor, "Run requested.");
     let deadline = tokio::time::Instant::now() + OBSERVE;
-    while tokio::time::Instant::now() < deadline && stored_hash(&app, &run_id).await?.is_none() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    while tokio::time::Instant::now() < deadline && stored_hash(&mut lock, &run_id).await?.is_none() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     drop(lock);
     Ok(accepted(StatusCode::ACCEPTED, &run_id, &record))
@@ -266,21 +274,28 @@ fn accepted(status: StatusCode, run_id: &str, record: &RunRecord) -> Response {
     (status, Json(json!({"runId": run_id, "status": state}))).into_response()
 }
 
-/// `Some(request_hash)` when the run exists in the model.
-async fn stored_hash(app: &AppState, run_id: &str) -> Result<Option<Option<String>>, ApiError> {
-    match sqlx::query("SELECT request_hash FROM trigger_runs WHERE run_id = $1")
+/// `Some(request_hash)` when the run exists in the model. In a savepoint: a missing table (the
+/// runner never started) must not abort the transaction that holds the key's lock.
+async fn stored_hash(
+    lock: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    run_id: &str,
+) -> Result<Option<Option<String>>, ApiError> {
+    let mut savepoint = sqlx::Connection::begin(&mut **lock).await.map_err(internal)?;
+    let found = sqlx::query("SELECT request_hash FROM trigger_runs WHERE run_id = $1")
         .bind(run_id)
-        .fetch_optional(&app.pool)
-        .await
-    {
-        Ok(row) => Ok(row.map(|r| r.get("request_hash"))),
-        Err(error) if no_schema_yet(&error) => Ok(None),
+        .fetch_optional(&mut *savepoint)
+        .await;
+    match found {
+        Ok(row) => {
+            savepoint.commit().await.map_err(internal)?;
+            Ok(row.map(|r| r.get("request_hash")))
+        }
+        Err(error) if no_schema_yet(&error) => {
+            savepoint.rollback().await.map_err(internal)?;
+            Ok(None)
+        }
         Err(error) => Err(internal(error)),
     }
-}
-
-async fn run_status(app: &AppState, run_id: &str) -> Result<Option<String>, ApiError> {
-    Ok(load_run(app, run_id).await?.map(|run| run.status))
 }
 
 /// A triggered run from the runner's read model (`None` also while its schema does not exist).

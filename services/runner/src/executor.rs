@@ -7,7 +7,7 @@
 //! runner that dies closes it, and the next scan of any runner resumes the run as a new attempt).
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -19,14 +19,82 @@ use ct_platform::audit::RecordWriter;
 use serde::Deserialize;
 use serde_json::json;
 use sqlx::{Connection as _, PgPool, Row};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::model;
 
 /// The most of a target's answer kept as the run's result.
 const MAX_RESULT_BYTES: usize = 8 * 1024;
-const CANCEL_POLL: Duration = Duration::from_millis(100);
+/// How often a waiter looks at the model when no notification came (one may be lost while the
+/// listener reconnects, or the model runs in another instance that notifies another database).
+const FALLBACK_LOOK: Duration = Duration::from_millis(500);
+/// The least time between two scans, however many batches the model commits.
+const SCAN_SPACING: Duration = Duration::from_millis(20);
+
+/// What the model changed, from its `pg_notify` per committed batch: a counter for every
+/// change (the scan waits on it) and one per run someone waits for.
+#[derive(Default)]
+pub struct Changes {
+    all: watch::Sender<u64>,
+    runs: Mutex<HashMap<String, watch::Sender<u64>>>,
+}
+
+impl Changes {
+    fn notify(&self, payload: &str) {
+        self.all.send_modify(|n| *n += 1);
+        let runs = self.runs.lock().expect("not poisoned");
+        if payload == model::EVERY_RUN {
+            runs.values().for_each(|run| run.send_modify(|n| *n += 1));
+        } else {
+            payload.split(',').filter_map(|id| runs.get(id)).for_each(|run| run.send_modify(|n| *n += 1));
+        }
+    }
+
+    /// A receiver that sees every later change of `run_id`.
+    fn watch(&self, run_id: &str) -> watch::Receiver<u64> {
+        self.runs.lock().expect("not poisoned").entry(run_id.to_owned()).or_default().subscribe()
+    }
+
+    fn forget(&self, run_id: &str) {
+        self.runs.lock().expect("not poisoned").remove(run_id);
+    }
+}
+
+/// Waits for the next change `changed` announces, or `fallback`, whichever comes first.
+async fn next_change(changed: &mut watch::Receiver<u64>, fallback: Duration) {
+    let _ = tokio::time::timeout(fallback, changed.changed()).await;
+}
+
+/// Listens to the model's notifications until `shutdown` (sqlx reconnects a lost listener; what
+/// was notified meanwhile is covered by the waiters' fallback look).
+pub async fn listen(pool: PgPool, channel: String, changes: Arc<Changes>, shutdown: CancellationToken) {
+    loop {
+        let listener = async {
+            let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
+            listener.listen(&channel).await?;
+            loop {
+                let notification = listener.recv().await?;
+                changes.notify(notification.payload());
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), sqlx::Error>(())
+        };
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            outcome = listener => {
+                if let Err(error) = outcome {
+                    tracing::warn!(error = %error, "The runs listener failed; reconnecting in a second.");
+                }
+            }
+        }
+        changes.notify(model::EVERY_RUN);
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct ExecutorConfig {
@@ -60,6 +128,7 @@ pub struct Executor {
     busy: Mutex<HashSet<String>>,
     /// Expiries and SLA breaches written and not yet seen in the model (so one scan writes one).
     marked: Mutex<HashSet<(String, RecordKind)>>,
+    pub changes: Arc<Changes>,
     /// The attempt this instance last started per run, until the run ends: when the model was
     /// slow to show it, the next claim waits for it instead of writing it again.
     started: Mutex<std::collections::HashMap<String, i32>>,
@@ -100,6 +169,7 @@ impl Executor {
             busy: Mutex::default(),
             marked: Mutex::default(),
             started: Mutex::default(),
+            changes: Arc::default(),
         })
     }
 
@@ -199,6 +269,7 @@ impl Executor {
             if model::load(&executor.pool, &run_id).await.is_ok_and(|run| run.is_none_or(|r| r.status.is_final())) {
                 executor.started.lock().expect("not poisoned").remove(&run_id);
             }
+            executor.changes.forget(&run_id);
             executor.busy.lock().expect("not poisoned").remove(&run_id);
             drop(permit);
         });
@@ -377,13 +448,14 @@ impl Executor {
 
     /// Resolves once the model shows a cancel request for `run_id` (never, if none comes).
     async fn cancel_requested(&self, run_id: &str) {
+        let mut changed = self.changes.watch(run_id);
         loop {
-            tokio::time::sleep(CANCEL_POLL).await;
             if let Ok(Some(run)) = model::load(&self.pool, run_id).await
                 && (run.cancel_requested_by.is_some() || run.status.is_final())
             {
                 return;
             }
+            next_change(&mut changed, FALLBACK_LOOK).await;
         }
     }
 
@@ -398,6 +470,7 @@ impl Executor {
     /// The run once the model shows what `seen` waits for (read-your-writes through the log).
     async fn observe(&self, run_id: &str, seen: impl Fn(&Run) -> bool) -> Result<Run, ExecError> {
         let deadline = Instant::now() + Duration::from_millis(self.config.observe_timeout_ms);
+        let mut changed = self.changes.watch(run_id);
         loop {
             if let Some(run) = model::load(&self.pool, run_id).await?
                 && seen(&run)
@@ -407,7 +480,7 @@ impl Executor {
             if Instant::now() > deadline {
                 return Err(ExecError::NotObserved(run_id.to_owned()));
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            next_change(&mut changed, FALLBACK_LOOK.min(deadline - Instant::now())).await;
         }
     }
 }
@@ -439,15 +512,18 @@ fn truncate(mut text: String) -> String {
     text
 }
 
-/// Scans every `poll_interval_ms` until `shutdown`.
+/// Scans when the model changed (at most every `SCAN_SPACING`) and at least every
+/// `poll_interval_ms` (expiries and SLAs need no change), until `shutdown`.
 pub async fn run(executor: Arc<Executor>, shutdown: CancellationToken) {
     let mut interval = tokio::time::interval(Duration::from_millis(executor.config.poll_interval_ms));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut changed = executor.changes.all.subscribe();
     let mut failing = false;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             _ = interval.tick() => {}
+            _ = changed.changed() => {}
         }
         match executor.scan().await {
             Ok(()) if failing => {
@@ -461,6 +537,7 @@ pub async fn run(executor: Arc<Executor>, shutdown: CancellationToken) {
             }
             Err(_) => {}
         }
+        tokio::time::sleep(SCAN_SPACING).await;
     }
 }
 

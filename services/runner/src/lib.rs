@@ -115,8 +115,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             Duration::from_secs(10),
         )
         .context("creating the Kafka producer")?;
-        let executor = executor::Executor::new(pool.clone(), writer, triggers, config.executor.clone())?;
-        tasks.spawn(executor::run(Arc::new(executor), shutdown.clone()));
+        let executor = Arc::new(executor::Executor::new(pool.clone(), writer, triggers, config.executor.clone())?);
+        tasks.spawn(executor::listen(
+            pool.clone(),
+            model::channel(&config.postgres.schema),
+            Arc::clone(&executor.changes),
+            shutdown.clone(),
+        ));
+        tasks.spawn(executor::run(executor, shutdown.clone()));
     }
     let pipeline = model::RunsPipeline {
         pool,

@@ -23,6 +23,16 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "runs", sql: include_str!("../migrations/0001_runs.sql") },
 ];
 
+/// Postgres refuses a notification payload of 8,000 bytes or more.
+const MAX_NOTIFY_BYTES: usize = 7_900;
+/// The payload that says "look at every run" (a batch changed too many to list).
+pub const EVERY_RUN: &str = "*";
+
+/// The channel on which each committed batch names the runs it changed (comma-separated).
+pub fn channel(schema: &str) -> String {
+    format!("{schema}.runs")
+}
+
 pub const RUN_COLUMNS: &str = "run_id, trigger, status, initiator, reason, inputs, request_hash, correlation_id, attempt, \
      requested_at, decided_by, decided_at, started_at, completed_at, cancel_requested_by, sla_breached, error_class, \
      error, result";
@@ -115,9 +125,17 @@ impl Pipeline for RunsPipeline {
                 };
                 insert_transition(&mut tx, at, record, ignored.as_deref()).await?;
             }
-            for run in runs.into_values().flatten() {
-                upsert(&mut tx, &run).await?;
+            let changed: Vec<&str> = runs.keys().map(String::as_str).collect();
+            let payload = if changed.iter().map(|id| id.len() + 1).sum::<usize>() < MAX_NOTIFY_BYTES {
+                changed.join(",")
+            } else {
+                EVERY_RUN.to_owned()
+            };
+            for run in runs.values().flatten() {
+                upsert(&mut tx, run).await?;
             }
+            // Delivered at commit: the executors waiting for these runs look again.
+            sqlx::query("SELECT pg_notify(current_schema() || '.runs', $1)").bind(&payload).execute(&mut *tx).await?;
             ct_platform::postgres::advance_progress(&mut tx, &self.consumer, topic, progress).await?;
             Ok(tx.commit().await?)
         })
