@@ -3,8 +3,9 @@
 //!
 //! Exactly one effect: every attempt of a run sends the same `Idempotency-Key` (the run id), so a
 //! target that honours it applies the effect once however often the runner retries or restarts.
-//! A run is executed by whoever holds its Postgres advisory lock (on a connection of its own: a
-//! runner that dies closes it, and the next scan of any runner resumes the run as a new attempt).
+//! A run is executed by whoever holds its Postgres advisory lock (all of an instance's locks are on
+//! one connection of its own: a runner that dies closes it, and the next scan of any runner
+//! resumes the run as a new attempt).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -18,7 +19,7 @@ use ct_core::runs::{RecordKind, Run, RunRecord, RunStatus, TriggerSpec, Triggers
 use ct_platform::audit::RecordWriter;
 use serde::Deserialize;
 use serde_json::json;
-use sqlx::{Connection as _, PgPool, Row};
+use sqlx::{PgPool, Row};
 use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -129,6 +130,8 @@ pub struct Executor {
     /// Expiries and SLA breaches written and not yet seen in the model (so one scan writes one).
     marked: Mutex<HashSet<(String, RecordKind)>>,
     pub changes: Arc<Changes>,
+    /// The connection holding the locks of the runs this instance executes.
+    locks: tokio::sync::Mutex<Option<sqlx::PgConnection>>,
     /// The attempt this instance last started per run, until the run ends: when the model was
     /// slow to show it, the next claim waits for it instead of writing it again.
     started: Mutex<std::collections::HashMap<String, i32>>,
@@ -170,6 +173,7 @@ impl Executor {
             marked: Mutex::default(),
             started: Mutex::default(),
             changes: Arc::default(),
+            locks: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -234,7 +238,7 @@ impl Executor {
                     self.write(&record).await?;
                 }
             }
-            if matches!(status, RunStatus::Queued | RunStatus::Running) {
+            if matches!(status, RunStatus::Queued | RunStatus::Running) && self.permits.available_permits() > 0 {
                 self.claim(run_id).await?;
             }
         }
@@ -249,14 +253,7 @@ impl Executor {
             return Ok(());
         }
         let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else { return Ok(()) };
-        // A connection of its own, never returned to the pool: closing it (or dying) releases
-        // the session lock.
-        let mut lock = self.pool.acquire().await?.detach();
-        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext('ct-runner'), hashtext($1))")
-            .bind(&run_id)
-            .fetch_one(&mut lock)
-            .await?;
-        if !locked {
+        if !self.advisory("SELECT pg_try_advisory_lock(hashtext('ct-runner'), hashtext($1))", &run_id).await? {
             return Ok(());
         }
         self.busy.lock().expect("not poisoned").insert(run_id.clone());
@@ -265,7 +262,10 @@ impl Executor {
             if let Err(error) = executor.execute(&run_id).await {
                 tracing::warn!(run_id, error = %error, "Run paused; the next scan resumes it.");
             }
-            let _ = lock.close().await;
+            let unlock = "SELECT pg_advisory_unlock(hashtext('ct-runner'), hashtext($1))";
+            if let Err(error) = executor.advisory(unlock, &run_id).await {
+                tracing::warn!(run_id, error = %error, "Releasing a run's lock failed; its connection was closed.");
+            }
             if model::load(&executor.pool, &run_id).await.is_ok_and(|run| run.is_none_or(|r| r.status.is_final())) {
                 executor.started.lock().expect("not poisoned").remove(&run_id);
             }
@@ -274,6 +274,22 @@ impl Executor {
             drop(permit);
         });
         Ok(())
+    }
+
+    /// Runs `sql` (taking or releasing a run's session lock) on the lock connection: one per
+    /// executor, never returned to the pool, so the locks die with it (a crashed runner's runs
+    /// are free at once). A failed connection is dropped, which releases every lock it held,
+    /// and the next call opens another.
+    async fn advisory(&self, sql: &str, run_id: &str) -> Result<bool, ExecError> {
+        let mut connection = self.locks.lock().await;
+        if connection.is_none() {
+            *connection = Some(self.pool.acquire().await?.detach());
+        }
+        let outcome = sqlx::query_scalar(sql).bind(run_id).fetch_one(connection.as_mut().expect("opened above")).await;
+        if outcome.is_err() {
+            *connection = None;
+        }
+        Ok(outcome?)
     }
 
     async fn execute(&self, run_id: &str) -> Result<(), ExecError> {
