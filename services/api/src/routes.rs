@@ -39,6 +39,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/runs/{run_id}/reject", axum::routing::post(crate::triggers::reject))
         .route("/triggers", get(crate::triggers::list))
         .route("/triggers/{name}", axum::routing::post(crate::triggers::trigger))
+        // The control-room API (seed control-room-api-plan §3.2) over the same runs.
+        .route("/api/v1/jobs/run", axum::routing::post(crate::triggers::run_job))
+        .route("/api/v1/jobs/validate", axum::routing::post(crate::triggers::validate_job))
+        .route("/api/v1/runs/{run_id}", get(get_run))
+        .route("/api/v1/runs/{run_id}/cancel", axum::routing::post(crate::triggers::cancel))
         .route("/systems", get(crate::health::list_systems))
         .route("/systems/{system_id}/history", get(crate::health::history))
         .route("/health", get(crate::health::health))

@@ -150,17 +150,79 @@ pub async fn trigger(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let (_, actor) = app.users.actor(&headers, Permission::Operate)?;
-    let catalogue = &app.triggers;
-    let Some(spec) = catalogue.triggers.triggers.get(&name) else {
+    let inputs = json_body(&body)?;
+    let request = Request {
+        name: &name,
+        name_field: "name",
+        inputs: &inputs,
+        inputs_field: "",
+        reason: header_text(&headers, "x-ct-reason")?.map(str::to_owned),
+        correlation_id: header_text(&headers, "x-correlation-id")?.map(str::to_owned),
+        body: &body,
+    };
+    request_run(&app, &headers, &actor, request).await
+}
+
+/// A request to run a trigger, from either door (`/triggers/{name}` or `/api/v1/jobs/run`).
+struct Request<'a> {
+    name: &'a str,
+    /// Where the trigger's name was, for a 404 (`name` or `job`).
+    name_field: &'a str,
+    inputs: &'a Value,
+    /// Prefix of an input's field in a 422 (`""` or `inputs.`).
+    inputs_field: &'a str,
+    reason: Option<String>,
+    correlation_id: Option<String>,
+    /// The raw body: with the trigger's name, the fingerprint an `Idempotency-Key` must repeat.
+    body: &'a [u8],
+}
+
+fn spec<'a>(catalogue: &'a Catalogue, name: &str, field: &str) -> Result<&'a TriggerSpec, ApiError> {
+    catalogue.triggers.triggers.get(name).ok_or_else(|| {
         let known: Vec<&str> = catalogue.triggers.triggers.keys().map(String::as_str).collect();
-        return Err(ApiError::new(
+        ApiError::new(
             StatusCode::NOT_FOUND,
             "unknown_trigger",
             format!("`{name}` is not an allow-listed trigger; triggers: {}", known.join(", ")),
         )
-        .with_field("name"));
-    };
-    let key = header_text(&headers, "idempotency-key")?;
+        .with_field(field)
+    })
+}
+
+/// What every request must pass before anything is written: known trigger, valid inputs, open
+/// window.
+fn check<'a>(catalogue: &'a Catalogue, request: &Request<'_>) -> Result<&'a TriggerSpec, ApiError> {
+    let spec = spec(catalogue, request.name, request.name_field)?;
+    if let Some(error) = input_error(&catalogue.validators[request.name], request.inputs) {
+        let field = error.field.clone();
+        return Err(match (request.inputs_field, field.as_deref()) {
+            ("", _) | (_, None) => error,
+            (prefix, Some("body")) => error.with_field(prefix.trim_end_matches('.')),
+            (prefix, Some(field)) => error.with_field(format!("{prefix}{field}")),
+        });
+    }
+    if let Some(window) = &spec.window
+        && !window.contains(Utc::now()).unwrap_or(false)
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "outside_window",
+            format!("`{}` may be triggered only {}", request.name, window.describe()),
+        )
+        .with_field(request.name_field));
+    }
+    Ok(spec)
+}
+
+async fn request_run(
+    app: &AppState,
+    headers: &HeaderMap,
+    actor: &str,
+    request: Request<'_>,
+) -> Result<Response, ApiError> {
+    let catalogue = &app.triggers;
+    let name = request.name;
+    let key = header_text(headers, "idempotency-key")?;
     if let Some(key) = key
         && (key.is_empty() || key.len() > MAX_KEY_CHARS)
     {
@@ -171,37 +233,22 @@ pub async fn trigger(
         )
         .with_field("Idempotency-Key"));
     }
-    let correlation_id = header_text(&headers, "x-correlation-id")?.map(str::to_owned);
-    let reason = header_text(&headers, "x-ct-reason")?.map(str::to_owned);
-    let inputs = json_body(&body)?;
-    if let Some(error) = input_error(&catalogue.validators[&name], &inputs) {
-        return Err(error);
-    }
-    if let Some(window) = &spec.window
-        && !window.contains(Utc::now()).unwrap_or(false)
-    {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "outside_window",
-            format!("`{name}` may be triggered only {}", window.describe()),
-        )
-        .with_field("name"));
-    }
-    let hash = runs::request_hash(&name, &body);
+    let spec = check(catalogue, &request)?;
+    let hash = runs::request_hash(name, request.body);
     let run_id = match key {
-        Some(key) => runs::run_id_for_key(&actor, &name, key),
+        Some(key) => runs::run_id_for_key(actor, name, key),
         None => runs::run_id_from_bytes(*uuid::Uuid::new_v4().as_bytes()),
     };
     let record = RunRecord {
-        reason,
-        inputs: Some(catalogue.redact(&inputs).to_string()),
+        reason: request.reason,
+        inputs: Some(catalogue.redact(request.inputs).to_string()),
         request_hash: Some(hash.clone()),
-        correlation_id: Some(correlation_id.unwrap_or_else(|| run_id.clone())),
+        correlation_id: Some(request.correlation_id.unwrap_or_else(|| run_id.clone())),
         awaiting_approval: spec.approval.is_some(),
-        ..RunRecord::new(&run_id, RecordKind::Requested, Utc::now(), &actor, &name)
+        ..RunRecord::new(&run_id, RecordKind::Requested, Utc::now(), actor, name)
     };
     let Some(_) = key else {
-        charge(catalogue, &name)?;
+        charge(catalogue, name)?;
         catalogue.write(&record).await?;
         tracing::info!(run_id, trigger = name, actor, "Run requested.");
         return Ok(accepted(StatusCode::ACCEPTED, &run_id, &record));
@@ -245,7 +292,7 @@ pub async fn trigger(
             (StatusCode::OK, Json(json!({"runId": run_id, "status": status, "duplicate": true}))).into_response()
         );
     }
-    charge(catalogue, &name)?;
+    charge(catalogue, name)?;
     catalogue.write(&record).await?;
     tracing::info!(run_id, trigger = name, actor, "Run requested.");
     let deadline = tokio::time::Instant::now() + OBSERVE;
@@ -416,4 +463,59 @@ pub async fn list(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Resul
         })
         .collect();
     Ok(Json(triggers).into_response())
+}
+
+/// The control-room API's job request (`POST /api/v1/jobs/run` and `/validate`): `{"job",
+/// "inputs", "reason"?, "correlationId"?}`.
+fn job_request<'a>(body: &'a Value, raw: &'a [u8]) -> Result<Request<'a>, ApiError> {
+    let name = match body.get("job") {
+        Some(Value::String(name)) => name.as_str(),
+        _ => return Err(crate::health::invalid("job", "`job` is required: the name of an allow-listed trigger")),
+    };
+    static EMPTY: Value = Value::Null;
+    let inputs = body.get("inputs").unwrap_or(&EMPTY);
+    if !inputs.is_object() {
+        return Err(crate::health::invalid("inputs", "`inputs` must be an object (the trigger's inputs)"));
+    }
+    Ok(Request {
+        name,
+        name_field: "job",
+        inputs,
+        inputs_field: "inputs.",
+        reason: optional_text(body, "reason")?,
+        correlation_id: optional_text(body, "correlationId")?,
+        body: raw,
+    })
+}
+
+/// `POST /api/v1/jobs/run` (operator and above): `POST /triggers/{name}` with the control-room
+/// API's body; the same checks, answers and `Idempotency-Key` rules.
+pub async fn run_job(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    let (_, actor) = app.users.actor(&headers, Permission::Operate)?;
+    let parsed = json_body(&body)?;
+    let request = job_request(&parsed, &body)?;
+    request_run(&app, &headers, &actor, request).await
+}
+
+/// `POST /api/v1/jobs/validate` (operator and above): every check of a run request, and what
+/// would run; writes nothing and spends no rate limit.
+pub async fn validate_job(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    app.users.actor(&headers, Permission::Operate)?;
+    let parsed = json_body(&body)?;
+    let request = job_request(&parsed, &body)?;
+    let spec = check(&app.triggers, &request)?;
+    Ok(Json(json!({
+        "valid": true,
+        "job": request.name,
+        "status": if spec.approval.is_some() { "awaiting_approval" } else { "queued" },
+        "target": spec.target.url,
+        "attempts": spec.retry.attempts,
+        "timeoutS": spec.timeout_s,
+        "approvalRole": spec.approval.as_ref().map(|a| a.role.clone()),
+    }))
+    .into_response())
 }

@@ -463,3 +463,58 @@ fn uuid_like() -> String {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
     )
 }
+
+/// The control-room API's doors to the same runs: validate (nothing written), run, read, cancel.
+#[tokio::test]
+async fn control_room_api_validates_runs_reads_and_cancels_jobs() {
+    let rig = rig(true).await;
+    let job = r#"{"job":"contract.regenerate","inputs":{"contractId":"K77"},"reason":"client asked"}"#;
+    let (status, answer) = rig.post(Some(OPERATOR), "/api/v1/jobs/validate", &[], job).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["valid"], true);
+    assert_eq!(answer["status"], "queued");
+    assert!(answer["target"].as_str().unwrap().ends_with("/contracts/regenerate"), "{answer}");
+    let invalid: &[(&str, u16, &str, &str)] = &[
+        (r#"{"inputs":{}}"#, 422, "invalid_field", "job"),
+        (r#"{"job":"contract.regenerate","inputs":[]}"#, 422, "invalid_field", "inputs"),
+        (r#"{"job":"contract.regenerate","inputs":{}}"#, 422, "invalid_input", "inputs.contractId"),
+        (r#"{"job":"nope","inputs":{}}"#, 404, "unknown_trigger", "job"),
+    ];
+    for (body, status, code, field) in invalid {
+        for path in ["/api/v1/jobs/validate", "/api/v1/jobs/run"] {
+            let (got, answer) = rig.post(Some(OPERATOR), path, &[], body).await;
+            assert_eq!(
+                (got, answer["error"]["code"].as_str(), answer["error"]["field"].as_str()),
+                (*status, Some(*code), Some(*field)),
+                "{path} {body}: {answer}"
+            );
+        }
+    }
+    assert!(rig.target("/_calls").await.as_array().unwrap().is_empty(), "validation ran nothing");
+
+    rig.owe(json!({"hangs": 1, "hangMs": 60000})).await;
+    let (status, answer) = rig.post(Some(OPERATOR), "/api/v1/jobs/run", &[("idempotency-key", "cr-1")], job).await;
+    assert_eq!(status, 202, "{answer}");
+    let run_id = answer["runId"].as_str().unwrap().to_owned();
+    let (again, repeat) = rig.post(Some(OPERATOR), "/api/v1/jobs/run", &[("idempotency-key", "cr-1")], job).await;
+    assert_eq!((again, repeat["runId"].as_str()), (200, Some(run_id.as_str())), "{repeat}");
+    eventually(WAIT, || async {
+        let run: Value = rig
+            .http
+            .get(format!("{}/api/v1/runs/{run_id}", rig.api))
+            .bearer_auth(VIEWER)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (run["status"] == "running").then_some(())
+    })
+    .await
+    .expect("the job runs");
+    let (status, _) = rig.post(Some(OPERATOR), &format!("/api/v1/runs/{run_id}/cancel"), &[], "").await;
+    assert_eq!(status, 202);
+    let run = rig.run_with_status(&run_id, "cancelled").await;
+    assert_eq!(run["reason"], "client asked");
+}
