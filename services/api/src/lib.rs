@@ -63,6 +63,9 @@ pub struct RunsConfig {
     pub topic: String,
     /// Salt of the hashes that replace PII found in trigger inputs (as the edge's).
     pub redaction_salt: secrecy::SecretString,
+    /// Hosts a completion callback may call (`callbacks.onComplete`/`onFail` of a job request).
+    #[serde(default)]
+    pub callback_hosts: Vec<String>,
 }
 
 #[derive(Clone, Deserialize)]

@@ -158,6 +158,8 @@ pub async fn trigger(
         inputs_field: "",
         reason: header_text(&headers, "x-ct-reason")?.map(str::to_owned),
         correlation_id: header_text(&headers, "x-correlation-id")?.map(str::to_owned),
+        on_complete: None,
+        on_fail: None,
         body: &body,
     };
     request_run(&app, &headers, &actor, request).await
@@ -173,6 +175,9 @@ struct Request<'a> {
     inputs_field: &'a str,
     reason: Option<String>,
     correlation_id: Option<String>,
+    /// Completion callbacks (only through the control-room API).
+    on_complete: Option<String>,
+    on_fail: Option<String>,
     /// The raw body: with the trigger's name, the fingerprint an `Idempotency-Key` must repeat.
     body: &'a [u8],
 }
@@ -245,6 +250,8 @@ async fn request_run(
         request_hash: Some(hash.clone()),
         correlation_id: Some(request.correlation_id.unwrap_or_else(|| run_id.clone())),
         awaiting_approval: spec.approval.is_some(),
+        on_complete: request.on_complete,
+        on_fail: request.on_fail,
         ..RunRecord::new(&run_id, RecordKind::Requested, Utc::now(), actor, name)
     };
     let Some(_) = key else {
@@ -467,7 +474,7 @@ pub async fn list(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Resul
 
 /// The control-room API's job request (`POST /api/v1/jobs/run` and `/validate`): `{"job",
 /// "inputs", "reason"?, "correlationId"?}`.
-fn job_request<'a>(body: &'a Value, raw: &'a [u8]) -> Result<Request<'a>, ApiError> {
+fn job_request<'a>(body: &'a Value, raw: &'a [u8], hosts: &[String]) -> Result<Request<'a>, ApiError> {
     let name = match body.get("job") {
         Some(Value::String(name)) => name.as_str(),
         _ => return Err(crate::health::invalid("job", "`job` is required: the name of an allow-listed trigger")),
@@ -484,8 +491,38 @@ fn job_request<'a>(body: &'a Value, raw: &'a [u8]) -> Result<Request<'a>, ApiErr
         inputs_field: "inputs.",
         reason: optional_text(body, "reason")?,
         correlation_id: optional_text(body, "correlationId")?,
+        on_complete: callback(body, "onComplete", hosts)?,
+        on_fail: callback(body, "onFail", hosts)?,
         body: raw,
     })
+}
+
+/// `callbacks.<which>`: an http(s) URL on an allowed host, or absent.
+fn callback(body: &Value, which: &str, hosts: &[String]) -> Result<Option<String>, ApiError> {
+    let field = format!("callbacks.{which}");
+    let invalid = |message: String| crate::health::invalid(&field, message);
+    let value = match body.get("callbacks") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Object(callbacks)) => callbacks.get(which),
+        Some(_) => return Err(crate::health::invalid("callbacks", "`callbacks` must be an object")),
+    };
+    let text = match value {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(text)) => text,
+        Some(_) => return Err(invalid(format!("`{field}` must be a URL"))),
+    };
+    let parsed = url::Url::parse(text).map_err(|e| invalid(format!("`{field}` is not a URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(invalid(format!("`{field}` must be an http or https URL")));
+    }
+    match parsed.host_str() {
+        Some(host) if hosts.iter().any(|allowed| allowed.eq_ignore_ascii_case(host)) => Ok(Some(text.clone())),
+        host => Err(invalid(format!(
+            "`{field}`: host `{}` is not allowed (runs.callback_hosts: {})",
+            host.unwrap_or_default(),
+            hosts.join(", ")
+        ))),
+    }
 }
 
 /// `POST /api/v1/jobs/run` (operator and above): `POST /triggers/{name}` with the control-room
@@ -493,7 +530,7 @@ fn job_request<'a>(body: &'a Value, raw: &'a [u8]) -> Result<Request<'a>, ApiErr
 pub async fn run_job(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
     let (_, actor) = app.users.actor(&headers, Permission::Operate)?;
     let parsed = json_body(&body)?;
-    let request = job_request(&parsed, &body)?;
+    let request = job_request(&parsed, &body, &app.config.runs.callback_hosts)?;
     request_run(&app, &headers, &actor, request).await
 }
 
@@ -506,7 +543,7 @@ pub async fn validate_job(
 ) -> Result<Response, ApiError> {
     app.users.actor(&headers, Permission::Operate)?;
     let parsed = json_body(&body)?;
-    let request = job_request(&parsed, &body)?;
+    let request = job_request(&parsed, &body, &app.config.runs.callback_hosts)?;
     let spec = check(&app.triggers, &request)?;
     Ok(Json(json!({
         "valid": true,

@@ -166,6 +166,7 @@ pub struct TriggeredRun {
     pub error: Option<RunError>,
     pub metrics: Option<Value>,
     pub result: Option<Value>,
+    pub callbacks: Option<RunCallbacks>,
     pub links: RunLinks,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transitions: Option<Vec<Transition>>,
@@ -179,6 +180,15 @@ pub struct TriggeredRun {
 pub struct RunError {
     pub class: Option<String>,
     pub message: Option<String>,
+}
+
+/// Where the run's outcome is called back, and when that call was acknowledged.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunCallbacks {
+    pub on_complete: Option<String>,
+    pub on_fail: Option<String>,
+    pub delivered_at: Option<Micros>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -224,7 +234,14 @@ impl TriggeredRun {
             .get::<Option<String>, _>("result")
             .map(|text| serde_json::from_str(&text).unwrap_or(Value::String(text)));
         let (error_class, error): (Option<String>, Option<String>) = (row.get("error_class"), row.get("error"));
+        let (on_complete, on_fail): (Option<String>, Option<String>) = (row.get("on_complete"), row.get("on_fail"));
+        let delivered_at = row.get::<Option<DateTime<Utc>>, _>("callback_delivered_at").map(Micros);
         TriggeredRun {
+            callbacks: (on_complete.is_some() || on_fail.is_some()).then_some(RunCallbacks {
+                on_complete,
+                on_fail,
+                delivered_at,
+            }),
             links: RunLinks {
                 own: format!("/runs/{run_id}"),
                 events: format!("/events?correlation_id={}", correlation_id.as_deref().unwrap_or(&run_id)),
@@ -695,6 +712,11 @@ mod tests {
             error: Some(RunError { class: Some("http_5xx".into()), message: None }),
             metrics: Some(json!({"documentsGenerated": 1})),
             result: Some(json!({"ok": true, "metrics": {"documentsGenerated": 1}})),
+            callbacks: Some(RunCallbacks {
+                on_complete: Some("http://127.0.0.1:9000/done".into()),
+                on_fail: None,
+                delivered_at: Some(Micros(at())),
+            }),
             links: RunLinks {
                 own: "/runs/run_0b6f4bd9c1a04e0f9d3c2a1b5e6f7a8b".into(),
                 events: "/events?correlation_id=run_0b6f4bd9c1a04e0f9d3c2a1b5e6f7a8b".into(),
@@ -718,6 +740,7 @@ mod tests {
             error: None,
             metrics: None,
             result: None,
+            callbacks: None,
             ..run.clone()
         };
         check("TriggeredRun", &queued);

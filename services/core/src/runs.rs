@@ -35,6 +35,7 @@ pub enum RecordKind {
     Failed,
     Cancelled,
     SlaBreached,
+    CallbackDelivered,
 }
 
 impl RecordKind {
@@ -51,6 +52,7 @@ impl RecordKind {
             RecordKind::Failed => "failed",
             RecordKind::Cancelled => "cancelled",
             RecordKind::SlaBreached => "sla_breached",
+            RecordKind::CallbackDelivered => "callback_delivered",
         }
     }
 }
@@ -84,6 +86,10 @@ pub struct RunRecord {
     pub duration_ms: Option<i64>,
     #[serde(default)]
     pub result: Option<String>,
+    #[serde(default)]
+    pub on_complete: Option<String>,
+    #[serde(default)]
+    pub on_fail: Option<String>,
 }
 
 impl RunRecord {
@@ -105,6 +111,8 @@ impl RunRecord {
             http_status: None,
             duration_ms: None,
             result: None,
+            on_complete: None,
+            on_fail: None,
         }
     }
 }
@@ -201,6 +209,20 @@ pub struct Run {
     pub error_class: Option<String>,
     pub error: Option<String>,
     pub result: Option<String>,
+    pub on_complete: Option<String>,
+    pub on_fail: Option<String>,
+    pub callback_delivered_at: Option<DateTime<Utc>>,
+}
+
+impl Run {
+    /// The callback this ended run owes: `on_complete` after success, `on_fail` otherwise.
+    pub fn callback(&self) -> Option<&str> {
+        match self.status {
+            RunStatus::Success => self.on_complete.as_deref(),
+            RunStatus::Failed | RunStatus::Cancelled => self.on_fail.as_deref(),
+            _ => None,
+        }
+    }
 }
 
 /// Why a record changed nothing: it does not fit the run's state (a duplicate, a late attempt
@@ -237,6 +259,9 @@ pub fn fold(run: Option<&Run>, record: &RunRecord) -> Result<Run, Ignored> {
             error_class: None,
             error: None,
             result: None,
+            on_complete: record.on_complete.clone(),
+            on_fail: record.on_fail.clone(),
+            callback_delivered_at: None,
         });
     };
     let mut next = run.clone();
@@ -246,6 +271,13 @@ pub fn fold(run: Option<&Run>, record: &RunRecord) -> Result<Run, Ignored> {
     };
     match (record.kind, run.status) {
         (K::Requested, _) => return ignore("the run exists already"),
+        (K::CallbackDelivered, status) if status.is_final() => {
+            if run.callback().is_none() || run.callback_delivered_at.is_some() {
+                return ignore("no callback is owed");
+            }
+            next.callback_delivered_at = Some(record.at);
+        }
+        (K::CallbackDelivered, _) => return ignore("the run has not ended"),
         (_, status) if status.is_final() => return ignore("the run has ended"),
         (K::Approved, S::AwaitingApproval) => {
             next.status = S::Queued;
@@ -516,9 +548,30 @@ mod tests {
     }
 
     #[test]
+    fn a_callback_is_delivered_once_after_the_end() {
+        use RecordKind::*;
+        let requested = RunRecord { on_fail: Some("http://127.0.0.1/cb".into()), ..record(Requested, 0) };
+        let (run, ignored) = apply(&[
+            requested.clone(),
+            record(CallbackDelivered, 0),
+            record(AttemptStarted, 1),
+            record(Failed, 1),
+            record(CallbackDelivered, 0),
+            record(CallbackDelivered, 0),
+        ]);
+        let run = run.unwrap();
+        assert_eq!(run.callback(), Some("http://127.0.0.1/cb"));
+        assert!(run.callback_delivered_at.is_some());
+        assert_eq!(ignored, ["callback_delivered: the run has not ended", "callback_delivered: no callback is owed"]);
+        let (run, _) = apply(&[requested, record(AttemptStarted, 1), record(Succeeded, 1)]);
+        assert_eq!(run.unwrap().callback(), None, "on_fail is not owed after a success");
+    }
+
+    #[test]
     fn records_round_trip_through_avro() {
         let mut r = record(RecordKind::Succeeded, 2);
         r.result = Some(r#"{"metrics":{"documentsGenerated":3}}"#.into());
+        r.on_complete = Some("http://127.0.0.1:9/done".into());
         let datum = encode_record(&r).unwrap();
         assert_eq!(decode_record(record_schema(), &datum).unwrap(), Some(r));
     }

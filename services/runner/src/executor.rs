@@ -106,6 +106,14 @@ pub struct ExecutorConfig {
     pub actor: String,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+pub struct CallbacksConfig {
+    pub secret: secrecy::SecretString,
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    pub timeout_ms: u64,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
     #[error("the runs read model: {0}")]
@@ -124,6 +132,9 @@ pub struct Executor {
     triggers: Arc<Triggers>,
     http: reqwest::Client,
     config: ExecutorConfig,
+    callbacks: CallbacksConfig,
+    /// Callbacks that failed: per run, the tries so far and when to try again.
+    retries: Mutex<HashMap<String, (u32, Instant)>>,
     permits: Arc<Semaphore>,
     /// Runs this instance executes now.
     busy: Mutex<HashSet<String>>,
@@ -160,6 +171,7 @@ impl Executor {
         writer: RecordWriter,
         triggers: Arc<Triggers>,
         config: ExecutorConfig,
+        callbacks: CallbacksConfig,
     ) -> Result<Executor, reqwest::Error> {
         let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).build()?;
         Ok(Executor {
@@ -169,6 +181,8 @@ impl Executor {
             http,
             permits: Arc::new(Semaphore::new(config.max_concurrent.max(1))),
             config,
+            callbacks,
+            retries: Mutex::default(),
             busy: Mutex::default(),
             marked: Mutex::default(),
             started: Mutex::default(),
@@ -243,6 +257,107 @@ impl Executor {
             }
         }
         self.marked.lock().expect("not poisoned").retain(|key| still_open.contains(key));
+        self.callbacks_owed().await
+    }
+
+    /// Delivers the callbacks of ended runs that nobody acknowledged yet (each in its own task,
+    /// under the run's lock, so one runner delivers it).
+    async fn callbacks_owed(self: &Arc<Self>) -> Result<(), ExecError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {} FROM trigger_runs WHERE callback_delivered_at IS NULL
+               AND (on_complete IS NOT NULL OR on_fail IS NOT NULL) AND status IN ('success', 'failed', 'cancelled')
+             ORDER BY completed_at LIMIT 100",
+            model::RUN_COLUMNS
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        let now = Instant::now();
+        for run in rows.iter().map(model::run_from_row) {
+            let Some(url) = run.callback().map(str::to_owned) else { continue };
+            let due = self.retries.lock().expect("not poisoned").get(&run.run_id).is_none_or(|(_, at)| *at <= now);
+            if !due || self.busy.lock().expect("not poisoned").contains(&run.run_id) {
+                continue;
+            }
+            let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else { return Ok(()) };
+            if !self.advisory("SELECT pg_try_advisory_lock(hashtext('ct-runner'), hashtext($1))", &run.run_id).await? {
+                continue;
+            }
+            self.busy.lock().expect("not poisoned").insert(run.run_id.clone());
+            let executor = Arc::clone(self);
+            tokio::spawn(async move {
+                if let Err(error) = executor.deliver(&run, &url).await {
+                    tracing::warn!(run_id = run.run_id, error = %error, "Callback not recorded; retrying.");
+                }
+                let unlock = "SELECT pg_advisory_unlock(hashtext('ct-runner'), hashtext($1))";
+                if let Err(error) = executor.advisory(unlock, &run.run_id).await {
+                    tracing::warn!(run_id = run.run_id, error = %error, "Releasing a run's lock failed.");
+                }
+                executor.changes.forget(&run.run_id);
+                executor.busy.lock().expect("not poisoned").remove(&run.run_id);
+                drop(permit);
+            });
+        }
+        Ok(())
+    }
+
+    /// One try of `run`'s callback to `url`: signed (Standard Webhooks); a 2xx is recorded as
+    /// `CALLBACK_DELIVERED`, anything else waits for the next try.
+    async fn deliver(&self, run: &Run, url: &str) -> Result<(), ExecError> {
+        let result: Option<serde_json::Value> = run.result.as_deref().and_then(|r| serde_json::from_str(r).ok());
+        let body = json!({
+            "runId": run.run_id,
+            "trigger": run.trigger,
+            "status": run.status.as_str(),
+            "attempt": run.attempt,
+            "correlationId": run.correlation_id,
+            "completedAt": run.completed_at,
+            "error": run.error_class.as_ref().map(|class| json!({"class": class, "message": run.error})),
+            "result": result,
+        })
+        .to_string();
+        let id = format!("{}.{}", run.run_id, run.status.as_str());
+        let timestamp = Utc::now().timestamp();
+        let secret = secrecy::ExposeSecret::expose_secret(&self.callbacks.secret);
+        let signature = ct_core::signature::standard_webhooks_signature(secret, &id, timestamp, body.as_bytes());
+        let answer = self
+            .http
+            .post(url)
+            .timeout(Duration::from_millis(self.callbacks.timeout_ms))
+            .header("content-type", "application/json")
+            .header("webhook-id", &id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .body(body)
+            .send()
+            .await;
+        let status = match answer {
+            Ok(response) if response.status().is_success() => response.status().as_u16(),
+            failed => {
+                let what = failed.map_or_else(|e| e.to_string(), |r| format!("answered {}", r.status()));
+                let mut retries = self.retries.lock().expect("not poisoned");
+                let tries = retries.get(&run.run_id).map_or(1, |(tries, _)| tries + 1);
+                let wait = ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(self.callbacks.backoff_base_ms))
+                    .with_max_delay(Duration::from_millis(self.callbacks.backoff_max_ms))
+                    .with_jitter()
+                    .without_max_times()
+                    .build()
+                    .nth(usize::try_from(tries - 1).unwrap_or(0))
+                    .unwrap_or(Duration::from_millis(self.callbacks.backoff_max_ms));
+                tracing::debug!(run_id = run.run_id, tries, what, "Callback not acknowledged.");
+                metrics::counter!("ct_runner_callback_failures_total").increment(1);
+                retries.insert(run.run_id.clone(), (tries, Instant::now() + wait));
+                return Ok(());
+            }
+        };
+        let record = RunRecord {
+            http_status: Some(i32::from(status)),
+            reason: Some(format!("{url} acknowledged")),
+            ..self.record(run, RecordKind::CallbackDelivered, 0)
+        };
+        self.write(&record).await?;
+        self.observe(&run.run_id, |r| r.callback_delivered_at.is_some()).await?;
+        self.retries.lock().expect("not poisoned").remove(&run.run_id);
         Ok(())
     }
 

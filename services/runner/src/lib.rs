@@ -33,6 +33,7 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub consumer: ConsumerConfig,
     pub executor: executor::ExecutorConfig,
+    pub callbacks: executor::CallbacksConfig,
     pub registry: RegistryConfig,
     pub postgres: PostgresConfig,
     #[serde(default)]
@@ -59,6 +60,13 @@ impl Config {
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
         let config: Config = ct_platform::config::load(DEFAULTS, file)?;
         config.triggers.load().map_err(|e| ConfigError::Rule(e.to_string()))?;
+        if config.profile == Profile::Production
+            && secrecy::ExposeSecret::expose_secret(&config.callbacks.secret).starts_with("dev-")
+        {
+            return Err(ConfigError::Rule(
+                "callbacks.secret: the dev secret is refused under the production profile".into(),
+            ));
+        }
         Ok(config)
     }
 
@@ -74,6 +82,8 @@ impl Config {
         config.consumer.topic = slice.topics.runs.clone();
         config.consumer.dlq_topic = slice.topics.dlq.clone();
         config.executor.poll_interval_ms = 50;
+        config.callbacks.backoff_base_ms = 100;
+        config.callbacks.backoff_max_ms = 500;
         config.registry.url = slice.registry_url.clone();
         config.postgres = slice.runs_postgres.clone();
         config.postgres.max_connections = 24;
@@ -115,7 +125,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             Duration::from_secs(10),
         )
         .context("creating the Kafka producer")?;
-        let executor = Arc::new(executor::Executor::new(pool.clone(), writer, triggers, config.executor.clone())?);
+        let executor = Arc::new(executor::Executor::new(
+            pool.clone(),
+            writer,
+            triggers,
+            config.executor.clone(),
+            config.callbacks.clone(),
+        )?);
         tasks.spawn(executor::listen(
             pool.clone(),
             model::channel(&config.postgres.schema),

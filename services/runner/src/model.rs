@@ -21,6 +21,7 @@ use crate::Config;
 pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 0, name: "consumer progress", sql: ct_platform::postgres::PROGRESS_TABLE_SQL },
     Migration { version: 1, name: "runs", sql: include_str!("../migrations/0001_runs.sql") },
+    Migration { version: 2, name: "callbacks", sql: include_str!("../migrations/0002_callbacks.sql") },
 ];
 
 /// Postgres refuses a notification payload of 8,000 bytes or more.
@@ -35,7 +36,7 @@ pub fn channel(schema: &str) -> String {
 
 pub const RUN_COLUMNS: &str = "run_id, trigger, status, initiator, reason, inputs, request_hash, correlation_id, attempt, \
      requested_at, decided_by, decided_at, started_at, completed_at, cancel_requested_by, sla_breached, error_class, \
-     error, result";
+     error, result, on_complete, on_fail, callback_delivered_at";
 
 /// A run as its row stores it.
 pub fn run_from_row(row: &PgRow) -> Run {
@@ -60,6 +61,9 @@ pub fn run_from_row(row: &PgRow) -> Run {
         error_class: row.get("error_class"),
         error: row.get("error"),
         result: row.get("result"),
+        on_complete: row.get("on_complete"),
+        on_fail: row.get("on_fail"),
+        callback_delivered_at: row.get("callback_delivered_at"),
     }
 }
 
@@ -173,12 +177,12 @@ async fn insert_transition(
 async fn upsert(tx: &mut Transaction<'static, Postgres>, run: &Run) -> Result<(), sqlx::Error> {
     sqlx::query(&format!(
         "INSERT INTO trigger_runs ({RUN_COLUMNS})
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)
          ON CONFLICT (run_id) DO UPDATE SET status = EXCLUDED.status, attempt = EXCLUDED.attempt,
              decided_by = EXCLUDED.decided_by, decided_at = EXCLUDED.decided_at, started_at = EXCLUDED.started_at,
              completed_at = EXCLUDED.completed_at, cancel_requested_by = EXCLUDED.cancel_requested_by,
              sla_breached = EXCLUDED.sla_breached, error_class = EXCLUDED.error_class, error = EXCLUDED.error,
-             result = EXCLUDED.result"
+             result = EXCLUDED.result, callback_delivered_at = EXCLUDED.callback_delivered_at"
     ))
     .bind(&run.run_id)
     .bind(&run.trigger)
@@ -199,6 +203,9 @@ async fn upsert(tx: &mut Transaction<'static, Postgres>, run: &Run) -> Result<()
     .bind(&run.error_class)
     .bind(&run.error)
     .bind(&run.result)
+    .bind(&run.on_complete)
+    .bind(&run.on_fail)
+    .bind(run.callback_delivered_at)
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -518,3 +518,62 @@ async fn control_room_api_validates_runs_reads_and_cancels_jobs() {
     let run = rig.run_with_status(&run_id, "cancelled").await;
     assert_eq!(run["reason"], "client asked");
 }
+
+/// A receiver that is down while the run ends gets the signed callback once it is up, and only
+/// once; a host outside `runs.callback_hosts` is refused.
+#[tokio::test]
+async fn a_callback_receiver_that_was_down_gets_the_callback_once() {
+    let rig = rig(true).await;
+    let refused = r#"{"job":"contract.regenerate","inputs":{"contractId":"K5"},"callbacks":{"onComplete":"http://example.invalid/cb"}}"#;
+    let (status, answer) = rig.post(Some(OPERATOR), "/api/v1/jobs/run", &[], refused).await;
+    assert_eq!((status, answer["error"]["field"].as_str()), (422, Some("callbacks.onComplete")), "{answer}");
+
+    let port = ct_testkit::free_port();
+    let job = json!({"job": "contract.regenerate", "inputs": {"contractId": "K5"},
+        "callbacks": {"onComplete": format!("http://127.0.0.1:{port}/done"), "onFail": format!("http://127.0.0.1:{port}/failed")}});
+    let (status, answer) = rig.post(Some(OPERATOR), "/api/v1/jobs/run", &[], &job.to_string()).await;
+    assert_eq!(status, 202, "{answer}");
+    let run_id = answer["runId"].as_str().unwrap().to_owned();
+    let run = rig.run_with_status(&run_id, "success").await;
+    assert!(run["callbacks"]["deliveredAt"].is_null(), "{run}");
+    tokio::time::sleep(Duration::from_millis(1500)).await; // the receiver is down: tries fail
+
+    let received: Arc<std::sync::Mutex<Vec<(String, axum::http::HeaderMap, String)>>> = Arc::default();
+    let store = Arc::clone(&received);
+    let app =
+        axum::Router::new().fallback(move |uri: axum::http::Uri, headers: axum::http::HeaderMap, body: String| {
+            let store = Arc::clone(&store);
+            async move {
+                store.lock().unwrap().push((uri.path().to_owned(), headers, body));
+                "ok"
+            }
+        });
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let run = eventually(WAIT, || async {
+        let run = rig.run(MAINTAINER, &run_id).await;
+        (!run["callbacks"]["deliveredAt"].is_null()).then_some(run)
+    })
+    .await
+    .expect("the callback is acknowledged");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let received = received.lock().unwrap().clone();
+    assert_eq!(received.len(), 1, "exactly one callback: {received:?}");
+    let (path, headers, body) = &received[0];
+    assert_eq!(path, "/done");
+    let header = |name: &str| headers.get(name).unwrap().to_str().unwrap().to_owned();
+    assert_eq!(header("webhook-id"), format!("{run_id}.success"));
+    let timestamp: i64 = header("webhook-timestamp").parse().unwrap();
+    let expected = ct_core::signature::standard_webhooks_signature(
+        "dev-callback-secret",
+        &header("webhook-id"),
+        timestamp,
+        body.as_bytes(),
+    );
+    assert_eq!(header("webhook-signature"), expected);
+    let body: Value = serde_json::from_str(body).unwrap();
+    assert_eq!((body["runId"].as_str(), body["status"].as_str()), (Some(run_id.as_str()), Some("success")));
+    assert_eq!(body["result"]["metrics"]["documentsGenerated"], 1);
+    assert!(kinds(&run).ends_with(&["succeeded".to_owned(), "callback_delivered".to_owned()]), "{run}");
+}
