@@ -8,7 +8,7 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 dir="${1:-${CT_TEST_LOG_DIR:-$REPO/target/test-logs}}"
 
 canary=$(sed -n 's/^pub const CANARY_PASSWORD: &str = "\(.*\)";$/\1/p' "$REPO/services/testkit/src/lib.rs")
-secrets=("$canary" "dev-webhook-secret" "dev-redaction-salt" "dev-token-")
+secrets=("$canary" "dev-webhook-secret" "dev-redaction-salt" "dev-run-redaction-salt" "dev-callback-secret" "dev-token-")
 [ -n "$canary" ] || { echo "[scan] cannot read CANARY_PASSWORD from ct-testkit" >&2; exit 1; }
 
 files=$(find "$dir" -type f -name '*.log' 2>/dev/null | wc -l)
