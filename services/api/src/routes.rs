@@ -44,6 +44,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/jobs/validate", axum::routing::post(crate::triggers::validate_job))
         .route("/api/v1/runs/{run_id}", get(get_run))
         .route("/api/v1/runs/{run_id}/cancel", axum::routing::post(crate::triggers::cancel))
+        .route("/api/v1/runs/{run_id}/events", axum::routing::post(crate::triggers::report))
+        .route("/api/v1/lineage/graph", get(crate::triggers::lineage_graph))
         .route("/systems", get(crate::health::list_systems))
         .route("/systems/{system_id}/history", get(crate::health::history))
         .route("/health", get(crate::health::health))

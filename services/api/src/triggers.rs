@@ -556,3 +556,104 @@ pub async fn validate_job(
     }))
     .into_response())
 }
+
+const MAX_REPORT_DATASETS: usize = 100;
+const MAX_REPORT_MESSAGE_CHARS: usize = 500;
+
+/// `POST /api/v1/runs/{id}/events` (operator and above; a running job reports with such a
+/// token): `{message?, metrics?, inputs?, outputs?, removed?}` becomes a `PROGRESS` record; the
+/// runs model keeps the latest report and the lineage edges it adds or withdraws.
+pub async fn report(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(run_id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let (_, actor) = app.users.actor(&headers, Permission::Operate)?;
+    let report: runs::Report = serde_json::from_value(json_body(&body)?).map_err(|e| {
+        let message = e.to_string();
+        // serde names the field between backticks ("unknown field `x`", "missing field `name`").
+        let field = message.split('`').nth(1).filter(|f| !f.contains(' ')).unwrap_or("body").to_owned();
+        crate::health::invalid(&field, message)
+    })?;
+    if report.message.as_ref().is_some_and(|m| m.chars().count() > MAX_REPORT_MESSAGE_CHARS) {
+        return Err(crate::health::invalid(
+            "message",
+            format!("`message` is longer than {MAX_REPORT_MESSAGE_CHARS} characters"),
+        ));
+    }
+    for (field, count) in
+        [("inputs", report.inputs.len()), ("outputs", report.outputs.len()), ("removed", report.removed.len())]
+    {
+        if count > MAX_REPORT_DATASETS {
+            return Err(crate::health::invalid(
+                field,
+                format!("`{field}` lists more than {MAX_REPORT_DATASETS} items"),
+            ));
+        }
+    }
+    let run = load_run(&app, &run_id).await?.ok_or_else(|| not_found(&run_id))?;
+    if run.status != runs::RunStatus::Running.as_str() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "run_not_running",
+            format!("the run is {}; only a running job reports", run.status),
+        )
+        .with_field("runId"));
+    }
+    let text = serde_json::to_string(&report).map_err(|e| ApiError::unavailable("unavailable", e.to_string()))?;
+    let record = RunRecord {
+        report: Some(text),
+        ..RunRecord::new(&run_id, RecordKind::Progress, Utc::now(), &actor, &run.trigger)
+    };
+    app.triggers.write(&record).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"runId": run_id, "status": "accepted"}))).into_response())
+}
+
+/// `GET /api/v1/lineage/graph[?job=]` (maintainer and owner): the datasets and the edges between
+/// them that jobs reported and did not withdraw, with the job and its latest run.
+pub async fn lineage_graph(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    axum::extract::Query(params): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    app.users.authorize(&headers, Permission::ReadEvents)?;
+    crate::routes::reject_unknown(&params, &["job"])?;
+    let rows = crate::health::rows_or_none(
+        sqlx::query(
+            "SELECT * FROM lineage_edges
+             WHERE added_at IS NOT NULL AND (removed_at IS NULL OR added_at > removed_at)
+               AND ($1::text IS NULL OR job = $1)
+             ORDER BY job, source_namespace, source_name, target_namespace, target_name LIMIT 5000",
+        )
+        .bind(params.get("job")),
+        &app.pool,
+    )
+    .await?;
+    let mut nodes = std::collections::BTreeMap::new();
+    let edges = rows
+        .iter()
+        .map(|row| {
+            let mut node = |namespace: String, name: String| {
+                let id = format!("{namespace}/{name}");
+                nodes.entry(id.clone()).or_insert(crate::views::LineageNode { id: id.clone(), namespace, name });
+                id
+            };
+            let source = node(row.get("source_namespace"), row.get("source_name"));
+            let target = node(row.get("target_namespace"), row.get("target_name"));
+            crate::views::LineageEdge {
+                source,
+                target,
+                job: row.get("job"),
+                last_run_id: row.get::<Option<String>, _>("last_run_id").unwrap_or_default(),
+                first_seen_at: crate::views::Micros(
+                    row.get::<Option<chrono::DateTime<Utc>>, _>("first_seen_at").unwrap_or_default(),
+                ),
+                added_at: crate::views::Micros(
+                    row.get::<Option<chrono::DateTime<Utc>>, _>("added_at").unwrap_or_default(),
+                ),
+            }
+        })
+        .collect();
+    Ok(Json(crate::views::LineageGraph { nodes: nodes.into_values().collect(), edges }).into_response())
+}

@@ -123,6 +123,32 @@ pub struct AuditEntry {
     pub outcome: String,
 }
 
+/// `LineageGraph`: datasets (OpenLineage naming) and the edges jobs reported between them.
+#[derive(Debug, Clone, Serialize)]
+pub struct LineageGraph {
+    pub nodes: Vec<LineageNode>,
+    pub edges: Vec<LineageEdge>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LineageNode {
+    /// `<namespace>/<name>`.
+    pub id: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LineageEdge {
+    pub source: String,
+    pub target: String,
+    pub job: String,
+    pub last_run_id: String,
+    pub first_seen_at: Micros,
+    pub added_at: Micros,
+}
+
 /// `TriggerInfo`: one trigger of the allow-list.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -167,6 +193,8 @@ pub struct TriggeredRun {
     pub metrics: Option<Value>,
     pub result: Option<Value>,
     pub callbacks: Option<RunCallbacks>,
+    /// The latest report of the running job (`POST /api/v1/runs/{id}/events`).
+    pub progress: Option<Value>,
     pub links: RunLinks,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transitions: Option<Vec<Transition>>,
@@ -268,6 +296,7 @@ impl TriggeredRun {
                 .then_some(RunError { class: error_class, message: error }),
             metrics: result.as_ref().and_then(|r| r.get("metrics")).filter(|m| m.is_object()).cloned(),
             result,
+            progress: row.get::<Option<String>, _>("progress").and_then(|text| serde_json::from_str(&text).ok()),
             transitions: None,
             events: None,
         }
@@ -717,6 +746,7 @@ mod tests {
                 on_fail: None,
                 delivered_at: Some(Micros(at())),
             }),
+            progress: Some(json!({"message": "3 of 5 documents", "metrics": {"documentsGenerated": 3}})),
             links: RunLinks {
                 own: "/runs/run_0b6f4bd9c1a04e0f9d3c2a1b5e6f7a8b".into(),
                 events: "/events?correlation_id=run_0b6f4bd9c1a04e0f9d3c2a1b5e6f7a8b".into(),
@@ -741,6 +771,7 @@ mod tests {
             metrics: None,
             result: None,
             callbacks: None,
+            progress: None,
             ..run.clone()
         };
         check("TriggeredRun", &queued);
@@ -783,6 +814,24 @@ mod tests {
         };
         check("TriggerInfo", &info);
         check("TriggerInfo", &TriggerInfo { approval_role: None, window: None, ..info });
+        check(
+            "LineageGraph",
+            &LineageGraph {
+                nodes: vec![LineageNode {
+                    id: "postgres://finance/timesheets".into(),
+                    namespace: "postgres://finance".into(),
+                    name: "timesheets".into(),
+                }],
+                edges: vec![LineageEdge {
+                    source: "postgres://finance/timesheets".into(),
+                    target: "s3://docs/invoices".into(),
+                    job: "finance.export.backfill".into(),
+                    last_run_id: "run_0b6f4bd9c1a04e0f9d3c2a1b5e6f7a8b".into(),
+                    first_seen_at: Micros(at()),
+                    added_at: Micros(at()),
+                }],
+            },
+        );
         check(
             "AuditEntry",
             &AuditEntry {

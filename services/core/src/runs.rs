@@ -36,6 +36,7 @@ pub enum RecordKind {
     Cancelled,
     SlaBreached,
     CallbackDelivered,
+    Progress,
 }
 
 impl RecordKind {
@@ -53,6 +54,7 @@ impl RecordKind {
             RecordKind::Cancelled => "cancelled",
             RecordKind::SlaBreached => "sla_breached",
             RecordKind::CallbackDelivered => "callback_delivered",
+            RecordKind::Progress => "progress",
         }
     }
 }
@@ -90,6 +92,8 @@ pub struct RunRecord {
     pub on_complete: Option<String>,
     #[serde(default)]
     pub on_fail: Option<String>,
+    #[serde(default)]
+    pub report: Option<String>,
 }
 
 impl RunRecord {
@@ -113,6 +117,7 @@ impl RunRecord {
             result: None,
             on_complete: None,
             on_fail: None,
+            report: None,
         }
     }
 }
@@ -212,6 +217,8 @@ pub struct Run {
     pub on_complete: Option<String>,
     pub on_fail: Option<String>,
     pub callback_delivered_at: Option<DateTime<Utc>>,
+    /// The latest progress report (JSON text) of the running job.
+    pub progress: Option<String>,
 }
 
 impl Run {
@@ -262,6 +269,7 @@ pub fn fold(run: Option<&Run>, record: &RunRecord) -> Result<Run, Ignored> {
             on_complete: record.on_complete.clone(),
             on_fail: record.on_fail.clone(),
             callback_delivered_at: None,
+            progress: None,
         });
     };
     let mut next = run.clone();
@@ -336,9 +344,52 @@ pub fn fold(run: Option<&Run>, record: &RunRecord) -> Result<Run, Ignored> {
             end(&mut next, S::Cancelled);
         }
         (K::SlaBreached, S::Running) if !run.sla_breached => next.sla_breached = true,
+        (K::Progress, S::Running) => next.progress = record.report.clone(),
+        (K::Progress, _) => return ignore("the run is not running"),
         _ => return ignore("does not apply in this state"),
     }
     Ok(next)
+}
+
+/// A dataset in OpenLineage's naming: a namespace (where) and a name (what).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dataset {
+    pub namespace: String,
+    pub name: String,
+}
+
+/// A lineage edge that no longer holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemovedEdge {
+    pub input: Dataset,
+    pub output: Dataset,
+}
+
+/// What a running job reports (`POST /api/v1/runs/{id}/events`, the `PROGRESS` record's
+/// `report`): a message, metrics, and the datasets it read and wrote; every input feeds every
+/// output (OpenLineage's run event), and `removed` withdraws edges reported before.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Report {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<BTreeMap<String, i64>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<Dataset>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<Dataset>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<RemovedEdge>,
+}
+
+impl Report {
+    /// The edges the report adds: every input to every output.
+    pub fn edges(&self) -> Vec<(&Dataset, &Dataset)> {
+        self.inputs.iter().flat_map(|i| self.outputs.iter().map(move |o| (i, o))).collect()
+    }
 }
 
 /// The allow-list: trigger name → what it runs and under which rules.
@@ -565,6 +616,26 @@ mod tests {
         assert_eq!(ignored, ["callback_delivered: the run has not ended", "callback_delivered: no callback is owed"]);
         let (run, _) = apply(&[requested, record(AttemptStarted, 1), record(Succeeded, 1)]);
         assert_eq!(run.unwrap().callback(), None, "on_fail is not owed after a success");
+    }
+
+    #[test]
+    fn progress_counts_only_while_running_and_reports_give_edges() {
+        use RecordKind::*;
+        let report = Report {
+            inputs: vec![Dataset { namespace: "postgres://finance".into(), name: "timesheets".into() }],
+            outputs: vec![
+                Dataset { namespace: "s3://docs".into(), name: "invoices".into() },
+                Dataset { namespace: "s3://docs".into(), name: "summaries".into() },
+            ],
+            ..Report::default()
+        };
+        assert_eq!(report.edges().len(), 2);
+        let text = serde_json::to_string(&report).unwrap();
+        let progress = RunRecord { report: Some(text.clone()), ..record(Progress, 0) };
+        let (run, ignored) = apply(&[record(Requested, 0), progress.clone(), record(AttemptStarted, 1), progress]);
+        assert_eq!(run.unwrap().progress, Some(text));
+        assert_eq!(ignored, ["progress: the run is not running"]);
+        assert!(serde_json::from_str::<Report>(r#"{"inputs":[{"namespace":"a"}]}"#).is_err(), "a dataset needs a name");
     }
 
     #[test]

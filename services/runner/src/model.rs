@@ -22,6 +22,11 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 0, name: "consumer progress", sql: ct_platform::postgres::PROGRESS_TABLE_SQL },
     Migration { version: 1, name: "runs", sql: include_str!("../migrations/0001_runs.sql") },
     Migration { version: 2, name: "callbacks", sql: include_str!("../migrations/0002_callbacks.sql") },
+    Migration {
+        version: 3,
+        name: "progress and lineage",
+        sql: include_str!("../migrations/0003_progress_and_lineage.sql"),
+    },
 ];
 
 /// Postgres refuses a notification payload of 8,000 bytes or more.
@@ -36,7 +41,7 @@ pub fn channel(schema: &str) -> String {
 
 pub const RUN_COLUMNS: &str = "run_id, trigger, status, initiator, reason, inputs, request_hash, correlation_id, attempt, \
      requested_at, decided_by, decided_at, started_at, completed_at, cancel_requested_by, sla_breached, error_class, \
-     error, result, on_complete, on_fail, callback_delivered_at";
+     error, result, on_complete, on_fail, callback_delivered_at, progress";
 
 /// A run as its row stores it.
 pub fn run_from_row(row: &PgRow) -> Run {
@@ -64,6 +69,7 @@ pub fn run_from_row(row: &PgRow) -> Run {
         on_complete: row.get("on_complete"),
         on_fail: row.get("on_fail"),
         callback_delivered_at: row.get("callback_delivered_at"),
+        progress: row.get("progress"),
     }
 }
 
@@ -127,6 +133,11 @@ impl Pipeline for RunsPipeline {
                     }
                     Err(runs::Ignored(why)) => Some(why),
                 };
+                if ignored.is_none()
+                    && let Some(report) = record.report.as_deref().and_then(|r| serde_json::from_str(r).ok())
+                {
+                    apply_lineage(&mut tx, record, &report).await?;
+                }
                 insert_transition(&mut tx, at, record, ignored.as_deref()).await?;
             }
             let changed: Vec<&str> = runs.keys().map(String::as_str).collect();
@@ -144,6 +155,54 @@ impl Pipeline for RunsPipeline {
             Ok(tx.commit().await?)
         })
     }
+}
+
+/// The edges a report adds and withdraws; adds and removals keep the latest record time each,
+/// so any order of application gives the same rows.
+async fn apply_lineage(
+    tx: &mut Transaction<'static, Postgres>,
+    record: &RunRecord,
+    report: &runs::Report,
+) -> Result<(), sqlx::Error> {
+    for (input, output) in report.edges() {
+        sqlx::query(
+            "INSERT INTO lineage_edges (job, source_namespace, source_name, target_namespace, target_name,
+                 first_seen_at, added_at, last_run_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $6, $7)
+             ON CONFLICT (job, source_namespace, source_name, target_namespace, target_name) DO UPDATE SET
+                 first_seen_at = LEAST(lineage_edges.first_seen_at, EXCLUDED.first_seen_at),
+                 last_run_id = CASE WHEN lineage_edges.added_at IS NULL
+                                      OR (EXCLUDED.added_at, EXCLUDED.last_run_id) > (lineage_edges.added_at, lineage_edges.last_run_id)
+                                    THEN EXCLUDED.last_run_id ELSE lineage_edges.last_run_id END,
+                 added_at = GREATEST(lineage_edges.added_at, EXCLUDED.added_at)",
+        )
+        .bind(&record.trigger)
+        .bind(&input.namespace)
+        .bind(&input.name)
+        .bind(&output.namespace)
+        .bind(&output.name)
+        .bind(record.at)
+        .bind(&record.run_id)
+        .execute(&mut **tx)
+        .await?;
+    }
+    for removed in &report.removed {
+        sqlx::query(
+            "INSERT INTO lineage_edges (job, source_namespace, source_name, target_namespace, target_name, removed_at)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (job, source_namespace, source_name, target_namespace, target_name) DO UPDATE SET
+                 removed_at = GREATEST(lineage_edges.removed_at, EXCLUDED.removed_at)",
+        )
+        .bind(&record.trigger)
+        .bind(&removed.input.namespace)
+        .bind(&removed.input.name)
+        .bind(&removed.output.namespace)
+        .bind(&removed.output.name)
+        .bind(record.at)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
 }
 
 async fn insert_transition(
@@ -177,12 +236,14 @@ async fn insert_transition(
 async fn upsert(tx: &mut Transaction<'static, Postgres>, run: &Run) -> Result<(), sqlx::Error> {
     sqlx::query(&format!(
         "INSERT INTO trigger_runs ({RUN_COLUMNS})
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22,
+                 $23)
          ON CONFLICT (run_id) DO UPDATE SET status = EXCLUDED.status, attempt = EXCLUDED.attempt,
              decided_by = EXCLUDED.decided_by, decided_at = EXCLUDED.decided_at, started_at = EXCLUDED.started_at,
              completed_at = EXCLUDED.completed_at, cancel_requested_by = EXCLUDED.cancel_requested_by,
              sla_breached = EXCLUDED.sla_breached, error_class = EXCLUDED.error_class, error = EXCLUDED.error,
-             result = EXCLUDED.result, callback_delivered_at = EXCLUDED.callback_delivered_at"
+             result = EXCLUDED.result, callback_delivered_at = EXCLUDED.callback_delivered_at,
+             progress = EXCLUDED.progress"
     ))
     .bind(&run.run_id)
     .bind(&run.trigger)
@@ -206,6 +267,7 @@ async fn upsert(tx: &mut Transaction<'static, Postgres>, run: &Run) -> Result<()
     .bind(&run.on_complete)
     .bind(&run.on_fail)
     .bind(run.callback_delivered_at)
+    .bind(&run.progress)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -250,7 +312,11 @@ impl ReadModel for RunsModel {
     fn checksums<'a>(&'a self, pool: &'a PgPool) -> BoxFuture<'a, Result<Checksums, sqlx::Error>> {
         Box::pin(async move {
             let mut sums = Checksums::new();
-            for (table, order) in [("trigger_runs", "run_id"), ("run_transitions", "\"partition\", \"offset\"")] {
+            for (table, order) in [
+                ("trigger_runs", "run_id"),
+                ("run_transitions", "\"partition\", \"offset\""),
+                ("lineage_edges", "job, source_namespace, source_name, target_namespace, target_name"),
+            ] {
                 let sum: Option<String> = sqlx::query_scalar(&format!(
                     "SELECT md5(string_agg(md5(t::text), '' ORDER BY {order})) FROM {table} t"
                 ))

@@ -577,3 +577,60 @@ async fn a_callback_receiver_that_was_down_gets_the_callback_once() {
     assert_eq!(body["result"]["metrics"]["documentsGenerated"], 1);
     assert!(kinds(&run).ends_with(&["succeeded".to_owned(), "callback_delivered".to_owned()]), "{run}");
 }
+
+/// A running job reports progress and lineage; the graph shows the edges until a later report
+/// withdraws one; reports to a run that is not running are refused.
+#[tokio::test]
+async fn a_running_job_reports_progress_and_lineage() {
+    let rig = rig(true).await;
+    rig.owe(json!({"hangs": 1, "hangMs": 60000})).await;
+    let run_id = rig.trigger(OPERATOR, "contract.regenerate", json!({"contractId": "K8"})).await;
+    rig.run_with_status(&run_id, "running").await;
+    let events = format!("/api/v1/runs/{run_id}/events");
+    let report = json!({
+        "message": "3 of 5 documents",
+        "metrics": {"documentsGenerated": 3},
+        "inputs": [{"namespace": "postgres://portal", "name": "contracts"}],
+        "outputs": [{"namespace": "s3://documents", "name": "contract-pdfs"}, {"namespace": "s3://documents", "name": "summaries"}],
+    });
+    let (status, answer) = rig.post(Some(OPERATOR), &events, &[], &report.to_string()).await;
+    assert_eq!(status, 202, "{answer}");
+    let (status, answer) = rig.post(Some(OPERATOR), &events, &[], r#"{"inputs":[{"namespace":"x"}]}"#).await;
+    assert_eq!((status, answer["error"]["field"].as_str()), (422, Some("name")), "{answer}");
+    let (status, answer) = rig.post(Some(OPERATOR), &events, &[], r#"{"progress":1}"#).await;
+    assert_eq!((status, answer["error"]["field"].as_str()), (422, Some("progress")), "{answer}");
+
+    let graph = |query: &'static str| {
+        let rig = &rig;
+        async move {
+            let url = format!("{}/api/v1/lineage/graph{query}", rig.api);
+            rig.http.get(url).bearer_auth(MAINTAINER).send().await.unwrap().json::<Value>().await.unwrap()
+        }
+    };
+    let shown = eventually(WAIT, || async {
+        let graph = graph("?job=contract.regenerate").await;
+        (graph["edges"].as_array().is_some_and(|e| e.len() == 2)).then_some(graph)
+    })
+    .await
+    .expect("both edges are in the graph");
+    assert_eq!(shown["edges"][0]["source"], "postgres://portal/contracts");
+    assert_eq!(shown["edges"][0]["lastRunId"], run_id.as_str());
+    assert_eq!(shown["nodes"].as_array().unwrap().len(), 3);
+    let run = rig.run(MAINTAINER, &run_id).await;
+    assert_eq!(run["progress"]["metrics"]["documentsGenerated"], 3, "{run}");
+
+    let withdraw = json!({"removed": [{"input": {"namespace": "postgres://portal", "name": "contracts"},
+        "output": {"namespace": "s3://documents", "name": "summaries"}}]});
+    let (status, _) = rig.post(Some(OPERATOR), &events, &[], &withdraw.to_string()).await;
+    assert_eq!(status, 202);
+    eventually(WAIT, || async { (graph("").await["edges"].as_array().map(Vec::len) == Some(1)).then_some(()) })
+        .await
+        .expect("the withdrawn edge leaves the graph");
+    let (status, answer) = rig.post(Some(OPERATOR), &format!("/runs/{run_id}/cancel"), &[], "").await;
+    assert_eq!(status, 202, "{answer}");
+    rig.run_with_status(&run_id, "cancelled").await;
+    let (status, answer) = rig.post(Some(OPERATOR), &events, &[], &report.to_string()).await;
+    assert_eq!((status, answer["error"]["code"].as_str()), (409, Some("run_not_running")), "{answer}");
+    let viewer = rig.http.get(format!("{}/api/v1/lineage/graph", rig.api)).bearer_auth(VIEWER).send().await.unwrap();
+    assert_eq!(viewer.status(), 403);
+}
