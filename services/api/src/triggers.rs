@@ -657,3 +657,46 @@ pub async fn lineage_graph(
         .collect();
     Ok(Json(crate::views::LineageGraph { nodes: nodes.into_values().collect(), edges }).into_response())
 }
+
+/// `POST /api/v1/webhooks/continue` (operator and above; the target calls it with such a token):
+/// `{"runId", "status": "success" | "failed", "result"?, "error"?}` finishes the attempt the
+/// target accepted with a 202.
+pub async fn continue_run(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let (_, actor) = app.users.actor(&headers, Permission::Operate)?;
+    let body = json_body(&body)?;
+    let invalid = crate::health::invalid;
+    let run_id = optional_text(&body, "runId")?.ok_or_else(|| invalid("runId", "`runId` is required"))?;
+    let kind = match optional_text(&body, "status")?.as_deref() {
+        Some("success") => RecordKind::Succeeded,
+        Some("failed") => RecordKind::Failed,
+        _ => return Err(invalid("status", "`status` is `success` or `failed`")),
+    };
+    let result = match body.get("result") {
+        None | Some(Value::Null) => None,
+        Some(value @ Value::Object(_)) => Some(value.to_string()),
+        Some(_) => return Err(invalid("result", "`result` must be an object")),
+    };
+    let error = optional_text(&body, "error")?;
+    let run = load_run(&app, &run_id).await?.ok_or_else(|| not_found(&run_id))?;
+    if run.status != runs::RunStatus::Running.as_str() || run.awaiting_continue_since.is_none() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_awaiting_continue",
+            format!("the run is {} and not waiting for a continuation", run.status),
+        )
+        .with_field("runId"));
+    }
+    let record = RunRecord {
+        attempt: run.attempt,
+        result,
+        error_class: (kind == RecordKind::Failed).then(|| "reported_failure".to_owned()),
+        reason: error,
+        ..RunRecord::new(&run_id, kind, Utc::now(), &actor, &run.trigger)
+    };
+    app.triggers.write(&record).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"runId": run_id, "status": kind.as_str()}))).into_response())
+}

@@ -195,6 +195,8 @@ pub struct TriggeredRun {
     pub callbacks: Option<RunCallbacks>,
     /// The latest report of the running job (`POST /api/v1/runs/{id}/events`).
     pub progress: Option<Value>,
+    /// Since when the target has the current attempt and will finish it by a continuation.
+    pub awaiting_continue_since: Option<Micros>,
     pub links: RunLinks,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transitions: Option<Vec<Transition>>,
@@ -297,6 +299,7 @@ impl TriggeredRun {
             metrics: result.as_ref().and_then(|r| r.get("metrics")).filter(|m| m.is_object()).cloned(),
             result,
             progress: row.get::<Option<String>, _>("progress").and_then(|text| serde_json::from_str(&text).ok()),
+            awaiting_continue_since: row.get::<Option<DateTime<Utc>>, _>("awaiting_continue_since").map(Micros),
             transitions: None,
             events: None,
         }
@@ -747,6 +750,7 @@ mod tests {
                 delivered_at: Some(Micros(at())),
             }),
             progress: Some(json!({"message": "3 of 5 documents", "metrics": {"documentsGenerated": 3}})),
+            awaiting_continue_since: Some(Micros(at())),
             links: RunLinks {
                 own: "/runs/run_0b6f4bd9c1a04e0f9d3c2a1b5e6f7a8b".into(),
                 events: "/events?correlation_id=run_0b6f4bd9c1a04e0f9d3c2a1b5e6f7a8b".into(),
@@ -772,6 +776,7 @@ mod tests {
             result: None,
             callbacks: None,
             progress: None,
+            awaiting_continue_since: None,
             ..run.clone()
         };
         check("TriggeredRun", &queued);

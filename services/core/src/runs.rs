@@ -37,6 +37,7 @@ pub enum RecordKind {
     SlaBreached,
     CallbackDelivered,
     Progress,
+    AwaitingContinue,
 }
 
 impl RecordKind {
@@ -55,6 +56,7 @@ impl RecordKind {
             RecordKind::SlaBreached => "sla_breached",
             RecordKind::CallbackDelivered => "callback_delivered",
             RecordKind::Progress => "progress",
+            RecordKind::AwaitingContinue => "awaiting_continue",
         }
     }
 }
@@ -219,6 +221,8 @@ pub struct Run {
     pub callback_delivered_at: Option<DateTime<Utc>>,
     /// The latest progress report (JSON text) of the running job.
     pub progress: Option<String>,
+    /// The target accepted the current attempt and will finish it by a continuation; since when.
+    pub awaiting_continue_since: Option<DateTime<Utc>>,
 }
 
 impl Run {
@@ -270,6 +274,7 @@ pub fn fold(run: Option<&Run>, record: &RunRecord) -> Result<Run, Ignored> {
             on_fail: record.on_fail.clone(),
             callback_delivered_at: None,
             progress: None,
+            awaiting_continue_since: None,
         });
     };
     let mut next = run.clone();
@@ -311,6 +316,7 @@ pub fn fold(run: Option<&Run>, record: &RunRecord) -> Result<Run, Ignored> {
             next.cancel_requested_by = Some(record.actor.clone());
         }
         (K::AttemptStarted, S::Queued | S::Running) => {
+            next.awaiting_continue_since = None;
             if record.attempt != run.attempt + 1 {
                 return ignore("not the next attempt");
             }
@@ -345,6 +351,9 @@ pub fn fold(run: Option<&Run>, record: &RunRecord) -> Result<Run, Ignored> {
         }
         (K::SlaBreached, S::Running) if !run.sla_breached => next.sla_breached = true,
         (K::Progress, S::Running) => next.progress = record.report.clone(),
+        (K::AwaitingContinue, S::Running) if record.attempt == run.attempt && run.awaiting_continue_since.is_none() => {
+            next.awaiting_continue_since = Some(record.at);
+        }
         (K::Progress, _) => return ignore("the run is not running"),
         _ => return ignore("does not apply in this state"),
     }
@@ -636,6 +645,23 @@ mod tests {
         assert_eq!(run.unwrap().progress, Some(text));
         assert_eq!(ignored, ["progress: the run is not running"]);
         assert!(serde_json::from_str::<Report>(r#"{"inputs":[{"namespace":"a"}]}"#).is_err(), "a dataset needs a name");
+    }
+
+    #[test]
+    fn a_continuation_finishes_the_attempt_the_target_accepted() {
+        use RecordKind::*;
+        let (run, ignored) = apply(&[
+            record(Requested, 0),
+            record(AttemptStarted, 1),
+            record(AwaitingContinue, 2),
+            record(AwaitingContinue, 1),
+            record(AwaitingContinue, 1),
+        ]);
+        let run = run.unwrap();
+        assert!(run.awaiting_continue_since.is_some());
+        assert_eq!(ignored, ["awaiting_continue: does not apply in this state"; 2]);
+        let done = fold(Some(&run), &record(Succeeded, 1)).unwrap();
+        assert_eq!(done.status, RunStatus::Success);
     }
 
     #[test]

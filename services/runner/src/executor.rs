@@ -155,6 +155,11 @@ enum Outcome {
         body: String,
         duration: Duration,
     },
+    /// 202: the target will finish the attempt through `POST /api/v1/webhooks/continue`.
+    Accepted {
+        status: u16,
+        duration: Duration,
+    },
     Failure {
         class: &'static str,
         status: Option<u16>,
@@ -213,7 +218,8 @@ impl Executor {
     /// expired approvals and breached SLAs.
     async fn scan(self: &Arc<Self>) -> Result<(), ExecError> {
         let rows = sqlx::query(
-            "SELECT run_id, trigger, status, requested_at, started_at, sla_breached FROM trigger_runs
+            "SELECT run_id, trigger, status, requested_at, started_at, sla_breached, awaiting_continue_since,
+                    cancel_requested_by IS NOT NULL AS cancel_requested FROM trigger_runs
              WHERE status IN ('awaiting_approval', 'queued', 'running') ORDER BY requested_at LIMIT 1000",
         )
         .fetch_all(&self.pool)
@@ -252,7 +258,16 @@ impl Executor {
                     self.write(&record).await?;
                 }
             }
-            if matches!(status, RunStatus::Queued | RunStatus::Running) && self.permits.available_permits() > 0 {
+            // A run whose target will continue it is left alone until it is cancelled or waited
+            // too long.
+            let waiting = row
+                .get::<Option<chrono::DateTime<Utc>>, _>("awaiting_continue_since")
+                .is_some_and(|since| spec.is_none_or(|spec| age(since) <= Duration::from_secs(spec.timeout_s)))
+                && !row.get::<bool, _>("cancel_requested");
+            if matches!(status, RunStatus::Queued | RunStatus::Running)
+                && !waiting
+                && self.permits.available_permits() > 0
+            {
                 self.claim(run_id).await?;
             }
         }
@@ -427,6 +442,19 @@ impl Executor {
             if run.cancel_requested_by.is_some() {
                 return self.cancel(&run, spec).await;
             }
+            if let Some(since) = run.awaiting_continue_since
+                && run.status == RunStatus::Running
+            {
+                if (Utc::now() - since).to_std().unwrap_or_default() <= Duration::from_secs(spec.timeout_s) {
+                    return Ok(());
+                }
+                let record = RunRecord {
+                    error_class: Some("timeout".into()),
+                    reason: Some(format!("no continuation within {} s of the target's 202", spec.timeout_s)),
+                    ..self.record(&run, RecordKind::Failed, run.attempt)
+                };
+                return self.finish(&record).await;
+            }
             let attempt = run.attempt + 1;
             if attempt > spec.retry.attempts {
                 let record = RunRecord {
@@ -466,6 +494,17 @@ impl Executor {
                     return self.finish(&record).await;
                 }
                 Outcome::Cancelled => return self.cancel(&run, spec).await,
+                Outcome::Accepted { status, duration } => {
+                    let record = RunRecord {
+                        http_status: Some(i32::from(status)),
+                        duration_ms: Some(millis(duration)),
+                        reason: Some("the target accepted the attempt and will continue it".into()),
+                        ..self.record(&run, RecordKind::AwaitingContinue, attempt)
+                    };
+                    self.write(&record).await?;
+                    self.observe(run_id, |r| r.awaiting_continue_since.is_some() || r.status.is_final()).await?;
+                    return Ok(());
+                }
                 Outcome::Failure { class, status, message, retry_after, duration } => {
                     let last = attempt >= spec.retry.attempts || spec.retry.non_retryable.iter().any(|c| c == class);
                     let kind = if last { RecordKind::Failed } else { RecordKind::AttemptFailed };
@@ -565,6 +604,9 @@ impl Executor {
                 return failure("connect", Some(status.as_u16()), format!("reading the answer: {error}"), None);
             }
         };
+        if status == reqwest::StatusCode::ACCEPTED {
+            return Outcome::Accepted { status: status.as_u16(), duration: started.elapsed() };
+        }
         if status.is_success() {
             return Outcome::Success { status: status.as_u16(), body: text, duration: started.elapsed() };
         }

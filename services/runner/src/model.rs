@@ -27,6 +27,7 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "progress and lineage",
         sql: include_str!("../migrations/0003_progress_and_lineage.sql"),
     },
+    Migration { version: 4, name: "continuations", sql: include_str!("../migrations/0004_continuations.sql") },
 ];
 
 /// Postgres refuses a notification payload of 8,000 bytes or more.
@@ -41,7 +42,7 @@ pub fn channel(schema: &str) -> String {
 
 pub const RUN_COLUMNS: &str = "run_id, trigger, status, initiator, reason, inputs, request_hash, correlation_id, attempt, \
      requested_at, decided_by, decided_at, started_at, completed_at, cancel_requested_by, sla_breached, error_class, \
-     error, result, on_complete, on_fail, callback_delivered_at, progress";
+     error, result, on_complete, on_fail, callback_delivered_at, progress, awaiting_continue_since";
 
 /// A run as its row stores it.
 pub fn run_from_row(row: &PgRow) -> Run {
@@ -70,6 +71,7 @@ pub fn run_from_row(row: &PgRow) -> Run {
         on_fail: row.get("on_fail"),
         callback_delivered_at: row.get("callback_delivered_at"),
         progress: row.get("progress"),
+        awaiting_continue_since: row.get("awaiting_continue_since"),
     }
 }
 
@@ -237,13 +239,13 @@ async fn upsert(tx: &mut Transaction<'static, Postgres>, run: &Run) -> Result<()
     sqlx::query(&format!(
         "INSERT INTO trigger_runs ({RUN_COLUMNS})
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22,
-                 $23)
+                 $23, $24)
          ON CONFLICT (run_id) DO UPDATE SET status = EXCLUDED.status, attempt = EXCLUDED.attempt,
              decided_by = EXCLUDED.decided_by, decided_at = EXCLUDED.decided_at, started_at = EXCLUDED.started_at,
              completed_at = EXCLUDED.completed_at, cancel_requested_by = EXCLUDED.cancel_requested_by,
              sla_breached = EXCLUDED.sla_breached, error_class = EXCLUDED.error_class, error = EXCLUDED.error,
              result = EXCLUDED.result, callback_delivered_at = EXCLUDED.callback_delivered_at,
-             progress = EXCLUDED.progress"
+             progress = EXCLUDED.progress, awaiting_continue_since = EXCLUDED.awaiting_continue_since"
     ))
     .bind(&run.run_id)
     .bind(&run.trigger)
@@ -268,6 +270,7 @@ async fn upsert(tx: &mut Transaction<'static, Postgres>, run: &Run) -> Result<()
     .bind(&run.on_fail)
     .bind(run.callback_delivered_at)
     .bind(&run.progress)
+    .bind(run.awaiting_continue_since)
     .execute(&mut **tx)
     .await?;
     Ok(())

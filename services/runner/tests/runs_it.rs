@@ -634,3 +634,37 @@ async fn a_running_job_reports_progress_and_lineage() {
     let viewer = rig.http.get(format!("{}/api/v1/lineage/graph", rig.api)).bearer_auth(VIEWER).send().await.unwrap();
     assert_eq!(viewer.status(), 403);
 }
+
+/// A target that answers 202 keeps the run running until it posts the outcome to
+/// `/api/v1/webhooks/continue`; a second continuation is refused.
+#[tokio::test]
+async fn a_target_that_answers_202_continues_the_run_later() {
+    let rig = rig(true).await;
+    rig.owe(json!({"accepts": 1})).await;
+    let run_id = rig.trigger(OPERATOR, "contract.regenerate", json!({"contractId": "K3"})).await;
+    let waiting = eventually(WAIT, || async {
+        let run = rig.run(MAINTAINER, &run_id).await;
+        (!run["awaitingContinueSince"].is_null()).then_some(run)
+    })
+    .await
+    .expect("the run waits for its continuation");
+    assert_eq!(waiting["status"], "running");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(rig.target("/_calls").await.as_array().unwrap().len(), 1, "a waiting run is not called again");
+
+    let (status, answer) =
+        rig.post(Some(OPERATOR), "/api/v1/webhooks/continue", &[], r#"{"runId":"run_nope","status":"success"}"#).await;
+    assert_eq!((status, answer["error"]["field"].as_str()), (404, Some("runId")), "{answer}");
+    let (status, answer) = rig
+        .post(Some(OPERATOR), "/api/v1/webhooks/continue", &[], &json!({"runId": run_id, "status": "done"}).to_string())
+        .await;
+    assert_eq!((status, answer["error"]["field"].as_str()), (422, Some("status")), "{answer}");
+    let done = json!({"runId": run_id, "status": "success", "result": {"metrics": {"documentsGenerated": 5}}});
+    let (status, answer) = rig.post(Some(OPERATOR), "/api/v1/webhooks/continue", &[], &done.to_string()).await;
+    assert_eq!(status, 202, "{answer}");
+    let run = rig.run_with_status(&run_id, "success").await;
+    assert_eq!(run["metrics"]["documentsGenerated"], 5);
+    assert_eq!(kinds(&run), ["requested", "attempt_started", "awaiting_continue", "succeeded"]);
+    let (status, answer) = rig.post(Some(OPERATOR), "/api/v1/webhooks/continue", &[], &done.to_string()).await;
+    assert_eq!((status, answer["error"]["code"].as_str()), (409, Some("not_awaiting_continue")), "{answer}");
+}

@@ -4,7 +4,8 @@
 //! effect), hangs while hangs are owed, and answers `200 {"ok": true, "metrics": {...}}`.
 //! A path ending in `/cancel` records a cancel and applies nothing.
 //!
-//! `POST /_control {"fail": n, "failStatus": 500, "hangMs": m, "hangs": k}` sets what is owed;
+//! `POST /_control {"fail": n, "failStatus": 500, "hangMs": m, "hangs": k, "accepts": a}` sets
+//! what is owed (`accepts`: answer 202 after the effect, to be continued);
 //! `GET /_calls` lists the calls, `GET /_effects` the effects per key.
 
 use std::{collections::BTreeMap, net::SocketAddr, path::Path, sync::Arc, time::Duration};
@@ -50,6 +51,8 @@ pub struct Owed {
     pub fail_status: Option<u16>,
     pub hang_ms: u64,
     pub hangs: u32,
+    /// The next this many effects answer 202 (the caller is to be continued later).
+    pub accepts: u32,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -150,6 +153,10 @@ async fn call(State(state): State<Shared>, request: Request) -> Response {
             }
         };
         target.calls.push(call);
+        if target.owed.accepts > 0 {
+            target.owed.accepts -= 1;
+            return (StatusCode::ACCEPTED, Json(json!({"accepted": true}))).into_response();
+        }
         let hang = (target.owed.hangs > 0).then(|| {
             target.owed.hangs -= 1;
             Duration::from_millis(target.owed.hang_ms)
