@@ -352,6 +352,22 @@ async fn stored_hash(
     }
 }
 
+/// The run `run_id` (else 404 naming `runId`) when it `fits`; otherwise 409 `code`, `why` it
+/// does not.
+async fn run_where(
+    app: &AppState,
+    run_id: &str,
+    fits: impl Fn(&TriggeredRun) -> bool,
+    code: &'static str,
+    why: impl Fn(&TriggeredRun) -> String,
+) -> Result<TriggeredRun, ApiError> {
+    let run = load_run(app, run_id).await?.ok_or_else(|| not_found(run_id))?;
+    if !fits(&run) {
+        return Err(ApiError::new(StatusCode::CONFLICT, code, why(&run)).with_field("runId"));
+    }
+    Ok(run)
+}
+
 /// A triggered run from the runner's read model (`None` also while its schema does not exist).
 pub(crate) async fn load_run(app: &AppState, run_id: &str) -> Result<Option<TriggeredRun>, ApiError> {
     if run_id.contains('\0') {
@@ -374,11 +390,10 @@ pub async fn cancel(
 ) -> Result<Response, ApiError> {
     let (_, actor) = app.users.actor(&headers, Permission::Operate)?;
     let reason = if body.is_empty() { None } else { optional_text(&json_body(&body)?, "reason")? };
-    let run = load_run(&app, &run_id).await?.ok_or_else(|| not_found(&run_id))?;
-    if runs::RunStatus::parse(&run.status).is_none_or(runs::RunStatus::is_final) {
-        return Err(ApiError::new(StatusCode::CONFLICT, "run_ended", format!("the run has ended: {}", run.status))
-            .with_field("runId"));
-    }
+    let ended = |run: &TriggeredRun| runs::RunStatus::parse(&run.status).is_none_or(runs::RunStatus::is_final);
+    let run =
+        run_where(&app, &run_id, |run| !ended(run), "run_ended", |run| format!("the run has ended: {}", run.status))
+            .await?;
     let record =
         RunRecord { reason, ..RunRecord::new(&run_id, RecordKind::CancelRequested, Utc::now(), &actor, &run.trigger) };
     app.triggers.write(&record).await?;
@@ -415,15 +430,11 @@ async fn decide(
 ) -> Result<Response, ApiError> {
     let (role, actor) = app.users.actor(&headers, Permission::Approve)?;
     let reason = reason(&json_body(&body)?)?;
-    let run = load_run(&app, &run_id).await?.ok_or_else(|| not_found(&run_id))?;
-    if run.status != runs::RunStatus::AwaitingApproval.as_str() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "not_awaiting_approval",
-            format!("the run is {}, not awaiting approval", run.status),
-        )
-        .with_field("runId"));
-    }
+    let awaiting = |run: &TriggeredRun| run.status == runs::RunStatus::AwaitingApproval.as_str();
+    let run = run_where(&app, &run_id, awaiting, "not_awaiting_approval", |run| {
+        format!("the run is {}, not awaiting approval", run.status)
+    })
+    .await?;
     let needed = app.triggers.triggers.triggers.get(&run.trigger).and_then(|s: &TriggerSpec| s.approval.as_ref());
     if let Some(approval) = needed
         && approval.role == "owner"
@@ -592,15 +603,11 @@ pub async fn report(
             ));
         }
     }
-    let run = load_run(&app, &run_id).await?.ok_or_else(|| not_found(&run_id))?;
-    if run.status != runs::RunStatus::Running.as_str() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "run_not_running",
-            format!("the run is {}; only a running job reports", run.status),
-        )
-        .with_field("runId"));
-    }
+    let running = |run: &TriggeredRun| run.status == runs::RunStatus::Running.as_str();
+    let run = run_where(&app, &run_id, running, "run_not_running", |run| {
+        format!("the run is {}; only a running job reports", run.status)
+    })
+    .await?;
     let text = serde_json::to_string(&report).map_err(|e| ApiError::unavailable("unavailable", e.to_string()))?;
     let record = RunRecord {
         report: Some(text),
@@ -681,15 +688,12 @@ pub async fn continue_run(
         Some(_) => return Err(invalid("result", "`result` must be an object")),
     };
     let error = optional_text(&body, "error")?;
-    let run = load_run(&app, &run_id).await?.ok_or_else(|| not_found(&run_id))?;
-    if run.status != runs::RunStatus::Running.as_str() || run.awaiting_continue_since.is_none() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "not_awaiting_continue",
-            format!("the run is {} and not waiting for a continuation", run.status),
-        )
-        .with_field("runId"));
-    }
+    let waiting =
+        |run: &TriggeredRun| run.status == runs::RunStatus::Running.as_str() && run.awaiting_continue_since.is_some();
+    let run = run_where(&app, &run_id, waiting, "not_awaiting_continue", |run| {
+        format!("the run is {} and not waiting for a continuation", run.status)
+    })
+    .await?;
     let record = RunRecord {
         attempt: run.attempt,
         result,
