@@ -306,13 +306,26 @@ async fn get_run(
         }
         return Ok(Json(run).into_response());
     }
-    let row = fetch_one_by_id(&app.pool, "SELECT * FROM runs WHERE run_id = $1", &run_id, "run", "runId").await?;
+    // No projector schema yet (a deployment running only triggers): no producer-reported run.
+    let row = match fetch_one_by_id(&app.pool, "SELECT * FROM runs WHERE run_id = $1", &run_id, "run", "runId").await {
+        Err(error) if error.code == "read_model_unavailable" && !projector_ready(&app).await => {
+            return Err(
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no run `{run_id}`")).with_field("runId")
+            );
+        }
+        other => other?,
+    };
     let mut run = Run::from_row(&row);
     // Correlated events only for roles that may read events.
     if role.allows(Permission::ReadEvents) {
         run.events = Some(correlated_events(&app, &run_id).await?);
     }
     Ok(Json(run).into_response())
+}
+
+/// Whether the projector's `runs` table exists.
+async fn projector_ready(app: &AppState) -> bool {
+    sqlx::query_scalar::<_, bool>("SELECT to_regclass('runs') IS NOT NULL").fetch_one(&app.pool).await.unwrap_or(true)
 }
 
 /// The first 200 events carrying `correlation_id`, oldest first.

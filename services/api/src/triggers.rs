@@ -560,7 +560,7 @@ pub async fn validate_job(
         "valid": true,
         "job": request.name,
         "status": if spec.approval.is_some() { "awaiting_approval" } else { "queued" },
-        "target": spec.target.url,
+        "target": spec.target.as_ref().map(|t| t.url.clone()),
         "attempts": spec.retry.attempts,
         "timeoutS": spec.timeout_s,
         "approvalRole": spec.approval.as_ref().map(|a| a.role.clone()),

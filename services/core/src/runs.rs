@@ -342,6 +342,10 @@ pub fn fold(run: Option<&Run>, record: &RunRecord) -> Result<Run, Ignored> {
         (K::Failed, S::Running) => {
             next.error_class = record.error_class.clone();
             next.error = record.reason.clone();
+            // A failure may say what it got to (a chain: its steps' outcomes).
+            if record.result.is_some() {
+                next.result = record.result.clone();
+            }
             end(&mut next, S::Failed);
         }
         (K::Cancelled, S::Running) => {
@@ -412,7 +416,12 @@ pub struct Triggers {
 #[serde(deny_unknown_fields)]
 pub struct TriggerSpec {
     pub description: String,
-    pub target: Target,
+    /// What a run calls; a chain has `steps` instead.
+    #[serde(default)]
+    pub target: Option<Target>,
+    /// A chain: each step runs another allow-listed trigger as a child run, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<Step>,
     /// JSON Schema (2020-12) of the request body.
     pub inputs: serde_json::Value,
     pub retry: RetryPolicy,
@@ -425,6 +434,51 @@ pub struct TriggerSpec {
     pub window: Option<Window>,
     #[serde(default)]
     pub approval: Option<Approval>,
+}
+
+/// One step of a chain (vision §6.1, §6.2): a child run of `trigger` with the chain's inputs,
+/// run only `when` an earlier step's result says so; after a failed step the chain stops, unless
+/// `on_failure = "continue"`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    pub name: String,
+    pub trigger: String,
+    #[serde(default)]
+    pub when: Option<Condition>,
+    #[serde(default)]
+    pub on_failure: OnFailure,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    #[default]
+    Stop,
+    Continue,
+}
+
+/// True when the result of the earlier step `step` (which must have succeeded) holds `equals`
+/// at the JSON pointer `pointer` (e.g. the timesheet gate: `/missing` equals 0).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Condition {
+    pub step: String,
+    pub pointer: String,
+    pub equals: serde_json::Value,
+}
+
+impl Condition {
+    /// `results`: each earlier step's result when it succeeded.
+    pub fn holds(&self, results: &BTreeMap<String, serde_json::Value>) -> bool {
+        results.get(&self.step).and_then(|result| result.pointer(&self.pointer)) == Some(&self.equals)
+    }
+}
+
+/// The id of a chain's child run for `step`: the same on every walk of the chain, so a resumed
+/// chain finds the children it already started.
+pub fn child_run_id(parent: &str, step: &str) -> String {
+    run_id_for_key(parent, "step", step)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -527,6 +581,33 @@ impl Triggers {
             }
             if !spec.inputs.is_object() {
                 return fail("inputs must be a JSON Schema object".into());
+            }
+            match (&spec.target, spec.steps.is_empty()) {
+                (Some(_), true) => {}
+                (None, false) => {
+                    let mut seen = Vec::new();
+                    for step in &spec.steps {
+                        match self.triggers.get(&step.trigger) {
+                            Some(child) if child.target.is_some() => {}
+                            _ => {
+                                return fail(format!(
+                                    "steps: `{}` runs `{}`, which is not a trigger with a target",
+                                    step.name, step.trigger
+                                ));
+                            }
+                        }
+                        if let Some(when) = &step.when
+                            && !seen.contains(&when.step.as_str())
+                        {
+                            return fail(format!(
+                                "steps: `{}` depends on `{}`, not an earlier step",
+                                step.name, when.step
+                            ));
+                        }
+                        seen.push(step.name.as_str());
+                    }
+                }
+                _ => return fail("needs a target or steps, not both".into()),
             }
         }
         Ok(())
@@ -679,6 +760,17 @@ mod tests {
         assert_eq!(a, run_id_for_key("operator:1", "contract.regenerate", "k1"));
         assert_ne!(a, run_id_for_key("operator:2", "contract.regenerate", "k1"));
         assert_eq!(a.len(), 36);
+    }
+
+    #[test]
+    fn conditions_read_earlier_results() {
+        let results: BTreeMap<String, serde_json::Value> =
+            [("check".to_owned(), serde_json::json!({"missing": 0}))].into();
+        let gate = Condition { step: "check".into(), pointer: "/missing".into(), equals: serde_json::json!(0) };
+        assert!(gate.holds(&results));
+        assert!(!Condition { equals: serde_json::json!(3), ..gate.clone() }.holds(&results));
+        assert!(!Condition { step: "skipped".into(), ..gate }.holds(&results));
+        assert_ne!(child_run_id("run_1", "a"), child_run_id("run_1", "b"));
     }
 
     #[test]

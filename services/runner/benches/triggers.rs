@@ -47,7 +47,9 @@ async fn rig() -> Rig {
     tokio::spawn(target_app.run_until_stopped(stop.clone()));
     let mut triggers = (*ct_platform::triggers::TriggersConfig::default().load().unwrap()).clone();
     for spec in triggers.triggers.values_mut() {
-        spec.target.url = spec.target.url.replace("http://127.0.0.1:8095", &target_url);
+        if let Some(own) = spec.target.as_mut() {
+            own.url = own.url.replace("http://127.0.0.1:8095", &target_url);
+        }
         spec.rate_limit.per_minute = 1_000_000;
         spec.rate_limit.burst = 100_000;
     }

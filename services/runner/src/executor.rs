@@ -64,7 +64,10 @@ impl Changes {
 
 /// Waits for the next change `changed` announces, or `fallback`, whichever comes first.
 async fn next_change(changed: &mut watch::Receiver<u64>, fallback: Duration) {
-    let _ = tokio::time::timeout(fallback, changed.changed()).await;
+    // A sender dropped (the run's own task ended and forgot it) answers at once: wait instead.
+    if let Ok(Err(_)) = tokio::time::timeout(fallback, changed.changed()).await {
+        tokio::time::sleep(fallback).await;
+    }
 }
 
 /// Listens to the model's notifications until `shutdown` (sqlx reconnects a lost listener; what
@@ -439,6 +442,9 @@ impl Executor {
                 record.reason = Some(format!("`{}` is not in this runner's allow-list", run.trigger));
                 return self.finish(&record).await;
             };
+            if !spec.steps.is_empty() {
+                return self.run_chain(run, spec).await;
+            }
             if run.cancel_requested_by.is_some() {
                 return self.cancel(&run, spec).await;
             }
@@ -530,9 +536,112 @@ impl Executor {
         }
     }
 
+    /// A chain: each step's child run in order (requested by the runner, executed like any run),
+    /// skipped when its condition does not hold, the chain failed by a failed step unless the
+    /// step says continue. Child ids are derived from the chain's, so a resumed chain walks the
+    /// same children again without starting them twice.
+    async fn run_chain(&self, mut run: Run, spec: &TriggerSpec) -> Result<(), ExecError> {
+        if run.status == RunStatus::Queued {
+            if run.cancel_requested_by.is_some() {
+                return Ok(());
+            }
+            self.write(&self.record(&run, RecordKind::AttemptStarted, run.attempt + 1)).await?;
+            let attempt = run.attempt + 1;
+            run = self
+                .observe(&run.run_id, |r| {
+                    r.attempt >= attempt || r.status.is_final() || r.cancel_requested_by.is_some()
+                })
+                .await?;
+            if run.status != RunStatus::Running {
+                return Ok(());
+            }
+        }
+        let mut results = std::collections::BTreeMap::new();
+        let mut steps = serde_json::Map::new();
+        for step in &spec.steps {
+            let child_id = ct_core::runs::child_run_id(&run.run_id, &step.name);
+            if model::load(&self.pool, &child_id).await?.is_none() {
+                if step.when.as_ref().is_some_and(|when| !when.holds(&results)) {
+                    steps.insert(step.name.clone(), json!("skipped"));
+                    continue;
+                }
+                if run.cancel_requested_by.is_none() {
+                    let request = RunRecord {
+                        inputs: run.inputs.clone(),
+                        correlation_id: run.correlation_id.clone(),
+                        reason: Some(format!("step `{}` of {}", step.name, run.run_id)),
+                        ..RunRecord::new(
+                            &child_id,
+                            RecordKind::Requested,
+                            Utc::now(),
+                            &self.config.actor,
+                            &step.trigger,
+                        )
+                    };
+                    self.write(&request).await?;
+                }
+            }
+            let Some(child) = self.child_ended(&run.run_id, &child_id).await? else {
+                // The chain was cancelled: so is the step under way, then the chain.
+                let cancel = RunRecord {
+                    reason: Some(format!("its chain {} was cancelled", run.run_id)),
+                    ..RunRecord::new(
+                        &child_id,
+                        RecordKind::CancelRequested,
+                        Utc::now(),
+                        &self.config.actor,
+                        &step.trigger,
+                    )
+                };
+                self.write(&cancel).await?;
+                let run = model::load(&self.pool, &run.run_id).await?.unwrap_or(run);
+                return self.cancel(&run, spec).await;
+            };
+            steps.insert(step.name.clone(), json!(child.status.as_str()));
+            if child.status == RunStatus::Success {
+                let result = child.result.as_deref().and_then(|r| serde_json::from_str(r).ok());
+                results.insert(step.name.clone(), result.unwrap_or(serde_json::Value::Null));
+            } else if step.on_failure == ct_core::runs::OnFailure::Stop {
+                let record = RunRecord {
+                    error_class: Some("step_failed".into()),
+                    reason: Some(format!("step `{}` ended {}", step.name, child.status.as_str())),
+                    result: Some(json!({ "steps": steps }).to_string()),
+                    ..self.record(&run, RecordKind::Failed, run.attempt)
+                };
+                metrics::counter!("ct_runner_runs_total", "outcome" => "failed").increment(1);
+                return self.finish(&record).await;
+            }
+        }
+        let record = RunRecord {
+            result: Some(json!({ "steps": steps }).to_string()),
+            ..self.record(&run, RecordKind::Succeeded, run.attempt)
+        };
+        metrics::counter!("ct_runner_runs_total", "outcome" => "success").increment(1);
+        self.finish(&record).await
+    }
+
+    /// The child run once it has ended, or `None` as soon as its chain is to be cancelled.
+    async fn child_ended(&self, chain_id: &str, child_id: &str) -> Result<Option<Run>, ExecError> {
+        let (mut chain_changed, mut child_changed) = (self.changes.watch(chain_id), self.changes.watch(child_id));
+        loop {
+            if model::load(&self.pool, chain_id).await?.is_some_and(|chain| chain.cancel_requested_by.is_some()) {
+                return Ok(None);
+            }
+            if let Some(child) = model::load(&self.pool, child_id).await?
+                && child.status.is_final()
+            {
+                return Ok(Some(child));
+            }
+            tokio::select! {
+                () = next_change(&mut chain_changed, FALLBACK_LOOK) => {}
+                () = next_change(&mut child_changed, FALLBACK_LOOK) => {}
+            }
+        }
+    }
+
     /// Tells the target (when it can be told) and ends the run as cancelled.
     async fn cancel(&self, run: &Run, spec: &TriggerSpec) -> Result<(), ExecError> {
-        if let Some(url) = &spec.target.cancel_url {
+        if let Some(url) = spec.target.as_ref().and_then(|t| t.cancel_url.as_ref()) {
             let told = self
                 .http
                 .post(url)
@@ -567,7 +676,7 @@ impl Executor {
         let started = Instant::now();
         let request = self
             .http
-            .post(&spec.target.url)
+            .post(spec.target.as_ref().map_or("", |t| t.url.as_str()))
             .timeout(Duration::from_secs(spec.timeout_s))
             .header("idempotency-key", &run.run_id)
             .header("x-ct-attempt", attempt.to_string())

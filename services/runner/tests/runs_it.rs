@@ -28,14 +28,39 @@ struct Rig {
 fn triggers(target: &str) -> Triggers {
     let mut triggers = (*ct_platform::triggers::TriggersConfig::default().load().unwrap()).clone();
     for spec in triggers.triggers.values_mut() {
-        spec.target.url = spec.target.url.replace("http://127.0.0.1:8095", target);
-        spec.target.cancel_url = spec.target.cancel_url.as_ref().map(|u| u.replace("http://127.0.0.1:8095", target));
+        if let Some(own) = spec.target.as_mut() {
+            own.url = own.url.replace("http://127.0.0.1:8095", target);
+            own.cancel_url = own.cancel_url.as_ref().map(|u| u.replace("http://127.0.0.1:8095", target));
+        }
         spec.window = None;
         spec.retry.backoff_base_ms = 50;
         spec.retry.backoff_max_ms = 200;
         spec.rate_limit.per_minute = 600;
         spec.rate_limit.burst = 100;
     }
+    // A chain (vision §6.2's gate, in miniature): notify only when the regeneration produced a
+    // document; a step whose condition never holds is skipped.
+    let chain = r#"
+        description = "Regenerate, then notify when a document came out."
+        inputs = { type = "object" }
+        retry = { attempts = 1, backoff_base_ms = 50, backoff_max_ms = 50 }
+        timeout_s = 60
+        sla_s = 600
+        rate_limit = { per_minute = 600, burst = 100 }
+        [[steps]]
+        name = "regenerate"
+        trigger = "contract.regenerate"
+        [[steps]]
+        name = "notify"
+        trigger = "portal.notify.retry"
+        when = { step = "regenerate", pointer = "/metrics/documentsGenerated", equals = 1 }
+        [[steps]]
+        name = "never"
+        trigger = "contract.regenerate"
+        when = { step = "regenerate", pointer = "/ok", equals = false }
+    "#;
+    triggers.triggers.insert("demo.chain".into(), toml::from_str(chain).expect("the chain parses"));
+    triggers.validate().expect("the test's triggers are valid");
     triggers
 }
 
@@ -667,4 +692,37 @@ async fn a_target_that_answers_202_continues_the_run_later() {
     assert_eq!(kinds(&run), ["requested", "attempt_started", "awaiting_continue", "succeeded"]);
     let (status, answer) = rig.post(Some(OPERATOR), "/api/v1/webhooks/continue", &[], &done.to_string()).await;
     assert_eq!((status, answer["error"]["code"].as_str()), (409, Some("not_awaiting_continue")), "{answer}");
+}
+
+/// A chain runs its steps as child runs in order, skips a step whose condition does not hold,
+/// and stops at a failed step.
+#[tokio::test]
+async fn a_chain_runs_its_steps_as_child_runs_and_stops_at_a_failure() {
+    let rig = rig(true).await;
+    let run_id = rig.trigger(OPERATOR, "demo.chain", json!({"contractId": "K1"})).await;
+    let run = rig.run_with_status(&run_id, "success").await;
+    assert_eq!(
+        run["result"]["steps"],
+        json!({"regenerate": "success", "notify": "success", "never": "skipped"}),
+        "{run}"
+    );
+    let regenerate = ct_core::runs::child_run_id(&run_id, "regenerate");
+    let notify = ct_core::runs::child_run_id(&run_id, "notify");
+    assert_eq!(rig.target("/_effects").await, json!({ regenerate.clone(): 1, notify.clone(): 1 }));
+    let child = rig.run(MAINTAINER, &regenerate).await;
+    assert_eq!(
+        (child["trigger"].as_str(), child["correlationId"].as_str()),
+        (Some("contract.regenerate"), Some(run_id.as_str()))
+    );
+    let paths: Vec<Value> = rig.target("/_calls").await.as_array().unwrap().iter().map(|c| c["path"].clone()).collect();
+    assert_eq!(paths, [json!("/contracts/regenerate"), json!("/portal/notify-retry")], "in order");
+
+    rig.owe(json!({"fail": 1, "failStatus": 400})).await;
+    let failing = rig.trigger(OPERATOR, "demo.chain", json!({"contractId": "K2"})).await;
+    let run = rig.run_with_status(&failing, "failed").await;
+    assert_eq!(run["error"]["class"], "step_failed");
+    assert_eq!(run["result"]["steps"], json!({"regenerate": "failed"}), "{run}");
+    let notify = ct_core::runs::child_run_id(&failing, "notify");
+    let response = rig.http.get(format!("{}/runs/{notify}", rig.api)).bearer_auth(MAINTAINER).send().await.unwrap();
+    assert_eq!(response.status(), 404, "the step after the failure never started");
 }
