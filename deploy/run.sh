@@ -86,7 +86,7 @@ Control Tower is running.
   Redis                 redis://127.0.0.1:6379
 
 Dev credentials (refused under CT_PROFILE=production):
-  producer tokens  dev-token-portal dev-token-backend dev-token-finance dev-token-desktop dev-token-github dev-token-website
+  producer tokens  dev-token-portal dev-token-backend dev-token-finance dev-token-desktop dev-token-github dev-token-website dev-token-control_tower
   HMAC secret      dev-webhook-secret
   user tokens      dev-token-owner dev-token-maintainer dev-token-operator dev-token-viewer
 

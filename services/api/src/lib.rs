@@ -5,6 +5,7 @@
 //! models only through their Postgres schemas. People's actions (acknowledging an alert) are
 //! records it writes to the log (`ct.audit.v1`), which the owning model applies.
 
+pub mod artifacts;
 pub mod audit;
 pub mod auth;
 pub mod cursor;
@@ -41,6 +42,7 @@ pub struct Config {
     pub registry: RegistryConfig,
     pub actions: ActionsConfig,
     pub runs: RunsConfig,
+    pub artifacts: artifacts::ArtifactsConfig,
     /// The trigger allow-list (unset: the project's `config/triggers.toml`); the runner must
     /// load the same.
     #[serde(default)]
@@ -95,6 +97,11 @@ impl Config {
             if self.auth.user_tokens.keys().any(|t| t.starts_with("dev-token-")) {
                 return Err(ConfigError::Rule("dev user tokens are refused under the production profile".into()));
             }
+            if secrecy::ExposeSecret::expose_secret(&self.artifacts.producer_token).starts_with("dev-token-") {
+                return Err(ConfigError::Rule(
+                    "artifacts.producer_token: dev tokens are refused under the production profile".into(),
+                ));
+            }
             if secrecy::ExposeSecret::expose_secret(&self.runs.redaction_salt).starts_with("dev-") {
                 return Err(ConfigError::Rule(
                     "runs.redaction_salt: the dev salt is refused under the production profile".into(),
@@ -122,6 +129,7 @@ pub struct AppState {
     pub catalogue: Arc<ct_core::catalogue::Catalogue>,
     pub actions: health::ActionWriter,
     pub triggers: triggers::Catalogue,
+    pub artifacts: artifacts::Store,
 }
 
 pub struct Application {
@@ -136,7 +144,8 @@ impl Application {
         let actions = health::ActionWriter::new(&config).context("creating the Kafka producer")?;
         let triggers = config.triggers.load().context("loading the triggers")?;
         let triggers = triggers::Catalogue::new(&config, triggers)?;
-        let state = Arc::new(AppState { users, pool, config: config.clone(), catalogue, actions, triggers });
+        let artifacts = artifacts::Store::new(config.artifacts.clone());
+        let state = Arc::new(AppState { users, pool, config: config.clone(), catalogue, actions, triggers, artifacts });
         let server = ct_platform::http::Server::bind(config.http.listen, routes::router(state), &config.http.limits)
             .await
             .with_context(|| format!("binding {}", config.http.listen))?;

@@ -47,6 +47,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/runs/{run_id}/events", axum::routing::post(crate::triggers::report))
         .route("/api/v1/lineage/graph", get(crate::triggers::lineage_graph))
         .route("/api/v1/webhooks/continue", axum::routing::post(crate::triggers::continue_run))
+        .route("/api/v1/artifacts", axum::routing::post(crate::artifacts::upload))
+        .route("/api/v1/artifacts/{artifact_id}", get(crate::artifacts::download))
         .route("/systems", get(crate::health::list_systems))
         .route("/systems/{system_id}/history", get(crate::health::history))
         .route("/health", get(crate::health::health))

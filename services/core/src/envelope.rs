@@ -58,6 +58,13 @@ fn field<'a>(map: &'a Map<String, Value>, camel: &str, snake: &str) -> Result<Op
 fn parse_id(name: &str, value: Option<&Value>) -> Result<Option<String>, FieldError> {
     let Some(value) = value else { return Ok(None) };
     let s = value.as_str().ok_or_else(|| FieldError::wrong_type(name, "a string"))?;
+    check_id(name, s)?;
+    Ok(Some(s.to_owned()))
+}
+
+/// The rule of every id in an event (`eventId`, `correlationId`): 1 to 128 of A-Z, a-z, 0-9 and
+/// `_-.:`; `name` is the field the error names.
+pub fn check_id(name: &str, s: &str) -> Result<(), FieldError> {
     if s.is_empty() {
         return Err(FieldError::new(name, Rule::NotEmpty, format!("`{name}` must not be empty")));
     }
@@ -71,7 +78,7 @@ fn parse_id(name: &str, value: Option<&Value>) -> Result<Option<String>, FieldEr
             format!("`{name}` may contain only A-Z, a-z, 0-9, '_', '-', '.', ':'"),
         ));
     }
-    Ok(Some(s.to_owned()))
+    Ok(())
 }
 
 impl Envelope {
@@ -111,8 +118,10 @@ impl Envelope {
             .ok_or_else(|| FieldError::required("source"))?
             .as_str()
             .ok_or_else(|| FieldError::wrong_type("source", "a string"))?;
-        let source = source_raw.parse::<Source>().ok().filter(|s| Source::PRODUCERS.contains(s)).ok_or_else(|| {
-            let known: Vec<_> = Source::PRODUCERS.iter().map(|s| s.as_str()).collect();
+        // `control_tower` parses too: the edge lets only a token bound to it send it (the
+        // platform's own announcements, such as stored artifacts).
+        let source = source_raw.parse::<Source>().map_err(|_| {
+            let known: Vec<_> = Source::SENDERS.iter().map(|s| s.as_str()).collect();
             FieldError::new("source", Rule::UnknownValue, format!("`source` must be one of {}", known.join(", ")))
         })?;
         if !event_type.accepts_source(source) {

@@ -437,8 +437,9 @@ pub struct TriggerSpec {
 }
 
 /// One step of a chain (vision §6.1, §6.2): a child run of `trigger` with the chain's inputs,
-/// run only `when` an earlier step's result says so; after a failed step the chain stops, unless
-/// `on_failure = "continue"`.
+/// run only `when` an earlier step's result says so (otherwise skipped, and the chain goes on to
+/// the next step). After the step, `on_success` (default `next`) or `on_failure` (default `stop`)
+/// says where the chain goes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Step {
@@ -447,15 +448,71 @@ pub struct Step {
     #[serde(default)]
     pub when: Option<Condition>,
     #[serde(default)]
-    pub on_failure: OnFailure,
+    pub on_success: Branch,
+    #[serde(default = "Branch::stop")]
+    pub on_failure: Branch,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OnFailure {
+/// Where a chain goes after a step: the `next` step (`continue` is the same, read better after a
+/// failure), `stop` (the chain ends: succeeded after a success, failed after a failure), or a
+/// later step's name (a jump; the steps in between are not reached). Only forward jumps, so a
+/// chain always ends. A failure the chain goes on from does not fail the chain; its result shows
+/// every step's outcome.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum Branch {
     #[default]
+    Next,
     Stop,
-    Continue,
+    Step(String),
+}
+
+impl Branch {
+    fn stop() -> Branch {
+        Branch::Stop
+    }
+}
+
+impl From<String> for Branch {
+    fn from(text: String) -> Branch {
+        match text.as_str() {
+            "next" | "continue" => Branch::Next,
+            "stop" => Branch::Stop,
+            _ => Branch::Step(text),
+        }
+    }
+}
+
+impl From<Branch> for String {
+    fn from(branch: Branch) -> String {
+        match branch {
+            Branch::Next => "next".into(),
+            Branch::Stop => "stop".into(),
+            Branch::Step(name) => name,
+        }
+    }
+}
+
+/// What a chain does after one of its steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChainMove {
+    /// Run the step at this index.
+    Run(usize),
+    Succeed,
+    Fail,
+}
+
+/// The chain's move after the step at `index` `succeeded` (or failed). `steps` has passed
+/// [`Triggers::validate`], so a jump names a later step.
+pub fn after_step(steps: &[Step], index: usize, succeeded: bool) -> ChainMove {
+    let step = &steps[index];
+    let next = || if index + 1 < steps.len() { ChainMove::Run(index + 1) } else { ChainMove::Succeed };
+    match if succeeded { &step.on_success } else { &step.on_failure } {
+        Branch::Next => next(),
+        Branch::Stop if succeeded => ChainMove::Succeed,
+        Branch::Stop => ChainMove::Fail,
+        Branch::Step(name) => steps.iter().position(|s| &s.name == name).map_or(ChainMove::Fail, ChainMove::Run),
+    }
 }
 
 /// True when the result of the earlier step `step` (which must have succeeded) holds `equals`
@@ -596,6 +653,9 @@ impl Triggers {
                                 ));
                             }
                         }
+                        if seen.contains(&step.name.as_str()) {
+                            return fail(format!("steps: `{}` is named twice", step.name));
+                        }
                         if let Some(when) = &step.when
                             && !seen.contains(&when.step.as_str())
                         {
@@ -605,6 +665,18 @@ impl Triggers {
                             ));
                         }
                         seen.push(step.name.as_str());
+                    }
+                    for (index, step) in spec.steps.iter().enumerate() {
+                        for (key, branch) in [("on_success", &step.on_success), ("on_failure", &step.on_failure)] {
+                            if let Branch::Step(target) = branch
+                                && !spec.steps[index + 1..].iter().any(|later| &later.name == target)
+                            {
+                                return fail(format!(
+                                    "steps: `{}`.{key} = `{target}` is not a later step (or next, continue, stop)",
+                                    step.name
+                                ));
+                            }
+                        }
                     }
                 }
                 _ => return fail("needs a target or steps, not both".into()),
@@ -771,6 +843,59 @@ mod tests {
         assert!(!Condition { equals: serde_json::json!(3), ..gate.clone() }.holds(&results));
         assert!(!Condition { step: "skipped".into(), ..gate }.holds(&results));
         assert_ne!(child_run_id("run_1", "a"), child_run_id("run_1", "b"));
+    }
+
+    #[test]
+    fn branches_move_a_chain_forward_and_end_it() {
+        let chain: Triggers = toml::from_str(
+            r#"
+            [triggers.leaf]
+            description = "d"
+            target = { url = "http://t/leaf" }
+            inputs = { type = "object" }
+            retry = { attempts = 1, backoff_base_ms = 1, backoff_max_ms = 1 }
+            timeout_s = 1
+            sla_s = 1
+            rate_limit = { per_minute = 1, burst = 1 }
+
+            [triggers.flow]
+            description = "d"
+            inputs = { type = "object" }
+            retry = { attempts = 1, backoff_base_ms = 1, backoff_max_ms = 1 }
+            timeout_s = 1
+            sla_s = 1
+            rate_limit = { per_minute = 1, burst = 1 }
+            [[triggers.flow.steps]]
+            name = "parse"
+            trigger = "leaf"
+            on_failure = "notify"
+            [[triggers.flow.steps]]
+            name = "generate"
+            trigger = "leaf"
+            on_success = "stop"
+            on_failure = "continue"
+            [[triggers.flow.steps]]
+            name = "notify"
+            trigger = "leaf"
+            "#,
+        )
+        .unwrap();
+        chain.validate().unwrap();
+        let steps = &chain.triggers["flow"].steps;
+        assert_eq!(after_step(steps, 0, true), ChainMove::Run(1));
+        assert_eq!(after_step(steps, 0, false), ChainMove::Run(2), "a jump over `generate`");
+        assert_eq!(after_step(steps, 1, true), ChainMove::Succeed);
+        assert_eq!(after_step(steps, 1, false), ChainMove::Run(2));
+        assert_eq!(after_step(steps, 2, true), ChainMove::Succeed);
+        assert_eq!(after_step(steps, 2, false), ChainMove::Fail, "stop is the default after a failure");
+
+        let mut backwards = chain.clone();
+        backwards.triggers.get_mut("flow").unwrap().steps[2].on_failure = Branch::Step("parse".into());
+        let error = backwards.validate().unwrap_err();
+        assert!(error.contains("`notify`.on_failure = `parse` is not a later step"), "{error}");
+        let mut twice = chain;
+        twice.triggers.get_mut("flow").unwrap().steps[2].name = "parse".into();
+        assert!(twice.validate().unwrap_err().contains("`parse` is named twice"));
     }
 
     #[test]

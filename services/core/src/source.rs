@@ -25,6 +25,18 @@ impl Source {
     pub const PRODUCERS: [Source; 6] =
         [Source::Portal, Source::Backend, Source::Finance, Source::Desktop, Source::Github, Source::Website];
 
+    /// The sources an event may name at the edge: the producers and Control Tower itself (only
+    /// with a token bound to `control_tower`).
+    pub const SENDERS: [Source; 7] = [
+        Source::Portal,
+        Source::Backend,
+        Source::Finance,
+        Source::Desktop,
+        Source::Github,
+        Source::Website,
+        Source::ControlTower,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Source::Portal => "portal",
@@ -53,10 +65,6 @@ impl FromStr for Source {
     type Err = UnknownSource;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [Source::ControlTower]
-            .into_iter()
-            .chain(Source::PRODUCERS)
-            .find(|source| source.as_str() == s)
-            .ok_or_else(|| UnknownSource(s.to_owned()))
+        Source::SENDERS.into_iter().find(|source| source.as_str() == s).ok_or_else(|| UnknownSource(s.to_owned()))
     }
 }

@@ -69,6 +69,18 @@ async fn every_refusal_class_has_its_status_and_writes_nothing() {
     // 403: a token bound to another source.
     let (status, body, _) = edge.send("dev-token-portal", &good).await;
     assert_eq!((status, code(&body)), (403, ("forbidden_source", Some("source"))));
+    // `control_tower` is Control Tower's own: a producer may not name it, and its token may send
+    // only the types any source may emit.
+    let impostor = json!({"eventId": "evt_ct_1", "type": "artifact.pointer.written", "ts": "2025-09-27T10:00:00Z",
+        "source": "control_tower", "payload": {"artifactId": "a1", "uri": "/a/1", "contentType": "text/csv",
+        "sizeBytes": 1, "sha256": "ab"}})
+    .to_string();
+    let (status, body, _) = edge.send("dev-token-finance", &impostor).await;
+    assert_eq!((status, code(&body)), (403, ("forbidden_source", Some("source"))));
+    let not_its_type = good.replace("\"source\":\"finance\"", "\"source\":\"control_tower\"");
+    assert_ne!(not_its_type, good, "the sample names its source");
+    let (status, body, _) = edge.send("dev-token-control_tower", &not_its_type).await;
+    assert_eq!((status, code(&body)), (422, ("validation_failed", Some("source"))));
 
     // 401: bad signature, wrong secret, stale Standard Webhooks timestamp.
     let (status, body, _) = TestEdge::answer(

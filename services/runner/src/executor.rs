@@ -15,7 +15,7 @@ use std::{
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::Utc;
-use ct_core::runs::{RecordKind, Run, RunRecord, RunStatus, TriggerSpec, Triggers};
+use ct_core::runs::{ChainMove, RecordKind, Run, RunRecord, RunStatus, TriggerSpec, Triggers};
 use ct_platform::audit::RecordWriter;
 use serde::Deserialize;
 use serde_json::json;
@@ -557,12 +557,15 @@ impl Executor {
             }
         }
         let mut results = std::collections::BTreeMap::new();
-        let mut steps = serde_json::Map::new();
-        for step in &spec.steps {
+        let mut outcomes = serde_json::Map::new();
+        let mut next = ChainMove::Run(0);
+        while let ChainMove::Run(index) = next {
+            let step = &spec.steps[index];
             let child_id = ct_core::runs::child_run_id(&run.run_id, &step.name);
             if model::load(&self.pool, &child_id).await?.is_none() {
                 if step.when.as_ref().is_some_and(|when| !when.holds(&results)) {
-                    steps.insert(step.name.clone(), json!("skipped"));
+                    outcomes.insert(step.name.clone(), json!("skipped"));
+                    next = if index + 1 < spec.steps.len() { ChainMove::Run(index + 1) } else { ChainMove::Succeed };
                     continue;
                 }
                 if run.cancel_requested_by.is_none() {
@@ -597,15 +600,18 @@ impl Executor {
                 let run = model::load(&self.pool, &run.run_id).await?.unwrap_or(run);
                 return self.cancel(&run, spec).await;
             };
-            steps.insert(step.name.clone(), json!(child.status.as_str()));
-            if child.status == RunStatus::Success {
+            outcomes.insert(step.name.clone(), json!(child.status.as_str()));
+            let succeeded = child.status == RunStatus::Success;
+            if succeeded {
                 let result = child.result.as_deref().and_then(|r| serde_json::from_str(r).ok());
                 results.insert(step.name.clone(), result.unwrap_or(serde_json::Value::Null));
-            } else if step.on_failure == ct_core::runs::OnFailure::Stop {
+            }
+            next = ct_core::runs::after_step(&spec.steps, index, succeeded);
+            if next == ChainMove::Fail {
                 let record = RunRecord {
                     error_class: Some("step_failed".into()),
                     reason: Some(format!("step `{}` ended {}", step.name, child.status.as_str())),
-                    result: Some(json!({ "steps": steps }).to_string()),
+                    result: Some(json!({ "steps": outcomes }).to_string()),
                     ..self.record(&run, RecordKind::Failed, run.attempt)
                 };
                 metrics::counter!("ct_runner_runs_total", "outcome" => "failed").increment(1);
@@ -613,7 +619,7 @@ impl Executor {
             }
         }
         let record = RunRecord {
-            result: Some(json!({ "steps": steps }).to_string()),
+            result: Some(json!({ "steps": outcomes }).to_string()),
             ..self.record(&run, RecordKind::Succeeded, run.attempt)
         };
         metrics::counter!("ct_runner_runs_total", "outcome" => "success").increment(1);

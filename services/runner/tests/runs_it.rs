@@ -60,6 +60,28 @@ fn triggers(target: &str) -> Triggers {
         when = { step = "regenerate", pointer = "/ok", equals = false }
     "#;
     triggers.triggers.insert("demo.chain".into(), toml::from_str(chain).expect("the chain parses"));
+    // Branches (vision §6.1's retry with context): a failed regeneration jumps to the notification,
+    // a successful one archives and stops there.
+    let branching = r#"
+        description = "Regenerate; archive on success, notify on failure."
+        inputs = { type = "object" }
+        retry = { attempts = 1, backoff_base_ms = 50, backoff_max_ms = 50 }
+        timeout_s = 60
+        sla_s = 600
+        rate_limit = { per_minute = 600, burst = 100 }
+        [[steps]]
+        name = "regenerate"
+        trigger = "contract.regenerate"
+        on_failure = "notify"
+        [[steps]]
+        name = "archive"
+        trigger = "contract.regenerate"
+        on_success = "stop"
+        [[steps]]
+        name = "notify"
+        trigger = "portal.notify.retry"
+    "#;
+    triggers.triggers.insert("demo.branches".into(), toml::from_str(branching).expect("the chain parses"));
     triggers.validate().expect("the test's triggers are valid");
     triggers
 }
@@ -695,7 +717,7 @@ async fn a_target_that_answers_202_continues_the_run_later() {
 }
 
 /// A chain runs its steps as child runs in order, skips a step whose condition does not hold,
-/// and stops at a failed step.
+/// stops at a failed step, and follows `on_success` / `on_failure` branches.
 #[tokio::test]
 async fn a_chain_runs_its_steps_as_child_runs_and_stops_at_a_failure() {
     let rig = rig(true).await;
@@ -725,4 +747,19 @@ async fn a_chain_runs_its_steps_as_child_runs_and_stops_at_a_failure() {
     let notify = ct_core::runs::child_run_id(&failing, "notify");
     let response = rig.http.get(format!("{}/runs/{notify}", rig.api)).bearer_auth(MAINTAINER).send().await.unwrap();
     assert_eq!(response.status(), 404, "the step after the failure never started");
+
+    let smooth = rig.trigger(OPERATOR, "demo.branches", json!({"contractId": "K3"})).await;
+    let run = rig.run_with_status(&smooth, "success").await;
+    assert_eq!(run["result"]["steps"], json!({"regenerate": "success", "archive": "success"}), "{run}");
+    rig.owe(json!({"fail": 1, "failStatus": 400})).await;
+    let recovered = rig.trigger(OPERATOR, "demo.branches", json!({"contractId": "K4"})).await;
+    let run = rig.run_with_status(&recovered, "success").await;
+    assert_eq!(
+        run["result"]["steps"],
+        json!({"regenerate": "failed", "notify": "success"}),
+        "the failure jumped over `archive` to `notify`: {run}"
+    );
+    let effects = rig.target("/_effects").await;
+    assert_eq!(effects[ct_core::runs::child_run_id(&recovered, "notify")], 1, "{effects}");
+    assert!(effects.get(ct_core::runs::child_run_id(&recovered, "archive")).is_none(), "{effects}");
 }

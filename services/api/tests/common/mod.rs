@@ -62,6 +62,8 @@ pub async fn stack() -> Stack {
     api.registry.url = registry_url.clone();
     api.actions.audit_topic = t.audit.clone();
     api.runs.topic = t.runs.clone();
+    api.artifacts.edge_url = edge_url.clone();
+    api.artifacts.root = std::env::temp_dir().join(format!("ct-artifacts-{}", ctx.id));
     let schema_for_test = schema.clone();
     api.postgres = schema;
     // The API may start before the projector created the tables; both use the same schema.
