@@ -326,6 +326,30 @@ impl Default for RetryPolicy {
     }
 }
 
+/// How a service of Control Tower reaches its own edge (the `[edge]` section of the read API's
+/// and the runner's configuration): their announcements are events of source `control_tower`.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct EdgeConfig {
+    pub url: String,
+    /// A token bound to `control_tower` in the edge's `auth.producer_tokens`.
+    pub producer_token: SecretString,
+    /// One of the edge's `auth.hmac_secrets`.
+    pub hmac_secret: SecretString,
+}
+
+impl EdgeConfig {
+    /// A client sending as `control_tower` with `policy`.
+    pub fn client(&self, policy: RetryPolicy) -> Client {
+        Client::new(&self.url, self.producer_token.expose_secret(), self.hmac_secret.expose_secret(), "control_tower")
+            .with_policy(policy)
+    }
+
+    /// True when the token is a dev one (refused under the production profile).
+    pub fn has_dev_token(&self) -> bool {
+        self.producer_token.expose_secret().starts_with("dev-token-")
+    }
+}
+
 /// A signed request ready to send, for `--dry-run` style printing.
 #[derive(Debug, Clone)]
 pub struct Prepared {

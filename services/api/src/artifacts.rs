@@ -16,7 +16,6 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use ct_platform::http_error::ApiError;
-use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -29,10 +28,6 @@ pub struct ArtifactsConfig {
     pub root: PathBuf,
     /// The largest artifact; the HTTP layer's `http.max_request_bytes` must allow it too.
     pub max_bytes: usize,
-    /// Where `artifact.pointer.written` events go, as a producer of source `control_tower`.
-    pub edge_url: String,
-    pub producer_token: SecretString,
-    pub hmac_secret: SecretString,
 }
 
 /// What the store keeps beside the bytes.
@@ -51,14 +46,9 @@ pub struct Store {
 }
 
 impl Store {
-    pub fn new(config: ArtifactsConfig) -> Store {
-        let events = ct_client::Client::new(
-            &config.edge_url,
-            config.producer_token.expose_secret(),
-            config.hmac_secret.expose_secret(),
-            "control_tower",
-        )
-        .with_policy(ct_client::RetryPolicy {
+    /// `edge`: where `artifact.pointer.written` events go, as source `control_tower`.
+    pub fn new(config: ArtifactsConfig, edge: &ct_client::EdgeConfig) -> Store {
+        let events = edge.client(ct_client::RetryPolicy {
             max_attempts: 4,
             base: Duration::from_millis(100),
             cap: Duration::from_secs(2),

@@ -43,6 +43,8 @@ pub struct Config {
     pub actions: ActionsConfig,
     pub runs: RunsConfig,
     pub artifacts: artifacts::ArtifactsConfig,
+    /// How the API reaches the edge (artifact announcements).
+    pub edge: ct_client::EdgeConfig,
     /// The trigger allow-list (unset: the project's `config/triggers.toml`); the runner must
     /// load the same.
     #[serde(default)]
@@ -97,9 +99,9 @@ impl Config {
             if self.auth.user_tokens.keys().any(|t| t.starts_with("dev-token-")) {
                 return Err(ConfigError::Rule("dev user tokens are refused under the production profile".into()));
             }
-            if secrecy::ExposeSecret::expose_secret(&self.artifacts.producer_token).starts_with("dev-token-") {
+            if self.edge.has_dev_token() {
                 return Err(ConfigError::Rule(
-                    "artifacts.producer_token: dev tokens are refused under the production profile".into(),
+                    "edge.producer_token: dev tokens are refused under the production profile".into(),
                 ));
             }
             if secrecy::ExposeSecret::expose_secret(&self.runs.redaction_salt).starts_with("dev-") {
@@ -144,7 +146,7 @@ impl Application {
         let actions = health::ActionWriter::new(&config).context("creating the Kafka producer")?;
         let triggers = config.triggers.load().context("loading the triggers")?;
         let triggers = triggers::Catalogue::new(&config, triggers)?;
-        let artifacts = artifacts::Store::new(config.artifacts.clone());
+        let artifacts = artifacts::Store::new(config.artifacts.clone(), &config.edge);
         let state = Arc::new(AppState { users, pool, config: config.clone(), catalogue, actions, triggers, artifacts });
         let server = ct_platform::http::Server::bind(config.http.listen, routes::router(state), &config.http.limits)
             .await

@@ -114,6 +114,22 @@ pub const DEV_TOKEN_PREFIX: &str = "dev-token-";
 pub const DEV_REDACTION_SALT: &str = "dev-redaction-salt";
 
 impl Config {
+    /// The dev defaults on a test's slice: its broker, events topic, Redis and registry, port 0,
+    /// and a rate limit no test reaches.
+    pub fn for_slice(slice: &ct_platform::topics::Slice) -> Config {
+        let mut config: Config =
+            ct_platform::config::extract(ct_platform::config::figment(DEFAULTS, None).expect("no file to miss"))
+                .expect("the defaults are valid");
+        config.http.listen = "127.0.0.1:0".parse().expect("literal address");
+        config.kafka = slice.kafka.clone();
+        config.events.topic = slice.topics.events.clone();
+        config.registry.url = slice.registry_url.clone();
+        config.redis = slice.redis.clone();
+        config.rate_limit.per_minute = 60_000;
+        config.rate_limit.burst = 10_000;
+        config
+    }
+
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
         let config: Config = ct_platform::config::load(DEFAULTS, file)?;
         config.validate()?;

@@ -76,10 +76,14 @@ pub struct Alerting {
     /// Notifications are written `pending` (delivered by the notifier) or, in a rebuild's copy,
     /// `suppressed` (decided again, never sent again).
     pub deliver: bool,
+    /// Each allow-listed trigger's `sla_s`: a triggered run of that job (announced by the runner
+    /// as `ct.run.*` events of source `control_tower`) is late after it, not after `run_sla_s`.
+    pub job_slas: std::collections::BTreeMap<String, i64>,
 }
 
-/// The `system_id` of platform-wide alerts (the dead-letter queue belongs to no catalogued system).
-pub const DLQ_SYSTEM: &str = "control_tower";
+/// The `system_id` of platform-wide alerts: the dead-letter queue and triggered runs belong to no
+/// catalogued system.
+pub const PLATFORM_SYSTEM: &str = "control_tower";
 
 fn minute_text(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M UTC").to_string()
@@ -271,16 +275,29 @@ impl Alerting {
                 });
             }
         }
-        if policy.run_sla_s > 0 {
-            let sla = Duration::seconds(policy.run_sla_s);
-            let late: Vec<(String, String, Option<String>, DateTime<Utc>)> = sqlx::query_as(
+        // A triggered run (announced by the runner: the platform's) is late after its trigger's
+        // `sla_s`; a producer's run after `run_sla_s`.
+        let job_slas = &self.job_slas;
+        let sla_of = |system_id: &str, job: Option<&str>| match job
+            .filter(|_| system_id == PLATFORM_SYSTEM)
+            .and_then(|job| job_slas.get(job))
+        {
+            Some(&seconds) => Some(Duration::seconds(seconds)),
+            None => (policy.run_sla_s > 0).then(|| Duration::seconds(policy.run_sla_s)),
+        };
+        let shortest = job_slas.values().copied().chain((policy.run_sla_s > 0).then_some(policy.run_sla_s)).min();
+        if let Some(shortest) = shortest {
+            let candidates: Vec<(String, String, Option<String>, DateTime<Utc>)> = sqlx::query_as(
                 "SELECT system_id, run_id, job, started_at FROM runs
                  WHERE completed_at IS NULL AND started_at < $1 ORDER BY system_id, run_id",
             )
-            .bind(minute - sla)
+            .bind(minute - Duration::seconds(shortest))
             .fetch_all(&mut *tx)
             .await?;
-            for (system_id, run_id, job, started_at) in late {
+            for (system_id, run_id, job, started_at) in candidates {
+                let Some(sla) = sla_of(&system_id, job.as_deref()).filter(|sla| started_at < minute - *sla) else {
+                    continue;
+                };
                 holding.push(Condition {
                     key: format!("run-sla:{system_id}:{run_id}"),
                     rule: "run_sla",
@@ -307,7 +324,7 @@ impl Alerting {
                 holding.push(Condition {
                     key: "dlq-depth".into(),
                     rule: "dlq_depth",
-                    system_id: DLQ_SYSTEM.into(),
+                    system_id: PLATFORM_SYSTEM.into(),
                     summary: format!(
                         "{parked} dead letters parked, over {} since {} (alert when over {} for {})",
                         policy.dlq_depth_max,

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use ct_core::{
-    Envelope, Payload,
+    Envelope, Payload, Source,
     catalogue::{Catalogue, Ownership},
     payload::{RunStatus, Severity},
 };
@@ -110,6 +110,21 @@ pub fn observe(catalogue: &Catalogue, event: &Envelope) -> Observed {
             heartbeat: beats_for == Some(system.id.as_str()),
             high_error,
             run: run.clone(),
+        });
+    }
+    // Triggered runs, announced by the runner: they belong to the platform (no catalogued system,
+    // so no status), and feed only the run rules (the run-SLA alert, the runs SLO).
+    if source == Source::ControlTower
+        && let Some(run) = run
+    {
+        observed.facts.push(Fact {
+            system_id: crate::alerts::PLATFORM_SYSTEM.to_owned(),
+            event_id: event.event_id().to_owned(),
+            ts: event.ts(),
+            latency_s,
+            heartbeat: false,
+            high_error: false,
+            run: Some(run),
         });
     }
     observed

@@ -26,6 +26,7 @@ use ct_platform::{
     postgres::Migration,
     readmodel::{Checksums, Copy, Horizon, ReadModel},
     registry::RegistryClient,
+    triggers::TriggersConfig,
 };
 use serde::Deserialize;
 use sqlx::PgPool;
@@ -58,6 +59,10 @@ pub struct Config {
     pub alerts: alerts::AlertsConfig,
     pub notify: notify::NotifyConfig,
     pub catalogue: CatalogueConfig,
+    /// The trigger allow-list (unset: the project's `config/triggers.toml`): each trigger's
+    /// `sla_s` is the run-SLA alert's limit for the triggered runs of that job.
+    #[serde(default)]
+    pub triggers: TriggersConfig,
     pub registry: RegistryConfig,
     pub postgres: PostgresConfig,
     pub http: HttpConfig,
@@ -126,6 +131,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.slos().validate().map_err(ConfigError::Rule)?;
         self.alerts.quiet_hours.compile().map_err(ConfigError::Rule)?;
+        self.triggers.load().map_err(|e| ConfigError::Rule(format!("triggers: {e}")))?;
         let routes = self.alerts.primary.iter().map(|c| ("alerts.primary", c));
         for (key, channel) in routes.chain(self.alerts.escalation.iter().map(|c| ("alerts.escalation", c))) {
             if !self.notify.channels.contains_key(channel) {
@@ -191,10 +197,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         None
     };
     config.validate()?;
+    let triggers = config.triggers.load().context("loading the triggers")?;
     let alerting = config.alerts.enabled.then(|| alerts::Alerting {
         config: config.alerts.clone(),
         quiet: config.alerts.quiet_hours.compile().ok().flatten(),
         deliver: config.notify.enabled,
+        job_slas: triggers.triggers.iter().map(|(name, spec)| (name.clone(), spec.sla_s as i64)).collect(),
     });
     let evaluator = Arc::new(evaluator::Evaluator {
         systems,

@@ -68,6 +68,15 @@ async fn failed_runs_spend_the_budget_page_on_a_fast_burn_and_a_late_run_alerts_
     run(&s, "portal", "portal-1", "2026-03-03T10:00:00Z", Some(("2026-03-03T10:01:00Z", "failed"))).await;
     // A run that never completes.
     run(&s, "finance", "run-late", "2026-03-03T10:00:00Z", None).await;
+    // A triggered run the runner announced (source control_tower): the platform's, late after its
+    // trigger's sla_s (contract.regenerate: 5 minutes in config/triggers.toml), not after an hour.
+    s.log(
+        json!({"eventId": "evt_run_t1_started", "type": "ct.run.started", "ts": "2026-03-03T10:00:00Z",
+               "source": "control_tower", "correlationId": "run_t1",
+               "payload": {"runId": "run_t1", "trigger": "contract.regenerate", "initiator": "operator"}}),
+        1,
+    )
+    .await;
     s.tick("2026-03-03T10:02:00Z").await;
 
     let (good, total, remaining, judged, burning) = slo(&s, "run-success", "finance", "").await.expect("a row");
@@ -99,9 +108,25 @@ async fn failed_runs_spend_the_budget_page_on_a_fast_burn_and_a_late_run_alerts_
         ]
     );
 
+    s.tick("2026-03-03T10:05:00Z").await;
+    assert!(!alerts(&s).await.iter().any(|(key, _)| key.starts_with("run-sla")), "5 minutes is within both SLAs");
+    s.tick("2026-03-03T10:06:00Z").await;
+    assert!(alerts(&s).await.contains(&("run-sla:control_tower:run_t1".to_owned(), "firing".to_owned())));
+    let summary: String = sqlx::query_scalar("SELECT summary FROM alerts WHERE key = 'run-sla:control_tower:run_t1'")
+        .fetch_one(&s.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        summary,
+        "run run_t1 (contract.regenerate) of control_tower has been running for 6m since 2026-03-03 10:00 UTC (SLA 5m)"
+    );
+
     // An hour after it started, the run that never completed is past its SLA.
     s.tick("2026-03-03T11:00:00Z").await;
-    assert!(!alerts(&s).await.iter().any(|(key, _)| key.starts_with("run-sla")), "59 minutes is within the SLA");
+    assert!(
+        !alerts(&s).await.iter().any(|(key, _)| key.starts_with("run-sla:finance")),
+        "59 minutes is within the SLA"
+    );
     s.tick("2026-03-03T11:01:00Z").await;
     assert!(alerts(&s).await.contains(&("run-sla:finance:run-late".to_owned(), "firing".to_owned())));
     let summary: String = sqlx::query_scalar("SELECT summary FROM alerts WHERE key = 'run-sla:finance:run-late'")

@@ -69,6 +69,12 @@ pub fn effect(coordinates: &Coordinates, event: &Envelope) -> Effect {
         offset: coordinates.offset,
     };
     let (run, heartbeat_of) = match event.payload() {
+        // The runner's announcements of triggered runs (source `control_tower`) feed the health
+        // rules; those runs are the runs read model's (`GET /runs?origin=trigger`), not listed
+        // again as producers' runs. The events themselves are kept like any other.
+        Payload::RunStarted(_) | Payload::RunCompleted(_) if event.source() == ct_core::Source::ControlTower => {
+            (None, None)
+        }
         Payload::RunStarted(r) => (
             Some(RunEffect::Started {
                 run_id: r.run_id.clone(),
@@ -136,5 +142,15 @@ mod tests {
         assert!(matches!(&effects[0].run, Some(RunEffect::Started { run_id, .. }) if run_id == "run_1"));
         assert_eq!(effects[1].heartbeat_of.as_deref(), Some("portal"));
         assert_eq!(effects[1].row.payload, json!({"system_id":"portal","version":null,"uptime_s":null}));
+    }
+
+    #[test]
+    fn the_runners_announcements_are_kept_as_events_but_are_not_producers_runs() {
+        let announced =
+            event(json!({"eventId":"e3","type":"ct.run.started","ts":"2025-09-27T10:00:00Z","source":"control_tower",
+            "payload":{"runId":"run_2","trigger":"contract.regenerate","initiator":"op"}}));
+        let effect = effect(&at(3), &announced);
+        assert!(effect.run.is_none());
+        assert_eq!((effect.row.event_id.as_str(), effect.row.source), ("e3", "control_tower"));
     }
 }

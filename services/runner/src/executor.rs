@@ -52,6 +52,11 @@ impl Changes {
         }
     }
 
+    /// A receiver that sees every later change of any run.
+    pub fn watch_all(&self) -> watch::Receiver<u64> {
+        self.all.subscribe()
+    }
+
     /// A receiver that sees every later change of `run_id`.
     fn watch(&self, run_id: &str) -> watch::Receiver<u64> {
         self.runs.lock().expect("not poisoned").entry(run_id.to_owned()).or_default().subscribe()

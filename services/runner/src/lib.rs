@@ -7,7 +7,10 @@
 //!   wins), calls the trigger's target with `Idempotency-Key: <runId>`, and writes the outcome.
 //!   It also writes what the wall clock decides: expired approvals and breached SLAs. Every
 //!   decision is a record, so the model stays a function of the log.
+//! - `announce.rs`: tells the platform about triggered runs (`ct.run.started`/`ct.run.completed`
+//!   through the edge, source `control_tower`) so the health evaluator's run rules cover them.
 
+pub mod announce;
 pub mod executor;
 pub mod model;
 
@@ -24,8 +27,10 @@ use ct_platform::{
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-pub const DEFAULTS: ct_platform::config::Defaults =
-    ct_platform::config::Defaults { base: include_str!("../config.default.toml"), dev: "" };
+pub const DEFAULTS: ct_platform::config::Defaults = ct_platform::config::Defaults {
+    base: include_str!("../config.default.toml"),
+    dev: include_str!("../config.dev.toml"),
+};
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Config {
@@ -34,6 +39,9 @@ pub struct Config {
     pub consumer: ConsumerConfig,
     pub executor: executor::ExecutorConfig,
     pub callbacks: executor::CallbacksConfig,
+    pub announce: announce::AnnounceConfig,
+    /// How the runner reaches the edge (run announcements).
+    pub edge: ct_client::EdgeConfig,
     pub registry: RegistryConfig,
     pub postgres: PostgresConfig,
     #[serde(default)]
@@ -67,6 +75,11 @@ impl Config {
                 "callbacks.secret: the dev secret is refused under the production profile".into(),
             ));
         }
+        if config.profile == Profile::Production && config.edge.has_dev_token() {
+            return Err(ConfigError::Rule(
+                "edge.producer_token: dev tokens are refused under the production profile".into(),
+            ));
+        }
         Ok(config)
     }
 
@@ -88,6 +101,9 @@ impl Config {
         config.postgres = slice.runs_postgres.clone();
         config.postgres.max_connections = 24;
         config.http.listen = "127.0.0.1:0".parse().expect("literal address");
+        // A slice has no edge of its own: a test that starts one sets `edge.url` and turns this on.
+        config.announce.enabled = false;
+        config.announce.interval_ms = 100;
         config
     }
 
@@ -138,6 +154,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             Arc::clone(&executor.changes),
             shutdown.clone(),
         ));
+        if config.announce.enabled {
+            tasks.spawn(announce::run(
+                pool.clone(),
+                config.announce.clone(),
+                config.edge.clone(),
+                Arc::clone(&executor.changes),
+                shutdown.clone(),
+            ));
+        }
         tasks.spawn(executor::run(executor, shutdown.clone()));
     }
     let pipeline = model::RunsPipeline {

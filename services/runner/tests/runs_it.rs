@@ -98,9 +98,20 @@ async fn rig(in_process_runner: bool) -> Rig {
     tokio::spawn(target_app.run_until_stopped(stop.clone()));
     let triggers = Arc::new(triggers(&target_url));
 
-    let mut runner = ct_runner::Config::for_slice(&ctx.slice(&topics, &registry_url));
+    // The edge and the projector, for the runner's announcements and the runs' correlated events.
+    let slice = ctx.slice(&topics, &registry_url);
+    let edge_app = ct_edge::Application::build(ct_edge::Config::for_slice(&slice)).await.expect("edge");
+    let edge_url = format!("http://{}", edge_app.local_addr());
+    tokio::spawn(edge_app.run_until_stopped(stop.clone()));
+    let projector = ct_projector::Config::for_slice(&slice);
+    let token = stop.clone();
+    tokio::spawn(async move { ct_projector::run(projector, token).await.expect("projector") });
+
+    let mut runner = ct_runner::Config::for_slice(&slice);
     runner.triggers.preloaded = Some(Arc::clone(&triggers));
     runner.executor.enabled = in_process_runner;
+    runner.edge.url = edge_url;
+    runner.announce.enabled = true;
     let (config, token) = (runner.clone(), stop.clone());
     tokio::spawn(async move { ct_runner::run(config, token).await.expect("runner") });
 
@@ -225,6 +236,26 @@ async fn deep_dive_7_3_trigger_and_read_the_run() {
         .await
         .unwrap();
     assert_eq!(listed.as_array().unwrap().iter().filter(|r| r["runId"] == run_id).count(), 1, "{listed}");
+
+    // The runner announced the run through the edge (for the health rules): both events carry the
+    // run's correlation id, come from control_tower, and are not listed again as a producer's run.
+    let announced = eventually(WAIT, || async {
+        let run = rig.run(MAINTAINER, run_id).await;
+        let types: Vec<(String, String)> = run["events"]
+            .as_array()?
+            .iter()
+            .map(|e| (e["type"].as_str().unwrap_or("").to_owned(), e["source"].as_str().unwrap_or("").to_owned()))
+            .collect();
+        (types.len() == 2).then_some(types)
+    })
+    .await
+    .expect("the run's two announcements were projected");
+    let control_tower = "control_tower".to_owned();
+    assert!(announced.contains(&("ct.run.started".to_owned(), control_tower.clone())), "{announced:?}");
+    assert!(announced.contains(&("ct.run.completed".to_owned(), control_tower)), "{announced:?}");
+    let producers = rig.http.get(format!("{}/runs", rig.api)).bearer_auth(VIEWER).send().await.unwrap();
+    let producers: Value = producers.json().await.unwrap();
+    assert!(!producers.as_array().unwrap().iter().any(|r| r["runId"] == run_id), "{producers}");
 }
 
 /// A target that fails twice then succeeds: three attempts, one effect; and the model rebuilt
@@ -459,7 +490,10 @@ schema = "{schema}"
 file = "{triggers}"
 [http]
 listen = "127.0.0.1:{port}"
+[edge]
+url = "{edge}"
 "#,
+        edge = rig.runner.edge.url,
         kafka = rig.runner.kafka.bootstrap_servers,
         name = rig.runner.consumer.name,
         topic = rig.runner.consumer.topic,

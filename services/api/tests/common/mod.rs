@@ -30,15 +30,7 @@ pub async fn stack() -> Stack {
     let (registry_url, stop) =
         ct_registry::spawn_local(ctx.kafka.clone(), &ctx.topic("_schemas")).await.expect("registry");
 
-    let mut edge: ct_edge::Config =
-        ct_platform::config::extract(ct_platform::config::figment(ct_edge::config::DEFAULTS, None).unwrap()).unwrap();
-    edge.http.listen = "127.0.0.1:0".parse().unwrap();
-    edge.kafka = ctx.kafka.clone();
-    edge.events.topic = t.events.clone();
-    edge.registry.url = registry_url.clone();
-    edge.redis = ctx.redis();
-    edge.rate_limit.per_minute = 60_000;
-    edge.rate_limit.burst = 10_000;
+    let edge = ct_edge::Config::for_slice(&ctx.slice(&t, &registry_url));
     let edge_app = ct_edge::Application::build(edge).await.expect("edge");
     let edge_url = format!("http://{}", edge_app.local_addr());
     tokio::spawn(edge_app.run_until_stopped(stop.clone()));
@@ -62,7 +54,7 @@ pub async fn stack() -> Stack {
     api.registry.url = registry_url.clone();
     api.actions.audit_topic = t.audit.clone();
     api.runs.topic = t.runs.clone();
-    api.artifacts.edge_url = edge_url.clone();
+    api.edge.url = edge_url.clone();
     api.artifacts.root = std::env::temp_dir().join(format!("ct-artifacts-{}", ctx.id));
     let schema_for_test = schema.clone();
     api.postgres = schema;
