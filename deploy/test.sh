@@ -8,6 +8,11 @@ cd "$REPO"
 started=$(date +%s)
 
 bash deploy/bootstrap.sh
+# The trace collector the tests read traces from (cached; the first build takes minutes, so it
+# runs beside the stack start and the lints).
+jaeger_log="$(mktemp)"
+bash deploy/jaeger.sh > "$jaeger_log" 2>&1 &
+jaeger_build=$!
 bash deploy/stack.sh up
 bash deploy/stack.sh prune
 
@@ -17,6 +22,12 @@ echo "[test] cargo fmt --check"
 cargo fmt --all --check
 echo "[test] cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+if ! wait "$jaeger_build"; then
+  cat "$jaeger_log" >&2
+  echo "[test] building the trace collector failed" >&2
+  exit 1
+fi
+cat "$jaeger_log"
 echo "[test] cargo test"
 # Every test process and every service it starts logs into this folder; the scan below reads it.
 export CT_TEST_LOG_DIR="$REPO/target/test-logs"

@@ -20,6 +20,7 @@ use rdkafka::{
     producer::{FutureProducer, FutureRecord},
 };
 use serde_json::Value;
+use tracing::Instrument as _;
 
 use crate::{
     error::ApiError,
@@ -241,6 +242,22 @@ impl Ingestor {
     }
 
     async fn produce(&self, candidate: &Candidate, traceparent: &str) -> Result<Receipt, ApiError> {
+        // The producer span (messaging conventions); the record carries its context, so the
+        // consumer's span is its child. Without an exporter the request's traceparent is kept.
+        let span = tracing::info_span!(
+            "publish",
+            otel.name = format!("{} publish", self.topic),
+            otel.kind = "producer",
+            messaging.system = "kafka",
+            messaging.operation.type = "send",
+            messaging.destination.name = %self.topic,
+            messaging.message.id = candidate.event.event_id(),
+        );
+        let header = ct_platform::telemetry::traceparent_of(&span);
+        self.send(candidate, header.as_deref().unwrap_or(traceparent)).instrument(span).await
+    }
+
+    async fn send(&self, candidate: &Candidate, traceparent: &str) -> Result<Receipt, ApiError> {
         let (event, value) = (&candidate.event, &candidate.value);
         let schema_id = self.schema_id.to_string();
         let headers = OwnedHeaders::new_with_capacity(3)

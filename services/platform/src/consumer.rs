@@ -43,6 +43,7 @@ use rdkafka::{
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::{config::KafkaConfig, health, kafka, readmodel::Horizon};
 
@@ -403,6 +404,8 @@ struct Prepared<Item> {
     /// The epoch of each partition when it was read: a seek since then makes its part stale.
     epochs: BTreeMap<i32, u64>,
     started: Instant,
+    /// The `traceparent` of each item's consumer span, when spans are exported.
+    traces: Vec<String>,
 }
 
 impl<P: Pipeline> Runner<'_, P> {
@@ -563,6 +566,7 @@ impl<P: Pipeline> Runner<'_, P> {
         let started = Instant::now();
         let mut progress: BTreeMap<i32, Advance> = BTreeMap::new();
         let mut items = Vec::with_capacity(records.len());
+        let mut traces = Vec::new();
         for record in &records {
             let c = &record.coordinates;
             let next = positions.next.get(&c.partition).copied().flatten();
@@ -576,24 +580,54 @@ impl<P: Pipeline> Runner<'_, P> {
             {
                 continue;
             }
-            match self.patiently(|| self.pipeline.decode(record)).await? {
-                Ok(item) => items.push((c.clone(), item)),
+            // The consumer span of the record (messaging conventions), a child of its producer's.
+            let span = tracing::info_span!(
+                "process",
+                otel.name = format!("{} process", c.topic),
+                otel.kind = "consumer",
+                messaging.system = "kafka",
+                messaging.operation.type = "process",
+                messaging.destination.name = %c.topic,
+                messaging.destination.partition.id = c.partition,
+                messaging.kafka.offset = c.offset,
+                messaging.consumer.group.name = %self.settings.name,
+            );
+            crate::telemetry::continue_trace(&span, record.header("traceparent"));
+            match self.patiently(|| self.pipeline.decode(record)).instrument(span.clone()).await? {
+                Ok(item) => {
+                    traces.extend(crate::telemetry::traceparent_of(&span));
+                    items.push((c.clone(), item));
+                }
                 Err(error) => self.dead_letter(record, "decode", "SCHEMA", &error.to_string()).await?,
             }
         }
         let epochs = progress.keys().map(|p| (*p, positions.epochs.get(p).copied().unwrap_or_default())).collect();
-        Ok(Prepared { records, items, progress: progress.into_values().collect(), epochs, started })
+        Ok(Prepared { records, items, progress: progress.into_values().collect(), epochs, started, traces })
     }
 
     /// Applies a prepared batch with its progress. `Err` names the partitions whose stored
     /// progress another member moved: nothing of the batch was applied.
     async fn commit(&self, prepared: Prepared<P::Item>) -> Result<Result<(), Vec<i32>>, Stopped> {
-        let Prepared { records, items, progress, epochs, started } = prepared;
+        let Prepared { records, items, progress, epochs, started, traces } = prepared;
         if progress.is_empty() {
             return Ok(Ok(()));
         }
         let topic = self.settings.topic.as_str();
-        match self.patiently(|| self.pipeline.apply(&items, topic, &progress)).await? {
+        // One database transaction for the batch: a child of its first record's consumer span,
+        // linked to the others'.
+        let span = tracing::info_span!(
+            "apply",
+            otel.name = format!("{} apply", self.settings.name),
+            otel.kind = "client",
+            db.system.name = "postgresql",
+            db.operation.name = "apply batch",
+            messaging.batch.message_count = items.len(),
+        );
+        if let Some((first, others)) = traces.split_first() {
+            crate::telemetry::continue_trace(&span, Some(first));
+            others.iter().for_each(|other| crate::telemetry::link(&span, other));
+        }
+        match self.patiently(|| self.pipeline.apply(&items, topic, &progress)).instrument(span).await? {
             Ok(()) => {}
             Err(ProcessError::Record(_)) => {
                 // One item poisons the batch: apply one at a time and dead-letter the bad ones.

@@ -204,7 +204,29 @@ pub fn layered(app: Router, limits: &HttpLimits, style: ErrorStyle) -> Router {
         in_progress: Arc::new(Semaphore::new(limits.max_concurrent_requests)),
         style,
     });
-    app.layer(middleware::from_fn_with_state(guard, shared)).layer(TraceLayer::new_for_http())
+    let trace = TraceLayer::new_for_http().make_span_with(request_span).on_response(
+        |response: &Response, _latency: Duration, span: &tracing::Span| {
+            span.record("http.response.status_code", response.status().as_u16());
+        },
+    );
+    app.layer(middleware::from_fn_with_state(guard, shared)).layer(trace)
+}
+
+/// The server span of a request (OpenTelemetry's HTTP conventions; named by the route template,
+/// so names stay bounded), continuing the caller's W3C `traceparent` when it sends one.
+fn request_span(request: &Request) -> tracing::Span {
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
+    let span = tracing::info_span!(
+        "http request",
+        otel.name = format!("{} {route}", request.method()),
+        otel.kind = "server",
+        http.request.method = %request.method(),
+        http.route = route,
+        http.response.status_code = tracing::field::Empty,
+    );
+    let traceparent = request.headers().get("traceparent").and_then(|value| value.to_str().ok());
+    crate::telemetry::continue_trace(&span, traceparent);
+    span
 }
 
 /// A bound server: the public listener (and the metrics listener when configured), not yet serving.

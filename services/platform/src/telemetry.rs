@@ -5,11 +5,12 @@ use std::sync::OnceLock;
 
 use opentelemetry::{
     global,
-    propagation::{Extractor, Injector},
-    trace::TracerProvider as _,
+    propagation::{Extractor, Injector, TextMapPropagator as _},
+    trace::{TraceContextExt as _, TracerProvider as _},
 };
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
 
 use crate::config::{LogFormat, TelemetryConfig};
@@ -147,6 +148,45 @@ pub fn trace_id_of(traceparent: &str) -> Option<&str> {
 /// The propagator used for Kafka headers (W3C trace context).
 pub fn propagator() -> TraceContextPropagator {
     TraceContextPropagator::new()
+}
+
+fn remote_context(traceparent: &str) -> Option<opentelemetry::Context> {
+    trace_id_of(traceparent)?;
+    let pairs = [("traceparent".to_owned(), traceparent.to_owned())];
+    Some(propagator().extract(&PairsExtractor(&pairs)))
+}
+
+/// Makes `span` (just created, not yet entered) continue the trace of a W3C `traceparent` from a
+/// request or a Kafka header. Without an exporting layer, or without a valid value, nothing
+/// changes.
+pub fn continue_trace(span: &tracing::Span, traceparent: Option<&str>) {
+    if let Some(context) = traceparent.and_then(remote_context) {
+        let _ = span.set_parent(context);
+    }
+}
+
+/// Links `span` to the span a `traceparent` names (a batch's work to each record it covers).
+pub fn link(span: &tracing::Span, traceparent: &str) {
+    if let Some(context) = remote_context(traceparent) {
+        span.add_link(context.span().span_context().clone());
+    }
+}
+
+/// The W3C `traceparent` of `span`, when spans are exported (an OpenTelemetry layer is installed
+/// and the span is sampled); `None` otherwise, and the caller keeps its own trace id.
+pub fn traceparent_of(span: &tracing::Span) -> Option<String> {
+    let context = span.context();
+    if !context.span().span_context().is_valid() {
+        return None;
+    }
+    let mut pairs = Vec::new();
+    propagator().inject_context(&context, &mut HeaderCarrier(&mut pairs));
+    pairs.into_iter().find(|(key, _)| key == "traceparent").map(|(_, value)| value)
+}
+
+/// The `traceparent` of the current span (see [`traceparent_of`]).
+pub fn current_traceparent() -> Option<String> {
+    traceparent_of(&tracing::Span::current())
 }
 
 #[cfg(test)]

@@ -410,3 +410,74 @@ pub fn dead_letter_headers(context: &ct_core::dlq::Context) -> rdkafka::message:
         h.insert(rdkafka::message::Header { key, value: Some(value.as_str()) })
     })
 }
+
+/// A real trace collector for one test: Jaeger v2 (built by `deploy/jaeger.sh` into the state
+/// folder) with in-memory storage, OTLP/HTTP in on `otlp_url`, its query API on `query_url`.
+pub struct Jaeger {
+    pub otlp_url: String,
+    pub query_url: String,
+    pub process: ServiceProcess,
+}
+
+impl Jaeger {
+    pub async fn start(dir: &std::path::Path) -> Jaeger {
+        let state = std::env::var_os("CT_STATE_DIR").map_or_else(|| repo_root().join(".state"), PathBuf::from);
+        let binary = state.join("bin/jaeger");
+        assert!(
+            binary.exists(),
+            "{} is missing: run `bash deploy/jaeger.sh` (the README's test command does)",
+            binary.display()
+        );
+        let (otlp, query, grpc) = (free_port(), free_port(), free_port());
+        // YAML (the collector reads it whatever the file is called).
+        let config = format!(
+            r#"service:
+  extensions: [jaeger_storage, jaeger_query]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [jaeger_storage_exporter]
+  telemetry:
+    metrics:
+      level: none
+extensions:
+  jaeger_query:
+    storage:
+      traces: memstore
+    http:
+      endpoint: 127.0.0.1:{query}
+    grpc:
+      endpoint: 127.0.0.1:{grpc}
+  jaeger_storage:
+    backends:
+      memstore:
+        memory:
+          max_traces: 10000
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:{otlp}
+processors:
+  batch:
+    timeout: 200ms
+exporters:
+  jaeger_storage_exporter:
+    trace_storage: memstore
+"#
+        );
+        let mut process = ServiceProcess::start(&binary, "jaeger", &config, dir);
+        assert!(
+            process.healthy(query, "/api/services", Duration::from_secs(60)).await,
+            "Jaeger did not start:\n{}",
+            process.logs()
+        );
+        // The receivers start after the query extension.
+        let receiving = eventually(Duration::from_secs(30), || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", otlp)).await.ok().map(drop)
+        });
+        assert!(receiving.await.is_some(), "Jaeger's OTLP receiver did not open:\n{}", process.logs());
+        Jaeger { otlp_url: format!("http://127.0.0.1:{otlp}"), query_url: format!("http://127.0.0.1:{query}"), process }
+    }
+}

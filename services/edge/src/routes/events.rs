@@ -183,7 +183,10 @@ async fn ingest_one(app: &AppState, headers: &HeaderMap, body: Body) -> Result<V
 
     let (event, _) = app.ingestor.parse(&value)?;
     tracing::Span::current().record("event_id", event.event_id()).record("source", event.source().as_str());
-    let traceparent = traceparent_for(header(headers, "traceparent"));
+    // The request's span when spans are exported (it continues the caller's trace), otherwise the
+    // caller's traceparent or a new one: the record's trace id either way.
+    let traceparent = ct_platform::telemetry::current_traceparent()
+        .unwrap_or_else(|| traceparent_for(header(headers, "traceparent")));
     let accepted = app.ingestor.accept(event, &traceparent).await?;
     Ok(accepted_json(&accepted))
 }
@@ -247,7 +250,10 @@ async fn ingest_batch(app: &AppState, headers: &HeaderMap, body: Body) -> Result
         check_source(value, &producer, || item_field(index, Some("source")))?;
     }
 
-    let traceparent = traceparent_for(header(headers, "traceparent"));
+    // The request's span when spans are exported (it continues the caller's trace), otherwise the
+    // caller's traceparent or a new one: the record's trace id either way.
+    let traceparent = ct_platform::telemetry::current_traceparent()
+        .unwrap_or_else(|| traceparent_for(header(headers, "traceparent")));
     let mut candidates = Vec::with_capacity(items.len());
     for (index, value) in values.iter().enumerate() {
         let (event, _) = app.ingestor.parse(value).map_err(|e| in_batch(index, e))?;
