@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build prerequisites for the Rust workspace: a C toolchain and the headers librdkafka's bundled
-# build needs, and the Python venv module for the registry interop tests. Idempotent.
+# build needs, the Python venv module for the registry interop tests, and Prometheus (promtool)
+# for the rules and scrape tests. Idempotent.
 set -euo pipefail
 
 say() { printf '[bootstrap] %s\n' "$*" >&2; }
@@ -18,6 +19,8 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v xxd >/dev/null 2>&1 || missing+=(xxd)
 dpkg -s zlib1g-dev >/dev/null 2>&1 || missing+=(zlib1g-dev)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+# Prometheus and promtool: the shipped rules are checked and the services scraped in the tests.
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 
 if [ "${#missing[@]}" -gt 0 ]; then
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"

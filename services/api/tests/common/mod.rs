@@ -21,6 +21,8 @@ pub struct Stack {
     /// This test's `ct.events.v1`.
     pub events_topic: String,
     pub topics: ct_testkit::PipelineTopics,
+    /// Each service's `/metrics` address (`host:port`), by job name.
+    pub metrics: Vec<(&'static str, String)>,
     _stop: CancellationToken,
 }
 
@@ -35,16 +37,26 @@ pub async fn stack() -> Stack {
     let edge_url = format!("http://{}", edge_app.local_addr());
     tokio::spawn(edge_app.run_until_stopped(stop.clone()));
 
-    let projector = ct_projector::Config::for_slice(&ctx.slice(&t, &registry_url));
+    // The consumers' /metrics on ports of their own, for the Prometheus test.
+    let operations = |name: &'static str| {
+        let address: std::net::SocketAddr = ([127, 0, 0, 1], ct_testkit::free_port()).into();
+        (name, address)
+    };
+    let (projector_ops, health_ops, categoriser_ops) =
+        (operations("ct-projector"), operations("ct-health"), operations("ct-dlq-categoriser"));
+    let mut projector = ct_projector::Config::for_slice(&ctx.slice(&t, &registry_url));
+    projector.http.listen = projector_ops.1;
     let token = stop.clone();
     let schema = projector.postgres.clone();
     tokio::spawn(async move { ct_projector::run(projector, token).await.expect("projector") });
 
-    let health = ct_health::Config::for_slice(&ctx.slice(&t, &registry_url));
+    let mut health = ct_health::Config::for_slice(&ctx.slice(&t, &registry_url));
+    health.http.listen = health_ops.1;
     let token = stop.clone();
     tokio::spawn(async move { ct_health::run(health, token).await.expect("health evaluator") });
 
-    let categoriser = ct_dlq_categoriser::Config::for_slice(&ctx.slice(&t, &registry_url));
+    let mut categoriser = ct_dlq_categoriser::Config::for_slice(&ctx.slice(&t, &registry_url));
+    categoriser.http.listen = categoriser_ops.1;
     let token = stop.clone();
     tokio::spawn(async move { ct_dlq_categoriser::run(categoriser, token).await.expect("categoriser") });
 
@@ -62,7 +74,17 @@ pub async fn stack() -> Stack {
     let api_app = ct_api::Application::build(api).await.expect("api");
     let api_url = format!("http://{}", api_app.local_addr());
     tokio::spawn(api_app.run_until_stopped(stop.clone()));
+    let host = |url: &str| url.trim_start_matches("http://").to_owned();
+    let metrics = vec![
+        ("ct-edge", host(&edge_url)),
+        ("ct-registry", host(&registry_url)),
+        ("ct-api", host(&api_url)),
+        (projector_ops.0, projector_ops.1.to_string()),
+        (health_ops.0, health_ops.1.to_string()),
+        (categoriser_ops.0, categoriser_ops.1.to_string()),
+    ];
     Stack {
+        metrics,
         edge: edge_url,
         registry: registry_url,
         api: api_url,
