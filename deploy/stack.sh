@@ -9,6 +9,13 @@
 #                           --kill stops Kafka with SIGKILL, to prove acknowledged records survive a crash
 #   deploy/stack.sh reset   down, then wipe the state folder's data (jars stay cached)
 #
+# Cluster mode: CT_KAFKA_BROKERS=3 runs three KRaft nodes (each broker and controller) on
+# 127.0.0.1, node i on CT_KAFKA_PORT + 2(i-1) with its controller on the port after it, data in
+# $CT_STATE_DIR/kafka-cluster/node<i>; topics get replication factor 3 and min.insync.replicas 2.
+#   CT_KAFKA_BROKERS=3 deploy/stack.sh down kafka-node <i> [--kill]   stop one node
+#   CT_KAFKA_BROKERS=3 deploy/stack.sh up                            start what is not running
+# The default stays one broker.
+#
 # Safe to run twice: every step checks before it acts. State lives in $CT_STATE_DIR (default
 # <repo>/.state, git-ignored); Kafka records and offsets survive `down`/`up`.
 set -euo pipefail
@@ -24,7 +31,10 @@ REDIS_START_TIMEOUT="${CT_REDIS_START_TIMEOUT:-60}"
 KAFKA_HEAP="${CT_KAFKA_HEAP:-1G}"
 PG_DB="controltower"
 
+BROKERS="${CT_KAFKA_BROKERS:-1}"
+CLUSTER_HEAP="${CT_KAFKA_CLUSTER_HEAP:-512M}"
 KAFKA_DIR="$STATE/kafka"
+[ "$BROKERS" -gt 1 ] && KAFKA_DIR="$STATE/kafka-cluster"
 KAFKA_LIB="${CT_KAFKA_LIB_DIR:-$STATE/kafka-lib}"
 PG_DIR=""  # set by pg_data_dir once $STATE exists
 REDIS_DIR="$STATE/redis"
@@ -126,6 +136,10 @@ auto.create.topics.enable=false
 # Flush is left to the OS like in production; durability across a clean restart comes from the log.
 log.retention.hours=-1
 EOF
+  kafka_log4j
+}
+
+kafka_log4j() {
   cat >"$KAFKA_DIR/log4j2.properties" <<'EOF'
 status = warn
 appender.file.type = RollingFile
@@ -198,6 +212,107 @@ kafka_up() {
     fi
     sleep 1; waited=$((waited + 1))
   done
+}
+
+# ---------------------------------------------------------------- Kafka, cluster mode
+node_port() { echo $((KAFKA_PORT + 2 * ($1 - 1))); }
+node_controller_port() { echo $((KAFKA_PORT + 2 * ($1 - 1) + 1)); }
+node_dir() { echo "$KAFKA_DIR/node$1"; }
+node_pid() {
+  local pid
+  pid="$(cat "$(node_dir "$1")/kafka.pid" 2>/dev/null || true)"
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && echo "$pid"
+}
+cluster_bootstrap() {
+  local i list=""
+  for i in $(seq 1 "$BROKERS"); do list="$list${list:+,}127.0.0.1:$(node_port "$i")"; done
+  echo "$list"
+}
+
+cluster_properties() {
+  local i="$1" dir voters="" j rf=3 isr=2
+  [ "$BROKERS" -lt 3 ] && { rf="$BROKERS"; isr=1; }
+  dir="$(node_dir "$i")"
+  for j in $(seq 1 "$BROKERS"); do voters="$voters${voters:+,}$j@127.0.0.1:$(node_controller_port "$j")"; done
+  mkdir -p "$dir/data" "$dir/logs"
+  cat >"$dir/server.properties" <<EOF
+# Written by deploy/stack.sh (cluster mode); edit the script, not this file.
+process.roles=broker,controller
+node.id=$i
+controller.quorum.voters=$voters
+listeners=PLAINTEXT://127.0.0.1:$(node_port "$i"),CONTROLLER://127.0.0.1:$(node_controller_port "$i")
+advertised.listeners=PLAINTEXT://127.0.0.1:$(node_port "$i"),CONTROLLER://127.0.0.1:$(node_controller_port "$i")
+inter.broker.listener.name=PLAINTEXT
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$dir/data
+num.partitions=1
+default.replication.factor=$rf
+min.insync.replicas=$isr
+offsets.topic.replication.factor=$rf
+offsets.topic.num.partitions=10
+transaction.state.log.replication.factor=$rf
+transaction.state.log.min.isr=$isr
+share.coordinator.state.topic.replication.factor=$rf
+share.coordinator.state.topic.min.isr=$isr
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=false
+unclean.leader.election.enable=false
+log.retention.hours=-1
+EOF
+}
+
+cluster_up() {
+  local i dir pending waited=0 cluster_id
+  kafka_jars
+  mkdir -p "$KAFKA_DIR/logs"
+  kafka_log4j
+  if [ ! -s "$KAFKA_DIR/cluster.id" ]; then
+    kafka_java kafka.tools.StorageTool random-uuid >"$KAFKA_DIR/cluster.id" 2>>"$KAFKA_DIR/logs/tool.log" \
+      || die "kafka StorageTool random-uuid failed (see $KAFKA_DIR/logs/tool.log)"
+  fi
+  cluster_id="$(cat "$KAFKA_DIR/cluster.id")"
+  for i in $(seq 1 "$BROKERS"); do
+    dir="$(node_dir "$i")"
+    if node_pid "$i" >/dev/null; then say "Kafka node $i already running (pid $(node_pid "$i"))"; continue; fi
+    port_open "$(node_port "$i")" && die "port $(node_port "$i") (Kafka node $i) is taken by $(port_owner "$(node_port "$i")"); set CT_KAFKA_PORT"
+    cluster_properties "$i"
+    if [ ! -f "$dir/data/meta.properties" ]; then
+      kafka_java kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties" \
+        >>"$KAFKA_DIR/logs/tool.log" 2>&1 || die "formatting node $i failed (see $KAFKA_DIR/logs/tool.log)"
+    fi
+    say "starting Kafka node $i on 127.0.0.1:$(node_port "$i")"
+    nohup java -Xms"$CLUSTER_HEAP" -Xmx"$CLUSTER_HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
+      -Dkafka.logs.dir="$dir/logs" -Dlog4j2.configurationFile="$KAFKA_DIR/log4j2.properties" \
+      -cp "$KAFKA_LIB/*" kafka.Kafka "$dir/server.properties" >"$dir/logs/stdout.log" 2>&1 &
+    echo $! >"$dir/kafka.pid"
+  done
+  while :; do
+    pending=""
+    for i in $(seq 1 "$BROKERS"); do
+      node_pid "$i" >/dev/null || die "Kafka node $i exited during start-up (see $(node_dir "$i")/logs/server.log)"
+      port_open "$(node_port "$i")" || pending="$pending $i"
+    done
+    [ -z "$pending" ] && break
+    [ "$waited" -ge "$KAFKA_START_TIMEOUT" ] && die "Kafka nodes$pending did not come up within ${KAFKA_START_TIMEOUT}s"
+    sleep 1; waited=$((waited + 1))
+  done
+}
+
+node_down() {
+  local i="$1" signal="${2:-TERM}" pid
+  pid="$(node_pid "$i" || true)"
+  [ -n "$pid" ] || return 0
+  say "stopping Kafka node $i (pid $pid, SIG$signal)"
+  kill -"$signal" "$pid" 2>/dev/null || true
+  for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+  if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
+  rm -f "$(node_dir "$i")/kafka.pid"
+}
+
+cluster_down() {
+  local i
+  for i in $(seq 1 "$BROKERS"); do node_down "$i" "${1:-TERM}"; done
 }
 
 kafka_down() {
@@ -304,20 +419,27 @@ ct_admin() {
 }
 
 topics_and_roundtrip() {
-  local admin; admin="$(ct_admin)"
-  "$admin" --bootstrap "127.0.0.1:$KAFKA_PORT" ensure-topics --file "$REPO/deploy/topics.toml" \
+  local admin bootstrap="127.0.0.1:$KAFKA_PORT"; admin="$(ct_admin)"
+  [ "$BROKERS" -gt 1 ] && bootstrap="$(cluster_bootstrap)"
+  "$admin" --bootstrap "$bootstrap" ensure-topics --file "$REPO/deploy/topics.toml" \
     || die "creating the topics of deploy/topics.toml failed"
-  "$admin" --bootstrap "127.0.0.1:$KAFKA_PORT" roundtrip --timeout-secs 60 \
+  "$admin" --bootstrap "$bootstrap" roundtrip --timeout-secs 60 \
     || die "Kafka accepts connections on 127.0.0.1:$KAFKA_PORT but a produce/consume round trip failed (see $KAFKA_DIR/logs/server.log)"
 }
 
 status() {
-  local k=down p=down r=down
+  local k=down p=down r=down i
+  if [ "$BROKERS" -gt 1 ]; then
+    for i in $(seq 1 "$BROKERS"); do
+      k=down; port_open "$(node_port "$i")" && k=up
+      echo "Kafka node $i  127.0.0.1:$(node_port "$i")   $k   (data $(node_dir "$i")/data)"
+    done
+  fi
   port_open "$KAFKA_PORT" && k=up
+  [ "$BROKERS" -gt 1 ] || echo "Kafka     127.0.0.1:$KAFKA_PORT   $k   (data $KAFKA_DIR/data, log $KAFKA_DIR/logs/server.log)"
   pg_answers && p=up
   redis_answers && r=up
   cat <<EOF
-Kafka     127.0.0.1:$KAFKA_PORT   $k   (data $KAFKA_DIR/data, log $KAFKA_DIR/logs/server.log)
 Postgres  postgres://postgres@127.0.0.1:$PG_PORT/$PG_DB   $p
 Redis     redis://127.0.0.1:$REDIS_PORT   $r
 EOF
@@ -351,7 +473,7 @@ case "$cmd" in
     ensure_packages
     redis_up
     pg_up
-    kafka_up
+    if [ "$BROKERS" -gt 1 ]; then cluster_up; else kafka_up; fi
     topics_and_roundtrip
     status
     ;;
@@ -362,15 +484,21 @@ case "$cmd" in
     [ "${3:-}" = --kill ] || [ "${2:-}" = --kill ] && signal=KILL
     [ "$part" = --kill ] && part=all
     case "$part" in
-      all) kafka_down "$signal"; pg_down; redis_down ;;
-      kafka) kafka_down "$signal" ;;
+      all) if [ "$BROKERS" -gt 1 ]; then cluster_down "$signal"; else kafka_down "$signal"; fi; pg_down; redis_down ;;
+      kafka) if [ "$BROKERS" -gt 1 ]; then cluster_down "$signal"; else kafka_down "$signal"; fi ;;
+      kafka-node)
+        [ "$BROKERS" -gt 1 ] || die "kafka-node needs cluster mode (CT_KAFKA_BROKERS=3)"
+        node="${3:-}"; [ -n "$node" ] && [ "$node" -ge 1 ] && [ "$node" -le "$BROKERS" ] || die "kafka-node needs a node number from 1 to $BROKERS"
+        signal=TERM; [ "${4:-}" = --kill ] && signal=KILL
+        node_down "$node" "$signal" ;;
       postgres) pg_down ;;
       redis) redis_down ;;
       *) die "unknown part '$part' (use kafka, postgres or redis)" ;;
     esac
     ;;
   reset)
-    kafka_down; pg_down; redis_down
+    if [ "$BROKERS" -gt 1 ]; then cluster_down; else kafka_down; fi
+    pg_down; redis_down
     say "wiping $KAFKA_DIR $PG_DIR $REDIS_DIR"
     rm -rf "$KAFKA_DIR" "$PG_DIR" "$REDIS_DIR"
     ;;

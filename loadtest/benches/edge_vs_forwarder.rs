@@ -13,6 +13,11 @@
 //! `CT_BENCH_BATCH`, default `1,100`). Rounds alternate the targets; `CT_BENCH_ROUNDS` (default 3)
 //! medians are printed with the edge/forwarder ratio, each server's CPU, and the edge's peak RSS.
 //! Every answer must be a 202.
+//!
+//! With `CT_BENCH_CLUSTER` set to a cluster's bootstrap servers (`CT_KAFKA_BROKERS=3
+//! CT_KAFKA_PORT=19092 deploy/stack.sh up`, then `127.0.0.1:19092,127.0.0.1:19094,127.0.0.1:19096`),
+//! the forwarder is replaced by a second edge producing to that cluster (a topic of 3 replicas,
+//! `min.insync.replicas=2`), and the ratio printed is 3 brokers / 1 broker.
 #![allow(clippy::print_stdout)]
 
 use std::{
@@ -162,6 +167,11 @@ impl Server {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Ok(server)
+    }
+
+    fn named(mut self, name: &'static str) -> Server {
+        self.name = name;
+        self
     }
 
     fn proc_status_kib(&self, field: &str) -> u64 {
@@ -354,38 +364,58 @@ async fn bench() -> anyhow::Result<()> {
     let topics = ctx.create_topics(&[("ct.events.v1", 6), ("forwarded", 6)]).await;
     let (registry_url, _registry) = ct_registry::spawn_local(ctx.kafka.clone(), &ctx.topic("_schemas")).await?;
     let kafka = ("CT_KAFKA__BOOTSTRAP_SERVERS", ctx.kafka.bootstrap_servers.clone());
-    let forwarder = Server::spawn("forwarder", &[kafka.clone(), ("CT_BENCH_TOPIC", topics[1].clone())]).await?;
-    let edge = Server::spawn(
-        "edge",
-        &[
+    let edge_env = |kafka: (&'static str, String), topic: String, prefix: String| {
+        vec![
             kafka,
-            ("CT_EVENTS__TOPIC", topics[0].clone()),
-            ("CT_REGISTRY__URL", registry_url),
-            ("CT_REDIS__KEY_PREFIX", ctx.redis().key_prefix),
+            ("CT_EVENTS__TOPIC", topic),
+            ("CT_REGISTRY__URL", registry_url.clone()),
+            ("CT_REDIS__KEY_PREFIX", prefix),
             // Short, so the benchmark's keys leave the dev Redis soon.
             ("CT_IDEMPOTENCY__TTL_S", "900".into()),
             ("CT_RATE_LIMIT__PER_MINUTE", "100000000".into()),
             ("CT_RATE_LIMIT__BURST", "1000000".into()),
-        ],
-    )
-    .await?;
+        ]
+    };
+    let cluster = std::env::var("CT_BENCH_CLUSTER").ok().filter(|c| !c.is_empty());
+    let baseline = match &cluster {
+        Some(bootstrap) => {
+            let kafka_3 = ct_platform::config::KafkaConfig {
+                bootstrap_servers: bootstrap.clone(),
+                properties: Default::default(),
+            };
+            let topic = ctx.topic("ct.events.v1.3");
+            ct_platform::kafka::ensure_topics(&kafka_3, &[ct_platform::topics::TopicSpec::new(topic.clone(), 6)])
+                .await?;
+            let env = edge_env(
+                ("CT_KAFKA__BOOTSTRAP_SERVERS", bootstrap.clone()),
+                topic,
+                format!("{}3", ctx.redis().key_prefix),
+            );
+            Server::spawn("edge", &env).await?.named("edge 3 brokers")
+        }
+        None => Server::spawn("forwarder", &[kafka.clone(), ("CT_BENCH_TOPIC", topics[1].clone())]).await?,
+    };
+    let forwarder = baseline;
+    let edge = Server::spawn("edge", &edge_env(kafka, topics[0].clone(), ctx.redis().key_prefix)).await?;
     println!(
-        "edge vs forwarder: {rounds} rounds of {seconds} s (after {} s warm-up), {connections} connections, closed loop",
+        "{} vs edge: {rounds} rounds of {seconds} s (after {} s warm-up), {connections} connections, closed loop",
+        forwarder.name,
         WARM_UP.as_secs()
     );
     let mut peak_rss_kib = 0;
     let mut results: Vec<(usize, Vec<TargetRounds>)> =
-        batches.iter().map(|&batch| (batch, vec![("forwarder", Vec::new()), ("edge", Vec::new())])).collect();
+        batches.iter().map(|&batch| (batch, vec![(forwarder.name, Vec::new()), ("edge", Vec::new())])).collect();
     for round in 0..rounds {
         for (batch, targets) in &mut results {
             let (batch, path) = (*batch, if *batch == 1 { "/events" } else { "/events/batch" });
             for (server, (_, rounds_of_target)) in [&forwarder, &edge].into_iter().zip(targets.iter_mut()) {
-                // The edge needs a fresh eventId per event; the forwarder reuses a smaller set.
-                let rate = if server.name == "edge" { max_rate } else { max_rate / 4 };
+                // An edge needs a fresh eventId per event; the forwarder reuses a smaller set.
+                let reuse = server.name == "forwarder";
+                let rate = if reuse { max_rate / 4 } else { max_rate };
                 let count = (rate * (seconds + WARM_UP.as_secs())) as usize / batch;
                 let run = format!("{}_{}_{batch}_{round}", ctx.id, server.name);
                 let requests = tokio::task::block_in_place(|| prepare(&run, count, batch));
-                let result = drive(server, path, requests, connections, seconds, server.name == "forwarder").await;
+                let result = drive(server, path, requests, connections, seconds, reuse).await;
                 let rss_kib = server.proc_status_kib("VmRSS:");
                 if server.name == "edge" {
                     peak_rss_kib = peak_rss_kib.max(server.proc_status_kib("VmHWM:"));
@@ -423,7 +453,11 @@ async fn bench() -> anyhow::Result<()> {
             );
             medians.push(rate);
         }
-        println!("| {batch} | edge / forwarder | {:.3} | | | | | |", medians[1] / medians[0]);
+        if cluster.is_some() {
+            println!("| {batch} | 3 brokers / 1 broker | {:.3} | | | | | |", medians[0] / medians[1]);
+        } else {
+            println!("| {batch} | edge / forwarder | {:.3} | | | | | |", medians[1] / medians[0]);
+        }
     }
     println!("\nedge peak RSS (VmHWM): {:.1} MiB", peak_rss_kib as f64 / 1024.0);
     Ok(())

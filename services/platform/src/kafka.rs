@@ -184,17 +184,26 @@ pub fn ping(kafka: &KafkaConfig, timeout: Duration) -> Result<usize, KafkaError>
 }
 
 /// Creates the topics that are missing; checks the partition count of those that exist.
-/// Returns the names it created.
+/// Returns the names it created. On a cluster of three brokers or more a topic gets three
+/// replicas and `min.insync.replicas = 2` (unless its spec says otherwise), so an `acks=all`
+/// write survives one broker; on fewer brokers, one replica per broker.
 pub async fn ensure_topics(kafka: &KafkaConfig, specs: &[TopicSpec]) -> Result<Vec<String>, KafkaSetupError> {
     let admin = admin(kafka)?;
+    let brokers = {
+        let kafka = kafka.clone();
+        tokio::task::spawn_blocking(move || ping(&kafka, Duration::from_secs(10)))
+            .await
+            .expect("metadata request panicked")?
+    };
+    let replicas = i32::try_from(brokers.clamp(1, 3)).unwrap_or(1);
     let new_topics: Vec<NewTopic<'_>> = specs
         .iter()
         .map(|spec| {
-            spec.config
-                .iter()
-                .fold(NewTopic::new(&spec.name, spec.partitions, TopicReplication::Fixed(1)), |topic, (key, value)| {
-                    topic.set(key, value)
-                })
+            let mut topic = NewTopic::new(&spec.name, spec.partitions, TopicReplication::Fixed(replicas));
+            if replicas >= 3 && !spec.config.contains_key("min.insync.replicas") {
+                topic = topic.set("min.insync.replicas", "2");
+            }
+            spec.config.iter().fold(topic, |topic, (key, value)| topic.set(key, value))
         })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
