@@ -52,6 +52,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const ROLE: &str = "CT_BENCH_ROLE";
 const SECRET: &str = "dev-webhook-secret";
 const WARM_UP: Duration = Duration::from_secs(2);
+/// Whether the first refused request was printed (the rest are only counted).
+static REPORTED: AtomicBool = AtomicBool::new(false);
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -318,8 +320,20 @@ async fn drive(
                     .send()
                     .await;
                 let accepted = match answer {
-                    Ok(response) => response.status() == StatusCode::ACCEPTED && response.bytes().await.is_ok(),
-                    Err(_) => false,
+                    Ok(response) if response.status() == StatusCode::ACCEPTED => response.bytes().await.is_ok(),
+                    Ok(response) => {
+                        if !REPORTED.swap(true, Ordering::Relaxed) {
+                            let status = response.status();
+                            eprintln!("first refusal: {status} {}", response.text().await.unwrap_or_default());
+                        }
+                        false
+                    }
+                    Err(error) => {
+                        if !REPORTED.swap(true, Ordering::Relaxed) {
+                            eprintln!("first failed request: {error}");
+                        }
+                        false
+                    }
                 };
                 if !accepted {
                     refused.fetch_add(1, Ordering::Relaxed);
@@ -391,7 +405,7 @@ async fn bench() -> anyhow::Result<()> {
                 topic,
                 format!("{}3", ctx.redis().key_prefix),
             );
-            Server::spawn("edge", &env).await?.named("edge 3 brokers")
+            Server::spawn("edge", &env).await?.named("edge-3-brokers")
         }
         None => Server::spawn("forwarder", &[kafka.clone(), ("CT_BENCH_TOPIC", topics[1].clone())]).await?,
     };
