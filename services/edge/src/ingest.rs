@@ -245,6 +245,7 @@ impl Ingestor {
         // The producer span (messaging conventions); the record carries its context, so the
         // consumer's span is its child. Without an exporter the request's traceparent is kept.
         let span = tracing::info_span!(
+            target: ct_platform::telemetry::TRACE_TARGET,
             "publish",
             otel.name = format!("{} publish", self.topic),
             otel.kind = "producer",

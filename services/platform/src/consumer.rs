@@ -582,6 +582,7 @@ impl<P: Pipeline> Runner<'_, P> {
             }
             // The consumer span of the record (messaging conventions), a child of its producer's.
             let span = tracing::info_span!(
+                target: crate::telemetry::TRACE_TARGET,
                 "process",
                 otel.name = format!("{} process", c.topic),
                 otel.kind = "consumer",
@@ -616,6 +617,7 @@ impl<P: Pipeline> Runner<'_, P> {
         // One database transaction for the batch: a child of its first record's consumer span,
         // linked to the others'.
         let span = tracing::info_span!(
+            target: crate::telemetry::TRACE_TARGET,
             "apply",
             otel.name = format!("{} apply", self.settings.name),
             otel.kind = "client",

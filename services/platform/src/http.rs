@@ -217,6 +217,7 @@ pub fn layered(app: Router, limits: &HttpLimits, style: ErrorStyle) -> Router {
 fn request_span(request: &Request) -> tracing::Span {
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
     let span = tracing::info_span!(
+        target: crate::telemetry::TRACE_TARGET,
         "http request",
         otel.name = format!("{} {route}", request.method()),
         otel.kind = "server",

@@ -49,14 +49,23 @@ pub fn traces_url(endpoint: &str) -> String {
     if after_scheme.contains('/') { endpoint.to_owned() } else { format!("{trimmed}/v1/traces") }
 }
 
+/// The target of the spans made for export only (the HTTP server span, Kafka producer and consumer
+/// spans, the database write): the log layer never sees them, and without an exporter no layer
+/// wants them, so they cost nothing per request or record.
+pub const TRACE_TARGET: &str = "ct_trace";
+
 /// Installs the global subscriber. `RUST_LOG` overrides `config.filter`.
 pub fn init(service_name: &'static str, config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> {
     global::set_text_map_propagator(TraceContextPropagator::new());
-    let filter = match std::env::var("RUST_LOG") {
+    let directives = match std::env::var("RUST_LOG") {
         Ok(from_env) if !from_env.is_empty() => from_env,
         _ => config.filter.clone(),
     };
-    let filter = EnvFilter::try_new(&filter).map_err(|_| TelemetryError::Filter(filter.clone()))?;
+    let filter_with = |extra: &str| {
+        EnvFilter::try_new(format!("{directives},{TRACE_TARGET}={extra}"))
+            .map_err(|_| TelemetryError::Filter(directives.clone()))
+    };
+    let (log_filter, export_filter) = (filter_with("off")?, filter_with("info")?);
     let fmt_layer = match config.format {
         LogFormat::Json => tracing_subscriber::fmt::layer().json().with_current_span(true).boxed(),
         LogFormat::Pretty => tracing_subscriber::fmt::layer().compact().boxed(),
@@ -74,13 +83,12 @@ pub fn init(service_name: &'static str, config: &TelemetryConfig) -> Result<Tele
                 .build();
             let tracer = provider.tracer(service_name);
             global::set_tracer_provider(provider.clone());
-            (Some(tracing_opentelemetry::layer().with_tracer(tracer)), Some(provider))
+            (Some(tracing_opentelemetry::layer().with_tracer(tracer).with_filter(export_filter)), Some(provider))
         }
         None => (None, None),
     };
     tracing_subscriber::registry()
-        .with(filter)
-        .with(fmt_layer)
+        .with(fmt_layer.with_filter(log_filter))
         .with(otel_layer)
         .try_init()
         .map_err(|_| TelemetryError::AlreadyInstalled)?;
