@@ -168,6 +168,10 @@ fn remote_context(traceparent: &str) -> Option<opentelemetry::Context> {
 /// request or a Kafka header. Without an exporting layer, or without a valid value, nothing
 /// changes.
 pub fn continue_trace(span: &tracing::Span, traceparent: Option<&str>) {
+    // A disabled span (no exporter) costs no parsing per request or record.
+    if span.is_disabled() {
+        return;
+    }
     if let Some(context) = traceparent.and_then(remote_context) {
         let _ = span.set_parent(context);
     }
@@ -175,6 +179,9 @@ pub fn continue_trace(span: &tracing::Span, traceparent: Option<&str>) {
 
 /// Links `span` to the span a `traceparent` names (a batch's work to each record it covers).
 pub fn link(span: &tracing::Span, traceparent: &str) {
+    if span.is_disabled() {
+        return;
+    }
     if let Some(context) = remote_context(traceparent) {
         span.add_link(context.span().span_context().clone());
     }
@@ -183,6 +190,9 @@ pub fn link(span: &tracing::Span, traceparent: &str) {
 /// The W3C `traceparent` of `span`, when spans are exported (an OpenTelemetry layer is installed
 /// and the span is sampled); `None` otherwise, and the caller keeps its own trace id.
 pub fn traceparent_of(span: &tracing::Span) -> Option<String> {
+    if span.is_disabled() {
+        return None;
+    }
     let context = span.context();
     if !context.span().span_context().is_valid() {
         return None;

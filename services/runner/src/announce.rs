@@ -7,7 +7,9 @@
 //! Both bodies are functions of the runs model only (event id from the run id, `ts` the start or
 //! end the model holds), so sending one again is the edge's duplicate. That is what makes the
 //! announcer simple: it remembers in memory what it sent and, after a restart, sends again what
-//! falls in `announce.horizon_s` (runs still running, and runs ended within it).
+//! falls in `announce.horizon_s` (runs still running, and runs ended within it). After its first
+//! look it reads only runs still running and runs ended since its last complete look (less a
+//! 10-minute margin for the model's lag).
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
@@ -19,6 +21,9 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::model;
+
+/// How late the model may show a run's end (its record time) and still be looked at.
+const MODEL_LAG_MARGIN: chrono::Duration = chrono::Duration::minutes(10);
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct AnnounceConfig {
@@ -107,9 +112,13 @@ pub async fn run(
     let mut sent: HashSet<(String, Phase)> = HashSet::new();
     let mut any_change = changes.watch_all();
     let interval = Duration::from_millis(config.interval_ms.max(50));
+    // The first look covers the horizon; later ones only runs ended since the last complete look
+    // (less a margin for the model's lag), so a look does not read a day of runs every second.
+    let mut since = Utc::now() - chrono::Duration::seconds(i64::try_from(config.horizon_s).unwrap_or(i64::MAX));
     loop {
-        let horizon = Utc::now() - chrono::Duration::seconds(i64::try_from(config.horizon_s).unwrap_or(i64::MAX));
-        match owed(&pool, horizon).await {
+        let look_started = Utc::now();
+        let mut complete = true;
+        match owed(&pool, since).await {
             Ok(runs) => {
                 for run in runs {
                     for phase in [Phase::Started, Phase::Completed] {
@@ -124,6 +133,7 @@ pub async fn run(
                                 sent.insert(key);
                             }
                             Err(error) => {
+                                complete = false;
                                 metrics::counter!("ct_runner_announcements_total", "outcome" => "failed").increment(1);
                                 tracing::warn!(run_id = run.run_id, error = %error, "A run announcement was not accepted; trying again.");
                             }
@@ -131,9 +141,15 @@ pub async fn run(
                     }
                 }
             }
-            Err(error) => tracing::warn!(error = %error, "Reading the runs to announce failed; trying again."),
+            Err(error) => {
+                complete = false;
+                tracing::warn!(error = %error, "Reading the runs to announce failed; trying again.");
+            }
         }
-        prune(&mut sent, &pool, horizon).await;
+        if complete {
+            since = since.max(look_started - MODEL_LAG_MARGIN);
+        }
+        prune(&mut sent, &pool, since).await;
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(interval) => {}
@@ -142,7 +158,8 @@ pub async fn run(
     }
 }
 
-/// Runs that started and are either still running or ended after `horizon`.
+/// Runs that started and are either still running or ended after `horizon` (the running ones
+/// are few; the ended ones are bounded by the look's window).
 async fn owed(pool: &PgPool, horizon: DateTime<Utc>) -> Result<Vec<Run>, sqlx::Error> {
     let rows = sqlx::query(&format!(
         "SELECT {} FROM trigger_runs WHERE started_at IS NOT NULL AND (completed_at IS NULL OR completed_at > $1)

@@ -42,11 +42,6 @@ fn triggers(target: &str) -> Triggers {
     // document; a step whose condition never holds is skipped.
     let chain = r#"
         description = "Regenerate, then notify when a document came out."
-        inputs = { type = "object" }
-        retry = { attempts = 1, backoff_base_ms = 50, backoff_max_ms = 50 }
-        timeout_s = 60
-        sla_s = 600
-        rate_limit = { per_minute = 600, burst = 100 }
         [[steps]]
         name = "regenerate"
         trigger = "contract.regenerate"
@@ -59,16 +54,11 @@ fn triggers(target: &str) -> Triggers {
         trigger = "contract.regenerate"
         when = { step = "regenerate", pointer = "/ok", equals = false }
     "#;
-    triggers.triggers.insert("demo.chain".into(), toml::from_str(chain).expect("the chain parses"));
+    triggers.triggers.insert("demo.chain".into(), chain_spec(chain));
     // Branches (vision §6.1's retry with context): a failed regeneration jumps to the notification,
     // a successful one archives and stops there.
     let branching = r#"
         description = "Regenerate; archive on success, notify on failure."
-        inputs = { type = "object" }
-        retry = { attempts = 1, backoff_base_ms = 50, backoff_max_ms = 50 }
-        timeout_s = 60
-        sla_s = 600
-        rate_limit = { per_minute = 600, burst = 100 }
         [[steps]]
         name = "regenerate"
         trigger = "contract.regenerate"
@@ -81,9 +71,21 @@ fn triggers(target: &str) -> Triggers {
         name = "notify"
         trigger = "portal.notify.retry"
     "#;
-    triggers.triggers.insert("demo.branches".into(), toml::from_str(branching).expect("the chain parses"));
+    triggers.triggers.insert("demo.branches".into(), chain_spec(branching));
     triggers.validate().expect("the test's triggers are valid");
     triggers
+}
+
+/// A chain of the test: its description and steps, with one attempt, no rate limit to speak of.
+fn chain_spec(description_and_steps: &str) -> ct_core::runs::TriggerSpec {
+    let common = r#"
+        inputs = { type = "object" }
+        retry = { attempts = 1, backoff_base_ms = 50, backoff_max_ms = 50 }
+        timeout_s = 60
+        sla_s = 600
+        rate_limit = { per_minute = 600, burst = 100 }
+    "#;
+    toml::from_str(&format!("{common}\n{description_and_steps}")).expect("the chain parses")
 }
 
 async fn rig(in_process_runner: bool) -> Rig {
