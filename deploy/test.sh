@@ -13,6 +13,10 @@ bash deploy/bootstrap.sh
 jaeger_log="$(mktemp)"
 bash deploy/jaeger.sh > "$jaeger_log" 2>&1 &
 jaeger_build=$!
+# helm and kubeconform for the Helm chart's checks (cached the same way; built beside it).
+k8s_log="$(mktemp)"
+bash deploy/k8s.sh build > "$k8s_log" 2>&1 &
+k8s_build=$!
 bash deploy/stack.sh up
 bash deploy/stack.sh prune
 
@@ -28,6 +32,14 @@ if ! wait "$jaeger_build"; then
   exit 1
 fi
 cat "$jaeger_log"
+if ! wait "$k8s_build"; then
+  cat "$k8s_log" >&2
+  echo "[test] building helm and kubeconform failed" >&2
+  exit 1
+fi
+cat "$k8s_log"
+echo "[test] Helm chart: helm lint, helm template | kubeconform (deploy/k8s.sh)"
+bash deploy/k8s.sh check || { echo "[test] the Helm chart's checks failed" >&2; exit 1; }
 echo "[test] cargo test"
 # Every test process and every service it starts logs into this folder; the scan below reads it.
 export CT_TEST_LOG_DIR="$REPO/target/test-logs"

@@ -5,6 +5,7 @@
 //! the service crates as libraries), so a rebuild applies exactly the code the live service runs.
 //! The CLI is a tool at the top: it may depend on services; nothing depends on it.
 
+pub mod backup;
 pub mod dlq;
 pub mod rebuild;
 pub mod send;

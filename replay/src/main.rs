@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, error::ErrorKind};
 use ct_core::dlq::{Action, Category};
 use ct_replay::{
+    backup,
     dlq::{self, Change, Dlq, Item, Plan, Report, Selection},
     rebuild::{self, rebuild},
 };
@@ -47,6 +48,48 @@ enum Command {
     },
     /// Send events to the edge, signed, with the clients' retry rules.
     Send(SendArgs),
+    /// Write topics (all but Kafka's internal ones by default) to a folder: a backup of the log.
+    /// Resumable: run it again to go on after an interruption or to add what the log gained.
+    Export(ExportArgs),
+    /// Write an export folder back into a cluster: into new, empty topics only.
+    Import(ImportArgs),
+    /// Print each table's checksum of a live read model (before and after a restore).
+    Checksums {
+        /// projector, dlq-items, daily-counts, health or runs.
+        model: String,
+        /// The live service's configuration file (defaults, then this file, then CT_ variables).
+        #[arg(long, env = "CT_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+/// Kafka comes from a service configuration file (its `[kafka]`) and CT_KAFKA__ variables.
+#[derive(Args)]
+struct ExportArgs {
+    /// The export folder (created if missing; an earlier export there is continued).
+    dir: PathBuf,
+    #[arg(long, env = "CT_CONFIG")]
+    config: Option<PathBuf>,
+    /// Only these topics (repeat or separate with commas).
+    #[arg(long = "topic", value_delimiter = ',')]
+    topics: Vec<String>,
+    /// Only topics whose name starts with this.
+    #[arg(long, conflicts_with = "topics")]
+    prefix: Option<String>,
+    /// Records per segment file.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    segment_records: u64,
+}
+
+#[derive(Args)]
+struct ImportArgs {
+    /// The export folder.
+    dir: PathBuf,
+    #[arg(long, env = "CT_CONFIG")]
+    config: Option<PathBuf>,
+    /// Only these topics of the export (repeat or separate with commas).
+    #[arg(long = "topic", value_delimiter = ',')]
+    topics: Vec<String>,
 }
 
 #[derive(Args)]
@@ -217,6 +260,10 @@ struct RebuildArgs {
     /// one is kept as `<schema>_old_<time>`). Otherwise nothing changes and the command fails.
     #[arg(long)]
     swap: bool,
+    /// The model is empty (its service stopped, after `ct import`): build it in its live schema
+    /// up to the end of its topics, without side effects; start the service afterwards.
+    #[arg(long, conflicts_with = "swap")]
+    fresh: bool,
     /// Do not ask before swapping.
     #[arg(long)]
     yes: bool,
@@ -278,6 +325,9 @@ async fn main() -> ExitCode {
         Command::Rebuild { model: Model::Health(args) } => run_rebuild("health", args, cli.json).await,
         Command::Rebuild { model: Model::Runs(args) } => run_rebuild("runs", args, cli.json).await,
         Command::Send(args) => run_send(args).await,
+        Command::Export(args) => run_export(args, cli.json).await,
+        Command::Import(args) => run_import(args, cli.json).await,
+        Command::Checksums { model, config } => run_checksums(&model, config.as_deref(), cli.json).await,
     };
     result.unwrap_or_else(|error| {
         eprintln!("ct: {error:#}");
@@ -483,6 +533,21 @@ async fn change_items(
 
 async fn run_rebuild(name: &str, args: RebuildArgs, json: bool) -> anyhow::Result<ExitCode> {
     let model = rebuild::model(name, args.config.as_deref())?;
+    if args.fresh {
+        let report = rebuild::build_fresh(model.as_ref(), Duration::from_secs(args.timeout_secs)).await?;
+        if json {
+            print_json(&report);
+        } else {
+            println!(
+                "built {} in {} from {} records in {:.1} s",
+                report.model, report.schema, report.records, report.seconds
+            );
+            for (table, sum) in &report.checksums {
+                println!("  {table:<16} {sum}");
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let schema = model.postgres().schema.clone();
     if args.swap && !args.yes && !confirm(&format!("Swap a rebuilt schema in for `{schema}`?")) {
         eprintln!("ct: not swapping (pass --yes to skip this question)");
@@ -508,4 +573,93 @@ async fn run_rebuild(name: &str, args: RebuildArgs, json: bool) -> anyhow::Resul
         }
     }
     Ok(if report.identical && report.refused.is_none() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn kafka_config(config: Option<&std::path::Path>) -> anyhow::Result<ct_platform::config::KafkaConfig> {
+    Ok(ct_projector::Config::load(config)?.kafka)
+}
+
+fn print_backup(verb: &str, report: &backup::Report) {
+    for (topic, t) in &report.topics {
+        println!("{verb} {:>9} record(s) of {topic} (now {})", t.records, t.total);
+        for (partition, digest) in &t.digests {
+            println!("  {partition:>3}  {digest}");
+        }
+    }
+}
+
+fn segment_progress(show: bool) -> backup::OnSegment {
+    if !show {
+        return Box::new(|_, _, _| {});
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    Box::new(move |topic, partition, records| {
+        bar.set_message(format!("{topic}/{partition}: {records} records"));
+        bar.tick();
+    })
+}
+
+async fn run_export(args: ExportArgs, json: bool) -> anyhow::Result<ExitCode> {
+    let kafka = kafka_config(args.config.as_deref())?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let on_ctrl_c = stop.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("ct: stopping after the current segment; run the same export again to go on");
+            on_ctrl_c.cancel();
+        }
+    });
+    let options = backup::ExportOptions {
+        topics: args.topics,
+        prefix: args.prefix,
+        segment_records: args.segment_records,
+        stop: stop.clone(),
+        on_segment: segment_progress(!json && std::io::stderr().is_terminal()),
+    };
+    let report = backup::export(&kafka, &args.dir, options).await?;
+    if json {
+        print_json(&report);
+    } else {
+        print_backup("exported", &report);
+    }
+    Ok(if stop.is_cancelled() { ExitCode::from(FAILED) } else { ExitCode::SUCCESS })
+}
+
+async fn run_import(args: ImportArgs, json: bool) -> anyhow::Result<ExitCode> {
+    let kafka = kafka_config(args.config.as_deref())?;
+    let options = backup::ImportOptions {
+        topics: args.topics,
+        on_segment: segment_progress(!json && std::io::stderr().is_terminal()),
+    };
+    let report = backup::import(&kafka, &args.dir, options).await?;
+    let exported = backup::digests(&args.dir)?;
+    let differing: Vec<String> = report
+        .topics
+        .iter()
+        .flat_map(|(topic, t)| t.digests.iter().map(move |(p, d)| (topic, p, d)))
+        .filter(|(topic, p, d)| exported.get(*topic).and_then(|ps| ps.get(p)) != Some(*d))
+        .map(|(topic, p, _)| format!("{topic}/{p}"))
+        .collect();
+    if json {
+        print_json(&report);
+    } else {
+        print_backup("imported", &report);
+    }
+    if !differing.is_empty() {
+        anyhow::bail!("content digests differ from the export's for {}", differing.join(", "));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_checksums(name: &str, config: Option<&std::path::Path>, json: bool) -> anyhow::Result<ExitCode> {
+    let model = rebuild::model(name, config)?;
+    let sums = rebuild::checksums(model.as_ref()).await?;
+    if json {
+        print_json(&sums);
+    } else {
+        for (table, sum) in &sums {
+            println!("{table:<16} {sum}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -37,3 +37,18 @@ pub fn model(name: &str, config: Option<&Path>) -> anyhow::Result<Box<dyn ReadMo
 pub async fn rebuild(model: &dyn ReadModel, swap: bool, timeout: Duration) -> anyhow::Result<RebuildReport> {
     Ok(readmodel::rebuild(model, swap, timeout).await?)
 }
+
+/// Builds the empty `model` in its live schema from the whole log (after `ct import`).
+pub async fn build_fresh(model: &dyn ReadModel, timeout: Duration) -> anyhow::Result<readmodel::FreshReport> {
+    Ok(readmodel::build_fresh(model, timeout).await?)
+}
+
+/// Each table's checksum of the live `model` (what a rebuild compares; a restore drill compares
+/// them before the wipe and after the import).
+pub async fn checksums(model: &dyn ReadModel) -> anyhow::Result<readmodel::Checksums> {
+    let mut config = model.postgres().clone();
+    config.extra_schemas.clear();
+    config.max_connections = 1;
+    let pool = ct_platform::postgres::connect(&config).await?;
+    Ok(model.checksums(&pool).await?)
+}

@@ -360,6 +360,10 @@ impl ReadModel for DlqItemsModel {
         &self.0.postgres
     }
 
+    fn kafka(&self) -> &ct_platform::config::KafkaConfig {
+        &self.0.kafka
+    }
+
     fn consumer(&self) -> &str {
         &self.0.items.name
     }

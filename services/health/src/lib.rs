@@ -325,6 +325,10 @@ impl ReadModel for HealthModel {
         &self.0.postgres
     }
 
+    fn kafka(&self) -> &ct_platform::config::KafkaConfig {
+        &self.0.kafka
+    }
+
     fn consumer(&self) -> &str {
         &self.0.consumer.name
     }
@@ -343,6 +347,20 @@ impl ReadModel for HealthModel {
 
     fn checksums<'a>(&'a self, pool: &'a PgPool) -> BoxFuture<'a, Result<Checksums, sqlx::Error>> {
         Box::pin(checksums(pool))
+    }
+
+    /// Notifications the history decided were sent (or given up) before the backup: a restored
+    /// evaluator must not page anyone about them again.
+    fn settle_history<'a>(&'a self, pool: &'a PgPool) -> BoxFuture<'a, Result<(), sqlx::Error>> {
+        Box::pin(async move {
+            sqlx::query(
+                "UPDATE notifications SET state = 'suppressed', last_error = 'decided before a restore' \
+                 WHERE state = 'pending'",
+            )
+            .execute(pool)
+            .await
+            .map(drop)
+        })
     }
 
     fn run_copy(&self, copy: Copy, stop: CancellationToken) -> BoxFuture<'static, Result<(), String>> {

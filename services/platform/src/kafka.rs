@@ -92,6 +92,48 @@ pub fn end_offsets(consumer: &BaseConsumer, topic: &str, timeout: Duration) -> R
     partitions.into_iter().map(|p| consumer.fetch_watermarks(topic, p, timeout).map(|(_, high)| high)).collect()
 }
 
+/// The offset after the last committed record of one partition (what a consumer's progress
+/// reaches once it has read everything), `None` when it holds none. Below the end offset when
+/// the partition ends in transaction markers or aborted records. Blocking.
+pub fn end_of_records(
+    kafka: &KafkaConfig,
+    topic: &str,
+    partition: i32,
+    timeout: Duration,
+) -> Result<Option<i64>, KafkaError> {
+    let consumer: BaseConsumer = client_config(kafka)
+        .set("group.id", "ct-end-of-records")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
+        .create()?;
+    let (low, high) = consumer.fetch_watermarks(topic, partition, timeout)?;
+    let mut window = 16;
+    loop {
+        let from = (high - window).max(low);
+        let mut assignment = TopicPartitionList::new();
+        assignment.add_partition_offset(topic, partition, Offset::Offset(from))?;
+        consumer.assign(&assignment)?;
+        let deadline = std::time::Instant::now() + timeout;
+        let mut last = None;
+        loop {
+            match consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(message)) => last = Some(message.offset() + 1),
+                Some(Err(KafkaError::PartitionEOF(_))) => break,
+                Some(Err(error)) => return Err(error),
+                None if std::time::Instant::now() > deadline => {
+                    return Err(KafkaError::MessageConsumption(RDKafkaErrorCode::RequestTimedOut));
+                }
+                None => {}
+            }
+        }
+        if last.is_some() || from == low {
+            return Ok(last);
+        }
+        window *= 16;
+    }
+}
+
 /// The last record of one partition, if it has any. Blocking.
 pub fn last_record(
     kafka: &KafkaConfig,

@@ -25,7 +25,7 @@ use sqlx::{PgPool, postgres::PgPoolOptions};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    config::PostgresConfig,
+    config::{KafkaConfig, PostgresConfig},
     consumer::{BoxFuture, Coordinates},
 };
 
@@ -80,6 +80,8 @@ pub trait ReadModel: Send + Sync {
     fn name(&self) -> &'static str;
     /// The live model's Postgres configuration; `schema` is the model's own.
     fn postgres(&self) -> &PostgresConfig;
+    /// The cluster its topics are on.
+    fn kafka(&self) -> &KafkaConfig;
     /// The live consumer name (group and progress key).
     fn consumer(&self) -> &str;
     /// The input topics whose progress a copy must reach before it can be compared.
@@ -88,6 +90,11 @@ pub trait ReadModel: Send + Sync {
     fn migrate<'a>(&'a self, pool: &'a PgPool) -> BoxFuture<'a, Result<(), sqlx::Error>>;
     /// The checksum of each table in the schema of `pool`.
     fn checksums<'a>(&'a self, pool: &'a PgPool) -> BoxFuture<'a, Result<Checksums, sqlx::Error>>;
+    /// After [`build_fresh`] (a restore): settles what the history decided that the service
+    /// must not do again once it starts (notifications sent before the backup). Default: nothing.
+    fn settle_history<'a>(&'a self, _pool: &'a PgPool) -> BoxFuture<'a, Result<(), sqlx::Error>> {
+        Box::pin(async { Ok(()) })
+    }
     /// Runs `copy` until `stop`: the same pipeline in its own schema and group, with rebuild
     /// settings (no cache side effects, large batches), never past `copy.horizon`.
     fn run_copy(&self, copy: Copy, stop: CancellationToken) -> BoxFuture<'static, Result<(), String>>;
@@ -105,6 +112,12 @@ pub enum RebuildError {
     Timeout(String),
     #[error("the live read model has consumed nothing yet: there is nothing to compare a rebuild with")]
     NothingConsumed,
+    #[error(
+        "schema `{0}` already holds this read model's progress: --fresh builds only an empty model (after `ct import`)"
+    )]
+    NotEmpty(String),
+    #[error("Kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -297,6 +310,73 @@ pub async fn rebuild(model: &dyn ReadModel, swap: bool, timeout: Duration) -> Re
     tx.commit().await?;
     report.swapped_out = Some(old);
     Ok(report)
+}
+
+/// What [`build_fresh`] did.
+#[derive(Debug, Clone, Serialize)]
+pub struct FreshReport {
+    pub model: String,
+    pub schema: String,
+    /// Records consumed (the sum of the end offsets it was built to).
+    pub records: i64,
+    pub seconds: f64,
+    pub checksums: Checksums,
+}
+
+/// Builds an empty read model (its service stopped, e.g. after a restore) in its live schema,
+/// under its live consumer name, from offset 0 to the current end of its topics, with the
+/// rebuild settings (no cache or outbox side effects), then stops. The service started
+/// afterwards resumes from there instead of replaying the history with its side effects.
+pub async fn build_fresh(model: &dyn ReadModel, timeout: Duration) -> Result<FreshReport, RebuildError> {
+    let live = model.postgres();
+    let schema = valid_schema(&live.schema)?.to_owned();
+    let admin = PgPoolOptions::new().max_connections(2).connect(&live.url).await?;
+    let pool = schema_pool(live, &schema).await?;
+    model.migrate(&pool).await?;
+    if !progress(&admin, &schema, model.consumer()).await?.is_empty() {
+        return Err(RebuildError::NotEmpty(schema));
+    }
+    let topics = model.topics();
+    let consumer: rdkafka::consumer::BaseConsumer = crate::kafka::client_config(model.kafka()).create()?;
+    // The goal is the offset after each partition's last record: a partition that ends in a
+    // transaction marker has its end offset one past where any consumer's progress can stand.
+    let ends = {
+        let (topics, kafka) = (topics.clone(), model.kafka().clone());
+        tokio::task::spawn_blocking(move || {
+            let mut ends = BTreeMap::new();
+            let timeout = Duration::from_secs(30);
+            for topic in &topics {
+                let partitions = crate::kafka::end_offsets(&consumer, topic, timeout)?.len();
+                for partition in 0..i32::try_from(partitions).unwrap_or(i32::MAX) {
+                    if let Some(end) = crate::kafka::end_of_records(&kafka, topic, partition, timeout)? {
+                        ends.insert((topic.clone(), partition), end);
+                    }
+                }
+            }
+            Ok::<_, rdkafka::error::KafkaError>(ends)
+        })
+        .await
+        .expect("watermark requests panicked")?
+    };
+    let copy = Copy { schema: schema.clone(), consumer: model.consumer().to_owned(), horizon: Horizon::default() };
+    bound(&copy.horizon, &topics, &ends);
+    let started = std::time::Instant::now();
+    let deferred = DeferredIndexes::drop_from(&pool).await?;
+    let stop = CancellationToken::new();
+    let runner = tokio::spawn(model.run_copy(copy.clone(), stop.clone()));
+    let outcome = catch_up(&admin, &copy, &topics, &ends, tokio::time::Instant::now() + timeout, &runner).await;
+    stop.cancel();
+    let _ = runner.await;
+    outcome?;
+    deferred.restore(&pool).await?;
+    model.settle_history(&pool).await?;
+    Ok(FreshReport {
+        model: model.name().to_owned(),
+        schema,
+        records: ends.values().sum(),
+        seconds: started.elapsed().as_secs_f64(),
+        checksums: model.checksums(&pool).await?,
+    })
 }
 
 /// The secondary indexes of a schema, dropped for a bulk load and created again after it (as

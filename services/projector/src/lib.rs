@@ -164,6 +164,10 @@ impl ReadModel for ProjectorModel {
         &self.0.postgres
     }
 
+    fn kafka(&self) -> &ct_platform::config::KafkaConfig {
+        &self.0.kafka
+    }
+
     fn consumer(&self) -> &str {
         &self.0.consumer.name
     }
