@@ -7,5 +7,6 @@
 
 pub mod backup;
 pub mod dlq;
+pub mod erase;
 pub mod rebuild;
 pub mod send;

@@ -53,6 +53,9 @@ enum Command {
     Export(ExportArgs),
     /// Write an export folder back into a cluster: into new, empty topics only.
     Import(ImportArgs),
+    /// Erase one producer's event payloads before a time (GDPR requests): an audited erasure
+    /// through the log that every rebuild and restore honours.
+    Erase(EraseArgs),
     /// Print each table's checksum of a live read model (before and after a restore).
     Checksums {
         /// projector, dlq-items, daily-counts, health or runs.
@@ -79,6 +82,31 @@ struct ExportArgs {
     /// Records per segment file.
     #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
     segment_records: u64,
+}
+
+#[derive(Args)]
+struct EraseArgs {
+    /// The producer whose events are erased (their source).
+    #[arg(long)]
+    source: String,
+    /// Events whose ts is earlier are erased (RFC 3339).
+    #[arg(long, value_parser = parse_time)]
+    before: DateTime<Utc>,
+    /// Why (required; kept in the audit record).
+    #[arg(long)]
+    reason: String,
+    /// The projector's configuration file (its Postgres, Kafka, registry and audit topic).
+    #[arg(long, env = "CT_CONFIG")]
+    config: Option<PathBuf>,
+    /// Print what would be erased; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Do not ask first.
+    #[arg(long, short = 'y')]
+    yes: bool,
+    /// Who is acting, for the audit record (default: $USER).
+    #[arg(long, env = "CT_ACTOR")]
+    actor: Option<String>,
 }
 
 #[derive(Args)]
@@ -327,6 +355,7 @@ async fn main() -> ExitCode {
         Command::Send(args) => run_send(args).await,
         Command::Export(args) => run_export(args, cli.json).await,
         Command::Import(args) => run_import(args, cli.json).await,
+        Command::Erase(args) => run_erase(args, cli.json).await,
         Command::Checksums { model, config } => run_checksums(&model, config.as_deref(), cli.json).await,
     };
     result.unwrap_or_else(|error| {
@@ -660,6 +689,50 @@ async fn run_checksums(name: &str, config: Option<&std::path::Path>, json: bool)
         for (table, sum) in &sums {
             println!("{table:<16} {sum}");
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_erase(args: EraseArgs, json: bool) -> anyhow::Result<ExitCode> {
+    use ct_replay::erase;
+    let config = ct_projector::Config::load(args.config.as_deref())?;
+    let plan = match erase::plan(&config, &args.source, args.before, &args.reason).await {
+        Ok(plan) => plan,
+        Err(
+            error @ (erase::EraseError::UnknownSource(..)
+            | erase::EraseError::NoReason
+            | erase::EraseError::FutureBefore(_)),
+        ) => {
+            eprintln!("ct: {error}");
+            return Ok(ExitCode::from(2));
+        }
+        Err(error) => return Err(error.into()),
+    };
+    if json && args.dry_run {
+        print_json(&plan);
+    } else if !json {
+        println!(
+            "erase the payloads of {} event(s) of {} before {} ({} already erased){}",
+            plan.events,
+            plan.source,
+            plan.before.to_rfc3339(),
+            plan.already_erased,
+            if args.dry_run { " (dry run)" } else { "" }
+        );
+    }
+    if args.dry_run {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !args.yes && !confirm(&format!("Erase {} event payload(s) of {}?", plan.events, plan.source)) {
+        eprintln!("ct: nothing changed (answer y, or pass --yes)");
+        return Ok(ExitCode::from(FAILED));
+    }
+    let actor = args.actor.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "unknown".to_owned());
+    let outcome = erase::erase(&config, &plan, &actor, &args.reason, Duration::from_secs(120)).await?;
+    if json {
+        print_json(&outcome);
+    } else {
+        println!("erasure {}: {} event payload(s) of {} erased", outcome.erasure_id, outcome.erased, outcome.source);
     }
     Ok(ExitCode::SUCCESS)
 }

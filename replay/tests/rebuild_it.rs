@@ -62,7 +62,7 @@ async fn count(pool: &sqlx::PgPool) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rebuild_equals_live_and_a_swap_under_load_loses_nothing() {
     let ctx = TestContext::new();
-    let topics = ctx.create_topics(&[("ct.events.v1", 3), ("ct.dlq.v1", 1)]).await;
+    let topics = ctx.create_topics(&[("ct.events.v1", 3), ("ct.dlq.v1", 1), ("ct.audit.v1", 1)]).await;
     let (registry_url, _stop_registry) =
         ct_registry::spawn_local(ctx.kafka.clone(), &ctx.topic("_schemas")).await.unwrap();
     let schema_id = RegistryClient::new(&registry_url)
@@ -77,6 +77,7 @@ async fn rebuild_equals_live_and_a_swap_under_load_loses_nothing() {
     live.consumer.topic = topics[0].clone();
     live.consumer.dlq_topic = topics[1].clone();
     live.consumer.retry_topic = topics[1].clone();
+    live.consumer.audit_topic = topics[2].clone();
     live.consumer.batch_wait_ms = 20;
     live.registry.url = registry_url;
     live.postgres = ctx.postgres();

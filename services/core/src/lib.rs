@@ -12,6 +12,7 @@ pub mod catalogue;
 pub mod clock;
 pub mod dlq;
 pub mod envelope;
+pub mod erasure;
 pub mod error;
 pub mod event_type;
 pub mod health;

@@ -65,8 +65,18 @@ pub struct Config {
     pub triggers: TriggersConfig,
     pub registry: RegistryConfig,
     pub postgres: PostgresConfig,
+    pub retention: RetentionConfig,
     pub http: HttpConfig,
     pub telemetry: TelemetryConfig,
+}
+
+/// The systems tier: how long each system's status history is kept, in days back from the
+/// evaluator's clock (time from the log). 0 keeps everything.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RetentionConfig {
+    pub history_days: u32,
+    /// How often history past the tier is deleted (0: never, as in a rebuild's copy).
+    pub prune_interval_s: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -218,6 +228,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .await
         .with_context(|| format!("binding {}", config.http.listen))?;
     let mut tasks = tokio::task::JoinSet::new();
+    if config.retention.prune_interval_s > 0 {
+        tasks.spawn(prune_periodically(pool.clone(), config.retention.clone(), shutdown.clone()));
+    }
     if config.ticker.enabled {
         let ticker = ticker::Ticker::connect(
             &config.kafka,
@@ -304,16 +317,68 @@ const TABLES: &[(&str, &str, &str)] = &[
 ];
 
 pub async fn checksums(pool: &PgPool) -> Result<Checksums, sqlx::Error> {
+    checksums_kept(pool, 0).await
+}
+
+/// The first instant of history kept, `history_days` back from the evaluator's clock.
+async fn history_cutoff(
+    pool: &PgPool,
+    history_days: u32,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, sqlx::Error> {
+    if history_days == 0 {
+        return Ok(None);
+    }
+    let minute: Option<chrono::DateTime<chrono::Utc>> =
+        sqlx::query_scalar("SELECT max(minute) FROM clock").fetch_one(pool).await?;
+    Ok(minute.map(|m| m - chrono::Duration::days(i64::from(history_days))))
+}
+
+/// The checksums of what the systems tier keeps: history past it is out of the model even
+/// before a prune deletes it, so a rebuild (which prunes nothing) compares equal.
+pub async fn checksums_kept(pool: &PgPool, history_days: u32) -> Result<Checksums, sqlx::Error> {
+    let cutoff = history_cutoff(pool, history_days).await?;
     let mut sums = Checksums::new();
     for (table, columns, order) in TABLES {
-        let sum: Option<String> = sqlx::query_scalar(&format!(
-            "SELECT md5(string_agg(md5({columns}::text), '' ORDER BY {order})) FROM {table} t"
-        ))
-        .fetch_one(pool)
-        .await?;
+        let kept = if *table == "history" { "WHERE $1::timestamptz IS NULL OR t.at >= $1" } else { "" };
+        let sql = format!("SELECT md5(string_agg(md5({columns}::text), '' ORDER BY {order})) FROM {table} t {kept}");
+        let mut query = sqlx::query_scalar::<_, Option<String>>(&sql);
+        if *table == "history" {
+            query = query.bind(cutoff);
+        }
+        let sum = query.fetch_one(pool).await?;
         sums.insert((*table).to_owned(), sum.unwrap_or_else(|| "empty".to_owned()));
     }
     Ok(sums)
+}
+
+/// Deletes the status history past the systems tier every `prune_interval_s`.
+async fn prune_periodically(pool: PgPool, retention: RetentionConfig, shutdown: CancellationToken) {
+    let interval = Duration::from_secs(retention.prune_interval_s);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+        let pruned = async {
+            let Some(cutoff) = history_cutoff(&pool, retention.history_days).await? else { return Ok(0) };
+            sqlx::query("DELETE FROM history WHERE at < $1")
+                .bind(cutoff)
+                .execute(&pool)
+                .await
+                .map(|r| r.rows_affected())
+        };
+        match pruned.await {
+            Ok(rows) => {
+                metrics::counter!("ct_health_pruned_history_rows_total").increment(rows);
+                if rows > 0 {
+                    tracing::info!(rows, "Status history past its retention tier deleted.");
+                }
+            }
+            Err::<_, sqlx::Error>(error) => {
+                tracing::warn!(%error, "Pruning the history failed; tried again at the next interval.")
+            }
+        }
+    }
 }
 
 impl ReadModel for HealthModel {
@@ -346,7 +411,7 @@ impl ReadModel for HealthModel {
     }
 
     fn checksums<'a>(&'a self, pool: &'a PgPool) -> BoxFuture<'a, Result<Checksums, sqlx::Error>> {
-        Box::pin(checksums(pool))
+        Box::pin(checksums_kept(pool, self.0.retention.history_days))
     }
 
     /// Notifications the history decided were sent (or given up) before the backup: a restored
@@ -367,6 +432,7 @@ impl ReadModel for HealthModel {
         let mut config = self.0.clone();
         config.ticker.enabled = false;
         config.outbox.enabled = false;
+        config.retention.prune_interval_s = 0;
         // The copy decides every notification again and sends none.
         config.notify.enabled = false;
         config.consumer.name = copy.consumer;

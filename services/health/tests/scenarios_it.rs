@@ -184,3 +184,32 @@ async fn the_same_gap_at_night_or_over_a_weekend_changes_nothing() {
     assert_eq!(history.len(), 4, "green, amber, green, amber: {history:?}");
     s.stop.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_past_the_systems_tier_leaves_the_model_and_a_rebuild_still_compares_equal() {
+    let s = Scenario::start_with(|c| {
+        c.retention.history_days = 1;
+        c.retention.prune_interval_s = 1;
+    })
+    .await;
+    s.heartbeat("finance", "2026-03-03T10:55:00Z").await;
+    s.tick("2026-03-03T11:00:00Z").await;
+    s.tick("2026-03-03T11:16:00Z").await;
+    assert_eq!(s.history("finance").await.len(), 2, "green, then amber");
+    // Two days of clock later (a Thursday): finance is red, and Tuesday's history is past the tier.
+    s.tick("2026-03-05T11:00:00Z").await;
+    let pruned = eventually(Duration::from_secs(30), || async {
+        let history = s.history("finance").await;
+        (history.len() == 1).then_some(history)
+    })
+    .await
+    .expect("the history past the tier was not pruned within 30 s");
+    assert_eq!(pruned[0].0, at("2026-03-05T11:00:00Z"));
+    assert_eq!(pruned[0].1, "red");
+    let report = readmodel::rebuild(&HealthModel(s.config.clone()), false, Duration::from_secs(120)).await.unwrap();
+    assert!(
+        report.identical,
+        "the rebuild keeps all history but compares what the tier keeps: {:?}",
+        report.differing_tables
+    );
+}

@@ -61,6 +61,7 @@ async fn main() {
         &[
             ct_platform::topics::TopicSpec::new(&topic, partitions),
             ct_platform::topics::TopicSpec::new(format!("{topic}.dlq"), 1),
+            ct_platform::topics::TopicSpec::new(format!("{topic}.audit"), 1),
         ],
     )
     .await
@@ -137,6 +138,7 @@ async fn project(
     config.consumer.topic = topic.to_owned();
     config.consumer.dlq_topic = format!("{topic}.dlq");
     config.consumer.retry_topic = format!("{topic}.dlq");
+    config.consumer.audit_topic = format!("{topic}.audit");
     config.registry.url = registry_url.to_owned();
     config.postgres.url = ct_testkit::postgres_url();
     config.postgres.schema = format!("bench_{name}");

@@ -8,6 +8,7 @@
 //! change (runs, systems, counts) is applied only for rows this batch actually inserted.
 
 pub mod daily_counts;
+pub mod erasures;
 pub mod handler;
 pub mod store;
 
@@ -42,6 +43,7 @@ pub struct Config {
     pub redis: RedisConfig,
     pub views: ViewsConfig,
     pub daily_counts: DailyCountsConfig,
+    pub retention: RetentionConfig,
     pub http: HttpConfig,
     pub telemetry: TelemetryConfig,
 }
@@ -53,6 +55,8 @@ pub struct ConsumerConfig {
     pub dlq_topic: String,
     /// Records the categoriser hands back for another attempt (only those for this stage).
     pub retry_topic: String,
+    /// Where `ct erase` writes its erasures (`ct.v1.Erasure`, beside other audit records).
+    pub audit_topic: String,
     pub batch_max: usize,
     pub batch_wait_ms: u64,
     /// While a dependency is down: retries from this delay, doubling, jittered...
@@ -71,6 +75,21 @@ pub struct ConsumerConfig {
 pub struct DailyCountsConfig {
     /// Also run the `daily-counts` read model (its own group and schema) in this process.
     pub enabled: bool,
+}
+
+/// The retention tiers of `store::Retention`, and how often rows past them are deleted.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RetentionConfig {
+    pub events_days: u32,
+    pub runs_days: u32,
+    /// 0: never (a rebuild's copy; its comparisons leave pruned rows out anyway).
+    pub prune_interval_s: u64,
+}
+
+impl RetentionConfig {
+    pub fn tiers(&self) -> store::Retention {
+        store::Retention { events_days: self.events_days, runs_days: self.runs_days }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -112,6 +131,11 @@ impl Config {
             ..self.settings()
         }
     }
+
+    /// The settings of the erasures consumer (`consumer.audit_topic`), in the same group.
+    pub fn erasure_settings(&self) -> ConsumerSettings {
+        ConsumerSettings { topic: self.consumer.audit_topic.clone(), ..self.settings() }
+    }
 }
 
 impl Config {
@@ -122,6 +146,7 @@ impl Config {
         config.kafka = slice.kafka.clone();
         config.consumer.name = format!("{}projector", slice.prefix);
         config.consumer.topic = slice.topics.events.clone();
+        config.consumer.audit_topic = slice.topics.audit.clone();
         config.consumer.dlq_topic = slice.topics.dlq.clone();
         config.consumer.retry_topic = slice.topics.retry.clone();
         config.consumer.batch_wait_ms = 10;
@@ -138,6 +163,7 @@ impl Config {
     pub fn for_rebuild(mut self, copy: Copy) -> Config {
         self.views.enabled = false;
         self.daily_counts.enabled = false;
+        self.retention.prune_interval_s = 0;
         self.consumer.batch_max = self.consumer.batch_max.max(REBUILD_BATCH);
         self.consumer.parallelism = self.consumer.parallelism.max(REBUILD_PARALLELISM);
         self.consumer.name = copy.consumer;
@@ -174,7 +200,7 @@ impl ReadModel for ProjectorModel {
 
     fn topics(&self) -> Vec<String> {
         // Everything handed back through the retry topic is also in the events topic.
-        vec![self.0.consumer.topic.clone()]
+        vec![self.0.consumer.topic.clone(), self.0.consumer.audit_topic.clone()]
     }
 
     fn migrate<'a>(&'a self, pool: &'a PgPool) -> BoxFuture<'a, Result<(), sqlx::Error>> {
@@ -182,7 +208,8 @@ impl ReadModel for ProjectorModel {
     }
 
     fn checksums<'a>(&'a self, pool: &'a PgPool) -> BoxFuture<'a, Result<Checksums, sqlx::Error>> {
-        Box::pin(store::checksums(pool))
+        let retention = self.0.retention.tiers();
+        Box::pin(async move { store::checksums_kept(pool, &retention).await })
     }
 
     fn run_copy(&self, copy: Copy, stop: CancellationToken) -> BoxFuture<'static, Result<(), String>> {
@@ -198,7 +225,7 @@ pub struct Projector {
     views: Option<store::Views>,
     /// A refresh failed (Redis down): the next one rebuilds every view. Kept here because the
     /// marker key cannot be removed from a Redis that does not answer.
-    views_stale: std::sync::atomic::AtomicBool,
+    views_stale: Arc<std::sync::atomic::AtomicBool>,
     consumer: String,
 }
 
@@ -277,7 +304,7 @@ impl Projector {
             pool,
             registry: RegistryClient::new(&config.registry.url),
             views,
-            views_stale: std::sync::atomic::AtomicBool::new(false),
+            views_stale: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             consumer: config.consumer.name.clone(),
         })
     }
@@ -300,8 +327,48 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     if config.daily_counts.enabled {
         tokio::spawn(daily_counts::run(config.clone(), shutdown.clone()));
     }
+    if config.retention.prune_interval_s > 0 {
+        tokio::spawn(prune_periodically(Arc::clone(&projector), config.retention.clone(), shutdown.clone()));
+    }
+    let erasures = erasures::Erasures {
+        pool: projector.pool().clone(),
+        registry: RegistryClient::new(&config.registry.url),
+        consumer: config.consumer.name.clone(),
+        views_stale: Arc::clone(&projector.views_stale),
+    };
+    let erasure_settings = config.erasure_settings();
     let consumers =
         settings.iter().map(|s| Box::pin(consumer::run(projector.as_ref(), &config.kafka, s, shutdown.clone())));
-    futures::future::try_join_all(consumers).await?;
+    futures::future::try_join(
+        futures::future::try_join_all(consumers),
+        consumer::run(&erasures, &config.kafka, &erasure_settings, shutdown.clone()),
+    )
+    .await?;
     Ok(())
+}
+
+/// Deletes rows past their retention tier every `prune_interval_s` (see `store::prune`).
+async fn prune_periodically(projector: Arc<Projector>, retention: RetentionConfig, shutdown: CancellationToken) {
+    let interval = Duration::from_secs(retention.prune_interval_s);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+        match store::prune(projector.pool(), &retention.tiers()).await {
+            Ok(pruned) => {
+                metrics::counter!("ct_projector_pruned_rows_total", "table" => "events").increment(pruned.events);
+                metrics::counter!("ct_projector_pruned_rows_total", "table" => "runs").increment(pruned.runs);
+                if pruned != store::Pruned::default() {
+                    tracing::info!(
+                        events = pruned.events,
+                        runs = pruned.runs,
+                        "Rows past their retention tier deleted."
+                    );
+                    projector.views_stale.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+            Err(error) => tracing::warn!(%error, "Pruning failed; tried again at the next interval."),
+        }
+    }
 }

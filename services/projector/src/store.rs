@@ -26,6 +26,11 @@ pub const RECENT_PER_SOURCE: i64 = 50;
 pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "read models", sql: include_str!("../migrations/0001_read_models.sql") },
     Migration { version: 2, name: "runs listed_at", sql: include_str!("../migrations/0002_runs_listed_at.sql") },
+    Migration {
+        version: 3,
+        name: "erasures and retention",
+        sql: include_str!("../migrations/0003_erasures_and_retention.sql"),
+    },
 ];
 
 /// Applies the migrations this service owns (see [`ct_platform::postgres::migrate`]).
@@ -93,9 +98,17 @@ async fn insert_events(
         offsets.push(r.offset);
     }
     let inserted: Vec<String> = sqlx::query_scalar(
+        // An erasure read before the event blanks its payload here (see `erasures.rs`); a pruned
+        // event's id makes a late copy of it a duplicate (see `prune`).
         r#"INSERT INTO events (event_id, type, source, ts, correlation_id, payload, received_at, trace_id, topic, "partition", "offset")
-           SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::jsonb[],
-                                $7::timestamptz[], $8::text[], $9::text[], $10::int[], $11::bigint[])
+           SELECT u.event_id, u.type, u.source, u.ts, u.correlation_id,
+                  CASE WHEN EXISTS (SELECT 1 FROM erasures e WHERE e.source = u.source AND u.ts < e.before)
+                       THEN '{"erased": true}'::jsonb ELSE u.payload END,
+                  u.received_at, u.trace_id, u.topic, u."partition", u."offset"
+           FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::jsonb[],
+                       $7::timestamptz[], $8::text[], $9::text[], $10::int[], $11::bigint[])
+                AS u(event_id, type, source, ts, correlation_id, payload, received_at, trace_id, topic, "partition", "offset")
+           WHERE NOT EXISTS (SELECT 1 FROM pruned_events p WHERE p.event_id = u.event_id)
            ON CONFLICT (event_id) DO NOTHING
            RETURNING event_id"#,
     )
@@ -373,19 +386,117 @@ fn transient(error: redis::RedisError) -> ProcessError {
 /// Checksum of each read-model table's content (order-independent), to compare a rebuild with
 /// the live tables. Columns that record *when* something was processed are not part of it.
 pub async fn checksums(pool: &PgPool) -> Result<ct_platform::readmodel::Checksums, sqlx::Error> {
-    let tables: [(&'static str, &str); 4] = [
+    checksums_kept(pool, &Retention::KEEP_ALL).await
+}
+
+/// The checksums of what `retention` keeps: rows past their tier are out of the model even
+/// before a prune deletes them, so a rebuild (which prunes nothing) compares equal.
+pub async fn checksums_kept(
+    pool: &PgPool,
+    retention: &Retention,
+) -> Result<ct_platform::readmodel::Checksums, sqlx::Error> {
+    let (events_cutoff, runs_cutoff) = retention.cutoffs_in(pool).await?;
+    // (table, query, the cutoff it is bound to, if any)
+    type Kept = Option<Option<DateTime<Utc>>>;
+    let tables: [(&'static str, &str, Kept); 4] = [
         (
             "events",
-            "SELECT md5(string_agg(md5(row(event_id, type, source, ts, correlation_id, payload, received_at, trace_id)::text), '' ORDER BY event_id)) FROM events",
+            "SELECT md5(string_agg(md5(row(event_id, type, source, ts, correlation_id, payload, received_at, trace_id)::text), '' ORDER BY event_id))
+             FROM events WHERE $1::timestamptz IS NULL OR ts >= $1",
+            Some(events_cutoff),
         ),
-        ("runs", "SELECT md5(string_agg(md5(r::text), '' ORDER BY run_id)) FROM runs r"),
-        ("systems", "SELECT md5(string_agg(md5(s::text), '' ORDER BY system_id)) FROM systems s"),
-        ("type_counts", "SELECT md5(string_agg(md5(c::text), '' ORDER BY type)) FROM type_counts c"),
+        (
+            "runs",
+            "SELECT md5(string_agg(md5(r::text), '' ORDER BY run_id)) FROM runs r
+             WHERE $1::timestamptz IS NULL OR COALESCE(ended_at, started_at, listed_at) >= $1",
+            Some(runs_cutoff),
+        ),
+        ("systems", "SELECT md5(string_agg(md5(s::text), '' ORDER BY system_id)) FROM systems s", None),
+        ("type_counts", "SELECT md5(string_agg(md5(c::text), '' ORDER BY type)) FROM type_counts c", None),
     ];
     let mut out = BTreeMap::new();
-    for (table, sql) in tables {
-        let sum: Option<String> = sqlx::query(sql).fetch_one(pool).await?.try_get(0)?;
+    for (table, sql, cutoff) in tables {
+        let mut query = sqlx::query(sql);
+        if let Some(cutoff) = cutoff {
+            query = query.bind(cutoff);
+        }
+        let sum: Option<String> = query.fetch_one(pool).await?.try_get(0)?;
         out.insert(table.to_owned(), sum.unwrap_or_else(|| "empty".to_owned()));
     }
     Ok(out)
+}
+
+/// How long the read models keep rows (work order §10's tiers), counted back from the newest
+/// event's `ts` in the model: time from the log, so a rebuild keeps the same rows. `0` keeps
+/// everything. A row past its tier is out of the model at once (the checksums leave it out) and
+/// deleted by the next [`prune`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+pub struct Retention {
+    pub events_days: u32,
+    pub runs_days: u32,
+}
+
+impl Retention {
+    pub const KEEP_ALL: Retention = Retention { events_days: 0, runs_days: 0 };
+
+    /// The first kept instant of each tier (`None`: everything is kept), given the newest event.
+    pub fn cutoffs(&self, newest: Option<DateTime<Utc>>) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+        let back =
+            |days: u32| newest.filter(|_| days > 0).map(|newest| newest - chrono::Duration::days(i64::from(days)));
+        (back(self.events_days), back(self.runs_days))
+    }
+
+    async fn cutoffs_in(&self, pool: &PgPool) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), sqlx::Error> {
+        let newest: Option<DateTime<Utc>> = sqlx::query_scalar("SELECT max(ts) FROM events").fetch_one(pool).await?;
+        Ok(self.cutoffs(newest))
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pruned {
+    pub events: u64,
+    pub runs: u64,
+}
+
+/// Deletes the rows past their tier, a few thousand per transaction. A pruned event leaves its
+/// id in `pruned_events`, so a late copy of it (a replay, a redelivery) is still a duplicate:
+/// one event, one effect, also past the tier. Each transaction holds the schema's swap lock
+/// exclusively, so no batch is between its duplicate check and its insert meanwhile.
+pub async fn prune(pool: &PgPool, retention: &Retention) -> Result<Pruned, sqlx::Error> {
+    let (events_cutoff, runs_cutoff) = retention.cutoffs_in(pool).await?;
+    let mut pruned = Pruned::default();
+    let steps: [(Option<DateTime<Utc>>, &str, &mut u64); 2] = [
+        (
+            events_cutoff,
+            "WITH gone AS (DELETE FROM events WHERE event_id IN
+                 (SELECT event_id FROM events WHERE NOT ($1::timestamptz IS NULL OR ts >= $1) LIMIT 5000)
+                 RETURNING event_id)
+             INSERT INTO pruned_events (event_id) SELECT event_id FROM gone ON CONFLICT DO NOTHING",
+            &mut pruned.events,
+        ),
+        (
+            runs_cutoff,
+            "DELETE FROM runs WHERE run_id IN (SELECT run_id FROM runs
+                 WHERE NOT ($1::timestamptz IS NULL OR COALESCE(ended_at, started_at, listed_at) >= $1) LIMIT 5000)",
+            &mut pruned.runs,
+        ),
+    ];
+    for (cutoff, sql, counter) in steps {
+        if cutoff.is_none() {
+            continue;
+        }
+        loop {
+            let mut tx = pool.begin().await?;
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.ct-swap'))")
+                .execute(&mut *tx)
+                .await?;
+            let done = sqlx::query(sql).bind(cutoff).execute(&mut *tx).await?.rows_affected();
+            tx.commit().await?;
+            *counter += done;
+            if done == 0 {
+                break;
+            }
+        }
+    }
+    Ok(pruned)
 }

@@ -8,7 +8,7 @@ use ct_testkit::{ServiceProcess, TestContext, free_port, postgres_url};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn production_starts_from_its_own_file_and_never_logs_the_database_password() {
     let ctx = TestContext::new();
-    let topics = ctx.create_topics(&[("ct.events.v1", 1), ("ct.dlq.v1", 1)]).await;
+    let topics = ctx.create_topics(&[("ct.events.v1", 1), ("ct.dlq.v1", 1), ("ct.audit.v1", 1)]).await;
     let (registry_url, _registry) = ct_registry::spawn_local(ctx.kafka.clone(), &ctx.topic("_schemas")).await.unwrap();
     let password = format!("pg-pw-{}", ctx.id);
     // Local Postgres trusts the local user, so any password connects; it must still never print.
@@ -23,6 +23,7 @@ name = "{group}"
 topic = "{events}"
 dlq_topic = "{dlq}"
 retry_topic = "{dlq}"
+audit_topic = "{audit}"
 [registry]
 url = "{registry_url}"
 [postgres]
@@ -38,6 +39,7 @@ listen = "127.0.0.1:{port}"
         group = ctx.group("projector"),
         events = topics[0],
         dlq = topics[1],
+        audit = topics[2],
         schema = ctx.postgres().schema,
         redis = ctx.redis().url,
         prefix = ctx.redis().key_prefix,

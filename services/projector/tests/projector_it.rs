@@ -30,7 +30,7 @@ struct Setup {
 
 async fn setup() -> Setup {
     let ctx = TestContext::new();
-    let topics = ctx.create_topics(&[("ct.events.v1", 3), ("ct.dlq.v1", 1)]).await;
+    let topics = ctx.create_topics(&[("ct.events.v1", 3), ("ct.dlq.v1", 1), ("ct.audit.v1", 1)]).await;
     let (registry_url, _) =
         ct_registry::spawn_local(ctx.kafka.clone(), &ctx.topic("_schemas")).await.expect("registry");
     let schema_id = RegistryClient::new(&registry_url)
@@ -49,6 +49,7 @@ fn config(s: &Setup, name: &str, schema: &str) -> Config {
     config.consumer.dlq_topic = s.dlq.clone();
     // A topic of this test's own (nothing is handed back here), never the shared ct.retry.v1.
     config.consumer.retry_topic = s.dlq.clone();
+    config.consumer.audit_topic = s.ctx.topic("ct.audit.v1");
     config.consumer.batch_wait_ms = 20;
     config.registry.url = s.registry_url.clone();
     config.postgres = s.ctx.postgres();

@@ -55,7 +55,7 @@ fn members(kafka_config: &ct_platform::config::KafkaConfig, group: &str) -> usiz
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_instances_share_the_partitions_and_a_killed_one_loses_nothing() {
     let ctx = TestContext::new();
-    let topics = ctx.create_topics(&[("ct.events.v1", PARTITIONS), ("ct.dlq.v1", 1)]).await;
+    let topics = ctx.create_topics(&[("ct.events.v1", PARTITIONS), ("ct.dlq.v1", 1), ("ct.audit.v1", 1)]).await;
     let (registry_url, _stop) = ct_registry::spawn_local(ctx.kafka.clone(), &ctx.topic("_schemas")).await.unwrap();
     let schema_id = RegistryClient::new(&registry_url)
         .register(&format!("{}-value", topics[0]), avro::event_schema_json())
@@ -82,6 +82,7 @@ async fn four_instances_share_the_partitions_and_a_killed_one_loses_nothing() {
             ("CT_CONSUMER__TOPIC".into(), topics[0].clone()),
             ("CT_CONSUMER__DLQ_TOPIC".into(), topics[1].clone()),
             ("CT_CONSUMER__RETRY_TOPIC".into(), topics[1].clone()),
+            ("CT_CONSUMER__AUDIT_TOPIC".into(), topics[2].clone()),
             ("CT_CONSUMER__BATCH_MAX".into(), "200".into()),
             ("CT_REGISTRY__URL".into(), registry_url.clone()),
             ("CT_POSTGRES__URL".into(), postgres.url.clone()),
