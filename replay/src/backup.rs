@@ -284,16 +284,18 @@ async fn non_default_configs(
     let results = admin.describe_configs(&specifiers, &AdminOptions::new().request_timeout(Some(TIMEOUT))).await?;
     let mut configs = BTreeMap::new();
     for (topic, result) in topics.iter().zip(results) {
-        let entries = result
-            .map(|resource| {
-                resource
-                    .entries
-                    .into_iter()
-                    .filter(|e| e.source == ConfigSource::DynamicTopic && !e.is_sensitive)
-                    .filter_map(|e| e.value.map(|v| (e.name, v)))
-                    .collect()
-            })
-            .unwrap_or_default();
+        // A restore without the configs would give the topics the broker's defaults (a week of
+        // retention, no compaction): fail instead.
+        let resource = result.map_err(|code| BackupError::Corrupt {
+            path: PathBuf::from(topic),
+            message: format!("describing the topic's configs failed: {code:?}"),
+        })?;
+        let entries = resource
+            .entries
+            .into_iter()
+            .filter(|e| e.source == ConfigSource::DynamicTopic && !e.is_sensitive)
+            .filter_map(|e| e.value.map(|v| (e.name, v)))
+            .collect();
         configs.insert(topic.clone(), entries);
     }
     Ok(configs)
@@ -542,12 +544,13 @@ pub async fn import(kafka: &KafkaConfig, dir: &Path, options: ImportOptions) -> 
                 state.started.entry(topic.clone()).or_default().push(partition);
                 write_json(&state_path, &state)?;
             }
-            let (written, held, digest, preserved) =
-                import_partition(kafka, &producer, dir, &topic, partition, high, &options).await?;
-            topic_report.records += written;
+            let imported = import_partition(kafka, &producer, dir, &topic, partition, &options).await?;
+            // The check: what a consumer reads back, against the export.
+            let (held, digest) = read_back(kafka, &topic, partition).await?;
+            topic_report.records += imported.written;
             topic_report.total += held;
             topic_report.digests.insert(partition, digest.0);
-            if !preserved {
+            if !imported.preserved {
                 topic_report.offsets_shifted.push(partition);
             }
         }
@@ -589,21 +592,31 @@ fn partition_records(
     Ok((progress, records))
 }
 
-/// How many offsets follow each run of consecutive records without a record: the commit
-/// markers of transactions (one offset each) and aborted or compacted records. Run start offset
-/// -> (run end offset, gap after it).
-fn gaps(offsets: &[i64], end: i64) -> Vec<(i64, i64, i64)> {
+/// The runs of consecutive offsets in an exported partition and how many offsets follow each
+/// without a record (transaction markers: one each; aborted or compacted records): run start
+/// -> (run end, gap after it). `end` is the partition's end when it was exported. Memory grows
+/// with the number of runs, not of records.
+fn runs(
+    records: impl Iterator<Item = Result<Record, BackupError>>,
+    end: i64,
+) -> Result<Vec<(i64, i64, i64)>, BackupError> {
     let mut runs = Vec::new();
-    let mut iter = offsets.iter().copied().peekable();
-    while let Some(first) = iter.next() {
-        let mut last = first;
-        while iter.peek() == Some(&(last + 1)) {
-            last = iter.next().unwrap_or(last);
-        }
-        let next = iter.peek().copied().unwrap_or(end.max(last + 1));
-        runs.push((first, last, next - last - 1));
+    let mut current: Option<(i64, i64)> = None;
+    for record in records {
+        let offset = record?.offset;
+        current = match current {
+            Some((first, last)) if offset == last + 1 => Some((first, offset)),
+            Some((first, last)) => {
+                runs.push((first, last, offset - last - 1));
+                Some((offset, offset))
+            }
+            None => Some((offset, offset)),
+        };
     }
-    runs
+    if let Some((first, last)) = current {
+        runs.push((first, last, (end - last - 1).max(0)));
+    }
+    Ok(runs)
 }
 
 const FILLER_KEY: &[u8] = b"ct-import-filler";
@@ -612,74 +625,146 @@ fn block<T>(f: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(f)
 }
 
-/// Writes one partition into the topic, skipping the records below the topic's end `skip_below`
-/// (a resumed import). Offsets are reproduced: a run of records that a transaction marker
-/// followed in the source is written as one committed transaction (its records and a marker), a
-/// longer gap is filled by an aborted transaction of filler records (invisible to
-/// `read_committed` consumers, as the aborted or compacted records were). Returns the records
-/// written, the content digest and whether every record landed on its original offset.
+/// The records a `read_committed` consumer sees in a partition of the cluster: how many, and
+/// their content digest (the export's, computed the same way).
+pub async fn read_back(kafka: &KafkaConfig, topic: &str, partition: i32) -> Result<(u64, ContentDigest), BackupError> {
+    let consumer = export_consumer(kafka)?;
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let (low, high) = consumer.fetch_watermarks(&topic, partition, TIMEOUT)?;
+        let mut digest = ContentDigest::default();
+        let mut count = 0u64;
+        if high <= low {
+            return Ok((0, digest));
+        }
+        let mut assignment = TopicPartitionList::new();
+        assignment.add_partition_offset(&topic, partition, Offset::Offset(low))?;
+        consumer.assign(&assignment)?;
+        let mut idle = 0;
+        loop {
+            match consumer.poll(Duration::from_millis(500)) {
+                Some(Ok(message)) => {
+                    digest.extend(&Record::of(&message));
+                    count += 1;
+                    idle = 0;
+                }
+                Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => return Ok((count, digest)),
+                Some(Err(e)) => return Err(e.into()),
+                None => {
+                    idle += 1;
+                    if idle > 60 {
+                        return Err(BackupError::Corrupt {
+                            path: PathBuf::from(format!("{topic}/{partition}")),
+                            message: "reading the restored partition back stalled for 30 s".to_owned(),
+                        });
+                    }
+                }
+            }
+        }
+    })
+    .await
+    .expect("read-back panicked")
+}
+
+/// Polls the partition's end until it reaches `at_least` (a transaction marker is written after
+/// the broker answers the commit; the next record must not overtake it). Gives up after 30 s:
+/// the delivered offsets then tell whether the source's offsets were kept.
+fn wait_for_end(consumer: &BaseConsumer, topic: &str, partition: i32, at_least: i64) -> Result<(), BackupError> {
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while std::time::Instant::now() < deadline {
+        let (_, high) = consumer.fetch_watermarks(topic, partition, TIMEOUT)?;
+        if high >= at_least {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// What [`import_partition`] did.
+struct Imported {
+    written: u64,
+    preserved: bool,
+}
+
+/// Writes one partition into the topic after the records it already holds (a resumed import:
+/// they must be the export's first ones, checked by their digest). Offsets are reproduced: a run
+/// of records that one transaction marker followed in the source ends with its last record in a
+/// committed transaction (that record and a marker); a longer gap is filled by an aborted
+/// transaction of filler records (invisible to `read_committed` consumers, as the aborted or
+/// compacted records were). `preserved` is whether every record landed on its original offset.
 async fn import_partition(
     kafka: &KafkaConfig,
     producer: &FutureProducer,
     dir: &Path,
     topic: &str,
     partition: i32,
-    skip_below: i64,
     options: &ImportOptions,
-) -> Result<(u64, u64, ContentDigest, bool), BackupError> {
-    let (progress, records) = partition_records(dir, topic, partition)?;
-    let mut offsets = Vec::with_capacity(usize::try_from(progress.records).unwrap_or(0));
-    for record in partition_records(dir, topic, partition)?.1 {
-        offsets.push(record?.offset);
-    }
-    let runs = gaps(&offsets, progress.next_offset);
-    let needs_transactions = runs.iter().any(|(_, _, gap)| *gap > 0) || offsets.first().is_some_and(|f| *f > 1);
+) -> Result<Imported, BackupError> {
+    let (progress, _) = partition_records(dir, topic, partition)?;
+    let runs = runs(partition_records(dir, topic, partition)?.1, progress.next_offset)?;
+    let needs_transactions = runs.iter().any(|(_, _, gap)| *gap > 0) || runs.first().is_some_and(|r| r.0 > 1);
     let transactional = if needs_transactions {
         let mut config = kafka::client_config(kafka);
         config
             .set("transactional.id", format!("ct-import.{topic}.{partition}"))
-            .set("transaction.timeout.ms", "900000")
             .set("enable.idempotence", "true")
             .set("acks", "all");
         for (key, value) in &kafka.properties {
             config.set(key, value);
         }
         let producer: FutureProducer = config.create()?;
+        // Fences an earlier, interrupted run of this import and aborts its open transaction.
         block(|| producer.init_transactions(TIMEOUT))?;
         Some(producer)
     } else {
         None
     };
+    let (held, held_digest) = read_back(kafka, topic, partition).await?;
+    let ends: BaseConsumer = export_consumer(kafka)?;
     let fill = |count: i64| -> Result<(), BackupError> {
         // `count` offsets: count - 1 filler records and the abort marker.
         let Some(producer) = transactional.as_ref() else { return Ok(()) };
         block(|| producer.begin_transaction())?;
-        for _ in 0..count - 1 {
+        for sent in 0..count - 1 {
             producer
                 .send_result(FutureRecord::<[u8], [u8]>::to(topic).partition(partition).key(FILLER_KEY))
                 .map_err(|(e, _)| e)?;
+            if sent % 10_000 == 9_999 {
+                block(|| producer.flush(TIMEOUT))?;
+            }
         }
         block(|| producer.flush(TIMEOUT))?;
         block(|| producer.abort_transaction(TIMEOUT))?;
         Ok(())
     };
     let mut preserved = true;
-    // A leading gap: offsets before the first record (aborted, compacted or deleted by retention).
-    let leading = offsets.first().copied().unwrap_or(0);
-    if skip_below == 0 && (2..=10_000).contains(&leading) {
-        fill(leading)?;
+    if held == 0 {
+        // Offsets before the first record (aborted, compacted or deleted by retention).
+        let leading = runs.first().map_or(0, |r| r.0);
+        if (2..=10_000).contains(&leading) {
+            fill(leading)?;
+            block(|| wait_for_end(&ends, topic, partition, leading))?;
+        }
     }
     let mut runs = runs.into_iter().peekable();
-    let mut in_transaction = false;
     let mut digest = ContentDigest::default();
     let (mut written, mut seen) = (0u64, 0u64);
     let mut pending = Vec::new();
-    for record in records {
+    let mut last_delivered = None;
+    for record in partition_records(dir, topic, partition)?.1 {
         let record = record?;
         digest.extend(&record);
         seen += 1;
+        if seen == held && digest != held_digest {
+            return Err(BackupError::Corrupt {
+                path: partition_dir(dir, topic, partition),
+                message: format!("the topic holds {held} records that are not this export's first {held}"),
+            });
+        }
         let run = *runs.peek().expect("every record is in a run");
-        if record.offset >= skip_below {
+        let last_of_run = record.offset == run.1;
+        if seen > held {
             let corrupt = |e: base64::DecodeError| BackupError::Corrupt {
                 path: partition_dir(dir, topic, partition),
                 message: format!("offset {}: {e}", record.offset),
@@ -701,64 +786,77 @@ async fn import_partition(
             if let Some(ms) = record.timestamp {
                 out = out.timestamp(ms);
             }
-            let in_transaction_run = run.2 > 0;
-            let sender = match (&transactional, in_transaction_run) {
-                (Some(producer), true) => {
-                    if !in_transaction {
-                        // Records before this run are acknowledged first: the order is the log's.
-                        preserved &= wait_all(&mut pending).await?;
-                        block(|| producer.begin_transaction())?;
-                        in_transaction = true;
+            match (&transactional, last_of_run && run.2 == 1) {
+                // The run's last record and the marker after it: a transaction of one record,
+                // so a long run never makes a long transaction.
+                (Some(tx), true) => {
+                    let (ok, _) = wait_all(&mut pending).await?;
+                    preserved &= ok;
+                    block(|| tx.begin_transaction())?;
+                    pending.push((record.offset, tx.send_result(out).map_err(|(e, _)| e)?));
+                    block(|| tx.flush(TIMEOUT))?;
+                    block(|| tx.commit_transaction(TIMEOUT))?;
+                    let (ok, delivered) = wait_all(&mut pending).await?;
+                    preserved &= ok;
+                    if let Some(at) = delivered {
+                        block(|| wait_for_end(&ends, topic, partition, at + 2))?;
                     }
-                    producer
                 }
-                _ => producer,
-            };
-            pending.push((record.offset, sender.send_result(out).map_err(|(e, _)| e)?));
+                _ => {
+                    pending.push((record.offset, producer.send_result(out).map_err(|(e, _)| e)?));
+                    if pending.len() >= 10_000 {
+                        let (ok, delivered) = wait_all(&mut pending).await?;
+                        preserved &= ok;
+                        last_delivered = delivered.or(last_delivered);
+                    }
+                }
+            }
             written += 1;
-            if pending.len() >= 10_000 && !in_transaction {
-                preserved &= wait_all(&mut pending).await?;
+            if last_of_run && run.2 >= 2 {
+                let (ok, delivered) = wait_all(&mut pending).await?;
+                preserved &= ok;
+                fill(run.2)?;
+                if let Some(at) = delivered.or(last_delivered) {
+                    block(|| wait_for_end(&ends, topic, partition, at + 1 + run.2))?;
+                }
             }
         }
-        if record.offset == run.1 {
+        if last_of_run {
             runs.next();
-            if let (Some(producer), true) = (&transactional, in_transaction) {
-                block(|| producer.flush(TIMEOUT))?;
-                block(|| producer.commit_transaction(TIMEOUT))?;
-                in_transaction = false;
-                preserved &= wait_all(&mut pending).await?;
-            }
-            if record.offset >= skip_below {
-                match run.2 {
-                    0 | 1 => {}
-                    2 => preserved = false,
-                    gap => {
-                        preserved &= wait_all(&mut pending).await?;
-                        fill(gap - 1)?;
-                    }
-                }
-            }
         }
         if seen % 100_000 == 0 {
             (options.on_segment)(topic, partition, seen);
         }
     }
-    preserved &= wait_all(&mut pending).await?;
+    if seen < held {
+        return Err(BackupError::Corrupt {
+            path: partition_dir(dir, topic, partition),
+            message: format!("the topic holds {held} records, the export only {seen}: not this export's import"),
+        });
+    }
+    let (ok, _) = wait_all(&mut pending).await?;
+    preserved &= ok;
     (options.on_segment)(topic, partition, seen);
-    Ok((written, seen, digest, preserved))
+    Ok(Imported { written, preserved: preserved && held == 0 })
 }
 
-/// Waits for every delivery; false when a record did not land on its original offset.
-async fn wait_all(pending: &mut Vec<(i64, rdkafka::producer::DeliveryFuture)>) -> Result<bool, BackupError> {
+/// Waits for every delivery: whether each landed on its original offset, and the last one's offset.
+async fn wait_all(
+    pending: &mut Vec<(i64, rdkafka::producer::DeliveryFuture)>,
+) -> Result<(bool, Option<i64>), BackupError> {
     let mut preserved = true;
+    let mut last = None;
     for (original, delivery) in pending.drain(..) {
         match delivery.await {
-            Ok(Ok(delivered)) => preserved &= delivered.offset == original,
+            Ok(Ok(delivered)) => {
+                preserved &= delivered.offset == original;
+                last = Some(delivered.offset);
+            }
             Ok(Err((e, _))) => return Err(e.into()),
             Err(_) => return Err(rdkafka::error::KafkaError::Canceled.into()),
         }
     }
-    Ok(preserved)
+    Ok((preserved, last))
 }
 
 /// The content digest of every exported partition (topic -> partition -> digest).

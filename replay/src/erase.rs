@@ -127,8 +127,7 @@ pub async fn erase(
         let applied: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM erasures WHERE erasure_id = $1)")
             .bind(&erasure.erasure_id)
             .fetch_one(&pool)
-            .await
-            .unwrap_or(false);
+            .await?;
         if applied {
             break;
         }

@@ -238,6 +238,13 @@ async fn an_export_restored_into_an_empty_cluster_rebuilds_every_read_model_iden
         assert_eq!(&imported.topics[topic].digests, partitions, "{topic}: the imported content equals the export");
         assert!(imported.topics[topic].offsets_shifted.is_empty(), "{topic}: every record is back on its offset");
     }
+    // The same import again resumes: what the topics hold is checked to be the export's
+    // beginning, and nothing is written twice.
+    let resumed = backup::import(&ctx.kafka, dir.as_path(), ImportOptions::default()).await.unwrap();
+    for (topic, partitions) in &exported {
+        assert_eq!(resumed.topics[topic].records, 0, "{topic}: a resumed import writes nothing twice");
+        assert_eq!(&resumed.topics[topic].digests, partitions, "{topic}: still the export's content");
+    }
     std::fs::remove_file(dir.as_path().join("import.json")).unwrap();
     let refused = backup::import(&ctx.kafka, dir.as_path(), ImportOptions::default()).await;
     assert!(matches!(refused, Err(BackupError::NotEmpty { .. })), "a non-empty topic is refused: {refused:?}");

@@ -367,8 +367,10 @@ pub async fn build_fresh(model: &dyn ReadModel, timeout: Duration) -> Result<Fre
     let outcome = catch_up(&admin, &copy, &topics, &ends, tokio::time::Instant::now() + timeout, &runner).await;
     stop.cancel();
     let _ = runner.await;
-    outcome?;
+    // The indexes come back whatever happened: a failed build leaves a usable (if partial)
+    // schema, which an operator drops before trying again.
     deferred.restore(&pool).await?;
+    outcome?;
     model.settle_history(&pool).await?;
     Ok(FreshReport {
         model: model.name().to_owned(),

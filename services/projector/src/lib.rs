@@ -132,9 +132,16 @@ impl Config {
         }
     }
 
-    /// The settings of the erasures consumer (`consumer.audit_topic`), in the same group.
+    /// The settings of the erasures consumer (`consumer.audit_topic`). A group of its own
+    /// (`<name>.erasures`): a member on another topic in the events group would make every start
+    /// a longer rebalance for the events consumers. Its progress is stored under `consumer.name`
+    /// (the pipeline's key), so a rebuild and a fresh build wait for it like for the events.
     pub fn erasure_settings(&self) -> ConsumerSettings {
-        ConsumerSettings { topic: self.consumer.audit_topic.clone(), ..self.settings() }
+        ConsumerSettings {
+            name: format!("{}.erasures", self.consumer.name),
+            topic: self.consumer.audit_topic.clone(),
+            ..self.settings()
+        }
     }
 }
 
