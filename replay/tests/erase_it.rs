@@ -6,27 +6,21 @@
 use std::time::Duration;
 
 use chrono::Duration as ChronoDuration;
-use ct_core::{Envelope, envelope::ParseOptions, redact::Redactor};
+use ct_core::Envelope;
 use ct_platform::kafka;
 use ct_projector::ProjectorModel;
 use ct_replay::{
     erase::{self, EraseError},
     rebuild::rebuild,
 };
-use ct_testkit::{TestContext, eventually, wire_event};
+use ct_testkit::{TestContext, eventually, parse_event, wire_event};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 fn envelope(body: Value) -> Envelope {
-    let redactor = Redactor::new("t");
-    let options = ParseOptions {
-        redactor: &redactor,
-        received_at: "2025-09-28T00:00:00Z".parse().unwrap(),
-        max_future_skew: ChronoDuration::minutes(5),
-    };
-    Envelope::parse(&body, &options).unwrap().0
+    parse_event(&body)
 }
 
 fn invoice(id: &str, ts: &str) -> Envelope {

@@ -4,28 +4,19 @@
 
 use std::time::Duration;
 
-use chrono::Duration as ChronoDuration;
 use ct_core::{
     Envelope,
     avro::{self, wire},
-    envelope::ParseOptions,
-    redact::Redactor,
 };
 use ct_platform::{kafka, registry::RegistryClient};
 use ct_projector::ProjectorModel;
 use ct_replay::rebuild::rebuild;
-use ct_testkit::{TestContext, eventually};
+use ct_testkit::{TestContext, eventually, parse_event};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 fn event(i: usize) -> Envelope {
-    let redactor = Redactor::new("t");
-    let options = ParseOptions {
-        redactor: &redactor,
-        received_at: "2025-09-28T00:00:00Z".parse().unwrap(),
-        max_future_skew: ChronoDuration::minutes(5),
-    };
     let ts = format!("2025-09-27T{:02}:{:02}:{:02}Z", (i / 3600) % 24, (i / 60) % 60, i % 60);
     let body = match i % 4 {
         0 => json!({"eventId": format!("r_{i}"), "type": "ct.run.started", "ts": ts, "source": "desktop",
@@ -38,7 +29,7 @@ fn event(i: usize) -> Envelope {
         _ => json!({"eventId": format!("r_{i}"), "type": "finance.payment.webhook", "ts": ts, "source": "finance",
                     "payload": {"invoiceId": format!("INV-{i}"), "statusFrom": "pending", "statusTo": "paid"}}),
     };
-    Envelope::parse(&body, &options).unwrap().0
+    parse_event(&body)
 }
 
 async fn produce(producer: &FutureProducer, topic: &str, schema_id: u32, range: std::ops::Range<usize>) {

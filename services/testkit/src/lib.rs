@@ -207,6 +207,18 @@ pub fn stack(args: &[&str]) {
     assert!(status.success(), "deploy/stack.sh {args:?} failed");
 }
 
+/// `body` parsed as the edge parses a producer's event (received at 2025-09-28T00:00:00Z, five
+/// minutes of future skew allowed): for tests that write valid events straight to the log.
+pub fn parse_event(body: &serde_json::Value) -> ct_core::Envelope {
+    let redactor = ct_core::redact::Redactor::new("t");
+    let options = ct_core::envelope::ParseOptions {
+        redactor: &redactor,
+        received_at: "2025-09-28T00:00:00Z".parse().expect("literal time"),
+        max_future_skew: chrono::Duration::minutes(5),
+    };
+    ct_core::Envelope::parse(body, &options).expect("test events are valid").0
+}
+
 /// The `i`-th of a deterministic mix of valid events (invoices, heartbeats, function errors).
 pub fn sample_event(i: usize) -> ct_core::Envelope {
     use serde_json::json;
