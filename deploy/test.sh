@@ -20,7 +20,7 @@ k8s_build=$!
 bash deploy/stack.sh up
 bash deploy/stack.sh prune
 
-echo "[test] client taxonomy follows the edge's OpenAPI"
+echo "[test] the OpenAPI taxonomy and the clients follow schemas-avro"
 "${CT_STATE_DIR:-$REPO/.state}/venv/bin/python" clients/taxonomy/generate.py --check
 echo "[test] cargo fmt --check"
 cargo fmt --all --check

@@ -19,26 +19,7 @@ use crate::{
     source::Source,
 };
 
-/// Every `.avsc` file, by the full name of the type it defines.
-pub const SCHEMA_FILES: &[(&str, &str)] = &[
-    ("ct.v1.Event", include_str!("../../../schemas-avro/ct.v1.Event.avsc")),
-    ("ct.v1.Source", include_str!("../../../schemas-avro/ct.v1.Source.avsc")),
-    ("ct.v1.Ingest", include_str!("../../../schemas-avro/ct.v1.Ingest.avsc")),
-    ("ct.v1.DesktopTriggerContract", include_str!("../../../schemas-avro/ct.v1.DesktopTriggerContract.avsc")),
-    ("ct.v1.ExcelTimesheetIngested", include_str!("../../../schemas-avro/ct.v1.ExcelTimesheetIngested.avsc")),
-    ("ct.v1.FinanceInvoiceGenerated", include_str!("../../../schemas-avro/ct.v1.FinanceInvoiceGenerated.avsc")),
-    ("ct.v1.FinancePaymentWebhook", include_str!("../../../schemas-avro/ct.v1.FinancePaymentWebhook.avsc")),
-    ("ct.v1.BackendFnError", include_str!("../../../schemas-avro/ct.v1.BackendFnError.avsc")),
-    ("ct.v1.PortalUploadReceived", include_str!("../../../schemas-avro/ct.v1.PortalUploadReceived.avsc")),
-    ("ct.v1.WebsiteFormSubmitted", include_str!("../../../schemas-avro/ct.v1.WebsiteFormSubmitted.avsc")),
-    ("ct.v1.CiWorkflowFailed", include_str!("../../../schemas-avro/ct.v1.CiWorkflowFailed.avsc")),
-    ("ct.v1.BackendParsed", include_str!("../../../schemas-avro/ct.v1.BackendParsed.avsc")),
-    ("ct.v1.BackendTransformApplied", include_str!("../../../schemas-avro/ct.v1.BackendTransformApplied.avsc")),
-    ("ct.v1.ArtifactPointerWritten", include_str!("../../../schemas-avro/ct.v1.ArtifactPointerWritten.avsc")),
-    ("ct.v1.RunStarted", include_str!("../../../schemas-avro/ct.v1.RunStarted.avsc")),
-    ("ct.v1.RunCompleted", include_str!("../../../schemas-avro/ct.v1.RunCompleted.avsc")),
-    ("ct.v1.SystemHeartbeat", include_str!("../../../schemas-avro/ct.v1.SystemHeartbeat.avsc")),
-];
+include!(concat!(env!("OUT_DIR"), "/schema_files.rs"));
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
@@ -83,11 +64,16 @@ fn inline(value: &mut Value, defined: &mut HashSet<String>) -> Result<(), CodecE
         }
         Value::Array(branches) => branches.iter_mut().try_for_each(|b| inline(b, defined)),
         Value::Object(object) => {
+            // `ct.*` attributes feed the generators (build.rs); the registered schema leaves them out.
+            object.retain(|key, _| !key.starts_with("ct."));
             if let Some(name) = full_name(object) {
                 defined.insert(name);
             }
             if let Some(Value::Array(fields)) = object.get_mut("fields") {
                 for field in fields {
+                    if let Some(field) = field.as_object_mut() {
+                        field.retain(|key, _| !key.starts_with("ct."));
+                    }
                     if let Some(t) = field.get_mut("type") {
                         inline(t, defined)?;
                     }

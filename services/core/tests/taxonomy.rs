@@ -1,260 +1,205 @@
-//! One source of truth for the event taxonomy: `schemas-avro/ct.v1.Event.avsc` (its payload
-//! union, in order) and the payload records it names (each record's `doc` starts with its type,
-//! `backend.fn.error: ...`). Every other place that spells the taxonomy out is checked against it,
-//! and a difference fails naming the file: the Rust enum and payload structs, the samples, the
-//! codec's schema list, both OpenAPI documents, and the clients' generated taxonomy. A second test adds a throw-away type to
-//! a scratch copy of the schemas and shows that every place is named.
+//! One source of truth for the event taxonomy: `schemas-avro/` (the payload union of
+//! `ct.v1.Event`, in order, and the records it names with their `ct.*` attributes).
+//!
+//! Everything else is generated from it: the Rust enum, payload structs, parse calls, examples and
+//! codec schema list by ct-core's `build.rs`; the OpenAPI enums and payload schemas and the
+//! clients' typed helpers by `clients/taxonomy/generate.py` (whose `--check` the test command
+//! runs). These tests show that the built crate says what the schemas say, and that a throw-away
+//! type added to a scratch copy of the schemas reaches every generated place, or fails naming the
+//! file and the rule.
 
 use std::path::{Path, PathBuf};
 
+use ct_core::{EventType, Source, envelope::ParseOptions, redact::Redactor, samples::sample};
 use serde_json::Value;
 
-/// The files the checker reads, relative to the repository root.
-const PLACES: &[&str] = &[
-    "schemas-avro",
-    "services/core/src/event_type.rs",
-    "services/core/src/payload.rs",
-    "services/core/src/samples.rs",
-    "services/core/src/avro.rs",
-    "services/edge/openapi.yaml",
-    "services/api/openapi.yaml",
-    "clients/taxonomy/taxonomy.json",
-];
-
-struct Type {
-    name: String,
-    record: String,
-    fields: Vec<String>,
-}
+#[path = "../codegen/taxonomy.rs"]
+#[allow(dead_code)]
+mod codegen;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn yaml(path: &Path) -> Value {
-    serde_norway::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// The taxonomy as the schemas say it.
-fn taxonomy(root: &Path, problems: &mut Vec<String>) -> Vec<Type> {
-    let envelope = json(&root.join("schemas-avro/ct.v1.Event.avsc"));
-    let union = envelope["fields"].as_array().unwrap().iter().find(|f| f["name"] == "payload").unwrap()["type"].clone();
-    let mut types = Vec::new();
-    for full in union.as_array().unwrap() {
-        let full = full.as_str().unwrap();
-        let record = full.trim_start_matches("ct.v1.");
-        let path = root.join(format!("schemas-avro/{full}.avsc"));
-        if !path.exists() {
-            problems.push(format!("schemas-avro/{full}.avsc: missing (named by ct.v1.Event's payload union)"));
-            continue;
-        }
-        let schema = json(&path);
-        let doc = schema["doc"].as_str().unwrap_or_default();
-        let Some((name, _)) = doc.split_once(": ") else {
-            problems.push(format!("schemas-avro/{full}.avsc: `doc` must start with the event type (`a.b.c: ...`)"));
-            continue;
+#[test]
+fn the_built_taxonomy_is_what_the_schemas_say() {
+    let schemas = codegen::read(&root().join("schemas-avro")).expect("the schemas are readable");
+    let built: Vec<(&str, &str)> = EventType::ALL.iter().map(|t| (t.as_str(), t.avro_record())).collect();
+    let expected: Vec<(String, String)> =
+        schemas.types.iter().map(|t| (t.name.clone(), format!("ct.v1.{}", t.record))).collect();
+    assert_eq!(
+        built,
+        expected.iter().map(|(n, r)| (n.as_str(), r.as_str())).collect::<Vec<_>>(),
+        "rebuild ct-core: its build.rs generates EventType from schemas-avro"
+    );
+    for (t, def) in EventType::ALL.into_iter().zip(&schemas.types) {
+        let allowed = t.allowed_sources().map(|s| s.iter().map(|s| s.as_str().to_owned()).collect::<Vec<_>>());
+        assert_eq!(allowed, def.sources, "{t}: ct.sources");
+        // Every example parses, under its own source, into its own type.
+        let redactor = Redactor::new("test");
+        let options = ParseOptions {
+            redactor: &redactor,
+            received_at: "2025-09-27T10:00:01Z".parse().unwrap(),
+            max_future_skew: chrono::Duration::minutes(5),
         };
-        let fields =
-            schema["fields"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap().to_owned()).collect();
-        types.push(Type { name: name.to_owned(), record: record.to_owned(), fields });
+        let (event, _) = ct_core::Envelope::parse(&sample(t), &options)
+            .unwrap_or_else(|e| panic!("{t}: the ct.example is refused: {e:?}"));
+        assert_eq!((event.event_type(), event.payload().event_type()), (t, t));
+        assert!(t.accepts_source(event.source()));
     }
-    types
+    assert!(!EventType::CiWorkflowFailed.accepts_source(Source::Backend));
 }
 
-fn check_same(place: &str, what: &str, found: &[String], expected: &[String], problems: &mut Vec<String>) {
-    if found != expected {
-        let missing: Vec<&String> = expected.iter().filter(|e| !found.contains(e)).collect();
-        let extra: Vec<&String> = found.iter().filter(|f| !expected.contains(f)).collect();
-        problems.push(format!(
-            "{place}: {what} differ from schemas-avro (missing {missing:?}, not in the schemas {extra:?}, or another order)"
-        ));
+fn copy(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+    if from.is_dir() {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            copy(&entry.path(), &to.join(entry.file_name()));
+        }
+    } else {
+        std::fs::copy(from, to).unwrap_or_else(|e| panic!("{}: {e}", from.display()));
     }
 }
 
-/// Every difference between the schemas and the places that spell the taxonomy out.
-fn check(root: &Path) -> Vec<String> {
-    let mut problems = Vec::new();
-    let types = taxonomy(root, &mut problems);
-    let names: Vec<String> = types.iter().map(|t| t.name.clone()).collect();
-    let records: Vec<String> = types.iter().map(|t| t.record.clone()).collect();
-
-    let event_type = std::fs::read_to_string(root.join("services/core/src/event_type.rs")).unwrap();
-    let arms = |pattern: &str| -> Vec<String> {
-        let re = arm_value(pattern);
-        event_type.lines().filter_map(re).collect()
-    };
-    check_same(
-        "services/core/src/event_type.rs",
-        "the `as_str` names",
-        &arms("=> \"").into_iter().filter(|n| !n.starts_with("ct.v1.")).collect::<Vec<_>>(),
-        &names,
-        &mut problems,
-    );
-    check_same(
-        "services/core/src/event_type.rs",
-        "the `avro_record` names",
-        &arms("=> \"ct.v1.").into_iter().map(|r| r.trim_start_matches("ct.v1.").to_owned()).collect::<Vec<_>>(),
-        &records,
-        &mut problems,
-    );
-
-    let payload = std::fs::read_to_string(root.join("services/core/src/payload.rs")).unwrap();
-    for t in &types {
-        let Some(start) = payload.find(&format!("pub struct {} {{", t.record)) else {
-            problems.push(format!("services/core/src/payload.rs: no `pub struct {}` for {}", t.record, t.name));
-            continue;
-        };
-        let body = &payload[start..start + payload[start..].find('}').unwrap_or(0)];
-        let fields: Vec<String> = body
-            .lines()
-            .filter_map(|l| l.trim().strip_prefix("pub ")?.split_once(':').map(|(n, _)| n.trim().to_owned()))
-            .filter(|n| !n.starts_with("struct"))
-            .collect();
-        check_same(
-            "services/core/src/payload.rs",
-            &format!("the fields of {}", t.record),
-            &fields,
-            &t.fields,
-            &mut problems,
-        );
-    }
-
-    let samples = std::fs::read_to_string(root.join("services/core/src/samples.rs")).unwrap();
-    for t in &types {
-        if !samples.contains(&format!("EventType::{}", t.record)) {
-            problems.push(format!("services/core/src/samples.rs: no sample body for {}", t.name));
-        }
-    }
-
-    let avro = std::fs::read_to_string(root.join("services/core/src/avro.rs")).unwrap();
-    for t in &types {
-        if !avro.contains(&format!("(\"ct.v1.{}\", include_str!", t.record)) {
-            problems.push(format!(
-                "services/core/src/avro.rs: the codec does not include schemas-avro/ct.v1.{}.avsc",
-                t.record
-            ));
-        }
-    }
-
-    let edge = yaml(&root.join("services/edge/openapi.yaml"));
-    let schemas = &edge["components"]["schemas"];
-    let strings = |v: &Value| -> Vec<String> {
-        v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect()).unwrap_or_default()
-    };
-    check_same(
-        "services/edge/openapi.yaml",
-        "the EventType enum",
-        &strings(&schemas["EventType"]["enum"]),
-        &names,
-        &mut problems,
-    );
-    let one_of: Vec<String> = schemas["Envelope"]["properties"]["payload"]["oneOf"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|r| r["$ref"].as_str()?.rsplit('/').next().map(str::to_owned)).collect())
-        .unwrap_or_default();
-    check_same("services/edge/openapi.yaml", "the payload schemas of Envelope", &one_of, &records, &mut problems);
-    for t in &types {
-        let schema = &schemas[t.record.as_str()];
-        if schema["title"].as_str() != Some(t.name.as_str()) {
-            problems.push(format!("services/edge/openapi.yaml: schema {} must have `title: {}`", t.record, t.name));
-            continue;
-        }
-        for field in &t.fields {
-            // Amounts are stored in integer units (`<name>_minor` for money, `<name>_centi` for
-            // hundredths) and sent as `<name>`.
-            let wire = field.strip_suffix("_minor").or_else(|| field.strip_suffix("_centi")).unwrap_or(field);
-            if schema["properties"].get(wire).is_none() {
-                problems.push(format!(
-                    "services/edge/openapi.yaml: {} has no property `{wire}` ({field} in the schema)",
-                    t.record
-                ));
-            }
-        }
-    }
-    let api = yaml(&root.join("services/api/openapi.yaml"));
-    check_same(
-        "services/api/openapi.yaml",
-        "the EventType enum",
-        &strings(&api["components"]["schemas"]["EventType"]["enum"]),
-        &names,
-        &mut problems,
-    );
-    let generated = json(&root.join("clients/taxonomy/taxonomy.json"));
-    let generated: Vec<String> = generated["eventTypes"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|t| t["type"].as_str().map(str::to_owned)).collect())
-        .unwrap_or_default();
-    check_same(
-        "clients/taxonomy/taxonomy.json",
-        "the event types (run clients/taxonomy/generate.py)",
-        &generated,
-        &names,
-        &mut problems,
-    );
-    problems
+fn python() -> PathBuf {
+    let state = std::env::var_os("CT_STATE_DIR").map(PathBuf::from).unwrap_or_else(|| root().join(".state"));
+    let venv = state.join("venv/bin/python");
+    if venv.exists() { venv } else { PathBuf::from("python3") }
 }
 
-/// The quoted text after `marker` on a match arm line (`EventType::X => "..."`), if any.
-fn arm_value(marker: &str) -> impl Fn(&str) -> Option<String> + '_ {
-    move |line: &str| {
-        let line = line.trim();
-        if !line.starts_with("EventType::") {
-            return None;
-        }
-        let (_, rest) = line.split_once(marker)?;
-        let value = rest.split('"').next()?;
-        Some(if marker.ends_with("ct.v1.") { format!("ct.v1.{value}") } else { value.to_owned() })
+/// Runs the document and client generator on another checkout; its error text on failure.
+fn generate_documents(scratch: &Path, check: bool) -> Result<String, String> {
+    let mut command = std::process::Command::new(python());
+    command.arg(scratch.join("clients/taxonomy/generate.py")).arg("--root").arg(scratch);
+    if check {
+        command.arg("--check");
     }
+    let output = command.output().expect("python runs");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    if output.status.success() { Ok(text) } else { Err(text) }
 }
+
+const THROWAWAY: &str = r#"{"type": "record", "name": "ThrowawayPing", "namespace": "ct.v1",
+ "doc": "throwaway.ping: a type that exists only in this test.",
+ "ct.sources": ["website"],
+ "ct.example": {"source": "website", "payload": {"pingId": "p1", "hops": 3}},
+ "fields": [
+  {"name": "ping_id", "type": "string", "ct.parse": "id"},
+  {"name": "hops", "type": ["null", "long"], "default": null, "ct.parse": "opt_non_negative"}
+ ]}"#;
+
+/// The generated places a new type must reach: (file, text it must contain).
+const GENERATED_PLACES: &[(&str, &str)] = &[
+    ("services/edge/openapi.yaml", "        - throwaway.ping\n"),
+    ("services/edge/openapi.yaml", "            - $ref: '#/components/schemas/ThrowawayPing'\n"),
+    ("services/edge/openapi.yaml", "    ThrowawayPing:\n      title: throwaway.ping\n"),
+    ("services/edge/openapi.yaml", "        pingId: {$ref: '#/components/schemas/Id'}\n"),
+    ("services/api/openapi.yaml", "        - throwaway.ping\n"),
+    ("clients/taxonomy/taxonomy.json", "\"type\": \"throwaway.ping\""),
+    ("clients/python/src/controltower/taxonomy.json", "\"type\": \"throwaway.ping\""),
+    ("clients/typescript/src/taxonomy.json", "\"type\": \"throwaway.ping\""),
+    ("clients/typescript/src/payloads.ts", "\"throwaway.ping\": ThrowawayPingPayload;"),
+    ("clients/python/src/controltower/helpers.pyi", "def throwaway_ping(self, *, ping_id:"),
+    ("clients/rust/src/payloads.rs", "pub struct ThrowawayPing {"),
+];
 
 #[test]
-fn every_place_that_spells_the_taxonomy_agrees_with_the_schemas() {
-    let problems = check(&root());
-    assert!(problems.is_empty(), "the taxonomy differs from schemas-avro:\n{}", problems.join("\n"));
-}
-
-#[test]
-fn a_throwaway_event_type_in_a_scratch_copy_is_named_in_every_place_that_must_follow() {
+fn a_throwaway_event_type_in_a_scratch_copy_reaches_every_generated_place() {
     let scratch = std::env::temp_dir().join(format!("ct-taxonomy-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&scratch);
-    for place in PLACES {
-        let (from, to) = (root().join(place), scratch.join(place));
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        if from.is_dir() {
-            std::fs::create_dir_all(&to).unwrap();
-            for entry in std::fs::read_dir(&from).unwrap() {
-                let entry = entry.unwrap();
-                std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-            }
-        } else {
-            std::fs::copy(&from, &to).unwrap();
-        }
+    for place in [
+        "schemas-avro",
+        "services/edge/openapi.yaml",
+        "services/api/openapi.yaml",
+        "clients/taxonomy",
+        "clients/python/src/controltower/taxonomy.json",
+        "clients/python/src/controltower/helpers.pyi",
+        "clients/typescript/src/taxonomy.json",
+        "clients/typescript/src/payloads.ts",
+        "clients/rust/src/payloads.rs",
+    ] {
+        copy(&root().join(place), &scratch.join(place));
     }
-    assert!(check(&scratch).is_empty(), "the scratch copy starts consistent");
-    std::fs::write(
-        scratch.join("schemas-avro/ct.v1.ThrowawayPing.avsc"),
-        r#"{"type": "record", "name": "ThrowawayPing", "namespace": "ct.v1", "doc": "throwaway.ping: a test type.",
-            "fields": [{"name": "note", "type": "string"}]}"#,
-    )
-    .unwrap();
-    let envelope_path = scratch.join("schemas-avro/ct.v1.Event.avsc");
+    let schemas = scratch.join("schemas-avro");
+    generate_documents(&scratch, true).expect("the scratch copy starts up to date");
+    let before = codegen::generate(&schemas).expect("the schemas generate");
+
+    // Adding a type: its record, and its branch at the end of the union. Nothing else by hand.
+    std::fs::write(schemas.join("ct.v1.ThrowawayPing.avsc"), THROWAWAY).unwrap();
+    let envelope_path = schemas.join("ct.v1.Event.avsc");
     let envelope = std::fs::read_to_string(&envelope_path).unwrap();
-    std::fs::write(
-        &envelope_path,
-        envelope.replace("\"ct.v1.SystemHeartbeat\"]", "\"ct.v1.SystemHeartbeat\", \"ct.v1.ThrowawayPing\"]"),
-    )
-    .unwrap();
-    let problems = check(&scratch);
-    let report = problems.join("\n");
-    for place in &PLACES[1..] {
-        assert!(problems.iter().any(|p| p.starts_with(place)), "{place} is not named:\n{report}");
+    let grown = envelope.replace("\"ct.v1.SystemHeartbeat\"]", "\"ct.v1.SystemHeartbeat\", \"ct.v1.ThrowawayPing\"]");
+    assert_ne!(grown, envelope, "the union's last branch moved; update this test");
+    std::fs::write(&envelope_path, grown).unwrap();
+
+    // The Rust build's generated files follow.
+    let after: std::collections::BTreeMap<_, _> =
+        codegen::generate(&schemas).expect("the grown schemas generate").into_iter().collect();
+    let expect = |file: &str, text: &str| {
+        assert!(after[file].contains(text), "build.rs's {file} lacks {text:?}:\n{}", after[file]);
+    };
+    expect("event_type.rs", "    ThrowawayPing,\n");
+    expect("event_type.rs", "EventType::ThrowawayPing => \"throwaway.ping\",");
+    expect("event_type.rs", "EventType::ThrowawayPing => \"ct.v1.ThrowawayPing\",");
+    expect("event_type.rs", "EventType::ThrowawayPing => Some(&[Source::Website]),");
+    expect("payload.rs", "pub struct ThrowawayPing {\n    pub ping_id: String,\n    pub hops: Option<i64>,\n}");
+    expect("payload.rs", "    ThrowawayPing(ThrowawayPing),");
+    expect("payload.rs", "ping_id: f.id(\"ping_id\")?,");
+    expect("payload.rs", "hops: f.opt_non_negative(\"hops\")?,");
+    expect("samples.rs", "(EventType::ThrowawayPing, \"website\", ");
+    expect("schema_files.rs", "(\"ct.v1.ThrowawayPing\", include_str!");
+    for (file, text) in &before {
+        assert_ne!(&after[file], text, "{file} did not change");
     }
-    assert!(report.contains("ThrowawayPing"), "{report}");
+
+    // The documents and the clients follow once the generator runs; until then --check names them.
+    let stale = generate_documents(&scratch, true).expect_err("the documents are stale until regenerated");
+    for (place, _) in GENERATED_PLACES {
+        assert!(stale.contains(place), "--check does not name {place}: {stale}");
+    }
+    generate_documents(&scratch, false).expect("the generator runs");
+    for (place, text) in GENERATED_PLACES {
+        let content = std::fs::read_to_string(scratch.join(place)).unwrap();
+        assert!(content.contains(text), "{place} lacks {text:?}");
+    }
+    let edge: Value = serde_norway::from_str(&std::fs::read_to_string(scratch.join(GENERATED_PLACES[0].0)).unwrap())
+        .expect("the generated OpenAPI is YAML");
+    let ping = &edge["components"]["schemas"]["ThrowawayPing"];
+    assert_eq!(ping["anyOf"][0]["required"][0], "ping_id", "{ping}");
+    assert!(ping["description"].as_str().unwrap().starts_with("Source `website`. Required field: `ping_id`."));
+    generate_documents(&scratch, true).expect("up to date after regenerating");
+
+    // A schema the generators cannot follow fails, naming the file and what is missing.
+    let place = "schemas-avro/ct.v1.ThrowawayPing.avsc";
+    let cases = [
+        (
+            THROWAWAY.replace(r#" "ct.example": {"source": "website", "payload": {"pingId": "p1", "hops": 3}},"#, ""),
+            "ct.example",
+        ),
+        (
+            THROWAWAY.replace(
+                r#""type": ["null", "long"], "default": null, "ct.parse": "opt_non_negative""#,
+                r#""type": {"type": "array", "items": "string"}"#,
+            ),
+            "field `hops` has the Avro type",
+        ),
+        (
+            THROWAWAY.replace(r#""ct.parse": "opt_non_negative""#, r#""ct.parse": "money""#),
+            "unknown `ct.parse` kind \"money\"",
+        ),
+        (THROWAWAY.replace("throwaway.ping: ", "throwaway ping "), "`doc` must start with the event type"),
+        (
+            THROWAWAY.replace(r#""type": "string", "ct.parse": "id""#, r#""type": "int""#),
+            "field `ping_id` needs a `ct.parse` kind",
+        ),
+    ];
+    for (schema, rule) in cases {
+        assert_ne!(schema, THROWAWAY, "the case for {rule:?} did not change the schema");
+        std::fs::write(schemas.join("ct.v1.ThrowawayPing.avsc"), schema).unwrap();
+        let problem = codegen::generate(&schemas).err().unwrap_or_else(|| panic!("{rule:?} was not refused"));
+        assert!(problem.starts_with(place) && problem.contains(rule), "{rule:?}: {problem}");
+    }
     let _ = std::fs::remove_dir_all(&scratch);
 }
