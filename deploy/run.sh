@@ -30,7 +30,7 @@ bash deploy/stack.sh up
 profile=debug; cargo_flags=()
 if [ "${CT_RELEASE:-0}" = 1 ]; then profile=release; cargo_flags=(--release); fi
 echo "[run] building the services ($profile)"
-cargo build "${cargo_flags[@]}" -p ct-registry -p ct-edge -p ct-projector -p ct-dlq-categoriser -p ct-health -p ct-api -p ct-runner -p ct-target -p ct-replay
+cargo build "${cargo_flags[@]}" -p ct-registry -p ct-edge -p ct-projector -p ct-dlq-categoriser -p ct-health -p ct-digest -p ct-api -p ct-runner -p ct-target -p ct-replay
 
 pids=()
 cleanup() {
@@ -62,6 +62,7 @@ start ct-edge 8080 /readyz
 start ct-projector 9101 /healthz
 start ct-dlq-categoriser 9102 /healthz
 start ct-health 9103 /healthz
+start ct-digest 9104 /healthz
 # The dev target of the shipped triggers (config/triggers.toml): records calls, one effect per key.
 start ct-target 8095 /_effects
 start ct-runner 8096 /healthz
@@ -78,6 +79,7 @@ Control Tower is running.
   projector (metrics)   http://127.0.0.1:9101      logs $LOGS/ct-projector.log
   DLQ categoriser       http://127.0.0.1:9102      logs $LOGS/ct-dlq-categoriser.log (GET /metrics: ct_dlq_depth)
   health evaluator      http://127.0.0.1:9103      logs $LOGS/ct-health.log (ticks ct.clock.v1 each minute)
+  daily digest          http://127.0.0.1:9104      logs $LOGS/ct-digest.log (08:00 Europe/London; files in .state/digests)
   runner (metrics)      http://127.0.0.1:8096      logs $LOGS/ct-runner.log (executes triggered runs)
   dev trigger target    http://127.0.0.1:8095      logs $LOGS/ct-target.log (GET /_calls, /_effects)
   schema registry       http://127.0.0.1:8081      logs $LOGS/ct-registry.log

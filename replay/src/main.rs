@@ -1,5 +1,5 @@
 //! `ct`: the SRE command line. Dead letters (`ct dlq list|show|replay|skip`), read-model
-//! rebuilds (`ct rebuild projector|dlq-items|daily-counts|health|runs`) and `ct send` (events to the
+//! rebuilds (`ct rebuild projector|dlq-items|daily-counts|health|runs|digest`) and `ct send` (events to the
 //! edge, signed and retried like the client libraries).
 #![allow(clippy::print_stdout)]
 
@@ -58,7 +58,7 @@ enum Command {
     Erase(EraseArgs),
     /// Print each table's checksum of a live read model (before and after a restore).
     Checksums {
-        /// projector, dlq-items, daily-counts, health or runs.
+        /// projector, dlq-items, daily-counts, health, runs or digest.
         model: String,
         /// The live service's configuration file (defaults, then this file, then CT_ variables).
         #[arg(long, env = "CT_CONFIG")]
@@ -275,6 +275,8 @@ enum Model {
     Health(RebuildArgs),
     /// Triggered runs and their records (trigger_runs, run_transitions; ct.runs.v1).
     Runs(RebuildArgs),
+    /// The daily digests and the day counts they are built from (ct.events.v1 + ct.clock.v1).
+    Digest(RebuildArgs),
 }
 
 /// Reads the model's topics from offset 0 into `<schema>_rebuild_<time>` beside the live schema,
@@ -352,6 +354,7 @@ async fn main() -> ExitCode {
         Command::Rebuild { model: Model::DailyCounts(args) } => run_rebuild("daily-counts", args, cli.json).await,
         Command::Rebuild { model: Model::Health(args) } => run_rebuild("health", args, cli.json).await,
         Command::Rebuild { model: Model::Runs(args) } => run_rebuild("runs", args, cli.json).await,
+        Command::Rebuild { model: Model::Digest(args) } => run_rebuild("digest", args, cli.json).await,
         Command::Send(args) => run_send(args).await,
         Command::Export(args) => run_export(args, cli.json).await,
         Command::Import(args) => run_import(args, cli.json).await,

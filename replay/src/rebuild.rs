@@ -13,6 +13,7 @@ pub const MODELS: &[(&str, &str)] = &[
     ("daily-counts", "daily_counts (its own schema; run by ct-projector when daily_counts.enabled)"),
     ("health", "statuses, history and the rule windows (ct-health's schema; ct.events.v1 + ct.clock.v1)"),
     ("runs", "trigger_runs, run_transitions (ct-runner's schema; ct.runs.v1)"),
+    ("digest", "digests and the day counts (ct-digest's schema; ct.events.v1 + ct.clock.v1)"),
 ];
 
 /// The read model `name`, configured from its service's configuration file (defaults, then
@@ -25,6 +26,7 @@ pub fn model(name: &str, config: Option<&Path>) -> anyhow::Result<Box<dyn ReadMo
             Box::new(ct_projector::daily_counts::DailyCountsModel::of(ct_projector::Config::load(config)?))
         }
         "health" => Box::new(ct_health::HealthModel(ct_health::Config::load(config)?)),
+        "digest" => Box::new(ct_digest::DigestModel(ct_digest::Config::load(config)?)),
         "runs" => Box::new(ct_runner::model::RunsModel(ct_runner::Config::load(config)?)),
         other => anyhow::bail!(
             "unknown read model `{other}`; known: {}",

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod avro;
 pub mod catalogue;
 pub mod clock;
+pub mod digest;
 pub mod dlq;
 pub mod envelope;
 pub mod erasure;

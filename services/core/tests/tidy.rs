@@ -26,6 +26,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("ct-api", 3),
     ("ct-dlq-categoriser", 3),
     ("ct-health", 3),
+    ("ct-digest", 3),
     ("ct-runner", 3),
     ("ct-target", 3),
     ("ct-replay", 4),

@@ -14,6 +14,7 @@ use ct_core::{
 };
 use ct_platform::{
     catalogue::Systems,
+    clock::covered,
     consumer::{Advance, BoxFuture, Coordinates, Incoming, Pipeline, ProcessError},
     postgres::classify,
     registry::RegistryClient,
@@ -91,7 +92,7 @@ impl Evaluator {
             let Some((clock_offset, minute, events_end, written_at, audit_end)) = tick else { break };
             // A minute already evaluated (a second ticker, a restart): time does not go back.
             if last.is_none_or(|last| minute > last) {
-                if !stored(&events_end, &events_progress) || !stored(&audit_end, &audit_progress) {
+                if !covered(&events_end, &events_progress) || !covered(&audit_end, &audit_progress) {
                     break;
                 }
                 let completed = self.fold(tx, minute, &events_end).await?;
@@ -337,12 +338,6 @@ impl Evaluator {
 
 /// Whether the events consumer has stored every record below `events_end` (a partition empty
 /// at the tick needs nothing).
-fn stored(events_end: &[i64], progress: &HashMap<i32, i64>) -> bool {
-    events_end.iter().enumerate().all(|(partition, end)| {
-        *end <= 0 || i32::try_from(partition).ok().and_then(|p| progress.get(&p)).is_some_and(|next| next >= end)
-    })
-}
-
 /// The consumer of the clock topic.
 pub struct Clock {
     pub pool: PgPool,
@@ -354,24 +349,12 @@ impl Pipeline for Clock {
     type Item = Tick;
 
     fn decode<'a>(&'a self, record: &'a Incoming) -> BoxFuture<'a, Result<Tick, ProcessError>> {
-        Box::pin(async move {
-            let value =
-                record.value.as_deref().ok_or_else(|| ProcessError::Record("the record has no value".into()))?;
-            let tick = self.registry.decode_with(value, ct_core::clock::decode_tick).await?;
-            if !tick.audit_topic.is_empty() && tick.audit_topic != self.evaluator.audit_topic {
-                return Err(ProcessError::Record(format!(
-                    "a tick for audit topic `{}`; this evaluator reads `{}`",
-                    tick.audit_topic, self.evaluator.audit_topic
-                )));
-            }
-            if tick.events_topic != self.evaluator.events_topic {
-                return Err(ProcessError::Record(format!(
-                    "a tick for events topic `{}`; this evaluator reads `{}`",
-                    tick.events_topic, self.evaluator.events_topic
-                )));
-            }
-            Ok(tick)
-        })
+        Box::pin(ct_platform::clock::decode_tick(
+            &self.registry,
+            record,
+            &self.evaluator.events_topic,
+            Some(&self.evaluator.audit_topic),
+        ))
     }
 
     fn load_progress<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<HashMap<i32, i64>, ProcessError>> {
@@ -402,19 +385,5 @@ impl Pipeline for Clock {
             }
             self.evaluator.finish(tx, topic, progress).await
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_tick_waits_for_every_partition_it_names() {
-        let progress: HashMap<i32, i64> = [(0, 10), (2, 4)].into();
-        assert!(stored(&[10, 0, 4], &progress), "partition 1 was empty at the tick");
-        assert!(!stored(&[11, 0, 4], &progress), "partition 0 is one record short");
-        assert!(!stored(&[10, 1, 4], &progress), "partition 1 has a record not stored yet");
-        assert!(stored(&[], &progress));
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod catalogue;
+pub mod clock;
 pub mod config;
 pub mod consumer;
 pub mod health;

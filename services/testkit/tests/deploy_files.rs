@@ -22,6 +22,7 @@ const SERVICES: &[(&str, &str, &str)] = &[
     ("projector", "projector", "ct-projector"),
     ("dlq-categoriser", "dlq-categoriser", "ct-dlq-categoriser"),
     ("health", "health", "ct-health"),
+    ("digest", "digest", "ct-digest"),
     ("runner", "runner", "ct-runner"),
     ("target", "target", "ct-target"),
     ("api", "api", "ct-api"),

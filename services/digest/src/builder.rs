@@ -1,0 +1,220 @@
+//! The clock side of the digest: ticks wait in `pending_ticks` until the events they name are
+//! stored; then, in clock order, each tick folds exactly the facts below its offsets into the
+//! day counts and decides every digest that became due by its minute. Both consumers call
+//! [`Builder::advance`] at the end of their batch transaction, under one lock, so whichever
+//! commits last applies what became ready. The state after any batch is a function of the two
+//! stored progresses only: a live and a rebuilt digest are the same bytes.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Days, NaiveDate, NaiveTime, Utc};
+use chrono_tz::Tz;
+use ct_core::{
+    clock::Tick,
+    digest::{DayCounts, Digest, Tally, due_at, local_day},
+};
+use ct_platform::{
+    clock::covered,
+    consumer::{Advance, BoxFuture, Coordinates, Incoming, Pipeline, ProcessError},
+    postgres::classify,
+    registry::RegistryClient,
+};
+use sqlx::{PgConnection, PgPool};
+
+/// What deciding digests needs, shared by both consumers.
+pub struct Builder {
+    pub zone: Tz,
+    pub publish_at: NaiveTime,
+    /// The consumer name (progress key of both topics).
+    pub consumer: String,
+    pub events_topic: String,
+}
+
+/// A row of `pending_ticks`: clock offset, minute, events end offsets.
+type PendingTick = (i64, DateTime<Utc>, Vec<i64>);
+
+impl Builder {
+    /// The stored progress of `topic`: both consumers of the model share one consumer name.
+    pub async fn stored_progress(&self, pool: &PgPool, topic: &str) -> Result<HashMap<i32, i64>, ProcessError> {
+        ct_platform::postgres::load_progress(pool, &self.consumer, topic).await.map_err(classify)
+    }
+
+    /// Ends the batch transaction of either consumer: its progress, then whatever ticks became
+    /// ready, then the commit.
+    pub async fn finish(
+        &self,
+        mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
+        topic: &str,
+        progress: &[Advance],
+    ) -> Result<(), ProcessError> {
+        ct_platform::postgres::advance_progress(&mut tx, &self.consumer, topic, progress).await?;
+        self.advance(&mut tx).await.map_err(classify)?;
+        tx.commit().await.map_err(classify)
+    }
+
+    /// Applies, in clock order, every pending tick whose events are stored.
+    pub async fn advance(&self, tx: &mut PgConnection) -> Result<u32, sqlx::Error> {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.ct-clock'))")
+            .execute(&mut *tx)
+            .await?;
+        let mut state: Option<(DateTime<Utc>, NaiveDate)> =
+            sqlx::query_as("SELECT minute, next_day FROM clock").fetch_optional(&mut *tx).await?;
+        let events_progress: HashMap<i32, i64> = sqlx::query_as::<_, (i32, i64)>(
+            "SELECT \"partition\", next_offset FROM consumer_progress WHERE consumer = $1 AND topic = $2",
+        )
+        .bind(&self.consumer)
+        .bind(&self.events_topic)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
+        let mut applied = 0;
+        loop {
+            let tick: Option<PendingTick> = sqlx::query_as(
+                "SELECT clock_offset, minute, events_end FROM pending_ticks ORDER BY clock_offset LIMIT 1",
+            )
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some((clock_offset, minute, events_end)) = tick else { break };
+            // A minute already applied (a second ticker, a restart): time does not go back.
+            if state.is_none_or(|(last, _)| minute > last) {
+                if !covered(&events_end, &events_progress) {
+                    break;
+                }
+                fold(tx, &events_end).await?;
+                // The first tick ever: the first digest is the previous local day's.
+                let mut next_day = state.map_or_else(
+                    || local_day(minute, self.zone).checked_sub_days(Days::new(1)).unwrap_or(NaiveDate::MIN),
+                    |(_, next)| next,
+                );
+                while due_at(next_day, self.publish_at, self.zone) <= minute {
+                    self.decide(tx, next_day, minute).await?;
+                    next_day = next_day.checked_add_days(Days::new(1)).unwrap_or(next_day);
+                }
+                sqlx::query(
+                    "INSERT INTO clock (minute, next_day) VALUES ($1, $2)
+                     ON CONFLICT (id) DO UPDATE SET minute = EXCLUDED.minute, next_day = EXCLUDED.next_day",
+                )
+                .bind(minute)
+                .bind(next_day)
+                .execute(&mut *tx)
+                .await?;
+                state = Some((minute, next_day));
+                applied += 1;
+                metrics::counter!("ct_digest_ticks_applied_total").increment(1);
+            }
+            sqlx::query("DELETE FROM pending_ticks WHERE clock_offset = $1")
+                .bind(clock_offset)
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(applied)
+    }
+
+    /// Decides the digest of `day` from its counts, at the tick of `minute`.
+    async fn decide(&self, tx: &mut PgConnection, day: NaiveDate, minute: DateTime<Utc>) -> Result<(), sqlx::Error> {
+        let rows: Vec<(String, String, i64, i64)> =
+            sqlx::query_as("SELECT metric, dimension, count, amount FROM day_counts WHERE day = $1")
+                .bind(day)
+                .fetch_all(&mut *tx)
+                .await?;
+        let mut counts = DayCounts::new();
+        for (metric, dimension, count, amount_minor) in rows {
+            counts.entry(metric).or_default().insert(dimension, Tally { count, amount_minor });
+        }
+        let digest = Digest::build(day, self.zone, self.publish_at, &counts);
+        let rendered = digest.render();
+        sqlx::query(
+            "INSERT INTO digests (day, time_zone, sha256, json, markdown, due_at, decided_minute)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (day) DO NOTHING",
+        )
+        .bind(day)
+        .bind(&digest.time_zone)
+        .bind(&rendered.sha256)
+        .bind(&rendered.json)
+        .bind(&rendered.markdown)
+        .bind(digest.due_at)
+        .bind(minute)
+        .execute(&mut *tx)
+        .await?;
+        metrics::counter!("ct_digest_digests_decided_total").increment(1);
+        tracing::info!(%day, sha256 = %rendered.sha256, events = digest.events.total, "Daily digest decided.");
+        Ok(())
+    }
+}
+
+/// Moves the facts below the tick's offsets into the day counts; an event already counted (a
+/// second copy in the log) adds nothing.
+async fn fold(tx: &mut PgConnection, events_end: &[i64]) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "WITH folded AS (
+             DELETE FROM pending_facts f
+             USING UNNEST($1::bigint[]) WITH ORDINALITY AS b(end_offset, n)
+             WHERE f.\"partition\" = b.n - 1 AND f.\"offset\" < b.end_offset
+             RETURNING f.*
+         ),
+         first_copies AS (
+             SELECT DISTINCT ON (event_id, metric, dimension) * FROM folded
+             ORDER BY event_id, metric, dimension, \"partition\", \"offset\"
+         ),
+         fresh AS (
+             INSERT INTO counted (event_id, day)
+             SELECT DISTINCT ON (event_id) event_id, day FROM first_copies ORDER BY event_id
+             ON CONFLICT DO NOTHING
+             RETURNING event_id
+         )
+         INSERT INTO day_counts (day, metric, dimension, count, amount)
+         SELECT day, metric, dimension, count(*), sum(amount) FROM first_copies JOIN fresh USING (event_id)
+         GROUP BY day, metric, dimension
+         ON CONFLICT (day, metric, dimension) DO UPDATE
+             SET count = day_counts.count + EXCLUDED.count, amount = day_counts.amount + EXCLUDED.amount",
+    )
+    .bind(events_end)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// The consumer of the clock topic.
+pub struct Clock {
+    pub pool: PgPool,
+    pub registry: RegistryClient,
+    pub builder: std::sync::Arc<Builder>,
+}
+
+impl Pipeline for Clock {
+    type Item = Tick;
+
+    fn decode<'a>(&'a self, record: &'a Incoming) -> BoxFuture<'a, Result<Tick, ProcessError>> {
+        Box::pin(ct_platform::clock::decode_tick(&self.registry, record, &self.builder.events_topic, None))
+    }
+
+    fn load_progress<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<HashMap<i32, i64>, ProcessError>> {
+        Box::pin(self.builder.stored_progress(&self.pool, topic))
+    }
+
+    fn apply<'a>(
+        &'a self,
+        items: &'a [(Coordinates, Tick)],
+        topic: &'a str,
+        progress: &'a [Advance],
+    ) -> BoxFuture<'a, Result<(), ProcessError>> {
+        Box::pin(async move {
+            let mut tx = ct_platform::postgres::begin_batch(&self.pool).await.map_err(classify)?;
+            for (at, tick) in items {
+                sqlx::query(
+                    "INSERT INTO pending_ticks (clock_offset, minute, events_end, written_at)
+                     VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                )
+                .bind(at.offset)
+                .bind(tick.minute)
+                .bind(&tick.events_end)
+                .bind(tick.written_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+            }
+            self.builder.finish(tx, topic, progress).await
+        })
+    }
+}

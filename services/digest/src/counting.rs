@@ -1,0 +1,108 @@
+//! The events side of the digest: what each event adds to its local day
+//! (`ct_core::digest::observe`, pure), stored as pending facts with the event's partition and
+//! offset until a clock tick whose offsets cover it folds them in (`builder.rs`).
+
+use std::{collections::HashMap, sync::Arc};
+
+use chrono::NaiveDate;
+use ct_core::digest::{self, Fact};
+use ct_platform::{
+    consumer::{Advance, BoxFuture, Coordinates, Incoming, Pipeline, ProcessError},
+    postgres::classify,
+    registry::RegistryClient,
+};
+use sqlx::PgPool;
+
+use crate::builder::Builder;
+
+/// The consumer of the events topic.
+pub struct Counting {
+    pub pool: PgPool,
+    pub registry: RegistryClient,
+    pub builder: Arc<Builder>,
+}
+
+/// One event's facts, or nothing for a record the digest cannot read.
+pub struct Observed {
+    pub event_id: String,
+    pub facts: Vec<Fact>,
+}
+
+#[derive(Default)]
+struct FactColumns {
+    partition: Vec<i32>,
+    offset: Vec<i64>,
+    event_id: Vec<String>,
+    day: Vec<NaiveDate>,
+    metric: Vec<&'static str>,
+    dimension: Vec<String>,
+    amount: Vec<i64>,
+}
+
+impl Pipeline for Counting {
+    type Item = Observed;
+
+    fn decode<'a>(&'a self, record: &'a Incoming) -> BoxFuture<'a, Result<Observed, ProcessError>> {
+        Box::pin(async move {
+            // The projector owns the dead letters of the events topic; a record it cannot decode,
+            // this reader cannot either, so it is counted as undecodable here rather than parked a
+            // second time. An unreachable registry still pauses.
+            let undecodable = || {
+                metrics::counter!("ct_digest_undecodable_records_total").increment(1);
+                Observed { event_id: String::new(), facts: Vec::new() }
+            };
+            let Some(value) = record.value.as_deref() else { return Ok(undecodable()) };
+            match self.registry.decode_event(value).await.map_err(ProcessError::from) {
+                Ok(event) => Ok(Observed {
+                    event_id: event.event_id().to_owned(),
+                    facts: digest::observe(&event, self.builder.zone),
+                }),
+                Err(ProcessError::Record(_)) => Ok(undecodable()),
+                Err(other) => Err(other),
+            }
+        })
+    }
+
+    fn load_progress<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<HashMap<i32, i64>, ProcessError>> {
+        Box::pin(self.builder.stored_progress(&self.pool, topic))
+    }
+
+    fn apply<'a>(
+        &'a self,
+        items: &'a [(Coordinates, Observed)],
+        topic: &'a str,
+        progress: &'a [Advance],
+    ) -> BoxFuture<'a, Result<(), ProcessError>> {
+        Box::pin(async move {
+            let mut tx = ct_platform::postgres::begin_batch(&self.pool).await.map_err(classify)?;
+            let mut columns = FactColumns::default();
+            for (at, observed) in items {
+                for fact in &observed.facts {
+                    columns.partition.push(at.partition);
+                    columns.offset.push(at.offset);
+                    columns.event_id.push(observed.event_id.clone());
+                    columns.day.push(fact.day);
+                    columns.metric.push(fact.metric);
+                    columns.dimension.push(fact.dimension.clone());
+                    columns.amount.push(fact.amount);
+                }
+            }
+            sqlx::query(
+                "INSERT INTO pending_facts (\"partition\", \"offset\", event_id, day, metric, dimension, amount)
+                 SELECT * FROM UNNEST($1::int[], $2::bigint[], $3::text[], $4::date[], $5::text[], $6::text[], $7::bigint[])
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&columns.partition)
+            .bind(&columns.offset)
+            .bind(&columns.event_id)
+            .bind(&columns.day)
+            .bind(&columns.metric)
+            .bind(&columns.dimension)
+            .bind(&columns.amount)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+            self.builder.finish(tx, topic, progress).await
+        })
+    }
+}

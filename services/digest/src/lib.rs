@@ -1,0 +1,294 @@
+//! `ct-digest`: the daily digest, a read model of `ct.events.v1` and the log's clock
+//! (`ct.clock.v1`). Each event counts on its local day; at the first tick at or after the due time
+//! (08:00 Europe/London the next morning by default) the day's digest is decided from those
+//! counts (`ct_core::digest`), stored with the SHA-256 of its content, and published
+//! (`publisher.rs`: `ct.digests.v1` and the archive folder).
+//!
+//! Shape: `counting.rs` (events → pending facts), `builder.rs` (ticks → folded counts → digests),
+//! `publisher.rs` (decided digests → topic and files). Both consumers run on the platform's
+//! runner under one consumer name, so `ct rebuild digest` rebuilds both topics' state together.
+
+pub mod builder;
+pub mod counting;
+pub mod publisher;
+
+use std::{path::Path, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use chrono::NaiveTime;
+use chrono_tz::Tz;
+use ct_platform::{
+    config::{ConfigError, HttpConfig, KafkaConfig, PostgresConfig, Profile, RegistryConfig, TelemetryConfig},
+    consumer::{self, BoxFuture, ConsumerSettings},
+    postgres::Migration,
+    readmodel::{Checksums, Copy, Horizon, ReadModel},
+    registry::RegistryClient,
+};
+use serde::Deserialize;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+pub const DEFAULTS: ct_platform::config::Defaults =
+    ct_platform::config::Defaults { base: include_str!("../config.default.toml"), dev: "" };
+
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { version: 0, name: "consumer progress", sql: ct_platform::postgres::PROGRESS_TABLE_SQL },
+    Migration { version: 1, name: "digest", sql: include_str!("../migrations/0001_digest.sql") },
+];
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    pub profile: Profile,
+    pub kafka: KafkaConfig,
+    pub consumer: ConsumerConfig,
+    pub digest: DigestConfig,
+    pub publisher: PublisherConfig,
+    pub registry: RegistryConfig,
+    pub postgres: PostgresConfig,
+    pub http: HttpConfig,
+    pub telemetry: TelemetryConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ConsumerConfig {
+    pub name: String,
+    pub events_topic: String,
+    pub clock_topic: String,
+    pub dlq_topic: String,
+    pub batch_max: usize,
+    pub batch_wait_ms: u64,
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    /// Set by a rebuild for its copy; never configured.
+    #[serde(skip)]
+    pub horizon: Horizon,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DigestConfig {
+    /// An IANA time zone name.
+    pub time_zone: String,
+    /// Local time of day, `HH:MM`.
+    pub publish_at: String,
+}
+
+impl DigestConfig {
+    pub fn zone(&self) -> Result<Tz, ConfigError> {
+        self.time_zone.parse().map_err(|_| {
+            ConfigError::Rule(format!("`digest.time_zone` = {:?} is not an IANA time zone", self.time_zone))
+        })
+    }
+
+    pub fn publish_time(&self) -> Result<NaiveTime, ConfigError> {
+        NaiveTime::parse_from_str(&self.publish_at, "%H:%M").map_err(|_| {
+            ConfigError::Rule(format!("`digest.publish_at` = {:?} is not a local time HH:MM", self.publish_at))
+        })
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PublisherConfig {
+    pub enabled: bool,
+    pub digests_topic: String,
+    /// "" writes no files.
+    pub archive_dir: String,
+    pub late_after_s: i64,
+    pub poll_interval_ms: u64,
+}
+
+impl Config {
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let config: Config = ct_platform::config::load(DEFAULTS, file)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn defaults() -> Config {
+        ct_platform::config::defaults(DEFAULTS)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.digest.zone()?;
+        self.digest.publish_time()?;
+        if self.publisher.late_after_s < 0 {
+            return Err(ConfigError::Rule("`publisher.late_after_s` must not be negative".into()));
+        }
+        Ok(())
+    }
+
+    fn settings(&self, topic: &str) -> ConsumerSettings {
+        ConsumerSettings {
+            name: self.consumer.name.clone(),
+            topic: topic.to_owned(),
+            dlq_topic: self.consumer.dlq_topic.clone(),
+            batch_max: self.consumer.batch_max,
+            batch_wait: Duration::from_millis(self.consumer.batch_wait_ms),
+            backoff_base: Duration::from_millis(self.consumer.backoff_base_ms),
+            backoff_max: Duration::from_millis(self.consumer.backoff_max_ms),
+            retry_of: None,
+            horizon: self.consumer.horizon.clone(),
+        }
+    }
+
+    /// The defaults pointed at `slice` (the digest schema beside the health evaluator's), writing
+    /// no files.
+    pub fn for_slice(slice: &ct_platform::topics::Slice) -> Config {
+        let mut config = Config::defaults();
+        config.kafka = slice.kafka.clone();
+        config.consumer.name = format!("{}digest", slice.prefix);
+        config.consumer.events_topic = slice.topics.events.clone();
+        config.consumer.clock_topic = slice.topics.clock.clone();
+        config.consumer.dlq_topic = slice.topics.dlq.clone();
+        config.consumer.batch_wait_ms = 10;
+        config.publisher.poll_interval_ms = 50;
+        config.publisher.archive_dir = String::new();
+        config.registry.url = slice.registry_url.clone();
+        config.postgres = slice.health_postgres.clone();
+        config.postgres.schema = format!("{}_digest", slice.health_postgres.schema.trim_end_matches("_health"));
+        config.http.listen = "127.0.0.1:0".parse().expect("literal address");
+        config
+    }
+}
+
+/// Runs the digest builder (both consumers, the publisher when enabled, and `/metrics` +
+/// `/healthz`) until `shutdown`.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    config.validate()?;
+    let pool = ct_platform::postgres::connect(&config.postgres).await.context("connecting to Postgres")?;
+    ct_platform::postgres::migrate(&pool, "digest", MIGRATIONS).await.context("migrating the digest schema")?;
+    let builder = Arc::new(builder::Builder {
+        zone: config.digest.zone()?,
+        publish_at: config.digest.publish_time()?,
+        consumer: config.consumer.name.clone(),
+        events_topic: config.consumer.events_topic.clone(),
+    });
+    ct_platform::metrics::serve_operations(config.http.listen, shutdown.clone())
+        .await
+        .with_context(|| format!("binding {}", config.http.listen))?;
+    let mut tasks = tokio::task::JoinSet::new();
+    if config.publisher.enabled {
+        let publisher = publisher::Publisher::connect(pool.clone(), &config.kafka, &config.registry, &config.publisher)
+            .await
+            .context("starting the publisher")?;
+        tasks.spawn(publisher::run(publisher, shutdown.clone()));
+    }
+    let counting = counting::Counting {
+        pool: pool.clone(),
+        registry: RegistryClient::new(&config.registry.url),
+        builder: Arc::clone(&builder),
+    };
+    let clock = builder::Clock { pool: pool.clone(), registry: RegistryClient::new(&config.registry.url), builder };
+    let (events_settings, clock_settings) =
+        (config.settings(&config.consumer.events_topic), config.settings(&config.consumer.clock_topic));
+    let (events, ticks) = tokio::join!(
+        consumer::run(&counting, &config.kafka, &events_settings, shutdown.clone()),
+        consumer::run(&clock, &config.kafka, &clock_settings, shutdown.clone()),
+    );
+    shutdown.cancel();
+    while tasks.join_next().await.is_some() {}
+    events?;
+    ticks?;
+    Ok(())
+}
+
+/// The digest as a read model: `ct rebuild digest`.
+pub struct DigestModel(pub Config);
+
+/// Tables compared by a rebuild, each with the columns that are decisions and its order. The
+/// delivery columns of `digests` (when it was published, late, archived) are not state of the log.
+const TABLES: &[(&str, &str, &str)] = &[
+    ("pending_facts", "t", "\"partition\", \"offset\", metric, dimension"),
+    ("pending_ticks", "t", "clock_offset"),
+    ("clock", "t", "id"),
+    ("counted", "t", "event_id"),
+    ("day_counts", "t", "day, metric, dimension"),
+    ("digests", "(day, time_zone, sha256, json, markdown, due_at, decided_minute)", "day"),
+];
+
+pub async fn checksums(pool: &PgPool) -> Result<Checksums, sqlx::Error> {
+    let mut sums = Checksums::new();
+    for (table, columns, order) in TABLES {
+        let sql = format!("SELECT md5(string_agg(md5({columns}::text), '' ORDER BY {order})) FROM {table} t");
+        let sum: Option<String> = sqlx::query_scalar(&sql).fetch_one(pool).await?;
+        sums.insert((*table).to_owned(), sum.unwrap_or_else(|| "empty".to_owned()));
+    }
+    Ok(sums)
+}
+
+impl ReadModel for DigestModel {
+    fn name(&self) -> &'static str {
+        "digest"
+    }
+
+    fn postgres(&self) -> &PostgresConfig {
+        &self.0.postgres
+    }
+
+    fn kafka(&self) -> &KafkaConfig {
+        &self.0.kafka
+    }
+
+    fn consumer(&self) -> &str {
+        &self.0.consumer.name
+    }
+
+    fn topics(&self) -> Vec<String> {
+        vec![self.0.consumer.events_topic.clone(), self.0.consumer.clock_topic.clone()]
+    }
+
+    fn migrate<'a>(&'a self, pool: &'a PgPool) -> BoxFuture<'a, Result<(), sqlx::Error>> {
+        Box::pin(ct_platform::postgres::migrate(pool, "digest", MIGRATIONS))
+    }
+
+    fn checksums<'a>(&'a self, pool: &'a PgPool) -> BoxFuture<'a, Result<Checksums, sqlx::Error>> {
+        Box::pin(checksums(pool))
+    }
+
+    /// Digests decided before a restore were published then: a restored service must not send
+    /// them again.
+    fn settle_history<'a>(&'a self, pool: &'a PgPool) -> BoxFuture<'a, Result<(), sqlx::Error>> {
+        Box::pin(async move {
+            sqlx::query("UPDATE digests SET published_at = decided_minute, late = false WHERE published_at IS NULL")
+                .execute(pool)
+                .await
+                .map(drop)
+        })
+    }
+
+    fn run_copy(&self, copy: Copy, stop: CancellationToken) -> BoxFuture<'static, Result<(), String>> {
+        let mut config = self.0.clone();
+        config.publisher.enabled = false;
+        config.consumer.name = copy.consumer;
+        config.consumer.horizon = copy.horizon;
+        config.consumer.batch_max = config.consumer.batch_max.max(10_000);
+        config.postgres.schema = copy.schema;
+        config.postgres.extra_schemas.clear();
+        config.http.listen = "127.0.0.1:0".parse().expect("literal address");
+        Box::pin(async move { run(config, stop).await.map_err(|e| format!("{e:#}")) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_load_and_publish_at_eight_in_london() {
+        let config = Config::defaults();
+        config.validate().unwrap();
+        assert_eq!(config.digest.zone().unwrap(), chrono_tz::Europe::London);
+        assert_eq!(config.digest.publish_time().unwrap(), NaiveTime::from_hms_opt(8, 0, 0).unwrap());
+        assert_eq!(config.publisher.digests_topic, "ct.digests.v1");
+        assert_eq!(config.postgres.schema, "ct_digest");
+    }
+
+    #[test]
+    fn a_bad_zone_or_time_is_refused_naming_the_key() {
+        let mut config = Config::defaults();
+        config.digest.time_zone = "Europe/Londn".into();
+        assert!(config.validate().unwrap_err().to_string().contains("digest.time_zone"));
+        let mut config = Config::defaults();
+        config.digest.publish_at = "8am".into();
+        assert!(config.validate().unwrap_err().to_string().contains("digest.publish_at"));
+    }
+}

@@ -1,0 +1,171 @@
+//! Publishes decided digests, oldest day first: the Markdown and JSON into the archive folder
+//! (file names carry the content's SHA-256, so writing one twice is harmless), then a
+//! `ct.v1.Digest` record on `ct.digests.v1` keyed by the day (idempotent producer, `acks=all`),
+//! then the row marked published. A crash before the mark publishes the digest again: at least
+//! once, and readers dedupe on `(day, sha256)`. A digest published more than `late_after_s` after
+//! it was due (the service was down at 08:00, the clock stalled) says so.
+
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use ct_core::digest::{Published, encode_published};
+use ct_platform::{
+    config::{KafkaConfig, RegistryConfig},
+    kafka,
+    registry::{RegistryClient, RegistryError},
+};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use crate::PublisherConfig;
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct Publisher {
+    pool: PgPool,
+    producer: FutureProducer,
+    topic: String,
+    schema_id: u32,
+    archive: Option<PathBuf>,
+    late_after: chrono::Duration,
+    interval: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("Postgres: {0}")]
+    Postgres(#[from] sqlx::Error),
+    #[error("Kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("registry: {0}")]
+    Registry(#[from] RegistryError),
+    #[error("encoding the record: {0}")]
+    Codec(#[from] ct_core::avro::CodecError),
+    #[error("archive {path}: {source}")]
+    Archive { path: PathBuf, source: std::io::Error },
+}
+
+/// A decided, unpublished digest.
+type Row = (NaiveDate, String, String, String, String, DateTime<Utc>);
+
+impl Publisher {
+    pub async fn connect(
+        pool: PgPool,
+        kafka_config: &KafkaConfig,
+        registry: &RegistryConfig,
+        config: &PublisherConfig,
+    ) -> Result<Publisher, PublishError> {
+        let subject = ct_platform::registry::value_subject(&config.digests_topic);
+        let schema_id =
+            RegistryClient::new(&registry.url).register(&subject, ct_core::digest::RECORD_SCHEMA_JSON).await?;
+        Ok(Publisher {
+            pool,
+            producer: kafka::idempotent_producer(kafka_config, TIMEOUT)?,
+            topic: config.digests_topic.clone(),
+            schema_id,
+            archive: (!config.archive_dir.is_empty()).then(|| PathBuf::from(&config.archive_dir)),
+            late_after: chrono::Duration::seconds(config.late_after_s),
+            interval: Duration::from_millis(config.poll_interval_ms),
+        })
+    }
+
+    /// Publishes every decided digest not published yet; returns how many.
+    pub async fn drain(&self) -> Result<usize, PublishError> {
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT day, time_zone, sha256, json, markdown, due_at FROM digests WHERE published_at IS NULL ORDER BY day",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for (day, time_zone, sha256, json, markdown, due_at) in &rows {
+            let published_at = Utc::now();
+            let late = published_at > *due_at + self.late_after;
+            let archived = match &self.archive {
+                Some(dir) => Some(archive(dir, *day, sha256, json, markdown).await?),
+                None => None,
+            };
+            let record = Published {
+                day: day.to_string(),
+                time_zone: time_zone.clone(),
+                sha256: sha256.clone(),
+                json: json.clone(),
+                markdown: markdown.clone(),
+                due_at: *due_at,
+                published_at,
+                late,
+            };
+            let mut value = Vec::new();
+            ct_core::avro::wire::write_header(self.schema_id, &mut value);
+            value.extend(encode_published(&record)?);
+            let key = day.to_string();
+            self.producer
+                .send(FutureRecord::to(&self.topic).key(&key).payload(&value), TIMEOUT)
+                .await
+                .map_err(|(error, _)| error)?;
+            sqlx::query("UPDATE digests SET published_at = $2, late = $3, archived = $4 WHERE day = $1")
+                .bind(day)
+                .bind(published_at)
+                .bind(late)
+                .bind(archived.as_ref().map(|p| p.display().to_string()))
+                .execute(&self.pool)
+                .await?;
+            metrics::counter!("ct_digest_digests_published_total", "late" => if late { "true" } else { "false" })
+                .increment(1);
+            if late {
+                tracing::warn!(%day, %due_at, %published_at, "Daily digest published late.");
+            } else {
+                tracing::info!(%day, "Daily digest published.");
+            }
+        }
+        Ok(rows.len())
+    }
+}
+
+/// Writes `<day>-<sha256 prefix>.md` and `.json` into `dir` (through a temporary file, so a
+/// reader never sees half a digest); answers the Markdown's path.
+async fn archive(
+    dir: &Path,
+    day: NaiveDate,
+    sha256: &str,
+    json: &str,
+    markdown: &str,
+) -> Result<PathBuf, PublishError> {
+    let base = format!("{day}-{}", &sha256[..sha256.len().min(16)]);
+    let failed = |path: &Path| {
+        let path = path.to_owned();
+        move |source| PublishError::Archive { path, source }
+    };
+    tokio::fs::create_dir_all(dir).await.map_err(failed(dir))?;
+    for (extension, content) in [("json", json), ("md", markdown)] {
+        let path = dir.join(format!("{base}.{extension}"));
+        let partial = dir.join(format!(".{base}.{extension}.partial"));
+        tokio::fs::write(&partial, content).await.map_err(failed(&partial))?;
+        tokio::fs::rename(&partial, &path).await.map_err(failed(&path))?;
+    }
+    Ok(dir.join(format!("{base}.md")))
+}
+
+/// Publishes every `interval` until `shutdown`; failures are logged once and retried.
+pub async fn run(publisher: Publisher, shutdown: CancellationToken) {
+    let mut failing = false;
+    while !shutdown.is_cancelled() {
+        match publisher.drain().await {
+            Ok(_) if failing => {
+                failing = false;
+                tracing::info!("Daily digests are published again.");
+            }
+            Err(error) if !failing => {
+                failing = true;
+                tracing::warn!(%error, "Daily digests could not be published; retrying.");
+            }
+            _ => {}
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => {}
+            () = tokio::time::sleep(publisher.interval) => {}
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! The digest builder on the real broker, registry and Postgres, driven by clock records written
+//! with the real ticker: the golden dataset's week gives the committed digests byte for byte,
+//! the days around the clock changes cover 23 and 25 hours and are decided at 08:00 local, and a
+//! rebuild swaps in identical digests.
+
+use std::{path::PathBuf, time::Duration};
+
+use chrono::{DateTime, Utc};
+use ct_core::{Envelope, envelope::ParseOptions, redact::Redactor};
+use ct_digest::{Config, DigestModel};
+use ct_health::ticker::{ClockTopics, Ticker};
+use ct_platform::{kafka, registry::RegistryClient};
+use ct_testkit::{TestContext, eventually, wire_event};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+struct Scenario {
+    ctx: TestContext,
+    config: Config,
+    schema_id: u32,
+    producer: FutureProducer,
+    ticker: Ticker,
+    pool: PgPool,
+    stop: CancellationToken,
+    events_topic: String,
+    archive: PathBuf,
+    _registry: CancellationToken,
+}
+
+fn at(text: &str) -> DateTime<Utc> {
+    text.parse().expect("a literal time")
+}
+
+impl Scenario {
+    async fn start() -> Scenario {
+        let ctx = TestContext::new();
+        let topics = ctx.pipeline_topics().await;
+        let digests = ctx.create_topics(&[("ct.digests.v1", 1)]).await.remove(0);
+        let (registry_url, schema_id, registry) =
+            ct_registry::spawn_with_event_schema(ctx.kafka.clone(), &ctx.topic("_schemas"), &topics.events)
+                .await
+                .expect("registry");
+        let mut config = Config::for_slice(&ctx.slice(&topics, &registry_url));
+        let archive = std::env::temp_dir().join(format!("ct-digest-{}", ctx.id));
+        config.publisher.archive_dir = archive.display().to_string();
+        config.publisher.digests_topic = digests;
+        let ticker = Ticker::connect(
+            &ctx.kafka,
+            RegistryClient::new(&registry_url),
+            &ClockTopics { clock: topics.clock.clone(), events: topics.events.clone(), audit: String::new() },
+        )
+        .await
+        .expect("ticker");
+        let pool = ct_platform::postgres::connect(&config.postgres).await.expect("postgres");
+        let producer = kafka::idempotent_producer(&ctx.kafka, Duration::from_secs(30)).expect("producer");
+        let stop = CancellationToken::new();
+        tokio::spawn(ct_digest::run(config.clone(), stop.clone()));
+        Scenario {
+            ctx,
+            config,
+            schema_id,
+            producer,
+            ticker,
+            pool,
+            stop,
+            events_topic: topics.events,
+            archive,
+            _registry: registry,
+        }
+    }
+
+    /// Writes an event straight to the log, as the edge would have, received a second after its `ts`.
+    async fn log(&self, body: &serde_json::Value) {
+        let ts: DateTime<Utc> = body["ts"].as_str().unwrap().parse().unwrap();
+        let redactor = Redactor::new("t");
+        let options = ParseOptions {
+            redactor: &redactor,
+            received_at: ts + chrono::Duration::seconds(1),
+            max_future_skew: chrono::Duration::minutes(5),
+        };
+        let event: Envelope = Envelope::parse(body, &options).expect("a valid event").0;
+        self.producer
+            .send(
+                FutureRecord::to(&self.events_topic)
+                    .key(event.source().as_str())
+                    .payload(&wire_event(self.schema_id, &event)),
+                Duration::from_secs(30),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .expect("the broker takes the event");
+    }
+
+    /// Writes the tick of `minute` and waits until the builder has applied it.
+    async fn tick(&self, minute: &str) {
+        let minute = at(minute);
+        self.ticker.tick(minute).await.expect("tick written");
+        let applied = eventually(Duration::from_secs(60), || async {
+            let last: Option<DateTime<Utc>> =
+                sqlx::query_scalar("SELECT minute FROM clock").fetch_optional(&self.pool).await.ok().flatten();
+            (last == Some(minute)).then_some(())
+        })
+        .await;
+        assert!(applied.is_some(), "the tick of {minute} was not applied within a minute");
+    }
+
+    /// Day -> (json, markdown, sha256) of every decided digest.
+    async fn digests(&self) -> Vec<(String, String, String, String)> {
+        sqlx::query_as("SELECT day::text, json, markdown, sha256 FROM digests ORDER BY day")
+            .fetch_all(&self.pool)
+            .await
+            .expect("digests")
+    }
+}
+
+fn golden_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
+}
+
+/// The accepted requests of the golden dataset, duplicates included.
+fn golden_events() -> Vec<serde_json::Value> {
+    let path = ct_testkit::repo_root().join("testdata/golden/requests.jsonl");
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).expect("a JSON line"))
+        .filter(|request| request["expect"] == 202)
+        .map(|request| request["body"].clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_golden_week_gives_the_committed_digests_and_a_rebuild_the_same_bytes() {
+    let s = Scenario::start().await;
+    // The first tick: the first digest due is the previous day's (21 September, empty).
+    s.tick("2025-09-22T00:00:00Z").await;
+    let events = golden_events();
+    assert!(events.len() > 900, "the golden dataset has {} accepted requests", events.len());
+    for body in &events {
+        s.log(body).await;
+    }
+    // 07:59 BST on the 29th: the 28th's digest is not due yet, every earlier day's is.
+    s.tick("2025-09-29T06:59:00Z").await;
+    assert_eq!(s.digests().await.last().map(|d| d.0.clone()), Some("2025-09-27".to_owned()));
+    s.tick("2025-09-29T07:00:00Z").await;
+    let digests = s.digests().await;
+    let days: Vec<&str> = digests.iter().map(|d| d.0.as_str()).collect();
+    assert_eq!(
+        days,
+        [
+            "2025-09-21",
+            "2025-09-22",
+            "2025-09-23",
+            "2025-09-24",
+            "2025-09-25",
+            "2025-09-26",
+            "2025-09-27",
+            "2025-09-28"
+        ]
+    );
+    assert!(digests[0].2.contains("No events were received for this day."), "{}", digests[0].2);
+
+    let update = std::env::var_os("CT_GOLDEN_UPDATE").is_some();
+    std::fs::create_dir_all(golden_dir()).unwrap();
+    for (day, json, markdown, _) in &digests {
+        for (extension, content) in [("json", json), ("md", markdown)] {
+            let path = golden_dir().join(format!("{day}.{extension}"));
+            if update {
+                std::fs::write(&path, content).unwrap();
+            }
+            let expected = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{}: {e} (CT_GOLDEN_UPDATE=1 writes it)", path.display()));
+            assert_eq!(
+                content,
+                &expected,
+                "{} differs (CT_GOLDEN_UPDATE=1 rewrites it; review the diff)",
+                path.display()
+            );
+        }
+    }
+    // Every event counted once: the duplicates in the dataset are copies of one event id.
+    let unique: std::collections::BTreeSet<&str> = events.iter().map(|b| b["eventId"].as_str().unwrap()).collect();
+    let counted: i64 = sqlx::query_scalar("SELECT count(*) FROM counted").fetch_one(&s.pool).await.unwrap();
+    assert_eq!(counted, unique.len() as i64);
+
+    // Published: one record per digest on the topic, the files in the archive, late (these days
+    // are long past).
+    let published = eventually(Duration::from_secs(30), || async {
+        let rows: Vec<(String, bool, String)> =
+            sqlx::query_as("SELECT day::text, late, archived FROM digests WHERE published_at IS NOT NULL ORDER BY day")
+                .fetch_all(&s.pool)
+                .await
+                .ok()?;
+        (rows.len() == digests.len()).then_some(rows)
+    })
+    .await
+    .expect("every digest published");
+    for ((day, late, archived), (_, _, markdown, sha256)) in published.iter().zip(&digests) {
+        assert!(late, "{day}");
+        assert_eq!(archived, &s.archive.join(format!("{day}-{}.md", &sha256[..16])).display().to_string());
+        assert_eq!(&std::fs::read_to_string(archived).unwrap(), markdown);
+    }
+    let (kafka, topic) = (s.ctx.kafka.clone(), s.config.publisher.digests_topic.clone());
+    let last = tokio::task::spawn_blocking(move || kafka::last_record(&kafka, &topic, 0, Duration::from_secs(10)))
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("a digest record");
+    let registry = RegistryClient::new(&s.config.registry.url);
+    let record = registry
+        .decode_with(rdkafka::Message::payload(&last).unwrap(), ct_core::digest::decode_published)
+        .await
+        .expect("a ct.v1.Digest record");
+    assert_eq!((record.day.as_str(), record.sha256.as_str()), ("2025-09-28", digests[7].3.as_str()));
+    assert_eq!(rdkafka::Message::key(&last), Some(&b"2025-09-28"[..]));
+
+    // A late event for a published day changes its counts, never its digest.
+    s.log(&serde_json::json!({"eventId": "late_1", "type": "system.heartbeat", "ts": "2025-09-25T12:00:00Z",
+                              "source": "portal", "payload": {"systemId": "portal"}}))
+        .await;
+    s.tick("2025-09-29T07:01:00Z").await;
+    assert_eq!(s.digests().await, digests);
+
+    let report = ct_platform::readmodel::rebuild(&DigestModel(s.config.clone()), true, Duration::from_secs(120))
+        .await
+        .expect("rebuild");
+    assert!(report.identical, "{:?}", report.differing_tables);
+    assert!(report.swapped_out.is_some(), "{:?}", report.refused);
+    assert_eq!(s.digests().await, digests, "the swapped-in digests are the same bytes");
+    s.stop.cancel();
+    let _ = std::fs::remove_dir_all(&s.archive);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_days_around_the_clock_changes_cover_their_local_hours_and_are_due_at_eight_local() {
+    let s = Scenario::start().await;
+    s.tick("2026-03-27T12:00:00Z").await;
+    let heartbeat = |id: &str, ts: &str| {
+        serde_json::json!({"eventId": id, "type": "system.heartbeat", "ts": ts, "source": "portal",
+                           "payload": {"systemId": "portal"}})
+    };
+    // 23:30 UTC on 28 March is still the 28th in London (GMT); 23:30 UTC on 29 March is already
+    // 00:30 BST on the 30th. 23:30 UTC on 25 October is the 25th's last half hour (GMT again).
+    for (id, ts) in [
+        ("a", "2026-03-28T23:30:00Z"),
+        ("b", "2026-03-29T00:30:00Z"),
+        ("c", "2026-03-29T22:59:00Z"),
+        ("d", "2026-03-29T23:30:00Z"),
+        ("e", "2026-10-24T23:30:00Z"),
+        ("f", "2026-10-25T23:30:00Z"),
+    ] {
+        s.log(&heartbeat(id, ts)).await;
+    }
+    // Before the change, 08:00 GMT is 08:00 UTC; after it, 07:00 UTC.
+    s.tick("2026-03-28T07:59:00Z").await;
+    assert!(s.digests().await.iter().all(|d| d.0 != "2026-03-27"));
+    s.tick("2026-03-28T08:00:00Z").await;
+    assert_eq!(s.digests().await.last().unwrap().0, "2026-03-27");
+    s.tick("2026-03-29T06:59:00Z").await;
+    assert_eq!(s.digests().await.last().unwrap().0, "2026-03-27", "08:00 BST on the 29th is 07:00 UTC");
+    s.tick("2026-03-29T07:00:00Z").await;
+    s.tick("2026-03-30T07:00:00Z").await;
+    s.tick("2026-10-25T07:59:00Z").await;
+    let before_autumn = s.digests().await.last().unwrap().0.clone();
+    assert_eq!(before_autumn, "2026-10-23", "the 24th is due at 08:00 GMT on the 25th, 08:00 UTC");
+    s.tick("2026-10-25T08:00:00Z").await;
+    s.tick("2026-10-26T08:00:00Z").await;
+    let digests = s.digests().await;
+    let digest = |day: &str| -> serde_json::Value {
+        let json = &digests.iter().find(|d| d.0 == day).unwrap_or_else(|| panic!("no digest of {day}")).1;
+        serde_json::from_str(json).unwrap()
+    };
+    let expect = [
+        ("2026-03-28", 24, 1, "2026-03-28T00:00:00Z"),
+        ("2026-03-29", 23, 2, "2026-03-29T00:00:00Z"),
+        ("2026-03-30", 24, 1, "2026-03-29T23:00:00Z"),
+        ("2026-10-24", 24, 0, "2026-10-23T23:00:00Z"),
+        ("2026-10-25", 25, 2, "2026-10-24T23:00:00Z"),
+    ];
+    for (day, hours, events, from) in expect {
+        let d = digest(day);
+        assert_eq!((d["hours"].as_i64(), d["events"]["total"].as_i64()), (Some(hours), Some(events)), "{day}: {d}");
+        assert_eq!(d["from"].as_str().map(at), Some(at(from)), "{day}");
+    }
+    assert_eq!(digest("2026-03-29")["due_at"].as_str().map(at), Some(at("2026-03-30T07:00:00Z")));
+    assert_eq!(digest("2026-10-25")["due_at"].as_str().map(at), Some(at("2026-10-26T08:00:00Z")));
+    s.stop.cancel();
+    let _ = std::fs::remove_dir_all(&s.archive);
+}
