@@ -56,6 +56,9 @@ enum Command {
     /// Erase one producer's event payloads before a time (GDPR requests): an audited erasure
     /// through the log that every rebuild and restore honours.
     Erase(EraseArgs),
+    /// The daily digests: show a decided one, or regenerate a day from its counts now.
+    #[command(subcommand)]
+    Digest(DigestCommand),
     /// Print each table's checksum of a live read model (before and after a restore).
     Checksums {
         /// projector, dlq-items, daily-counts, health, runs or digest.
@@ -64,6 +67,34 @@ enum Command {
         #[arg(long, env = "CT_CONFIG")]
         config: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum DigestCommand {
+    /// Print a decided digest (the latest without --date): its Markdown, or with --json its
+    /// SHA-256, publication and JSON content.
+    Show {
+        /// The local day, YYYY-MM-DD.
+        #[arg(long, value_parser = parse_day)]
+        date: Option<chrono::NaiveDate>,
+        /// ct-digest's configuration file (defaults, then this file, then CT_ variables).
+        #[arg(long, env = "CT_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Build a day's digest from its counts now and compare it with the decided one (events that
+    /// arrived after it was decided show as a difference). Writes nothing: decided digests stay.
+    Regenerate {
+        /// The local day, YYYY-MM-DD.
+        #[arg(long, value_parser = parse_day)]
+        date: chrono::NaiveDate,
+        /// ct-digest's configuration file (defaults, then this file, then CT_ variables).
+        #[arg(long, env = "CT_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+fn parse_day(raw: &str) -> Result<chrono::NaiveDate, String> {
+    chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d").map_err(|_| format!("`{raw}` is not a day like 2026-11-24"))
 }
 
 /// Kafka comes from a service configuration file (its `[kafka]`) and CT_KAFKA__ variables.
@@ -359,6 +390,7 @@ async fn main() -> ExitCode {
         Command::Export(args) => run_export(args, cli.json).await,
         Command::Import(args) => run_import(args, cli.json).await,
         Command::Erase(args) => run_erase(args, cli.json).await,
+        Command::Digest(command) => run_digest(command, cli.json).await,
         Command::Checksums { model, config } => run_checksums(&model, config.as_deref(), cli.json).await,
     };
     result.unwrap_or_else(|error| {
@@ -679,6 +711,44 @@ async fn run_import(args: ImportArgs, json: bool) -> anyhow::Result<ExitCode> {
     }
     if !differing.is_empty() {
         anyhow::bail!("content digests differ from the export's for {}", differing.join(", "));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_digest(command: DigestCommand, json: bool) -> anyhow::Result<ExitCode> {
+    use ct_replay::digest;
+    match command {
+        DigestCommand::Show { date, config } => {
+            let config = ct_digest::Config::load(config.as_deref())?;
+            let Some(decided) = digest::show(&config, date).await? else {
+                match date {
+                    Some(day) => eprintln!("ct: no digest of {day} was decided"),
+                    None => eprintln!("ct: no digest was decided yet"),
+                }
+                return Ok(ExitCode::from(1));
+            };
+            if json {
+                print_json(&decided);
+            } else {
+                print!("{}", decided.markdown);
+            }
+        }
+        DigestCommand::Regenerate { date, config } => {
+            let config = ct_digest::Config::load(config.as_deref())?;
+            let regenerated = digest::regenerate(&config, date).await?;
+            if json {
+                print_json(&regenerated);
+            } else {
+                print!("{}", regenerated.rendered.markdown);
+                match &regenerated.decided_sha256 {
+                    None => eprintln!("ct: {date} has no decided digest yet"),
+                    Some(decided) if regenerated.differs => eprintln!(
+                        "ct: differs from the decided digest ({decided}): events of {date} arrived after it was decided"
+                    ),
+                    Some(_) => eprintln!("ct: identical to the decided digest"),
+                }
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -12,6 +12,7 @@ pub mod cursor;
 pub mod dlq;
 pub mod health;
 pub mod lineage;
+pub mod reports;
 pub mod routes;
 pub mod triggers;
 pub mod views;

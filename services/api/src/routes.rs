@@ -57,6 +57,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/alerts/{alert_id}/ack", axum::routing::post(crate::health::acknowledge))
         .route("/silences", axum::routing::post(crate::health::silence).get(crate::health::list_silences))
         .route("/silences/{silence_id}/expire", axum::routing::post(crate::health::expire_silence))
+        .route("/reports/daily", get(crate::reports::daily))
+        .route("/reports/daily/history", get(crate::reports::history))
         .route("/audit", get(crate::audit::list))
         .route("/dlq", get(crate::dlq::list))
         .route("/dlq/{item_id}", get(crate::dlq::get_one))

@@ -456,6 +456,34 @@ pub struct StatusChange {
     pub message: String,
 }
 
+/// `DailyReport`: one day's digest as decided, and how it was published.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DailyReport {
+    pub day: String,
+    pub time_zone: String,
+    pub sha256: String,
+    pub due_at: DateTime<Utc>,
+    pub published_at: Option<DateTime<Utc>>,
+    pub late: Option<bool>,
+    /// The digest's own JSON (`DailyDigest`), as hashed and archived.
+    pub digest: Value,
+}
+
+/// `DailyReportSummary`: one row of the digests' history.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DailyReportSummary {
+    pub day: String,
+    pub time_zone: String,
+    pub sha256: String,
+    pub due_at: DateTime<Utc>,
+    pub published_at: Option<DateTime<Utc>>,
+    pub late: Option<bool>,
+    pub events: i64,
+    pub empty: bool,
+}
+
 /// `Readiness`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Readiness {
@@ -699,6 +727,42 @@ mod tests {
         check(
             "Event",
             &Event { correlation_id: None, ingest: Ingest { received_at: Micros(at()), trace_id: None }, ..event() },
+        );
+    }
+
+    #[test]
+    fn daily_reports_match_the_document() {
+        let mut counts = ct_core::digest::DayCounts::new();
+        counts
+            .entry(ct_core::digest::metric::EVENTS_BY_SOURCE.into())
+            .or_default()
+            .insert("backend".into(), ct_core::digest::Tally { count: 3, amount_minor: 0 });
+        let day = "2025-09-24".parse().unwrap();
+        let eight = chrono::NaiveTime::from_hms_opt(8, 0, 0).unwrap();
+        let rendered = ct_core::digest::Digest::build(day, chrono_tz::Europe::London, eight, &counts).render();
+        let report = DailyReport {
+            day: "2025-09-24".into(),
+            time_zone: "Europe/London".into(),
+            sha256: rendered.sha256.clone(),
+            due_at: at(),
+            published_at: Some(at()),
+            late: Some(false),
+            digest: serde_json::from_str(&rendered.json).unwrap(),
+        };
+        check("DailyReport", &report);
+        check("DailyReport", &DailyReport { published_at: None, late: None, ..report });
+        check(
+            "DailyReportSummary",
+            &DailyReportSummary {
+                day: "2025-09-24".into(),
+                time_zone: "Europe/London".into(),
+                sha256: rendered.sha256,
+                due_at: at(),
+                published_at: None,
+                late: None,
+                events: 3,
+                empty: false,
+            },
         );
     }
 

@@ -22,7 +22,10 @@ CREATE TABLE pending_ticks (
     clock_offset BIGINT PRIMARY KEY,
     minute       TIMESTAMPTZ NOT NULL,
     events_end   BIGINT[] NOT NULL,
-    written_at   TIMESTAMPTZ NOT NULL
+    written_at   TIMESTAMPTZ NOT NULL,
+    -- The audit offsets ticks carry (this model reads no audit topic; the platform's clock
+    -- consumer writes every tick the same way).
+    audit_end    BIGINT[] NOT NULL DEFAULT '{}'
 );
 
 -- The last applied minute and the next day whose digest is due (one row).

@@ -9,15 +9,11 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Days, NaiveDate, NaiveTime, Utc};
 use chrono_tz::Tz;
-use ct_core::{
-    clock::Tick,
-    digest::{DayCounts, Digest, Tally, due_at, local_day},
-};
+use ct_core::digest::{DayCounts, Digest, Tally, due_at, local_day};
 use ct_platform::{
     clock::covered,
-    consumer::{Advance, BoxFuture, Coordinates, Incoming, Pipeline, ProcessError},
+    consumer::{BoxFuture, ProcessError},
     postgres::classify,
-    registry::RegistryClient,
 };
 use sqlx::{PgConnection, PgPool};
 
@@ -39,21 +35,8 @@ impl Builder {
         ct_platform::postgres::load_progress(pool, &self.consumer, topic).await.map_err(classify)
     }
 
-    /// Ends the batch transaction of either consumer: its progress, then whatever ticks became
-    /// ready, then the commit.
-    pub async fn finish(
-        &self,
-        mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
-        topic: &str,
-        progress: &[Advance],
-    ) -> Result<(), ProcessError> {
-        ct_platform::postgres::advance_progress(&mut tx, &self.consumer, topic, progress).await?;
-        self.advance(&mut tx).await.map_err(classify)?;
-        tx.commit().await.map_err(classify)
-    }
-
     /// Applies, in clock order, every pending tick whose events are stored.
-    pub async fn advance(&self, tx: &mut PgConnection) -> Result<u32, sqlx::Error> {
+    pub async fn apply_ready_ticks(&self, tx: &mut PgConnection) -> Result<u32, sqlx::Error> {
         sqlx::query("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.ct-clock'))")
             .execute(&mut *tx)
             .await?;
@@ -113,15 +96,7 @@ impl Builder {
 
     /// Decides the digest of `day` from its counts, at the tick of `minute`.
     async fn decide(&self, tx: &mut PgConnection, day: NaiveDate, minute: DateTime<Utc>) -> Result<(), sqlx::Error> {
-        let rows: Vec<(String, String, i64, i64)> =
-            sqlx::query_as("SELECT metric, dimension, count, amount FROM day_counts WHERE day = $1")
-                .bind(day)
-                .fetch_all(&mut *tx)
-                .await?;
-        let mut counts = DayCounts::new();
-        for (metric, dimension, count, amount_minor) in rows {
-            counts.entry(metric).or_default().insert(dimension, Tally { count, amount_minor });
-        }
+        let counts = day_counts(tx, day).await?;
         let digest = Digest::build(day, self.zone, self.publish_at, &counts);
         let rendered = digest.render();
         sqlx::query(
@@ -141,6 +116,20 @@ impl Builder {
         tracing::info!(%day, sha256 = %rendered.sha256, events = digest.events.total, "Daily digest decided.");
         Ok(())
     }
+}
+
+/// The stored counts of `day` (what its digest is built from).
+pub async fn day_counts(conn: &mut PgConnection, day: NaiveDate) -> Result<DayCounts, sqlx::Error> {
+    let rows: Vec<(String, String, i64, i64)> =
+        sqlx::query_as("SELECT metric, dimension, count, amount FROM day_counts WHERE day = $1")
+            .bind(day)
+            .fetch_all(&mut *conn)
+            .await?;
+    let mut counts = DayCounts::new();
+    for (metric, dimension, count, amount_minor) in rows {
+        counts.entry(metric).or_default().insert(dimension, Tally { count, amount_minor });
+    }
+    Ok(counts)
 }
 
 /// Moves the facts below the tick's offsets into the day counts; an event already counted (a
@@ -175,46 +164,20 @@ async fn fold(tx: &mut PgConnection, events_end: &[i64]) -> Result<(), sqlx::Err
     Ok(())
 }
 
-/// The consumer of the clock topic.
-pub struct Clock {
-    pub pool: PgPool,
-    pub registry: RegistryClient,
-    pub builder: std::sync::Arc<Builder>,
-}
-
-impl Pipeline for Clock {
-    type Item = Tick;
-
-    fn decode<'a>(&'a self, record: &'a Incoming) -> BoxFuture<'a, Result<Tick, ProcessError>> {
-        Box::pin(ct_platform::clock::decode_tick(&self.registry, record, &self.builder.events_topic, None))
+impl ct_platform::clock::Clocked for Builder {
+    fn consumer(&self) -> &str {
+        &self.consumer
     }
 
-    fn load_progress<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<HashMap<i32, i64>, ProcessError>> {
-        Box::pin(self.builder.stored_progress(&self.pool, topic))
+    fn events_topic(&self) -> &str {
+        &self.events_topic
     }
 
-    fn apply<'a>(
-        &'a self,
-        items: &'a [(Coordinates, Tick)],
-        topic: &'a str,
-        progress: &'a [Advance],
-    ) -> BoxFuture<'a, Result<(), ProcessError>> {
-        Box::pin(async move {
-            let mut tx = ct_platform::postgres::begin_batch(&self.pool).await.map_err(classify)?;
-            for (at, tick) in items {
-                sqlx::query(
-                    "INSERT INTO pending_ticks (clock_offset, minute, events_end, written_at)
-                     VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                )
-                .bind(at.offset)
-                .bind(tick.minute)
-                .bind(&tick.events_end)
-                .bind(tick.written_at)
-                .execute(&mut *tx)
-                .await
-                .map_err(classify)?;
-            }
-            self.builder.finish(tx, topic, progress).await
-        })
+    fn audit_topic(&self) -> Option<&str> {
+        None
+    }
+
+    fn advance<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), sqlx::Error>> {
+        Box::pin(async move { self.apply_ready_ticks(tx).await.map(drop) })
     }
 }

@@ -51,15 +51,13 @@ impl Pipeline for Counting {
                 metrics::counter!("ct_digest_undecodable_records_total").increment(1);
                 Observed { event_id: String::new(), facts: Vec::new() }
             };
-            let Some(value) = record.value.as_deref() else { return Ok(undecodable()) };
-            match self.registry.decode_event(value).await.map_err(ProcessError::from) {
-                Ok(event) => Ok(Observed {
+            Ok(match self.registry.decode_event_or_skip(record).await? {
+                Some(event) => Observed {
                     event_id: event.event_id().to_owned(),
                     facts: digest::observe(&event, self.builder.zone),
-                }),
-                Err(ProcessError::Record(_)) => Ok(undecodable()),
-                Err(other) => Err(other),
-            }
+                },
+                None => undecodable(),
+            })
         })
     }
 
@@ -102,7 +100,7 @@ impl Pipeline for Counting {
             .execute(&mut *tx)
             .await
             .map_err(classify)?;
-            self.builder.finish(tx, topic, progress).await
+            ct_platform::clock::finish(&*self.builder, tx, topic, progress).await
         })
     }
 }

@@ -4,7 +4,8 @@
 //! counts (`ct_core::digest`), stored with the SHA-256 of its content, and published
 //! (`publisher.rs`: `ct.digests.v1` and the archive folder).
 //!
-//! Shape: `counting.rs` (events → pending facts), `builder.rs` (ticks → folded counts → digests),
+//! Shape: `counting.rs` (events → pending facts), `builder.rs` (ticks → folded counts → digests;
+//! its clock consumer is `ct_platform::clock::ClockPipeline`),
 //! `publisher.rs` (decided digests → topic and files). Both consumers run on the platform's
 //! runner under one consumer name, so `ct rebuild digest` rebuilds both topics' state together.
 
@@ -130,8 +131,7 @@ impl Config {
         }
     }
 
-    /// The defaults pointed at `slice` (the digest schema beside the health evaluator's), writing
-    /// no files.
+    /// The defaults pointed at `slice`, writing no files.
     pub fn for_slice(slice: &ct_platform::topics::Slice) -> Config {
         let mut config = Config::defaults();
         config.kafka = slice.kafka.clone();
@@ -143,8 +143,7 @@ impl Config {
         config.publisher.poll_interval_ms = 50;
         config.publisher.archive_dir = String::new();
         config.registry.url = slice.registry_url.clone();
-        config.postgres = slice.health_postgres.clone();
-        config.postgres.schema = format!("{}_digest", slice.health_postgres.schema.trim_end_matches("_health"));
+        config.postgres = slice.digest_postgres.clone();
         config.http.listen = "127.0.0.1:0".parse().expect("literal address");
         config
     }
@@ -177,7 +176,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         registry: RegistryClient::new(&config.registry.url),
         builder: Arc::clone(&builder),
     };
-    let clock = builder::Clock { pool: pool.clone(), registry: RegistryClient::new(&config.registry.url), builder };
+    let clock = ct_platform::clock::ClockPipeline {
+        pool: pool.clone(),
+        registry: RegistryClient::new(&config.registry.url),
+        model: builder,
+    };
     let (events_settings, clock_settings) =
         (config.settings(&config.consumer.events_topic), config.settings(&config.consumer.clock_topic));
     let (events, ticks) = tokio::join!(

@@ -8,16 +8,12 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Duration, Utc};
-use ct_core::{
-    clock::Tick,
-    health::{self, Change, Facts, Intake, Rules, Status},
-};
+use ct_core::health::{self, Change, Facts, Intake, Rules, Status};
 use ct_platform::{
     catalogue::Systems,
     clock::covered,
-    consumer::{Advance, BoxFuture, Coordinates, Incoming, Pipeline, ProcessError},
+    consumer::{Advance, BoxFuture, ProcessError},
     postgres::classify,
-    registry::RegistryClient,
 };
 use sqlx::{PgConnection, PgPool};
 
@@ -49,22 +45,19 @@ impl Evaluator {
         ct_platform::postgres::load_progress(pool, &self.consumer, topic).await.map_err(classify)
     }
 
-    /// Ends the batch transaction of any of the model's consumers: its progress, then whatever
-    /// ticks became ready, then the commit.
+    /// Ends the batch transaction of any of the model's consumers (`ct_platform::clock::finish`).
     pub async fn finish(
         &self,
-        mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
+        tx: sqlx::Transaction<'static, sqlx::Postgres>,
         topic: &str,
         progress: &[Advance],
     ) -> Result<(), ProcessError> {
-        ct_platform::postgres::advance_progress(&mut tx, &self.consumer, topic, progress).await?;
-        self.advance(&mut tx).await.map_err(classify)?;
-        tx.commit().await.map_err(classify)
+        ct_platform::clock::finish(self, tx, topic, progress).await
     }
 
     /// Evaluates, in clock order, every pending tick whose events are stored. Runs inside a batch
     /// transaction, after its progress was advanced.
-    pub async fn advance(&self, tx: &mut PgConnection) -> Result<u32, sqlx::Error> {
+    pub async fn apply_ready_ticks(&self, tx: &mut PgConnection) -> Result<u32, sqlx::Error> {
         sqlx::query("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.ct-clock'))")
             .execute(&mut *tx)
             .await?;
@@ -338,52 +331,20 @@ impl Evaluator {
 
 /// Whether the events consumer has stored every record below `events_end` (a partition empty
 /// at the tick needs nothing).
-/// The consumer of the clock topic.
-pub struct Clock {
-    pub pool: PgPool,
-    pub registry: RegistryClient,
-    pub evaluator: std::sync::Arc<Evaluator>,
-}
-
-impl Pipeline for Clock {
-    type Item = Tick;
-
-    fn decode<'a>(&'a self, record: &'a Incoming) -> BoxFuture<'a, Result<Tick, ProcessError>> {
-        Box::pin(ct_platform::clock::decode_tick(
-            &self.registry,
-            record,
-            &self.evaluator.events_topic,
-            Some(&self.evaluator.audit_topic),
-        ))
+impl ct_platform::clock::Clocked for Evaluator {
+    fn consumer(&self) -> &str {
+        &self.consumer
     }
 
-    fn load_progress<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<HashMap<i32, i64>, ProcessError>> {
-        Box::pin(self.evaluator.stored_progress(&self.pool, topic))
+    fn events_topic(&self) -> &str {
+        &self.events_topic
     }
 
-    fn apply<'a>(
-        &'a self,
-        items: &'a [(Coordinates, Tick)],
-        topic: &'a str,
-        progress: &'a [Advance],
-    ) -> BoxFuture<'a, Result<(), ProcessError>> {
-        Box::pin(async move {
-            let mut tx = ct_platform::postgres::begin_batch(&self.pool).await.map_err(classify)?;
-            for (at, tick) in items {
-                sqlx::query(
-                    "INSERT INTO pending_ticks (clock_offset, minute, events_end, written_at, audit_end)
-                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-                )
-                .bind(at.offset)
-                .bind(tick.minute)
-                .bind(&tick.events_end)
-                .bind(tick.written_at)
-                .bind(&tick.audit_end)
-                .execute(&mut *tx)
-                .await
-                .map_err(classify)?;
-            }
-            self.evaluator.finish(tx, topic, progress).await
-        })
+    fn audit_topic(&self) -> Option<&str> {
+        Some(&self.audit_topic)
+    }
+
+    fn advance<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), sqlx::Error>> {
+        Box::pin(async move { self.apply_ready_ticks(tx).await.map(drop) })
     }
 }

@@ -149,12 +149,10 @@ impl Pipeline for Facts {
                 facts: Vec::new(),
                 ignored: Some(Ignored { reason: "undecodable", system_id: String::new(), source: "" }),
             };
-            let Some(value) = record.value.as_deref() else { return Ok(undecodable()) };
-            match self.registry.decode_event(value).await.map_err(ProcessError::from) {
-                Ok(event) => Ok(observe(&self.evaluator.systems.catalogue, &event)),
-                Err(ProcessError::Record(_)) => Ok(undecodable()),
-                Err(other) => Err(other),
-            }
+            Ok(match self.registry.decode_event_or_skip(record).await? {
+                Some(event) => observe(&self.evaluator.systems.catalogue, &event),
+                None => undecodable(),
+            })
         })
     }
 

@@ -264,7 +264,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         registry: RegistryClient::new(&config.registry.url),
         evaluator: Arc::clone(&evaluator),
     };
-    let clock = evaluator::Clock { pool: pool.clone(), registry, evaluator };
+    let clock = ct_platform::clock::ClockPipeline { pool: pool.clone(), registry, model: evaluator };
     let (events_settings, clock_settings, audit_settings) = (
         config.settings(&config.consumer.events_topic),
         config.settings(&config.consumer.clock_topic),

@@ -1,13 +1,17 @@
 //! The log's clock as time-dependent read models read it (design invariant 10): a tick is applied
 //! only once the events it names are stored, so the same ticks over the same log give the same
-//! state however the topics interleave when read. Shared by the health evaluator and the digest.
+//! state however the topics interleave when read. Shared by the health evaluator and the digest:
+//! a model implements [`Clocked`], its consumers end their batches with [`finish`], and its clock
+//! consumer is a [`ClockPipeline`].
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use ct_core::clock::Tick;
+use sqlx::{PgConnection, PgPool};
 
 use crate::{
-    consumer::{Incoming, ProcessError},
+    consumer::{Advance, BoxFuture, Coordinates, Incoming, Pipeline, ProcessError},
+    postgres::classify,
     registry::RegistryClient,
 };
 
@@ -45,6 +49,81 @@ pub async fn decode_tick(
         )));
     }
     Ok(tick)
+}
+
+/// A read model driven by the log's clock (the health evaluator, the digest): its consumers each
+/// end their batch transaction with [`finish`], and its clock consumer is a [`ClockPipeline`].
+pub trait Clocked: Send + Sync + 'static {
+    /// The consumer name: the progress key every consumer of the model shares.
+    fn consumer(&self) -> &str;
+    /// The events topic whose offsets ticks carry.
+    fn events_topic(&self) -> &str;
+    /// The audit topic whose offsets ticks carry, when the model follows one.
+    fn audit_topic(&self) -> Option<&str>;
+    /// Applies, in clock order, the pending ticks whose records are stored; runs inside a batch
+    /// transaction, after its progress was advanced.
+    fn advance<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), sqlx::Error>>;
+}
+
+/// Ends the batch transaction of any consumer of `model`: its progress, then whatever ticks
+/// became ready, then the commit. Whichever consumer commits last applies what became ready.
+pub async fn finish<C: Clocked + ?Sized>(
+    model: &C,
+    mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    topic: &str,
+    progress: &[Advance],
+) -> Result<(), ProcessError> {
+    crate::postgres::advance_progress(&mut tx, model.consumer(), topic, progress).await?;
+    model.advance(&mut tx).await.map_err(classify)?;
+    tx.commit().await.map_err(classify)
+}
+
+/// The clock consumer of a [`Clocked`] model: stores each tick in the model's `pending_ticks`
+/// (`clock_offset`, `minute`, `events_end`, `written_at`, `audit_end`) and lets the model advance.
+pub struct ClockPipeline<C: ?Sized> {
+    pub pool: PgPool,
+    pub registry: RegistryClient,
+    pub model: Arc<C>,
+}
+
+impl<C: Clocked + ?Sized> Pipeline for ClockPipeline<C> {
+    type Item = Tick;
+
+    fn decode<'a>(&'a self, record: &'a Incoming) -> BoxFuture<'a, Result<Tick, ProcessError>> {
+        Box::pin(decode_tick(&self.registry, record, self.model.events_topic(), self.model.audit_topic()))
+    }
+
+    fn load_progress<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<HashMap<i32, i64>, ProcessError>> {
+        Box::pin(async move {
+            crate::postgres::load_progress(&self.pool, self.model.consumer(), topic).await.map_err(classify)
+        })
+    }
+
+    fn apply<'a>(
+        &'a self,
+        items: &'a [(Coordinates, Tick)],
+        topic: &'a str,
+        progress: &'a [Advance],
+    ) -> BoxFuture<'a, Result<(), ProcessError>> {
+        Box::pin(async move {
+            let mut tx = crate::postgres::begin_batch(&self.pool).await.map_err(classify)?;
+            for (at, tick) in items {
+                sqlx::query(
+                    "INSERT INTO pending_ticks (clock_offset, minute, events_end, written_at, audit_end)
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                )
+                .bind(at.offset)
+                .bind(tick.minute)
+                .bind(&tick.events_end)
+                .bind(tick.written_at)
+                .bind(&tick.audit_end)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+            }
+            finish(&*self.model, tx, topic, progress).await
+        })
+    }
 }
 
 #[cfg(test)]

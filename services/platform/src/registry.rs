@@ -149,6 +149,22 @@ impl RegistryClient {
     }
 
     /// Decodes a record value in the Confluent wire format with `decode(writer schema, datum)`.
+    /// Decodes an events-topic record for a reader that does not own its dead letters (the
+    /// projector does): `None` for a record that is not a decodable event, which the caller
+    /// counts; an unreachable registry is still an error, which pauses the consumer.
+    pub async fn decode_event_or_skip(
+        &self,
+        record: &crate::consumer::Incoming,
+    ) -> Result<Option<ct_core::Envelope>, crate::consumer::ProcessError> {
+        use crate::consumer::ProcessError;
+        let Some(value) = record.value.as_deref() else { return Ok(None) };
+        match self.decode_event(value).await.map_err(ProcessError::from) {
+            Ok(event) => Ok(Some(event)),
+            Err(ProcessError::Record(_)) => Ok(None),
+            Err(other) => Err(other),
+        }
+    }
+
     pub async fn decode_with<T>(
         &self,
         value: &[u8],

@@ -107,6 +107,8 @@ pub struct Slice {
     pub dlq_postgres: crate::config::PostgresConfig,
     /// The health evaluator's schema.
     pub health_postgres: crate::config::PostgresConfig,
+    /// The daily digest's schema.
+    pub digest_postgres: crate::config::PostgresConfig,
     /// The runs read model's schema (the runner's).
     pub runs_postgres: crate::config::PostgresConfig,
     pub redis: crate::config::RedisConfig,

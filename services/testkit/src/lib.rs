@@ -126,7 +126,12 @@ impl TestContext {
             max_connections: 5,
             schema: format!("t_{}", self.id),
             acquire_timeout_ms: 10_000,
-            extra_schemas: vec![self.dlq_postgres().schema, self.health_postgres().schema, self.runs_postgres().schema],
+            extra_schemas: vec![
+                self.dlq_postgres().schema,
+                self.health_postgres().schema,
+                self.runs_postgres().schema,
+                self.digest_postgres().schema,
+            ],
             statement_timeout_ms: 60_000,
         }
     }
@@ -148,6 +153,11 @@ impl TestContext {
         PostgresConfig { schema: format!("t_{}_health", self.id), ..self.dlq_postgres() }
     }
 
+    /// The schema of this test's daily digest.
+    pub fn digest_postgres(&self) -> PostgresConfig {
+        PostgresConfig { schema: format!("t_{}_digest", self.id), ..self.dlq_postgres() }
+    }
+
     /// The schema of this test's runs read model (the runner's).
     pub fn runs_postgres(&self) -> PostgresConfig {
         PostgresConfig { schema: format!("t_{}_runs", self.id), ..self.dlq_postgres() }
@@ -166,6 +176,7 @@ impl TestContext {
             postgres: self.postgres(),
             dlq_postgres: self.dlq_postgres(),
             health_postgres: self.health_postgres(),
+            digest_postgres: self.digest_postgres(),
             runs_postgres: self.runs_postgres(),
             redis: self.redis(),
             registry_url: registry_url.to_owned(),
