@@ -308,6 +308,8 @@ enum Model {
     Runs(RebuildArgs),
     /// The daily digests and the day counts they are built from (ct.events.v1 + ct.clock.v1).
     Digest(RebuildArgs),
+    /// Deployments and branch heads per repository (the projector's versions model).
+    Versions(RebuildArgs),
 }
 
 /// Reads the model's topics from offset 0 into `<schema>_rebuild_<time>` beside the live schema,
@@ -386,6 +388,7 @@ async fn main() -> ExitCode {
         Command::Rebuild { model: Model::Health(args) } => run_rebuild("health", args, cli.json).await,
         Command::Rebuild { model: Model::Runs(args) } => run_rebuild("runs", args, cli.json).await,
         Command::Rebuild { model: Model::Digest(args) } => run_rebuild("digest", args, cli.json).await,
+        Command::Rebuild { model: Model::Versions(args) } => run_rebuild("versions", args, cli.json).await,
         Command::Send(args) => run_send(args).await,
         Command::Export(args) => run_export(args, cli.json).await,
         Command::Import(args) => run_import(args, cli.json).await,

@@ -13,6 +13,7 @@ pub const MODELS: &[(&str, &str)] = &[
     ("daily-counts", "daily_counts (its own schema; run by ct-projector when daily_counts.enabled)"),
     ("health", "statuses, history and the rule windows (ct-health's schema; ct.events.v1 + ct.clock.v1)"),
     ("runs", "trigger_runs, run_transitions (ct-runner's schema; ct.runs.v1)"),
+    ("versions", "deployments, branch_heads, version_history (the projector's versions model; ct.events.v1)"),
     ("digest", "digests and the day counts (ct-digest's schema; ct.events.v1 + ct.clock.v1)"),
 ];
 
@@ -22,6 +23,7 @@ pub fn model(name: &str, config: Option<&Path>) -> anyhow::Result<Box<dyn ReadMo
     Ok(match name {
         "projector" => Box::new(ct_projector::ProjectorModel(ct_projector::Config::load(config)?)),
         "dlq-items" => Box::new(ct_dlq_categoriser::DlqItemsModel(ct_dlq_categoriser::Config::load(config)?)),
+        "versions" => Box::new(ct_projector::versions::VersionsModel::of(ct_projector::Config::load(config)?)),
         "daily-counts" => {
             Box::new(ct_projector::daily_counts::DailyCountsModel::of(ct_projector::Config::load(config)?))
         }

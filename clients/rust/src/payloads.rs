@@ -235,3 +235,35 @@ pub struct SystemHeartbeat {
 impl crate::Payload for SystemHeartbeat {
     const TYPE: &'static str = "system.heartbeat";
 }
+
+/// `ci.deploy.completed`
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CiDeployCompleted {
+    pub commit: String,
+    pub environment: String,
+    pub repo: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+}
+
+impl crate::Payload for CiDeployCompleted {
+    const TYPE: &'static str = "ci.deploy.completed";
+}
+
+/// `ci.branch.updated`
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CiBranchUpdated {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ahead: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub behind: Option<u64>,
+    pub branch: String,
+    pub commit: String,
+    pub repo: String,
+}
+
+impl crate::Payload for CiBranchUpdated {
+    const TYPE: &'static str = "ci.branch.updated";
+}

@@ -112,6 +112,23 @@ export interface SystemHeartbeatPayload {
   version?: string;
 }
 
+/** `ci.deploy.completed` */
+export interface CiDeployCompletedPayload {
+  commit: string;
+  environment: string | number;
+  repo: string | number;
+  tag?: string;
+}
+
+/** `ci.branch.updated` */
+export interface CiBranchUpdatedPayload {
+  ahead?: number;
+  behind?: number;
+  branch: string | number;
+  commit: string;
+  repo: string | number;
+}
+
 /** Every event type and its payload. */
 export interface EventPayloads {
   "desktop.trigger.contract": DesktopTriggerContractPayload;
@@ -128,4 +145,6 @@ export interface EventPayloads {
   "ct.run.started": RunStartedPayload;
   "ct.run.completed": RunCompletedPayload;
   "system.heartbeat": SystemHeartbeatPayload;
+  "ci.deploy.completed": CiDeployCompletedPayload;
+  "ci.branch.updated": CiBranchUpdatedPayload;
 }

@@ -15,6 +15,7 @@ pub mod lineage;
 pub mod reports;
 pub mod routes;
 pub mod triggers;
+pub mod versions;
 pub mod views;
 
 use std::{collections::BTreeMap, net::SocketAddr, path::Path, sync::Arc};

@@ -484,6 +484,46 @@ pub struct DailyReportSummary {
     pub empty: bool,
 }
 
+/// `Version`: one repository's deployment to one environment, against its target branch.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Version {
+    pub repo: String,
+    pub environment: String,
+    pub commit: String,
+    pub tag: Option<String>,
+    pub deployed_at: DateTime<Utc>,
+    pub target_branch: String,
+    pub head: Option<BranchHead>,
+    pub drifting: bool,
+    pub drift_since: Option<DateTime<Utc>>,
+}
+
+/// `BranchHead`: where the target branch stands.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BranchHead {
+    pub commit: String,
+    pub ahead: Option<i64>,
+    pub behind: Option<i64>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// `VersionChange`: one deployment or branch update of a repository.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionChange {
+    pub at: DateTime<Utc>,
+    pub event_id: String,
+    pub kind: String,
+    pub environment: Option<String>,
+    pub branch: Option<String>,
+    pub commit: String,
+    pub tag: Option<String>,
+    pub ahead: Option<i64>,
+    pub behind: Option<i64>,
+}
+
 /// `Readiness`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Readiness {

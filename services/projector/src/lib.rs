@@ -11,6 +11,7 @@ pub mod daily_counts;
 pub mod erasures;
 pub mod handler;
 pub mod store;
+pub mod versions;
 
 use std::{collections::HashMap, path::Path, sync::Arc, time::Duration};
 
@@ -43,6 +44,7 @@ pub struct Config {
     pub redis: RedisConfig,
     pub views: ViewsConfig,
     pub daily_counts: DailyCountsConfig,
+    pub versions: VersionsConfig,
     pub retention: RetentionConfig,
     pub http: HttpConfig,
     pub telemetry: TelemetryConfig,
@@ -69,6 +71,14 @@ pub struct ConsumerConfig {
     /// Set by a rebuild for its copy; never configured.
     #[serde(skip)]
     pub horizon: Horizon,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct VersionsConfig {
+    /// Also run the `versions` read model (its own group and schema) in this process.
+    pub enabled: bool,
+    /// The branch deployments should follow: a deployment drifts when its head is another commit.
+    pub target_branch: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -170,6 +180,7 @@ impl Config {
     pub fn for_rebuild(mut self, copy: Copy) -> Config {
         self.views.enabled = false;
         self.daily_counts.enabled = false;
+        self.versions.enabled = false;
         self.retention.prune_interval_s = 0;
         self.consumer.batch_max = self.consumer.batch_max.max(REBUILD_BATCH);
         self.consumer.parallelism = self.consumer.parallelism.max(REBUILD_PARALLELISM);
@@ -333,6 +344,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     settings.push(config.retry_settings());
     if config.daily_counts.enabled {
         tokio::spawn(daily_counts::run(config.clone(), shutdown.clone()));
+    }
+    if config.versions.enabled {
+        let (config, shutdown) = (config.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(error) = versions::run(config, shutdown).await {
+                tracing::error!(error = format!("{error:#}"), "The versions read model stopped.");
+            }
+        });
     }
     if config.retention.prune_interval_s > 0 {
         tokio::spawn(prune_periodically(Arc::clone(&projector), config.retention.clone(), shutdown.clone()));

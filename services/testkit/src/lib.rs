@@ -131,6 +131,7 @@ impl TestContext {
                 self.health_postgres().schema,
                 self.runs_postgres().schema,
                 self.digest_postgres().schema,
+                format!("t_{}_versions", self.id),
             ],
             statement_timeout_ms: 60_000,
         }

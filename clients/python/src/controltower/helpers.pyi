@@ -46,3 +46,9 @@ class Helpers:
     def system_heartbeat(self, *, system_id: Union[str, int], uptime_s: Optional[int] = ..., version: Optional[str] = ..., source: Optional[str] = ..., event_id: str = ..., ts: str = ..., correlation_id: Optional[str] = ...) -> Event:
         """`system.heartbeat`."""
         ...
+    def ci_deploy_completed(self, *, commit: str, environment: Union[str, int], repo: Union[str, int], tag: Optional[str] = ..., source: Optional[str] = ..., event_id: str = ..., ts: str = ..., correlation_id: Optional[str] = ...) -> Event:
+        """`ci.deploy.completed`."""
+        ...
+    def ci_branch_updated(self, *, branch: Union[str, int], commit: str, repo: Union[str, int], ahead: Optional[int] = ..., behind: Optional[int] = ..., source: Optional[str] = ..., event_id: str = ..., ts: str = ..., correlation_id: Optional[str] = ...) -> Event:
+        """`ci.branch.updated`."""
+        ...
