@@ -7,6 +7,7 @@ import unittest
 from controltower import InvalidEvent, events, retry, signing
 
 VECTORS = json.loads((pathlib.Path(__file__).resolve().parents[2] / "conformance/vectors.json").read_text())
+TAXONOMY = json.loads((pathlib.Path(__file__).resolve().parents[2] / "taxonomy/taxonomy.json").read_text())
 
 
 class Signatures(unittest.TestCase):
@@ -45,7 +46,10 @@ class Retries(unittest.TestCase):
 
 class Helpers(unittest.TestCase):
     def test_a_helper_per_type_with_camel_case_keys(self):
-        self.assertEqual(len(dir(events)), 14)
+        types = [t["type"] for t in TAXONOMY["eventTypes"]]
+        self.assertEqual(len(dir(events)), len(types))
+        for event_type in types:
+            self.assertTrue(callable(getattr(events, event_type.replace(".", "_"))), event_type)
         error = events.backend_fn_error(fn_name="parse", severity="HIGH", correlation_id="run_1")
         self.assertEqual((error.type, error.payload), ("backend.fn.error", {"fnName": "parse", "severity": "HIGH"}))
         body = error.body("backend")

@@ -7,6 +7,7 @@ import { InvalidEvent, backoffCeilingMs, classify, delayMs, event, events, retry
 
 // dist/test/ -> clients/conformance/
 const vectors = JSON.parse(readFileSync(new URL("../../../conformance/vectors.json", import.meta.url), "utf8"));
+const taxonomy = JSON.parse(readFileSync(new URL("../../../taxonomy/taxonomy.json", import.meta.url), "utf8"));
 
 test("every signature vector", () => {
   for (const v of vectors.signatures) {
@@ -32,7 +33,8 @@ test("Retry-After, backoff ceilings and answers", () => {
 });
 
 test("a helper per type, with camelCase keys and the fields named", () => {
-  assert.equal(Object.keys(events).length, 14);
+  assert.equal(Object.keys(events).length, taxonomy.eventTypes.length);
+  for (const { type } of taxonomy.eventTypes) assert.ok(type in events, type);
   const error = events["backend.fn.error"]({ fnName: "parse", severity: "high" }, { correlationId: "run_1" });
   assert.deepEqual(error.payload, { fnName: "parse", severity: "high" });
   // The untyped builder takes snake_case too, and enums in any case, as the edge does.
