@@ -21,6 +21,7 @@ use chrono_tz::Tz;
 use ct_platform::{
     config::{ConfigError, HttpConfig, KafkaConfig, PostgresConfig, Profile, RegistryConfig, TelemetryConfig},
     consumer::{self, BoxFuture, ConsumerSettings},
+    notify::{self, NotifyConfig},
     postgres::Migration,
     readmodel::{Checksums, Copy, Horizon, ReadModel},
     registry::RegistryClient,
@@ -35,6 +36,7 @@ pub const DEFAULTS: ct_platform::config::Defaults =
 pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 0, name: "consumer progress", sql: ct_platform::postgres::PROGRESS_TABLE_SQL },
     Migration { version: 1, name: "digest", sql: include_str!("../migrations/0001_digest.sql") },
+    Migration { version: 2, name: "notifications", sql: ct_platform::notify::NOTIFICATIONS_TABLE_SQL },
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -44,6 +46,7 @@ pub struct Config {
     pub consumer: ConsumerConfig,
     pub digest: DigestConfig,
     pub publisher: PublisherConfig,
+    pub notify: NotifyConfig,
     pub registry: RegistryConfig,
     pub postgres: PostgresConfig,
     pub http: HttpConfig,
@@ -95,6 +98,8 @@ pub struct PublisherConfig {
     pub archive_dir: String,
     pub late_after_s: i64,
     pub poll_interval_ms: u64,
+    /// Channel names of `[notify.channels]` each published digest is delivered to, once.
+    pub deliver_to: Vec<String>,
 }
 
 impl Config {
@@ -113,6 +118,11 @@ impl Config {
         self.digest.publish_time()?;
         if self.publisher.late_after_s < 0 {
             return Err(ConfigError::Rule("`publisher.late_after_s` must not be negative".into()));
+        }
+        if let Some(channel) = self.publisher.deliver_to.iter().find(|c| !self.notify.channels.contains_key(*c)) {
+            return Err(ConfigError::Rule(format!(
+                "`publisher.deliver_to` names channel `{channel}`, which `[notify.channels]` does not configure"
+            )));
         }
         Ok(())
     }
@@ -141,6 +151,7 @@ impl Config {
         config.consumer.dlq_topic = slice.topics.dlq.clone();
         config.consumer.batch_wait_ms = 10;
         config.publisher.poll_interval_ms = 50;
+        config.notify.poll_interval_ms = 100;
         config.publisher.archive_dir = String::new();
         config.registry.url = slice.registry_url.clone();
         config.postgres = slice.digest_postgres.clone();
@@ -170,6 +181,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             .await
             .context("starting the publisher")?;
         tasks.spawn(publisher::run(publisher, shutdown.clone()));
+        if config.notify.enabled {
+            let notifier = notify::Notifier::new(pool.clone(), config.notify.clone())?;
+            tasks.spawn(notify::run(notifier, shutdown.clone()));
+        }
     }
     let counting = counting::Counting {
         pool: pool.clone(),
@@ -247,14 +262,20 @@ impl ReadModel for DigestModel {
         Box::pin(checksums(pool))
     }
 
-    /// Digests decided before a restore were published then: a restored service must not send
-    /// them again.
+    /// Digests decided before a restore were published and delivered then: a restored service
+    /// must not send them again.
     fn settle_history<'a>(&'a self, pool: &'a PgPool) -> BoxFuture<'a, Result<(), sqlx::Error>> {
         Box::pin(async move {
             sqlx::query("UPDATE digests SET published_at = decided_minute, late = false WHERE published_at IS NULL")
                 .execute(pool)
-                .await
-                .map(drop)
+                .await?;
+            sqlx::query(
+                "UPDATE notifications SET state = 'suppressed', last_error = 'decided before a restore' \
+                 WHERE state = 'pending'",
+            )
+            .execute(pool)
+            .await
+            .map(drop)
         })
     }
 

@@ -1,9 +1,12 @@
 //! Publishes decided digests, oldest day first: the Markdown and JSON into the archive folder
 //! (file names carry the content's SHA-256, so writing one twice is harmless), then a
 //! `ct.v1.Digest` record on `ct.digests.v1` keyed by the day (idempotent producer, `acks=all`),
-//! then the row marked published. A crash before the mark publishes the digest again: at least
-//! once, and readers dedupe on `(day, sha256)`. A digest published more than `late_after_s` after
-//! it was due (the service was down at 08:00, the clock stalled) says so.
+//! then the row marked published together with one notification per channel of `deliver_to`
+//! (the platform's notifier sends them, exactly once per day and channel: see `ct_platform::notify`).
+//! A crash before the mark publishes the record again: at least once, and readers dedupe on
+//! `(day, sha256)`; the notifications are only written with the mark, once. A digest published
+//! more than `late_after_s` after it was due (the service was down at 08:00, the clock stalled)
+//! says so, in the record and in the messages.
 
 use std::{
     path::{Path, PathBuf},
@@ -33,6 +36,7 @@ pub struct Publisher {
     archive: Option<PathBuf>,
     late_after: chrono::Duration,
     interval: Duration,
+    deliver_to: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +74,7 @@ impl Publisher {
             archive: (!config.archive_dir.is_empty()).then(|| PathBuf::from(&config.archive_dir)),
             late_after: chrono::Duration::seconds(config.late_after_s),
             interval: Duration::from_millis(config.poll_interval_ms),
+            deliver_to: config.deliver_to.clone(),
         })
     }
 
@@ -105,13 +110,28 @@ impl Publisher {
                 .send(FutureRecord::to(&self.topic).key(&key).payload(&value), TIMEOUT)
                 .await
                 .map_err(|(error, _)| error)?;
+            let mut tx = self.pool.begin().await?;
             sqlx::query("UPDATE digests SET published_at = $2, late = $3, archived = $4 WHERE day = $1")
                 .bind(day)
                 .bind(published_at)
                 .bind(late)
                 .bind(archived.as_ref().map(|p| p.display().to_string()))
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
+            let title = message_title(*day, late, *due_at, published_at);
+            for channel in &self.deliver_to {
+                sqlx::query(
+                    "INSERT INTO notifications (subject, kind, channel, title, body, state)
+                     VALUES ($1, 'daily', $2, $3, $4, 'pending') ON CONFLICT (subject, kind, channel) DO NOTHING",
+                )
+                .bind(format!("digest-{day}"))
+                .bind(channel)
+                .bind(&title)
+                .bind(markdown)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
             metrics::counter!("ct_digest_digests_published_total", "late" => if late { "true" } else { "false" })
                 .increment(1);
             if late {
@@ -121,6 +141,20 @@ impl Publisher {
             }
         }
         Ok(rows.len())
+    }
+}
+
+/// The subject of a digest's message: the day, and when late, by how much.
+fn message_title(day: NaiveDate, late: bool, due_at: DateTime<Utc>, published_at: DateTime<Utc>) -> String {
+    if late {
+        let format = "%Y-%m-%d %H:%M:%S UTC";
+        format!(
+            "[LATE] Daily digest for {day} (due {}, published {})",
+            due_at.format(format),
+            published_at.format(format)
+        )
+    } else {
+        format!("Daily digest for {day}")
     }
 }
 

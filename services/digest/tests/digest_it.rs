@@ -1,16 +1,21 @@
 //! The digest builder on the real broker, registry and Postgres, driven by clock records written
 //! with the real ticker: the golden dataset's week gives the committed digests byte for byte,
 //! the days around the clock changes cover 23 and 25 hours and are decided at 08:00 local, and a
-//! rebuild swaps in identical digests.
+//! rebuild swaps in identical digests; the service SIGKILLed a second before a digest is due and
+//! restarted after it publishes it once, late, and delivers it once to Slack and email.
 
 use std::{path::PathBuf, time::Duration};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use ct_core::{Envelope, envelope::ParseOptions, redact::Redactor};
 use ct_digest::{Config, DigestModel};
 use ct_health::ticker::{ClockTopics, Ticker};
 use ct_platform::{kafka, registry::RegistryClient};
-use ct_testkit::{TestContext, eventually, wire_event};
+use ct_testkit::{
+    TestContext, eventually,
+    receivers::{SlackReceiver, SmtpServer},
+    wire_event,
+};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -34,6 +39,13 @@ fn at(text: &str) -> DateTime<Utc> {
 
 impl Scenario {
     async fn start() -> Scenario {
+        let scenario = Scenario::prepare().await;
+        tokio::spawn(ct_digest::run(scenario.config.clone(), scenario.stop.clone()));
+        scenario
+    }
+
+    /// The test's slice and the digest's configuration, without starting it.
+    async fn prepare() -> Scenario {
         let ctx = TestContext::new();
         let topics = ctx.pipeline_topics().await;
         let digests = ctx.create_topics(&[("ct.digests.v1", 1)]).await.remove(0);
@@ -55,7 +67,6 @@ impl Scenario {
         let pool = ct_platform::postgres::connect(&config.postgres).await.expect("postgres");
         let producer = kafka::idempotent_producer(&ctx.kafka, Duration::from_secs(30)).expect("producer");
         let stop = CancellationToken::new();
-        tokio::spawn(ct_digest::run(config.clone(), stop.clone()));
         Scenario {
             ctx,
             config,
@@ -94,7 +105,10 @@ impl Scenario {
 
     /// Writes the tick of `minute` and waits until the builder has applied it.
     async fn tick(&self, minute: &str) {
-        let minute = at(minute);
+        self.tick_at(at(minute)).await;
+    }
+
+    async fn tick_at(&self, minute: DateTime<Utc>) {
         self.ticker.tick(minute).await.expect("tick written");
         let applied = eventually(Duration::from_secs(60), || async {
             let last: Option<DateTime<Utc>> =
@@ -287,4 +301,138 @@ async fn the_days_around_the_clock_changes_cover_their_local_hours_and_are_due_a
     assert_eq!(digest("2026-10-25")["due_at"].as_str().map(at), Some(at("2026-10-26T08:00:00Z")));
     s.stop.cancel();
     let _ = std::fs::remove_dir_all(&s.archive);
+}
+
+/// The done-when of the digest's delivery, on the wall clock (lateness is a wall-clock fact):
+/// the digest is due at the next whole minute T; the service is SIGKILLed at T - 1 s, the tick of
+/// T is written while it is down, and it is restarted at T + 8 s (`late_after_s` = 5, the
+/// "07:59:59 and 08:03" of a real morning, scaled down). It publishes the day's digest once,
+/// marked late, and Slack and email each receive it once, also after one more restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_digest_missed_while_the_service_was_down_is_published_late_and_delivered_once() {
+    let slack = SlackReceiver::start().await;
+    let smtp = SmtpServer::start();
+    let s = Scenario::prepare().await;
+    let london = chrono_tz::Europe::London;
+    let minute = |t: DateTime<Utc>| t.with_second(0).and_then(|t| t.with_nanosecond(0)).unwrap();
+    let mut due = minute(Utc::now() + chrono::Duration::seconds(90));
+    if due.with_timezone(&london).time() == chrono::NaiveTime::MIN {
+        due += chrono::Duration::minutes(1); // keep "the day before the due date" simple
+    }
+    let local_due = due.with_timezone(&london);
+    let day = local_due.date_naive().pred_opt().unwrap();
+
+    let port = ct_testkit::free_port();
+    let c = &s.config;
+    let config = format!(
+        r#"
+[kafka]
+bootstrap_servers = "{bootstrap}"
+[consumer]
+name = "{name}"
+events_topic = "{events}"
+clock_topic = "{clock}"
+dlq_topic = "{dlq}"
+batch_wait_ms = 10
+[digest]
+time_zone = "Europe/London"
+publish_at = "{publish_at}"
+[publisher]
+digests_topic = "{digests}"
+archive_dir = ""
+late_after_s = 5
+poll_interval_ms = 100
+deliver_to = ["slack", "email"]
+[notify]
+poll_interval_ms = 100
+backoff_base_ms = 200
+backoff_max_ms = 1000
+[notify.channels.slack]
+kind = "slack"
+webhook_url = "{slack}"
+[notify.channels.email]
+kind = "email"
+smtp_url = "{smtp}"
+from = "ct@example.test"
+to = ["admins@example.test"]
+[registry]
+url = "{registry}"
+[postgres]
+url = "{postgres}"
+schema = "{schema}"
+[http]
+listen = "127.0.0.1:{port}"
+"#,
+        bootstrap = c.kafka.bootstrap_servers,
+        name = c.consumer.name,
+        events = c.consumer.events_topic,
+        clock = c.consumer.clock_topic,
+        dlq = c.consumer.dlq_topic,
+        publish_at = local_due.format("%H:%M"),
+        digests = c.publisher.digests_topic,
+        slack = slack.url(),
+        smtp = smtp.url(),
+        registry = c.registry.url,
+        postgres = c.postgres.url,
+        schema = c.postgres.schema,
+    );
+    let dir = std::env::temp_dir().join(format!("ct-digest-kill-{}", s.ctx.id));
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_ct-digest"));
+    let mut service = ct_testkit::ServiceProcess::start(binary, "ct-digest", &config, &dir);
+    assert!(service.healthy(port, "/healthz", Duration::from_secs(60)).await, "{}", service.logs());
+
+    let noon = day.and_hms_opt(12, 0, 0).unwrap().and_local_timezone(london).unwrap().with_timezone(&Utc);
+    s.log(&serde_json::json!({"eventId": "before_the_crash", "type": "system.heartbeat",
+                              "ts": noon.to_rfc3339(), "source": "portal", "payload": {"systemId": "portal"}}))
+        .await;
+    s.tick_at(due - chrono::Duration::minutes(1)).await;
+    assert!(s.digests().await.is_empty(), "nothing is due before {due}");
+
+    let until = |t: DateTime<Utc>| (t - Utc::now()).to_std().unwrap_or_default();
+    tokio::time::sleep(until(due - chrono::Duration::seconds(1))).await;
+    service.stop(); // SIGKILL, one second before the digest is due
+    s.ticker.tick(due).await.expect("the ticker keeps writing while the digest is down");
+    tokio::time::sleep(until(due + chrono::Duration::seconds(8))).await;
+    let mut service = ct_testkit::ServiceProcess::start(binary, "ct-digest-2", &config, &dir);
+    assert!(service.healthy(port, "/healthz", Duration::from_secs(60)).await, "{}", service.logs());
+
+    let delivered = eventually(Duration::from_secs(60), || async {
+        (!slack.messages().is_empty() && !smtp.messages().is_empty()).then_some(())
+    })
+    .await;
+    assert!(delivered.is_some(), "not delivered to both: {}", service.logs());
+    service.stop();
+    let mut service = ct_testkit::ServiceProcess::start(binary, "ct-digest-3", &config, &dir);
+    assert!(service.healthy(port, "/healthz", Duration::from_secs(60)).await, "{}", service.logs());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let title = format!("[LATE] Daily digest for {day}");
+    let (texts, mails) = (slack.messages(), smtp.messages());
+    assert_eq!(texts.len(), 1, "{texts:?}");
+    assert!(texts[0].starts_with(&format!("*{title}")), "{}", texts[0]);
+    assert!(texts[0].contains("system.heartbeat"), "the digest's Markdown: {}", texts[0]);
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert!(mails[0].contains(&format!("Subject: {title}")), "{}", mails[0]);
+    assert!(mails[0].contains(&format!("Message-ID: <digest-{day}.daily.email@control-tower>")), "{}", mails[0]);
+    let rows: Vec<(String, bool)> =
+        sqlx::query_as("SELECT day::text, late FROM digests WHERE published_at IS NOT NULL")
+            .fetch_all(&s.pool)
+            .await
+            .unwrap();
+    assert_eq!(rows, [(day.to_string(), true)]);
+    let sent: Vec<(String, String, i32)> =
+        sqlx::query_as("SELECT channel, state, attempts FROM notifications ORDER BY channel")
+            .fetch_all(&s.pool)
+            .await
+            .unwrap();
+    assert_eq!(sent, [("email".into(), "delivered".into(), 1), ("slack".into(), "delivered".into(), 1)]);
+    let (kafka, topic) = (s.ctx.kafka.clone(), s.config.publisher.digests_topic.clone());
+    let records = tokio::task::spawn_blocking(move || kafka::last_record(&kafka, &topic, 0, Duration::from_secs(10)))
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("the digest record");
+    assert_eq!(rdkafka::Message::offset(&records), 0, "one record on the digests topic");
+    service.stop();
+    let _ = std::fs::remove_dir_all(&dir);
 }

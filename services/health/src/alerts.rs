@@ -432,7 +432,7 @@ impl Alerting {
             metrics::counter!("ct_health_alert_transitions_total", "transition" => name).increment(1);
             for channel in channels {
                 sqlx::query(
-                    "INSERT INTO notifications (alert_id, transition, channel, at, title, body, state, held)
+                    "INSERT INTO notifications (subject, kind, channel, at, title, body, state, held)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 )
                 .bind(&id)
@@ -489,7 +489,7 @@ impl Alerting {
             }
             body.push_str("\nGET /alerts?state=firing lists what is still open.");
             sqlx::query(
-                "INSERT INTO notifications (alert_id, transition, channel, at, title, body, state)
+                "INSERT INTO notifications (subject, kind, channel, at, title, body, state)
                  VALUES ($1, 'summary', $2, $3, $4, $5, $6)",
             )
             .bind(format!("quiet-hours@{}", minute.format("%Y%m%dT%H%MZ")))

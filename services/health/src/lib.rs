@@ -10,7 +10,6 @@
 pub mod alerts;
 pub mod evaluator;
 pub mod facts;
-pub mod notify;
 pub mod outbox;
 pub mod slos;
 pub mod ticker;
@@ -23,6 +22,7 @@ use ct_platform::{
     catalogue::CatalogueConfig,
     config::{ConfigError, HttpConfig, KafkaConfig, PostgresConfig, Profile, RegistryConfig, TelemetryConfig},
     consumer::{self, BoxFuture, ConsumerSettings},
+    notify,
     postgres::Migration,
     readmodel::{Checksums, Copy, Horizon, ReadModel},
     registry::RegistryClient,
@@ -44,6 +44,11 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 5, name: "slos", sql: include_str!("../migrations/0005_slos.sql") },
     Migration { version: 6, name: "quiet hours", sql: include_str!("../migrations/0006_quiet_hours.sql") },
     Migration { version: 7, name: "dlq depth", sql: include_str!("../migrations/0007_dlq_depth.sql") },
+    Migration {
+        version: 8,
+        name: "notification columns",
+        sql: include_str!("../migrations/0008_notification_columns.sql"),
+    },
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -300,11 +305,7 @@ const TABLES: &[(&str, &str, &str)] = &[
     ("pending_ticks", "t", "clock_offset"),
     ("pending_facts", "t", "\"partition\", \"offset\", system_id"),
     ("alerts", "t", "id"),
-    (
-        "notifications",
-        "(alert_id, transition, channel, at, title, body, held, summarised_at)",
-        "alert_id, transition, channel, at",
-    ),
+    ("notifications", "(subject, kind, channel, at, title, body, held, summarised_at)", "subject, kind, channel, at"),
     ("pending_actions", "t", "\"partition\", \"offset\""),
     ("alert_actions", "t", "audit_id"),
     ("silences", "t", "id"),

@@ -8,9 +8,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Scenario, SlackReceiver, SmtpServer};
-use ct_health::notify::ChannelConfig;
+use common::Scenario;
+use ct_platform::notify::ChannelConfig;
 use ct_testkit::eventually;
+use ct_testkit::receivers::{SlackReceiver, SmtpServer};
 use serde_json::json;
 
 fn error(id: &str, ts: &str) -> serde_json::Value {
@@ -92,12 +93,11 @@ async fn one_incident_is_one_message_per_channel_escalates_and_survives_a_receiv
     .await;
     assert!(resolved_in_slack.is_some(), "{:?}", slack.messages());
     let retried = eventually(Duration::from_secs(30), || async {
-        let attempts: i32 = sqlx::query_scalar(
-            "SELECT attempts FROM notifications WHERE channel = 'email' AND transition = 'resolved'",
-        )
-        .fetch_one(&s.pool)
-        .await
-        .ok()?;
+        let attempts: i32 =
+            sqlx::query_scalar("SELECT attempts FROM notifications WHERE channel = 'email' AND kind = 'resolved'")
+                .fetch_one(&s.pool)
+                .await
+                .ok()?;
         (attempts >= 2).then_some(())
     })
     .await;
@@ -280,7 +280,7 @@ async fn a_silence_keeps_the_alert_and_sends_nothing() {
     // After the silence ends, the resolution is told.
     s.tick("2026-03-03T11:14:00Z").await;
     let states: Vec<(String, String)> =
-        sqlx::query_as("SELECT transition, state FROM notifications ORDER BY at").fetch_all(&s.pool).await.unwrap();
+        sqlx::query_as("SELECT kind, state FROM notifications ORDER BY at").fetch_all(&s.pool).await.unwrap();
     assert_eq!(states[0], ("firing".to_owned(), "silenced".to_owned()), "{states:?}");
     assert_eq!(states[1].0, "resolved");
     let told = eventually(Duration::from_secs(30), || async { (slack.messages().len() == 1).then_some(()) }).await;
@@ -311,7 +311,7 @@ async fn quiet_hours_hold_notifications_and_send_one_summary_when_they_end() {
     s.tick("2026-03-03T23:20:00Z").await;
     s.tick("2026-03-04T06:59:00Z").await;
     let states: Vec<(String, String)> =
-        sqlx::query_as("SELECT transition, state FROM notifications ORDER BY at").fetch_all(&s.pool).await.unwrap();
+        sqlx::query_as("SELECT kind, state FROM notifications ORDER BY at").fetch_all(&s.pool).await.unwrap();
     assert_eq!(
         states,
         [("firing".to_owned(), "held".to_owned()), ("resolved".to_owned(), "held".to_owned())],

@@ -13,6 +13,7 @@ pub mod http;
 pub mod http_error;
 pub mod kafka;
 pub mod metrics;
+pub mod notify;
 pub mod postgres;
 pub mod readmodel;
 pub mod redis;

@@ -5,6 +5,7 @@
 //! A missing service fails the test with a message that says how to start it; nothing is skipped.
 
 pub mod bench;
+pub mod receivers;
 
 use std::{path::PathBuf, time::Duration};
 

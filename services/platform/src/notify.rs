@@ -1,10 +1,15 @@
-//! Delivers the notifications the evaluator decided (`notifications`, state `pending`) to Slack
-//! incoming webhooks and to email over SMTP (`lettre`), oldest first, with retries and capped
-//! exponential backoff: a receiver that is down delays a notification, never drops it. Each row
-//! is locked (`FOR UPDATE SKIP LOCKED`) while it is sent and marked `delivered` in the same
-//! transaction, so instances never send one row twice; only a crash between the receiver's
-//! acceptance and that commit sends it again (the email keeps one `Message-ID`, so a mail
-//! system can drop the copy).
+//! Delivers notifications a service decided (rows of its `notifications` table in state
+//! `pending`) to Slack incoming webhooks and to email over SMTP (`lettre`), oldest first, with
+//! retries and capped exponential backoff: a receiver that is down delays a notification, never
+//! drops it. Each row is locked (`FOR UPDATE SKIP LOCKED`) while it is sent and marked
+//! `delivered` in the same transaction, so instances and restarts never send one row twice; only a
+//! crash between the receiver's acceptance and that commit sends it again (the email keeps one
+//! `Message-ID` built from the row's subject, kind and channel, so a mail system drops the copy).
+//!
+//! Used by the health evaluator (alerts) and the digest (daily digests). The table is the
+//! service's own (in its schema), [`NOTIFICATIONS_TABLE_SQL`] or one with at least its columns;
+//! the service inserts its rows in the transaction that decides them, so a decision is never
+//! without its notifications.
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -42,6 +47,24 @@ pub enum ChannelConfig {
     /// (STARTTLS) or `smtps://user:password@host` (TLS): the URL may hold credentials.
     Email { smtp_url: SecretString, from: String, to: Vec<String> },
 }
+
+/// The table the notifier reads and writes, as a service's migration. `subject` is what the
+/// notification is about (an alert id, a digest's day), `kind` what happened to it (`firing`,
+/// `resolved`, `daily`); one notification per subject, kind and channel.
+pub const NOTIFICATIONS_TABLE_SQL: &str = "CREATE TABLE IF NOT EXISTS notifications (
+    id              BIGSERIAL PRIMARY KEY,
+    subject         TEXT NOT NULL,
+    kind            TEXT NOT NULL,
+    channel         TEXT NOT NULL,
+    title           TEXT NOT NULL,
+    body            TEXT NOT NULL,
+    state           TEXT NOT NULL,              -- pending | delivered | suppressed
+    attempts        INT NOT NULL DEFAULT 0,
+    next_attempt_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    delivered_at    TIMESTAMPTZ,
+    last_error      TEXT,
+    UNIQUE (subject, kind, channel)
+);";
 
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
@@ -106,14 +129,14 @@ impl Notifier {
         loop {
             let mut tx = self.pool.begin().await?;
             let row: Option<(i64, String, String, String, String, String, i32)> = sqlx::query_as(
-                "SELECT id, alert_id, transition, channel, title, body, attempts FROM notifications
+                "SELECT id, subject, kind, channel, title, body, attempts FROM notifications
                  WHERE state = 'pending' AND next_attempt_at <= now()
                  ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
             )
             .fetch_optional(&mut *tx)
             .await?;
-            let Some((id, alert_id, transition, channel, title, body, attempts)) = row else { return Ok(delivered) };
-            match self.send(&channel, &alert_id, &transition, &title, &body).await {
+            let Some((id, subject, kind, channel, title, body, attempts)) = row else { return Ok(delivered) };
+            match self.send(&channel, &subject, &kind, &title, &body).await {
                 Ok(()) => {
                     sqlx::query(
                         "UPDATE notifications SET state = 'delivered', delivered_at = now(), attempts = attempts + 1
@@ -124,7 +147,7 @@ impl Notifier {
                     .await?;
                     tx.commit().await?;
                     delivered += 1;
-                    metrics::counter!("ct_health_notifications_delivered_total", "channel" => channel).increment(1);
+                    metrics::counter!("ct_notifications_delivered_total", "channel" => channel).increment(1);
                 }
                 Err(reason) => {
                     let delay = backoff(&self.config, attempts);
@@ -138,8 +161,7 @@ impl Notifier {
                     .execute(&mut *tx)
                     .await?;
                     tx.commit().await?;
-                    metrics::counter!("ct_health_notification_failures_total", "channel" => channel.clone())
-                        .increment(1);
+                    metrics::counter!("ct_notification_failures_total", "channel" => channel.clone()).increment(1);
                     tracing::warn!(notification = id, %channel, attempt = attempts + 1, error = %reason,
                         retry_in_ms = delay.as_millis() as u64, "Notification not delivered; it will be retried.");
                 }
@@ -147,14 +169,7 @@ impl Notifier {
         }
     }
 
-    async fn send(
-        &self,
-        channel: &str,
-        alert_id: &str,
-        transition: &str,
-        title: &str,
-        body: &str,
-    ) -> Result<(), String> {
+    async fn send(&self, channel: &str, subject: &str, kind: &str, title: &str, body: &str) -> Result<(), String> {
         match self.channels.get(channel) {
             None => Err(format!("no channel `{channel}` is configured")),
             Some(Channel::Slack { http, url }) => {
@@ -174,10 +189,7 @@ impl Notifier {
                 let mut message = Message::builder()
                     .from(from.clone())
                     .subject(title)
-                    .message_id(Some(format!(
-                        "<{}.{transition}.{channel}@control-tower>",
-                        alert_id.replace(['@', ':'], ".")
-                    )))
+                    .message_id(Some(format!("<{}.{kind}.{channel}@control-tower>", subject.replace(['@', ':'], "."))))
                     .header(ContentType::TEXT_PLAIN);
                 for address in to {
                     message = message.to(address.clone());
