@@ -267,3 +267,19 @@ pub struct CiBranchUpdated {
 impl crate::Payload for CiBranchUpdated {
     const TYPE: &'static str = "ci.branch.updated";
 }
+
+/// `timesheet.gate.blocked`
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TimesheetGateBlocked {
+    pub deadline: String,
+    pub expected: u64,
+    pub missing: u64,
+    pub missing_contractors: String,
+    pub period: String,
+    pub threshold: u64,
+}
+
+impl crate::Payload for TimesheetGateBlocked {
+    const TYPE: &'static str = "timesheet.gate.blocked";
+}

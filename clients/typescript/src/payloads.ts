@@ -129,6 +129,16 @@ export interface CiBranchUpdatedPayload {
   repo: string | number;
 }
 
+/** `timesheet.gate.blocked` */
+export interface TimesheetGateBlockedPayload {
+  deadline: string;
+  expected: number;
+  missing: number;
+  missingContractors: string;
+  period: string | number;
+  threshold: number;
+}
+
 /** Every event type and its payload. */
 export interface EventPayloads {
   "desktop.trigger.contract": DesktopTriggerContractPayload;
@@ -147,4 +157,5 @@ export interface EventPayloads {
   "system.heartbeat": SystemHeartbeatPayload;
   "ci.deploy.completed": CiDeployCompletedPayload;
   "ci.branch.updated": CiBranchUpdatedPayload;
+  "timesheet.gate.blocked": TimesheetGateBlockedPayload;
 }

@@ -67,6 +67,9 @@ pub mod metric {
     pub const INVOICES_BY_CURRENCY: &str = "invoices.currency";
     pub const PAYMENTS_BY_STATUS: &str = "payments.status";
     pub const PAID_BY_CURRENCY: &str = "paid.currency";
+    /// `<period>|<contractor id>` of each timesheet (the timesheet gate reads these; the digest
+    /// does not show them).
+    pub const TIMESHEETS_BY_PERIOD: &str = "timesheets.period";
 }
 
 fn severity(s: Severity) -> &'static str {
@@ -101,6 +104,12 @@ pub fn observe(event: &Envelope, zone: Tz) -> Vec<Fact> {
             0,
         )),
         Payload::CiWorkflowFailed(c) => facts.push(fact(metric::CI_FAILURES_BY_REPO, &c.repo, 0)),
+        Payload::ExcelTimesheetIngested(t) => {
+            // One spelling per week, so `2026-w7` and `2026-W07` meet at the gate.
+            let period =
+                crate::timesheets::parse_period(&t.period).map_or_else(|| t.period.clone(), crate::timesheets::period);
+            facts.push(fact(metric::TIMESHEETS_BY_PERIOD, &format!("{period}|{}", t.contractor_id), 0));
+        }
         Payload::FinanceInvoiceGenerated(i) => {
             facts.push(fact(metric::INVOICES_BY_CURRENCY, &i.currency, i.total_minor));
         }

@@ -25,6 +25,7 @@ pub mod samples;
 pub mod signature;
 pub mod slo;
 pub mod source;
+pub mod timesheets;
 
 pub use envelope::{Envelope, Ingest};
 pub use error::{FieldError, Rule};

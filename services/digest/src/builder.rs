@@ -1,15 +1,18 @@
 //! The clock side of the digest: ticks wait in `pending_ticks` until the events they name are
 //! stored; then, in clock order, each tick folds exactly the facts below its offsets into the
-//! day counts and decides every digest that became due by its minute. Both consumers call
+//! day counts and decides every digest (and timesheet gate) that became due by its minute. Both consumers call
 //! [`Builder::advance`] at the end of their batch transaction, under one lock, so whichever
 //! commits last applies what became ready. The state after any batch is a function of the two
 //! stored progresses only: a live and a rebuilt digest are the same bytes.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Days, NaiveDate, NaiveTime, Utc};
 use chrono_tz::Tz;
-use ct_core::digest::{DayCounts, Digest, Tally, due_at, local_day};
+use ct_core::{
+    digest::{DayCounts, Digest, Tally, due_at, local_day, metric},
+    timesheets::{self, Deadline},
+};
 use ct_platform::{
     clock::covered,
     consumer::{BoxFuture, ProcessError},
@@ -21,10 +24,23 @@ use sqlx::{PgConnection, PgPool};
 pub struct Builder {
     pub zone: Tz,
     pub publish_at: NaiveTime,
+    /// The timesheet gate, when contractors are expected.
+    pub gate: Option<GateRule>,
     /// The consumer name (progress key of both topics).
     pub consumer: String,
     pub events_topic: String,
 }
+
+/// `[timesheets]` as the builder applies it.
+#[derive(Debug, Clone)]
+pub struct GateRule {
+    pub deadline: Deadline,
+    pub expected: BTreeSet<String>,
+    pub threshold: usize,
+}
+
+/// The stored clock: last minute, next digest day, next gate week.
+type ClockState = (DateTime<Utc>, NaiveDate, Option<NaiveDate>);
 
 /// A row of `pending_ticks`: clock offset, minute, events end offsets.
 type PendingTick = (i64, DateTime<Utc>, Vec<i64>);
@@ -40,8 +56,8 @@ impl Builder {
         sqlx::query("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.ct-clock'))")
             .execute(&mut *tx)
             .await?;
-        let mut state: Option<(DateTime<Utc>, NaiveDate)> =
-            sqlx::query_as("SELECT minute, next_day FROM clock").fetch_optional(&mut *tx).await?;
+        let mut state: Option<ClockState> =
+            sqlx::query_as("SELECT minute, next_day, next_gate_week FROM clock").fetch_optional(&mut *tx).await?;
         let events_progress: HashMap<i32, i64> = sqlx::query_as::<_, (i32, i64)>(
             "SELECT \"partition\", next_offset FROM consumer_progress WHERE consumer = $1 AND topic = $2",
         )
@@ -60,7 +76,7 @@ impl Builder {
             .await?;
             let Some((clock_offset, minute, events_end)) = tick else { break };
             // A minute already applied (a second ticker, a restart): time does not go back.
-            if state.is_none_or(|(last, _)| minute > last) {
+            if state.is_none_or(|(last, ..)| minute > last) {
                 if !covered(&events_end, &events_progress) {
                     break;
                 }
@@ -68,21 +84,33 @@ impl Builder {
                 // The first tick ever: the first digest is the previous local day's.
                 let mut next_day = state.map_or_else(
                     || local_day(minute, self.zone).checked_sub_days(Days::new(1)).unwrap_or(NaiveDate::MIN),
-                    |(_, next)| next,
+                    |(_, next, _)| next,
                 );
                 while due_at(next_day, self.publish_at, self.zone) <= minute {
                     self.decide(tx, next_day, minute).await?;
                     next_day = next_day.checked_add_days(Days::new(1)).unwrap_or(next_day);
                 }
+                let mut next_gate_week = state.and_then(|(_, _, week)| week);
+                if let Some(gate) = &self.gate {
+                    let mut week = next_gate_week.unwrap_or_else(|| gate.deadline.first_week(minute));
+                    while gate.deadline.of_week(week) <= minute {
+                        decide_gate(tx, gate, week, minute).await?;
+                        week = week.checked_add_days(Days::new(7)).unwrap_or(week);
+                    }
+                    next_gate_week = Some(week);
+                }
                 sqlx::query(
-                    "INSERT INTO clock (minute, next_day) VALUES ($1, $2)
-                     ON CONFLICT (id) DO UPDATE SET minute = EXCLUDED.minute, next_day = EXCLUDED.next_day",
+                    "INSERT INTO clock (minute, next_day, next_gate_week) VALUES ($1, $2, $3)
+                     ON CONFLICT (id) DO UPDATE
+                         SET minute = EXCLUDED.minute, next_day = EXCLUDED.next_day,
+                             next_gate_week = EXCLUDED.next_gate_week",
                 )
                 .bind(minute)
                 .bind(next_day)
+                .bind(next_gate_week)
                 .execute(&mut *tx)
                 .await?;
-                state = Some((minute, next_day));
+                state = Some((minute, next_day, next_gate_week));
                 applied += 1;
                 metrics::counter!("ct_digest_ticks_applied_total").increment(1);
             }
@@ -116,6 +144,49 @@ impl Builder {
         tracing::info!(%day, sha256 = %rendered.sha256, events = digest.events.total, "Daily digest decided.");
         Ok(())
     }
+}
+
+/// Decides the timesheet gate of the week starting `monday` from the timesheets counted by the
+/// tick of `minute` (its deadline's first tick).
+async fn decide_gate(
+    tx: &mut PgConnection,
+    gate: &GateRule,
+    monday: NaiveDate,
+    minute: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    let period = timesheets::period(monday);
+    let received: BTreeSet<String> = sqlx::query_scalar(
+        "SELECT DISTINCT substr(dimension, length($2) + 2) FROM day_counts
+         WHERE metric = $1 AND starts_with(dimension, $2 || '|')",
+    )
+    .bind(metric::TIMESHEETS_BY_PERIOD)
+    .bind(&period)
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .collect();
+    let decided = timesheets::decide(monday, &gate.deadline, &gate.expected, &received, gate.threshold);
+    let as_int = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+    sqlx::query(
+        "INSERT INTO timesheet_gates (period, week, deadline, expected, received, missing, threshold, blocked, decided_minute)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (period) DO NOTHING",
+    )
+    .bind(&decided.period)
+    .bind(monday)
+    .bind(decided.deadline)
+    .bind(as_int(decided.expected))
+    .bind(as_int(decided.received))
+    .bind(&decided.missing)
+    .bind(as_int(decided.threshold))
+    .bind(decided.blocked)
+    .bind(minute)
+    .execute(&mut *tx)
+    .await?;
+    metrics::counter!("ct_digest_timesheet_gates_total", "blocked" => if decided.blocked { "true" } else { "false" })
+        .increment(1);
+    tracing::info!(period = %decided.period, expected = decided.expected, missing = decided.missing.len(),
+        blocked = decided.blocked, "Timesheet gate decided.");
+    Ok(())
 }
 
 /// The stored counts of `day` (what its digest is built from).

@@ -30,13 +30,16 @@ use serde::Deserialize;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-pub const DEFAULTS: ct_platform::config::Defaults =
-    ct_platform::config::Defaults { base: include_str!("../config.default.toml"), dev: "" };
+pub const DEFAULTS: ct_platform::config::Defaults = ct_platform::config::Defaults {
+    base: include_str!("../config.default.toml"),
+    dev: include_str!("../config.dev.toml"),
+};
 
 pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 0, name: "consumer progress", sql: ct_platform::postgres::PROGRESS_TABLE_SQL },
     Migration { version: 1, name: "digest", sql: include_str!("../migrations/0001_digest.sql") },
     Migration { version: 2, name: "notifications", sql: ct_platform::notify::NOTIFICATIONS_TABLE_SQL },
+    Migration { version: 3, name: "timesheet gate", sql: include_str!("../migrations/0003_timesheet_gate.sql") },
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -47,6 +50,9 @@ pub struct Config {
     pub digest: DigestConfig,
     pub publisher: PublisherConfig,
     pub notify: NotifyConfig,
+    pub timesheets: TimesheetsConfig,
+    /// How blocked timesheet gates reach the log (`timesheet.gate.blocked`, source `control_tower`).
+    pub edge: ct_client::EdgeConfig,
     pub registry: RegistryConfig,
     pub postgres: PostgresConfig,
     pub http: HttpConfig,
@@ -90,6 +96,41 @@ impl DigestConfig {
     }
 }
 
+/// `[timesheets]`: the timesheet gate (`ct_core::timesheets`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct TimesheetsConfig {
+    /// Contractor ids expected to send a timesheet every ISO week; empty turns the gate off.
+    pub expected: Vec<String>,
+    /// `Mon` .. `Sun` of the week after.
+    pub deadline_weekday: String,
+    /// Local time, `HH:MM`, in `digest.time_zone`.
+    pub deadline_at: String,
+    /// The gate blocks when more than this many are missing.
+    pub threshold: usize,
+    /// Channel names of `[notify.channels]` told when a gate blocks (the admins').
+    pub notify_to: Vec<String>,
+}
+
+impl TimesheetsConfig {
+    /// The gate's rule, `None` when nobody is expected.
+    pub fn rule(&self, zone: Tz) -> Result<Option<builder::GateRule>, ConfigError> {
+        if self.expected.is_empty() {
+            return Ok(None);
+        }
+        let weekday: chrono::Weekday = self.deadline_weekday.parse().map_err(|_| {
+            ConfigError::Rule(format!("`timesheets.deadline_weekday` = {:?} is not a weekday", self.deadline_weekday))
+        })?;
+        let at = NaiveTime::parse_from_str(&self.deadline_at, "%H:%M").map_err(|_| {
+            ConfigError::Rule(format!("`timesheets.deadline_at` = {:?} is not a local time HH:MM", self.deadline_at))
+        })?;
+        Ok(Some(builder::GateRule {
+            deadline: ct_core::timesheets::Deadline { weekday, at, zone },
+            expected: self.expected.iter().cloned().collect(),
+            threshold: self.threshold,
+        }))
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct PublisherConfig {
     pub enabled: bool,
@@ -119,10 +160,20 @@ impl Config {
         if self.publisher.late_after_s < 0 {
             return Err(ConfigError::Rule("`publisher.late_after_s` must not be negative".into()));
         }
-        if let Some(channel) = self.publisher.deliver_to.iter().find(|c| !self.notify.channels.contains_key(*c)) {
-            return Err(ConfigError::Rule(format!(
-                "`publisher.deliver_to` names channel `{channel}`, which `[notify.channels]` does not configure"
-            )));
+        for (key, channels) in
+            [("publisher.deliver_to", &self.publisher.deliver_to), ("timesheets.notify_to", &self.timesheets.notify_to)]
+        {
+            if let Some(channel) = channels.iter().find(|c| !self.notify.channels.contains_key(*c)) {
+                return Err(ConfigError::Rule(format!(
+                    "`{key}` names channel `{channel}`, which `[notify.channels]` does not configure"
+                )));
+            }
+        }
+        let gate = self.timesheets.rule(self.digest.zone()?)?;
+        if self.profile == Profile::Production && gate.is_some() && self.edge.has_dev_token() {
+            return Err(ConfigError::Rule(
+                "edge.producer_token: dev tokens are refused under the production profile".into(),
+            ));
         }
         Ok(())
     }
@@ -169,6 +220,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let builder = Arc::new(builder::Builder {
         zone: config.digest.zone()?,
         publish_at: config.digest.publish_time()?,
+        gate: config.timesheets.rule(config.digest.zone()?)?,
         consumer: config.consumer.name.clone(),
         events_topic: config.consumer.events_topic.clone(),
     });
@@ -177,9 +229,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .with_context(|| format!("binding {}", config.http.listen))?;
     let mut tasks = tokio::task::JoinSet::new();
     if config.publisher.enabled {
-        let publisher = publisher::Publisher::connect(pool.clone(), &config.kafka, &config.registry, &config.publisher)
-            .await
-            .context("starting the publisher")?;
+        let publisher = publisher::Publisher::connect(pool.clone(), &config).await.context("starting the publisher")?;
         tasks.spawn(publisher::run(publisher, shutdown.clone()));
         if config.notify.enabled {
             let notifier = notify::Notifier::new(pool.clone(), config.notify.clone())?;
@@ -221,6 +271,11 @@ const TABLES: &[(&str, &str, &str)] = &[
     ("counted", "t", "event_id"),
     ("day_counts", "t", "day, metric, dimension"),
     ("digests", "(day, time_zone, sha256, json, markdown, due_at, decided_minute)", "day"),
+    (
+        "timesheet_gates",
+        "(period, week, deadline, expected, received, missing, threshold, blocked, decided_minute)",
+        "period",
+    ),
 ];
 
 pub async fn checksums(pool: &PgPool) -> Result<Checksums, sqlx::Error> {
@@ -267,6 +322,9 @@ impl ReadModel for DigestModel {
     fn settle_history<'a>(&'a self, pool: &'a PgPool) -> BoxFuture<'a, Result<(), sqlx::Error>> {
         Box::pin(async move {
             sqlx::query("UPDATE digests SET published_at = decided_minute, late = false WHERE published_at IS NULL")
+                .execute(pool)
+                .await?;
+            sqlx::query("UPDATE timesheet_gates SET announced_at = decided_minute WHERE announced_at IS NULL")
                 .execute(pool)
                 .await?;
             sqlx::query(

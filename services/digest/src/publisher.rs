@@ -7,6 +7,10 @@
 //! `(day, sha256)`; the notifications are only written with the mark, once. A digest published
 //! more than `late_after_s` after it was due (the service was down at 08:00, the clock stalled)
 //! says so, in the record and in the messages.
+//!
+//! Blocked timesheet gates go the same way: a `timesheet.gate.blocked` event through the edge
+//! (event id `timesheet-gate-<period>`, so sending it again after a crash is one event), then the
+//! gate marked announced together with its notifications to `timesheets.notify_to`.
 
 use std::{
     path::{Path, PathBuf},
@@ -16,7 +20,6 @@ use std::{
 use chrono::{DateTime, NaiveDate, Utc};
 use ct_core::digest::{Published, encode_published};
 use ct_platform::{
-    config::{KafkaConfig, RegistryConfig},
     kafka,
     registry::{RegistryClient, RegistryError},
 };
@@ -24,7 +27,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::PublisherConfig;
+use crate::Config;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -37,6 +40,8 @@ pub struct Publisher {
     late_after: chrono::Duration,
     interval: Duration,
     deliver_to: Vec<String>,
+    edge: ct_client::Client,
+    gate_notify_to: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,37 +54,106 @@ pub enum PublishError {
     Registry(#[from] RegistryError),
     #[error("encoding the record: {0}")]
     Codec(#[from] ct_core::avro::CodecError),
+    #[error("the edge refused or was unreachable: {0}")]
+    Edge(#[from] ct_client::SendError),
     #[error("archive {path}: {source}")]
     Archive { path: PathBuf, source: std::io::Error },
 }
+
+/// A blocked, unannounced gate: period, deadline, expected, missing, threshold, decided minute.
+type BlockedGate = (String, DateTime<Utc>, i32, Vec<String>, i32, DateTime<Utc>);
 
 /// A decided, unpublished digest.
 type Row = (NaiveDate, String, String, String, String, DateTime<Utc>);
 
 impl Publisher {
-    pub async fn connect(
-        pool: PgPool,
-        kafka_config: &KafkaConfig,
-        registry: &RegistryConfig,
-        config: &PublisherConfig,
-    ) -> Result<Publisher, PublishError> {
+    pub async fn connect(pool: PgPool, service: &Config) -> Result<Publisher, PublishError> {
+        let config = &service.publisher;
         let subject = ct_platform::registry::value_subject(&config.digests_topic);
         let schema_id =
-            RegistryClient::new(&registry.url).register(&subject, ct_core::digest::RECORD_SCHEMA_JSON).await?;
+            RegistryClient::new(&service.registry.url).register(&subject, ct_core::digest::RECORD_SCHEMA_JSON).await?;
         Ok(Publisher {
             pool,
-            producer: kafka::idempotent_producer(kafka_config, TIMEOUT)?,
+            producer: kafka::idempotent_producer(&service.kafka, TIMEOUT)?,
             topic: config.digests_topic.clone(),
             schema_id,
             archive: (!config.archive_dir.is_empty()).then(|| PathBuf::from(&config.archive_dir)),
             late_after: chrono::Duration::seconds(config.late_after_s),
             interval: Duration::from_millis(config.poll_interval_ms),
             deliver_to: config.deliver_to.clone(),
+            edge: service.edge.client(ct_client::RetryPolicy {
+                max_attempts: 3,
+                base: Duration::from_millis(200),
+                cap: Duration::from_secs(2),
+                timeout: Duration::from_secs(5),
+            }),
+            gate_notify_to: service.timesheets.notify_to.clone(),
         })
     }
 
-    /// Publishes every decided digest not published yet; returns how many.
+    /// Publishes every decided digest not published yet, then announces blocked gates; returns
+    /// how many of both.
     pub async fn drain(&self) -> Result<usize, PublishError> {
+        Ok(self.publish_digests().await? + self.announce_gates().await?)
+    }
+
+    /// Writes each blocked, unannounced timesheet gate to the log through the edge, then marks it
+    /// announced with its notifications, in one transaction.
+    async fn announce_gates(&self) -> Result<usize, PublishError> {
+        let gates: Vec<BlockedGate> = sqlx::query_as(
+            "SELECT period, deadline, expected, missing, threshold, decided_minute FROM timesheet_gates
+             WHERE blocked AND announced_at IS NULL ORDER BY week",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for (period, deadline, expected, missing, threshold, decided_minute) in &gates {
+            let payload = serde_json::json!({
+                "period": period,
+                "deadline": deadline.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                "expected": expected,
+                "missing": missing.len(),
+                "threshold": threshold,
+                "missingContractors": missing.join(","),
+            });
+            let event = ct_client::Event::new("timesheet.gate.blocked", payload)
+                .map_err(ct_client::SendError::Invalid)?
+                .with_id(format!("timesheet-gate-{period}"))
+                .with_ts(decided_minute.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+            self.edge.send(&event).await?;
+            let mut tx = self.pool.begin().await?;
+            sqlx::query("UPDATE timesheet_gates SET announced_at = now() WHERE period = $1")
+                .bind(period)
+                .execute(&mut *tx)
+                .await?;
+            let title =
+                format!("[GATE] Timesheets for {period}: {} of {expected} missing at the deadline", missing.len());
+            let body = format!(
+                "The timesheet deadline for {period} passed at {} with {} of {expected} expected timesheets \
+                 missing (more than the threshold of {threshold}): {}.\nInvoice generation for the week \
+                 should wait; chained triggers that check the gate skip it.",
+                deadline.format("%Y-%m-%d %H:%M UTC"),
+                missing.len(),
+                missing.join(", "),
+            );
+            for channel in &self.gate_notify_to {
+                sqlx::query(
+                    "INSERT INTO notifications (subject, kind, channel, title, body, state)
+                     VALUES ($1, 'blocked', $2, $3, $4, 'pending') ON CONFLICT (subject, kind, channel) DO NOTHING",
+                )
+                .bind(format!("timesheet-gate-{period}"))
+                .bind(channel)
+                .bind(&title)
+                .bind(&body)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            tracing::warn!(%period, missing = missing.len(), "Timesheet gate blocked: announced.");
+        }
+        Ok(gates.len())
+    }
+
+    async fn publish_digests(&self) -> Result<usize, PublishError> {
         let rows: Vec<Row> = sqlx::query_as(
             "SELECT day, time_zone, sha256, json, markdown, due_at FROM digests WHERE published_at IS NULL ORDER BY day",
         )

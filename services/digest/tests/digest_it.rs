@@ -30,6 +30,7 @@ struct Scenario {
     stop: CancellationToken,
     events_topic: String,
     archive: PathBuf,
+    slice: ct_platform::topics::Slice,
     _registry: CancellationToken,
 }
 
@@ -53,7 +54,8 @@ impl Scenario {
             ct_registry::spawn_with_event_schema(ctx.kafka.clone(), &ctx.topic("_schemas"), &topics.events)
                 .await
                 .expect("registry");
-        let mut config = Config::for_slice(&ctx.slice(&topics, &registry_url));
+        let slice = ctx.slice(&topics, &registry_url);
+        let mut config = Config::for_slice(&slice);
         let archive = std::env::temp_dir().join(format!("ct-digest-{}", ctx.id));
         config.publisher.archive_dir = archive.display().to_string();
         config.publisher.digests_topic = digests;
@@ -77,6 +79,7 @@ impl Scenario {
             stop,
             events_topic: topics.events,
             archive,
+            slice,
             _registry: registry,
         }
     }
@@ -435,4 +438,97 @@ listen = "127.0.0.1:{port}"
     assert_eq!(rdkafka::Message::offset(&records), 0, "one record on the digests topic");
     service.stop();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The timesheet gate: at the first tick at or after Monday 10:00 London, the past week's gate
+/// blocks when an expected contractor's timesheet is missing (one `timesheet.gate.blocked` event
+/// through the real edge, one Slack message to the admins), and not when every one arrived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_timesheet_gate_fires_at_monday_ten_with_missing_timesheets_and_not_otherwise() {
+    let slack = SlackReceiver::start().await;
+    let mut s = Scenario::prepare().await;
+    let edge = ct_edge::Application::build(ct_edge::Config::for_slice(&s.slice)).await.expect("edge");
+    s.config.edge.url = format!("http://{}", edge.local_addr());
+    tokio::spawn(edge.run_until_stopped(s.stop.clone()));
+    s.config.timesheets.expected = vec!["C1".into(), "C2".into(), "C3".into()];
+    s.config.timesheets.notify_to = vec!["admins".into()];
+    s.config
+        .notify
+        .channels
+        .insert("admins".into(), ct_platform::notify::ChannelConfig::Slack { webhook_url: slack.url().into() });
+    tokio::spawn(ct_digest::run(s.config.clone(), s.stop.clone()));
+    let timesheet = |id: &str, contractor: &str, period: &str, ts: &str| {
+        serde_json::json!({"eventId": id, "type": "excel.timesheet.ingested", "ts": ts, "source": "backend",
+                           "payload": {"contractorId": contractor, "period": period, "items": [{}], "totalHours": 37.5}})
+    };
+    let gates = || async {
+        let rows: Vec<(String, i32, Vec<String>, bool)> =
+            sqlx::query_as("SELECT period, received, missing, blocked FROM timesheet_gates ORDER BY period")
+                .fetch_all(&s.pool)
+                .await
+                .unwrap();
+        rows
+    };
+
+    // Friday of week 47: its deadline, Monday 23 November 10:00 GMT, is the first one to come.
+    s.tick("2026-11-20T12:00:00Z").await;
+    s.log(&timesheet("t1", "C1", "2026-W47", "2026-11-20T12:30:00Z")).await;
+    s.log(&timesheet("t2", "C2", "2026-w47", "2026-11-22T18:00:00Z")).await;
+    s.log(&timesheet("t3", "C3", "2026-W46", "2026-11-22T18:05:00Z")).await; // the wrong week
+    s.log(&timesheet("t4", "C9", "2026-W47", "2026-11-22T18:10:00Z")).await; // nobody expects C9
+    s.tick("2026-11-23T09:59:00Z").await;
+    assert!(gates().await.is_empty(), "nothing is decided before the deadline");
+    s.tick("2026-11-23T10:00:00Z").await;
+    assert_eq!(gates().await, [("2026-W47".to_owned(), 2, vec!["C3".to_owned()], true)]);
+
+    let told = eventually(Duration::from_secs(30), || async { (!slack.messages().is_empty()).then_some(()) }).await;
+    assert!(told.is_some(), "the admins were not told");
+    let message = slack.messages().remove(0);
+    assert!(message.starts_with("*[GATE] Timesheets for 2026-W47: 1 of 3 missing at the deadline*"), "{message}");
+    assert!(message.contains("C3"), "{message}");
+
+    // The gate event went through the edge onto the log: the digest counts it at the next tick.
+    let gate_events = || async {
+        let count: Option<i64> = sqlx::query_scalar(
+            "SELECT sum(count)::bigint FROM day_counts WHERE metric = 'events.type' AND dimension = 'timesheet.gate.blocked'",
+        )
+        .fetch_one(&s.pool)
+        .await
+        .unwrap();
+        count.unwrap_or(0)
+    };
+    let mut minute = at("2026-11-23T10:00:00Z");
+    let scenario = &s;
+    let logged = eventually(Duration::from_secs(30), || {
+        minute += chrono::Duration::minutes(1);
+        let tick = minute;
+        async move {
+            scenario.tick_at(tick).await;
+            (gate_events().await == 1).then_some(())
+        }
+    })
+    .await;
+    assert!(logged.is_some(), "no timesheet.gate.blocked event reached the log");
+
+    // Week 48 complete by its deadline (C3 late for week 47 changes nothing there): no gate fires.
+    s.log(&timesheet("t5", "C3", "2026-W47", "2026-11-24T09:00:00Z")).await;
+    for (id, contractor) in [("t6", "C1"), ("t7", "C2"), ("t8", "C3")] {
+        s.log(&timesheet(id, contractor, "2026-W48", "2026-11-27T16:00:00Z")).await;
+    }
+    s.tick("2026-11-30T09:59:00Z").await;
+    s.tick("2026-11-30T10:00:00Z").await;
+    assert_eq!(
+        gates().await,
+        [("2026-W47".to_owned(), 2, vec!["C3".to_owned()], true), ("2026-W48".to_owned(), 3, vec![], false)]
+    );
+    s.tick("2026-11-30T10:01:00Z").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(slack.messages().len(), 1, "{:?}", slack.messages());
+    assert_eq!(gate_events().await, 1);
+
+    let report = ct_platform::readmodel::rebuild(&DigestModel(s.config.clone()), false, Duration::from_secs(120))
+        .await
+        .expect("rebuild");
+    assert!(report.identical, "the rebuilt gates differ: {:?}", report.differing_tables);
+    s.stop.cancel();
 }

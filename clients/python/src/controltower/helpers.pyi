@@ -52,3 +52,6 @@ class Helpers:
     def ci_branch_updated(self, *, branch: Union[str, int], commit: str, repo: Union[str, int], ahead: Optional[int] = ..., behind: Optional[int] = ..., source: Optional[str] = ..., event_id: str = ..., ts: str = ..., correlation_id: Optional[str] = ...) -> Event:
         """`ci.branch.updated`."""
         ...
+    def timesheet_gate_blocked(self, *, deadline: str, expected: int, missing: int, missing_contractors: str, period: Union[str, int], threshold: int, source: Optional[str] = ..., event_id: str = ..., ts: str = ..., correlation_id: Optional[str] = ...) -> Event:
+        """`timesheet.gate.blocked`."""
+        ...
