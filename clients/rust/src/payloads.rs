@@ -283,3 +283,19 @@ pub struct TimesheetGateBlocked {
 impl crate::Payload for TimesheetGateBlocked {
     const TYPE: &'static str = "timesheet.gate.blocked";
 }
+
+/// `contract.docs.generated`
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContractDocsGenerated {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contract_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contractor_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub document_count: Option<u64>,
+}
+
+impl crate::Payload for ContractDocsGenerated {
+    const TYPE: &'static str = "contract.docs.generated";
+}

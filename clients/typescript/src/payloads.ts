@@ -139,6 +139,13 @@ export interface TimesheetGateBlockedPayload {
   threshold: number;
 }
 
+/** `contract.docs.generated` */
+export interface ContractDocsGeneratedPayload {
+  contractId?: string | number;
+  contractorId?: string | number;
+  documentCount?: number;
+}
+
 /** Every event type and its payload. */
 export interface EventPayloads {
   "desktop.trigger.contract": DesktopTriggerContractPayload;
@@ -158,4 +165,5 @@ export interface EventPayloads {
   "ci.deploy.completed": CiDeployCompletedPayload;
   "ci.branch.updated": CiBranchUpdatedPayload;
   "timesheet.gate.blocked": TimesheetGateBlockedPayload;
+  "contract.docs.generated": ContractDocsGeneratedPayload;
 }

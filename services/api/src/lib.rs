@@ -11,6 +11,7 @@ pub mod auth;
 pub mod cursor;
 pub mod dlq;
 pub mod health;
+pub mod kpi;
 pub mod lineage;
 pub mod reports;
 pub mod routes;

@@ -59,6 +59,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/silences/{silence_id}/expire", axum::routing::post(crate::health::expire_silence))
         .route("/reports/daily", get(crate::reports::daily))
         .route("/reports/daily/history", get(crate::reports::history))
+        .route("/reports/weekly", get(crate::reports::weekly))
+        .route("/metrics/kpi", get(crate::kpi::kpi))
         .route("/versions", get(crate::versions::list))
         .route("/versions/{repo}/history", get(crate::versions::history))
         .route("/audit", get(crate::audit::list))

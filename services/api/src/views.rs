@@ -639,6 +639,90 @@ impl DlqAudit {
     }
 }
 
+/// `KpiReport`: the KPIs as of a time (`GET /metrics/kpi`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KpiReport {
+    pub as_of: DateTime<Utc>,
+    pub time_zone: String,
+    /// The last 7 and 30 days before `asOf`.
+    pub windows: Vec<KpiWindow>,
+    #[serde(rename = "timesheetCompliance4Weeks")]
+    pub timesheet_compliance_4_weeks: ct_core::kpi::Compliance,
+    #[serde(rename = "timesheetCompliance13Weeks")]
+    pub timesheet_compliance_13_weeks: ct_core::kpi::Compliance,
+    /// `day` or `week`.
+    pub bucket: String,
+    pub buckets: Vec<KpiBucket>,
+}
+
+/// `KpiWindow`: the KPIs over the last `days` days.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KpiWindow {
+    pub days: i64,
+    pub contract_lead_time: ct_core::kpi::LeadTimes,
+    pub invoice_cycle_time: ct_core::kpi::LeadTimes,
+    pub job_failure_rate: ct_core::kpi::FailureRate,
+    pub job_failure_rate_by_subsystem: std::collections::BTreeMap<String, ct_core::kpi::FailureRate>,
+}
+
+/// `KpiBucket`: one local day or ISO week.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KpiBucket {
+    /// The bucket's first local day.
+    pub start: String,
+    pub contract_lead_time: ct_core::kpi::LeadTimes,
+    pub invoice_cycle_time: ct_core::kpi::LeadTimes,
+    pub job_failure_rate: ct_core::kpi::FailureRate,
+    pub timesheet_compliance: ct_core::kpi::Compliance,
+}
+
+/// `WeeklyReport`: each catalogued system's time in each status and its SLOs over a week or a
+/// calendar month (`GET /reports/weekly`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrendReport {
+    /// `2026-W47` or `2026-11`.
+    pub period: String,
+    pub time_zone: String,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    /// `to`, or the time of the request for a period still running.
+    pub observed_until: DateTime<Utc>,
+    pub systems: Vec<SystemTrend>,
+}
+
+/// `SystemTrend`: one system over the period.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SystemTrend {
+    pub system_id: String,
+    pub name: String,
+    /// Seconds in each status (`green`, `amber`, `red`, `unknown`: never evaluated).
+    pub seconds: std::collections::BTreeMap<String, i64>,
+    /// The same as shares of the observed time, 0 to 1.
+    pub shares: std::collections::BTreeMap<String, f64>,
+    pub slos: Vec<SloCompliance>,
+}
+
+/// `SloCompliance`: an SLO's good and total events over the period, against its objective.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SloCompliance {
+    pub slo: String,
+    /// `""`: the whole system.
+    pub job: String,
+    pub objective: Option<f64>,
+    pub good: i64,
+    pub total: i64,
+    /// `good / total`; `null` without events.
+    pub sli: Option<f64>,
+    /// `sli >= objective`; `null` without events or objective.
+    pub met: Option<bool>,
+}
+
 #[cfg(test)]
 mod tests {
     //! Each view, filled in and with every optional field empty, against its schema in the
@@ -802,6 +886,63 @@ mod tests {
                 late: None,
                 events: 3,
                 empty: false,
+            },
+        );
+    }
+
+    #[test]
+    fn kpis_and_trends_match_the_document() {
+        use ct_core::kpi::{compliance, failure_rate, lead_times};
+        let window = KpiWindow {
+            days: 7,
+            contract_lead_time: lead_times(vec![1800.0, 7200.0]),
+            invoice_cycle_time: lead_times(vec![]),
+            job_failure_rate: failure_rate(3, 1),
+            job_failure_rate_by_subsystem: [("desktop".to_owned(), failure_rate(2, 1))].into(),
+        };
+        let bucket = KpiBucket {
+            start: "2026-11-30".into(),
+            contract_lead_time: lead_times(vec![60.0]),
+            invoice_cycle_time: lead_times(vec![]),
+            job_failure_rate: failure_rate(0, 0),
+            timesheet_compliance: compliance(1, 1),
+        };
+        check(
+            "KpiReport",
+            &KpiReport {
+                as_of: at(),
+                time_zone: "Europe/London".into(),
+                windows: vec![window],
+                timesheet_compliance_4_weeks: compliance(4, 3),
+                timesheet_compliance_13_weeks: compliance(0, 0),
+                bucket: "day".into(),
+                buckets: vec![bucket],
+            },
+        );
+        let slo = |sli: Option<f64>, met: Option<bool>| SloCompliance {
+            slo: "runs-success".into(),
+            job: String::new(),
+            objective: Some(0.99),
+            good: 99,
+            total: 100,
+            sli,
+            met,
+        };
+        check(
+            "TrendReport",
+            &TrendReport {
+                period: "2026-W47".into(),
+                time_zone: "Europe/London".into(),
+                from: at(),
+                to: at(),
+                observed_until: at(),
+                systems: vec![SystemTrend {
+                    system_id: "portal".into(),
+                    name: "Portal".into(),
+                    seconds: [("green".to_owned(), 3600), ("unknown".to_owned(), 60)].into(),
+                    shares: [("green".to_owned(), 0.98), ("unknown".to_owned(), 0.02)].into(),
+                    slos: vec![slo(Some(0.99), Some(true)), slo(None, None)],
+                }],
             },
         );
     }

@@ -17,6 +17,7 @@ pub mod erasure;
 pub mod error;
 pub mod event_type;
 pub mod health;
+pub mod kpi;
 pub mod money;
 pub mod payload;
 pub mod redact;
@@ -26,6 +27,7 @@ pub mod signature;
 pub mod slo;
 pub mod source;
 pub mod timesheets;
+pub mod trend;
 
 pub use envelope::{Envelope, Ingest};
 pub use error::{FieldError, Rule};

@@ -5,7 +5,10 @@
 use std::{collections::HashMap, sync::Arc};
 
 use chrono::NaiveDate;
-use ct_core::digest::{self, Fact};
+use ct_core::{
+    digest::{self, Fact},
+    kpi::{self, Mark},
+};
 use ct_platform::{
     consumer::{Advance, BoxFuture, Coordinates, Incoming, Pipeline, ProcessError},
     postgres::classify,
@@ -26,6 +29,8 @@ pub struct Counting {
 pub struct Observed {
     pub event_id: String,
     pub facts: Vec<Fact>,
+    /// What the event says for the KPIs.
+    pub mark: Option<Mark>,
 }
 
 #[derive(Default)]
@@ -49,12 +54,13 @@ impl Pipeline for Counting {
             // second time. An unreachable registry still pauses.
             let undecodable = || {
                 metrics::counter!("ct_digest_undecodable_records_total").increment(1);
-                Observed { event_id: String::new(), facts: Vec::new() }
+                Observed { event_id: String::new(), facts: Vec::new(), mark: None }
             };
             Ok(match self.registry.decode_event_or_skip(record).await? {
                 Some(event) => Observed {
                     event_id: event.event_id().to_owned(),
                     facts: digest::observe(&event, self.builder.zone),
+                    mark: kpi::mark(&event),
                 },
                 None => undecodable(),
             })
@@ -100,6 +106,26 @@ impl Pipeline for Counting {
             .execute(&mut *tx)
             .await
             .map_err(classify)?;
+            let marks: Vec<(&str, &Mark)> =
+                items.iter().filter_map(|(_, o)| o.mark.as_ref().map(|m| (o.event_id.as_str(), m))).collect();
+            if !marks.is_empty() {
+                // A second copy of an event (same id) marks nothing more.
+                sqlx::query(
+                    "INSERT INTO kpi_marks (event_id, kind, key, edge, subsystem, outcome, at)
+                     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[])
+                     ON CONFLICT (event_id) DO NOTHING",
+                )
+                .bind(marks.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+                .bind(marks.iter().map(|(_, m)| m.kind).collect::<Vec<_>>())
+                .bind(marks.iter().map(|(_, m)| m.key.as_str()).collect::<Vec<_>>())
+                .bind(marks.iter().map(|(_, m)| m.end.as_str()).collect::<Vec<_>>())
+                .bind(marks.iter().map(|(_, m)| m.subsystem.as_str()).collect::<Vec<_>>())
+                .bind(marks.iter().map(|(_, m)| m.outcome.as_str()).collect::<Vec<_>>())
+                .bind(marks.iter().map(|(_, m)| m.at).collect::<Vec<_>>())
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+            }
             ct_platform::clock::finish(&*self.builder, tx, topic, progress).await
         })
     }

@@ -40,6 +40,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "digest", sql: include_str!("../migrations/0001_digest.sql") },
     Migration { version: 2, name: "notifications", sql: ct_platform::notify::NOTIFICATIONS_TABLE_SQL },
     Migration { version: 3, name: "timesheet gate", sql: include_str!("../migrations/0003_timesheet_gate.sql") },
+    Migration { version: 4, name: "kpi marks", sql: include_str!("../migrations/0004_kpi_marks.sql") },
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -271,6 +272,7 @@ const TABLES: &[(&str, &str, &str)] = &[
     ("counted", "t", "event_id"),
     ("day_counts", "t", "day, metric, dimension"),
     ("digests", "(day, time_zone, sha256, json, markdown, due_at, decided_minute)", "day"),
+    ("kpi_marks", "t", "event_id"),
     (
         "timesheet_gates",
         "(period, week, deadline, expected, received, missing, threshold, blocked, decided_minute)",

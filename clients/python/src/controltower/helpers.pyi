@@ -55,3 +55,6 @@ class Helpers:
     def timesheet_gate_blocked(self, *, deadline: str, expected: int, missing: int, missing_contractors: str, period: Union[str, int], threshold: int, source: Optional[str] = ..., event_id: str = ..., ts: str = ..., correlation_id: Optional[str] = ...) -> Event:
         """`timesheet.gate.blocked`."""
         ...
+    def contract_docs_generated(self, *, contract_id: Optional[Union[str, int]] = ..., contractor_id: Optional[Union[str, int]] = ..., document_count: Optional[int] = ..., source: Optional[str] = ..., event_id: str = ..., ts: str = ..., correlation_id: Optional[str] = ...) -> Event:
+        """`contract.docs.generated`."""
+        ...
