@@ -28,6 +28,9 @@ pub struct Policy {
     /// (key `dlq-depth`); 0 turns the rule off.
     pub dlq_depth_max: u32,
     pub dlq_depth_for_s: i64,
+    /// A deployment whose commit has differed from the target branch's head for this long opens
+    /// an alert (key `drift:<repo>:<environment>`); 0 turns the rule off.
+    pub drift_after_s: i64,
     /// While an alert stays open, its notification is sent again this often (Alertmanager's
     /// `repeat_interval`; 4 h).
     pub repeat_interval_s: i64,
@@ -44,6 +47,7 @@ impl Default for Policy {
             run_sla_s: 3600,
             dlq_depth_max: 100,
             dlq_depth_for_s: 1800,
+            drift_after_s: 7 * 86_400,
             repeat_interval_s: 4 * 3600,
             escalate_after_s: 2 * 3600,
         }

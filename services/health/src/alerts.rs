@@ -32,6 +32,8 @@ pub struct AlertsConfig {
     pub primary: Vec<String>,
     /// Channels told when an alert escalates.
     pub escalation: Vec<String>,
+    /// The branch whose head a deployment should run (the versions model's `target_branch`).
+    pub drift_target_branch: String,
     pub quiet_hours: alerting::QuietHours,
 }
 
@@ -332,6 +334,29 @@ impl Alerting {
                         policy.dlq_depth_max,
                         human(over_for)
                     ),
+                });
+            }
+        }
+        if policy.drift_after_s > 0 {
+            let age = Duration::seconds(policy.drift_after_s);
+            let drifting: Vec<(String, String, String, String, String, DateTime<Utc>)> = sqlx::query_as(
+                "SELECT system_id, repo, environment, deployed_commit, head_commit, drift_since FROM deployments
+                 WHERE drift_since IS NOT NULL AND drift_since <= $1 ORDER BY repo, environment",
+            )
+            .bind(minute - age)
+            .fetch_all(&mut *tx)
+            .await?;
+            for (system_id, repo, environment, deployed, head, since) in drifting {
+                holding.push(Condition {
+                    key: format!("drift:{repo}:{environment}"),
+                    rule: "drift",
+                    summary: format!(
+                        "{repo} in {environment} runs {deployed} while {} is at {head}, since {} (alert after {})",
+                        self.config.drift_target_branch,
+                        minute_text(since),
+                        human(age)
+                    ),
+                    system_id,
                 });
             }
         }

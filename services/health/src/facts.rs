@@ -33,6 +33,17 @@ pub struct Fact {
     pub high_error: bool,
     /// A run of the system: started (with its job, the run's trigger) or completed.
     pub run: Option<RunFact>,
+    /// What CI reported deployed, or where a branch stands (the drift rule).
+    pub version: Option<VersionFact>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionFact {
+    /// `deploy` (scope: the environment) or `head` (scope: the branch).
+    pub kind: &'static str,
+    pub repo: String,
+    pub scope: String,
+    pub commit: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,6 +111,18 @@ pub fn observe(catalogue: &Catalogue, event: &Envelope) -> Observed {
         }),
         _ => None,
     };
+    let version = match event.payload() {
+        Payload::CiDeployCompleted(d) => Some(VersionFact {
+            kind: "deploy",
+            repo: d.repo.clone(),
+            scope: d.environment.clone(),
+            commit: d.commit.clone(),
+        }),
+        Payload::CiBranchUpdated(b) => {
+            Some(VersionFact { kind: "head", repo: b.repo.clone(), scope: b.branch.clone(), commit: b.commit.clone() })
+        }
+        _ => None,
+    };
     let latency_s = (event.ingest().received_at - event.ts()).num_seconds().max(0);
     for system in catalogue.systems.iter().filter(|s| s.owner == source) {
         observed.facts.push(Fact {
@@ -110,6 +133,7 @@ pub fn observe(catalogue: &Catalogue, event: &Envelope) -> Observed {
             heartbeat: beats_for == Some(system.id.as_str()),
             high_error,
             run: run.clone(),
+            version: version.clone(),
         });
     }
     // Triggered runs, announced by the runner: they belong to the platform (no catalogued system,
@@ -125,6 +149,7 @@ pub fn observe(catalogue: &Catalogue, event: &Envelope) -> Observed {
             heartbeat: false,
             high_error: false,
             run: Some(run),
+            version: None,
         });
     }
     observed
@@ -181,9 +206,9 @@ impl Pipeline for Facts {
             }
             sqlx::query(
                 "INSERT INTO pending_facts (\"partition\", \"offset\", system_id, event_id, ts, latency_s, heartbeat, high_error,
-                     run_id, job, run_status)
+                     run_id, job, run_status, version_kind, repo, scope, commit_sha)
                  SELECT * FROM UNNEST($1::int[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[], $6::bigint[], $7::bool[],
-                     $8::bool[], $9::text[], $10::text[], $11::text[])
+                     $8::bool[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[])
                  ON CONFLICT DO NOTHING",
             )
             .bind(&columns.partition)
@@ -197,6 +222,10 @@ impl Pipeline for Facts {
             .bind(&columns.run_id)
             .bind(&columns.job)
             .bind(&columns.run_status)
+            .bind(&columns.version_kind)
+            .bind(&columns.repo)
+            .bind(&columns.scope)
+            .bind(&columns.commit)
             .execute(&mut *tx)
             .await
             .map_err(classify)?;
@@ -232,6 +261,10 @@ struct FactColumns<'a> {
     run_id: Vec<Option<&'a str>>,
     job: Vec<Option<&'a str>>,
     run_status: Vec<Option<&'static str>>,
+    version_kind: Vec<Option<&'static str>>,
+    repo: Vec<Option<&'a str>>,
+    scope: Vec<Option<&'a str>>,
+    commit: Vec<Option<&'a str>>,
 }
 
 impl<'a> FactColumns<'a> {
@@ -247,6 +280,10 @@ impl<'a> FactColumns<'a> {
         self.run_id.push(fact.run.as_ref().map(|r| r.run_id.as_str()));
         self.job.push(fact.run.as_ref().and_then(|r| r.job.as_deref()));
         self.run_status.push(fact.run.as_ref().map(|r| r.status));
+        self.version_kind.push(fact.version.as_ref().map(|v| v.kind));
+        self.repo.push(fact.version.as_ref().map(|v| v.repo.as_str()));
+        self.scope.push(fact.version.as_ref().map(|v| v.scope.as_str()));
+        self.commit.push(fact.version.as_ref().map(|v| v.commit.as_str()));
     }
 }
 

@@ -49,6 +49,7 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "notification columns",
         sql: include_str!("../migrations/0008_notification_columns.sql"),
     },
+    Migration { version: 9, name: "drift", sql: include_str!("../migrations/0009_drift.sql") },
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -228,6 +229,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         outbox_schema_id,
         alerting,
         slos: config.slos(),
+        drift_target_branch: config.alerts.drift_target_branch.clone(),
     });
     ct_platform::metrics::serve_operations(config.http.listen, shutdown.clone())
         .await
@@ -307,6 +309,8 @@ const TABLES: &[(&str, &str, &str)] = &[
     ("alerts", "t", "id"),
     ("notifications", "(subject, kind, channel, at, title, body, held, summarised_at)", "subject, kind, channel, at"),
     ("pending_actions", "t", "\"partition\", \"offset\""),
+    ("deployments", "t", "repo, environment"),
+    ("branch_heads", "t", "repo, branch"),
     ("alert_actions", "t", "audit_id"),
     ("silences", "t", "id"),
     ("runs", "t", "system_id, run_id"),

@@ -340,3 +340,74 @@ async fn quiet_hours_hold_notifications_and_send_one_summary_when_they_end() {
     assert!(report.identical, "{report:#?}");
     s.stop.cancel();
 }
+
+/// A deployment drifting from `main` longer than `drift_after_s` of clock time is an alert, which
+/// resolves when the head's commit is deployed; a rebuild decides the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_drifting_from_main_too_long_alerts_until_the_head_is_deployed() {
+    let s = Scenario::start_with(|config| {
+        config.alerts.enabled = true;
+        config.alerts.policy.drift_after_s = 3600;
+    })
+    .await;
+    let deploy = |id: &str, commit: &str, ts: &str| {
+        json!({"eventId": id, "type": "ci.deploy.completed", "ts": ts, "source": "github",
+               "payload": {"repo": "swan-portal", "environment": "production", "commit": commit}})
+    };
+    let head = |id: &str, commit: &str, ts: &str| {
+        json!({"eventId": id, "type": "ci.branch.updated", "ts": ts, "source": "github",
+               "payload": {"repo": "swan-portal", "branch": "main", "commit": commit}})
+    };
+    let drift = || async {
+        let rows: Vec<(String, String, Option<chrono::DateTime<chrono::Utc>>)> =
+            sqlx::query_as("SELECT deployed_commit, coalesce(head_commit, ''), drift_since FROM deployments")
+                .fetch_all(&s.pool)
+                .await
+                .unwrap();
+        rows
+    };
+    let alerts = || async {
+        let rows: Vec<(String, String, String)> =
+            sqlx::query_as("SELECT key, state, summary FROM alerts WHERE rule = 'drift' ORDER BY fired_at")
+                .fetch_all(&s.pool)
+                .await
+                .unwrap();
+        rows
+    };
+    s.log(deploy("d1", "aaa1111", "2026-03-03T10:00:00Z"), 1).await;
+    s.log(head("h1", "aaa1111", "2026-03-03T10:00:00Z"), 1).await;
+    // A feature branch moving is not the target branch.
+    s.log(
+        json!({"eventId": "h0", "type": "ci.branch.updated", "ts": "2026-03-03T10:10:00Z", "source": "github",
+               "payload": {"repo": "swan-portal", "branch": "feature-x", "commit": "fff0000"}}),
+        1,
+    )
+    .await;
+    s.tick("2026-03-03T10:15:00Z").await;
+    assert_eq!(drift().await, [("aaa1111".into(), "aaa1111".into(), None)]);
+
+    s.log(head("h2", "bbb2222", "2026-03-03T10:30:00Z"), 1).await;
+    s.tick("2026-03-03T10:31:00Z").await;
+    assert_eq!(drift().await, [("aaa1111".into(), "bbb2222".into(), Some(common::at("2026-03-03T10:30:00Z")))]);
+    s.log(head("h3", "ccc3333", "2026-03-03T11:00:00Z"), 1).await;
+    s.tick("2026-03-03T11:29:00Z").await;
+    assert_eq!(drift().await[0].2, Some(common::at("2026-03-03T10:30:00Z")), "still drifting since the first change");
+    assert!(alerts().await.is_empty(), "59 minutes of drift is within the hour");
+    s.tick("2026-03-03T11:30:00Z").await;
+    let fired = alerts().await;
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    assert_eq!((fired[0].0.as_str(), fired[0].1.as_str()), ("drift:swan-portal:production", "firing"));
+    assert!(fired[0].2.contains("runs aaa1111 while main is at ccc3333, since"), "{}", fired[0].2);
+
+    s.log(deploy("d2", "ccc3333", "2026-03-03T12:00:00Z"), 1).await;
+    s.tick("2026-03-03T12:01:00Z").await;
+    assert_eq!(drift().await, [("ccc3333".into(), "ccc3333".into(), None)]);
+    assert_eq!(alerts().await[0].1, "resolved");
+
+    let report =
+        ct_platform::readmodel::rebuild(&ct_health::HealthModel(s.config.clone()), false, Duration::from_secs(120))
+            .await
+            .expect("rebuild");
+    assert!(report.identical, "{:?}", report.differing_tables);
+    s.stop.cancel();
+}
