@@ -70,6 +70,11 @@ pub mod metric {
     /// `<period>|<contractor id>` of each timesheet (the timesheet gate reads these; the digest
     /// does not show them).
     pub const TIMESHEETS_BY_PERIOD: &str = "timesheets.period";
+    /// Dead letters parked per category, as last reported by the DLQ categoriser at or before
+    /// the day's end (`ct.v1.DlqDepth` on the audit topic).
+    pub const DLQ_PARKED: &str = "dlq.parked";
+    /// Dead letters resolved by people that day, by outcome (`ct.v1.DlqAudit`).
+    pub const DLQ_RESOLVED: &str = "dlq.resolved";
 }
 
 fn severity(s: Severity) -> &'static str {
@@ -151,6 +156,17 @@ pub struct Digest {
     pub events: Events,
     pub failures: Failures,
     pub payments: Payments,
+    #[serde(default)]
+    pub dead_letters: DeadLetters,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetters {
+    /// Parked at the end of the day (the last depth report by then); `None`: never reported.
+    pub parked: Option<i64>,
+    pub parked_by_category: BTreeMap<String, i64>,
+    /// Resolved that day by outcome (`replayed`, `skipped`; `reparked` stayed parked).
+    pub resolved_by_outcome: BTreeMap<String, i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -228,6 +244,14 @@ impl Digest {
                 updates_by_status: counts(counts_of_day, metric::PAYMENTS_BY_STATUS),
                 paid_minor: amounts(counts_of_day, metric::PAID_BY_CURRENCY),
             },
+            dead_letters: {
+                let parked_by_category = counts(counts_of_day, metric::DLQ_PARKED);
+                DeadLetters {
+                    parked: counts_of_day.contains_key(metric::DLQ_PARKED).then(|| parked_by_category.values().sum()),
+                    parked_by_category,
+                    resolved_by_outcome: counts(counts_of_day, metric::DLQ_RESOLVED),
+                }
+            },
         }
     }
 
@@ -295,6 +319,22 @@ impl Digest {
                 let paid: Vec<String> = p.paid_minor.iter().map(|(c, minor)| format_money(*minor, c)).collect();
                 let _ = writeln!(md, "Paid: {}.\n", paid.join(", "));
             }
+        }
+        md += "## Dead letters\n\n";
+        let d = &self.dead_letters;
+        match d.parked {
+            None => md += "Parked: no depth reported yet.\n\n",
+            Some(0) => md += "Parked at the end of the day: none.\n\n",
+            Some(parked) => {
+                let parts: Vec<String> = d.parked_by_category.iter().map(|(c, n)| format!("{c} {n}")).collect();
+                let _ = writeln!(md, "Parked at the end of the day: {parked} ({}).\n", parts.join(", "));
+            }
+        }
+        if d.resolved_by_outcome.is_empty() {
+            md += "Resolved: none.\n\n";
+        } else {
+            let parts: Vec<String> = d.resolved_by_outcome.iter().map(|(o, n)| format!("{o} {n}")).collect();
+            let _ = writeln!(md, "Resolved: {}.\n", parts.join(", "));
         }
         let _ = writeln!(md, "---\nContent SHA-256: `{sha256}`");
         md

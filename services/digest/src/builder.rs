@@ -29,6 +29,8 @@ pub struct Builder {
     /// The consumer name (progress key of both topics).
     pub consumer: String,
     pub events_topic: String,
+    /// The audit topic (dead-letter depth reports and actions).
+    pub audit_topic: String,
 }
 
 /// `[timesheets]` as the builder applies it.
@@ -42,8 +44,8 @@ pub struct GateRule {
 /// The stored clock: last minute, next digest day, next gate week.
 type ClockState = (DateTime<Utc>, NaiveDate, Option<NaiveDate>);
 
-/// A row of `pending_ticks`: clock offset, minute, events end offsets.
-type PendingTick = (i64, DateTime<Utc>, Vec<i64>);
+/// A row of `pending_ticks`: clock offset, minute, events end offsets, audit end offsets.
+type PendingTick = (i64, DateTime<Utc>, Vec<i64>, Vec<i64>);
 
 impl Builder {
     /// The stored progress of `topic`: both consumers of the model share one consumer name.
@@ -58,29 +60,32 @@ impl Builder {
             .await?;
         let mut state: Option<ClockState> =
             sqlx::query_as("SELECT minute, next_day, next_gate_week FROM clock").fetch_optional(&mut *tx).await?;
-        let events_progress: HashMap<i32, i64> = sqlx::query_as::<_, (i32, i64)>(
-            "SELECT \"partition\", next_offset FROM consumer_progress WHERE consumer = $1 AND topic = $2",
-        )
-        .bind(&self.consumer)
-        .bind(&self.events_topic)
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .collect();
+        let progress_of = |topic: &str| {
+            sqlx::query_as::<_, (i32, i64)>(
+                "SELECT \"partition\", next_offset FROM consumer_progress WHERE consumer = $1 AND topic = $2",
+            )
+            .bind(self.consumer.clone())
+            .bind(topic.to_owned())
+        };
+        let events_progress: HashMap<i32, i64> =
+            progress_of(&self.events_topic).fetch_all(&mut *tx).await?.into_iter().collect();
+        let audit_progress: HashMap<i32, i64> =
+            progress_of(&self.audit_topic).fetch_all(&mut *tx).await?.into_iter().collect();
         let mut applied = 0;
         loop {
             let tick: Option<PendingTick> = sqlx::query_as(
-                "SELECT clock_offset, minute, events_end FROM pending_ticks ORDER BY clock_offset LIMIT 1",
+                "SELECT clock_offset, minute, events_end, audit_end FROM pending_ticks ORDER BY clock_offset LIMIT 1",
             )
             .fetch_optional(&mut *tx)
             .await?;
-            let Some((clock_offset, minute, events_end)) = tick else { break };
+            let Some((clock_offset, minute, events_end, audit_end)) = tick else { break };
             // A minute already applied (a second ticker, a restart): time does not go back.
             if state.is_none_or(|(last, ..)| minute > last) {
-                if !covered(&events_end, &events_progress) {
+                if !covered(&events_end, &events_progress) || !covered(&audit_end, &audit_progress) {
                     break;
                 }
                 fold(tx, &events_end).await?;
+                fold_audit(tx, &audit_end).await?;
                 // The first tick ever: the first digest is the previous local day's.
                 let mut next_day = state.map_or_else(
                     || local_day(minute, self.zone).checked_sub_days(Days::new(1)).unwrap_or(NaiveDate::MIN),
@@ -124,7 +129,7 @@ impl Builder {
 
     /// Decides the digest of `day` from its counts, at the tick of `minute`.
     async fn decide(&self, tx: &mut PgConnection, day: NaiveDate, minute: DateTime<Utc>) -> Result<(), sqlx::Error> {
-        let counts = day_counts(tx, day).await?;
+        let counts = digest_counts(tx, day).await?;
         let digest = Digest::build(day, self.zone, self.publish_at, &counts);
         let rendered = digest.render();
         sqlx::query(
@@ -189,7 +194,26 @@ async fn decide_gate(
     Ok(())
 }
 
-/// The stored counts of `day` (what its digest is built from).
+/// What the digest of `day` is built from: the day's counts and the dead letters parked at its
+/// end (the last depth report of that day or before).
+pub async fn digest_counts(conn: &mut PgConnection, day: NaiveDate) -> Result<DayCounts, sqlx::Error> {
+    let mut counts = day_counts(conn, day).await?;
+    let depth: Option<String> =
+        sqlx::query_scalar("SELECT by_category::text FROM dlq_depth WHERE day <= $1 ORDER BY day DESC LIMIT 1")
+            .bind(day)
+            .fetch_optional(&mut *conn)
+            .await?;
+    if let Some(depth) = depth {
+        let by_category: std::collections::BTreeMap<String, i64> = serde_json::from_str(&depth).unwrap_or_default();
+        counts.insert(
+            metric::DLQ_PARKED.to_owned(),
+            by_category.into_iter().map(|(c, n)| (c, Tally { count: n, amount_minor: 0 })).collect(),
+        );
+    }
+    Ok(counts)
+}
+
+/// The stored counts of `day`.
 pub async fn day_counts(conn: &mut PgConnection, day: NaiveDate) -> Result<DayCounts, sqlx::Error> {
     let rows: Vec<(String, String, i64, i64)> =
         sqlx::query_as("SELECT metric, dimension, count, amount FROM day_counts WHERE day = $1")
@@ -201,6 +225,46 @@ pub async fn day_counts(conn: &mut PgConnection, day: NaiveDate) -> Result<DayCo
         counts.entry(metric).or_default().insert(dimension, Tally { count, amount_minor });
     }
     Ok(counts)
+}
+
+/// Moves the audit records below the tick's audit offsets into the day counts (dead letters
+/// resolved, each audit id once) and the day's last depth report.
+async fn fold_audit(tx: &mut PgConnection, audit_end: &[i64]) -> Result<(), sqlx::Error> {
+    if audit_end.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "WITH folded AS (
+             DELETE FROM pending_audit p
+             USING UNNEST($1::bigint[]) WITH ORDINALITY AS b(end_offset, n)
+             WHERE p.\"partition\" = b.n - 1 AND p.\"offset\" < b.end_offset
+             RETURNING p.*
+         ),
+         fresh AS (
+             INSERT INTO counted (event_id, day)
+             SELECT DISTINCT ON (audit_id) 'audit:' || audit_id, day FROM folded WHERE kind = 'resolved'
+             ORDER BY audit_id, \"partition\", \"offset\"
+             ON CONFLICT DO NOTHING
+             RETURNING event_id
+         ),
+         resolved AS (
+             INSERT INTO day_counts (day, metric, dimension, count, amount)
+             SELECT day, $2, outcome, count(DISTINCT audit_id), 0 FROM folded
+             WHERE kind = 'resolved' AND 'audit:' || audit_id IN (SELECT event_id FROM fresh)
+             GROUP BY day, outcome
+             ON CONFLICT (day, metric, dimension) DO UPDATE SET count = day_counts.count + EXCLUDED.count
+         )
+         INSERT INTO dlq_depth (day, written_at, by_category)
+         SELECT DISTINCT ON (day) day, written_at, by_category FROM folded WHERE kind = 'depth'
+         ORDER BY day, written_at DESC, \"partition\" DESC, \"offset\" DESC
+         ON CONFLICT (day) DO UPDATE SET written_at = EXCLUDED.written_at, by_category = EXCLUDED.by_category
+         WHERE EXCLUDED.written_at >= dlq_depth.written_at",
+    )
+    .bind(audit_end)
+    .bind(metric::DLQ_RESOLVED)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 /// Moves the facts below the tick's offsets into the day counts; an event already counted (a
@@ -245,7 +309,7 @@ impl ct_platform::clock::Clocked for Builder {
     }
 
     fn audit_topic(&self) -> Option<&str> {
-        None
+        Some(&self.audit_topic)
     }
 
     fn advance<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), sqlx::Error>> {

@@ -11,6 +11,7 @@
 
 pub mod builder;
 pub mod counting;
+pub mod dead_letters;
 pub mod publisher;
 
 use std::{path::Path, sync::Arc, time::Duration};
@@ -41,6 +42,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 2, name: "notifications", sql: ct_platform::notify::NOTIFICATIONS_TABLE_SQL },
     Migration { version: 3, name: "timesheet gate", sql: include_str!("../migrations/0003_timesheet_gate.sql") },
     Migration { version: 4, name: "kpi marks", sql: include_str!("../migrations/0004_kpi_marks.sql") },
+    Migration { version: 5, name: "dead letters", sql: include_str!("../migrations/0005_dead_letters.sql") },
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -65,6 +67,8 @@ pub struct ConsumerConfig {
     pub name: String,
     pub events_topic: String,
     pub clock_topic: String,
+    /// Dead-letter depth reports and actions (`ct.v1.DlqDepth`, `ct.v1.DlqAudit`).
+    pub audit_topic: String,
     pub dlq_topic: String,
     pub batch_max: usize,
     pub batch_wait_ms: u64,
@@ -200,6 +204,7 @@ impl Config {
         config.consumer.name = format!("{}digest", slice.prefix);
         config.consumer.events_topic = slice.topics.events.clone();
         config.consumer.clock_topic = slice.topics.clock.clone();
+        config.consumer.audit_topic = slice.topics.audit.clone();
         config.consumer.dlq_topic = slice.topics.dlq.clone();
         config.consumer.batch_wait_ms = 10;
         config.publisher.poll_interval_ms = 50;
@@ -224,6 +229,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         gate: config.timesheets.rule(config.digest.zone()?)?,
         consumer: config.consumer.name.clone(),
         events_topic: config.consumer.events_topic.clone(),
+        audit_topic: config.consumer.audit_topic.clone(),
     });
     ct_platform::metrics::serve_operations(config.http.listen, shutdown.clone())
         .await
@@ -245,18 +251,28 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let clock = ct_platform::clock::ClockPipeline {
         pool: pool.clone(),
         registry: RegistryClient::new(&config.registry.url),
-        model: builder,
+        model: Arc::clone(&builder),
     };
-    let (events_settings, clock_settings) =
-        (config.settings(&config.consumer.events_topic), config.settings(&config.consumer.clock_topic));
-    let (events, ticks) = tokio::join!(
+    let dead_letters = dead_letters::DeadLetters {
+        pool: pool.clone(),
+        registry: RegistryClient::new(&config.registry.url),
+        builder: Arc::clone(&builder),
+    };
+    let (events_settings, clock_settings, audit_settings) = (
+        config.settings(&config.consumer.events_topic),
+        config.settings(&config.consumer.clock_topic),
+        config.settings(&config.consumer.audit_topic),
+    );
+    let (events, ticks, audit) = tokio::join!(
         consumer::run(&counting, &config.kafka, &events_settings, shutdown.clone()),
         consumer::run(&clock, &config.kafka, &clock_settings, shutdown.clone()),
+        consumer::run(&dead_letters, &config.kafka, &audit_settings, shutdown.clone()),
     );
     shutdown.cancel();
     while tasks.join_next().await.is_some() {}
     events?;
     ticks?;
+    audit?;
     Ok(())
 }
 
@@ -268,6 +284,8 @@ pub struct DigestModel(pub Config);
 const TABLES: &[(&str, &str, &str)] = &[
     ("pending_facts", "t", "\"partition\", \"offset\", metric, dimension"),
     ("pending_ticks", "t", "clock_offset"),
+    ("pending_audit", "t", "\"partition\", \"offset\""),
+    ("dlq_depth", "t", "day"),
     ("clock", "t", "id"),
     ("counted", "t", "event_id"),
     ("day_counts", "t", "day, metric, dimension"),
@@ -308,7 +326,11 @@ impl ReadModel for DigestModel {
     }
 
     fn topics(&self) -> Vec<String> {
-        vec![self.0.consumer.events_topic.clone(), self.0.consumer.clock_topic.clone()]
+        vec![
+            self.0.consumer.events_topic.clone(),
+            self.0.consumer.clock_topic.clone(),
+            self.0.consumer.audit_topic.clone(),
+        ]
     }
 
     fn migrate<'a>(&'a self, pool: &'a PgPool) -> BoxFuture<'a, Result<(), sqlx::Error>> {

@@ -62,7 +62,7 @@ impl Scenario {
         let ticker = Ticker::connect(
             &ctx.kafka,
             RegistryClient::new(&registry_url),
-            &ClockTopics { clock: topics.clock.clone(), events: topics.events.clone(), audit: String::new() },
+            &ClockTopics { clock: topics.clock.clone(), events: topics.events.clone(), audit: topics.audit.clone() },
         )
         .await
         .expect("ticker");
@@ -335,6 +335,7 @@ bootstrap_servers = "{bootstrap}"
 name = "{name}"
 events_topic = "{events}"
 clock_topic = "{clock}"
+audit_topic = "{audit}"
 dlq_topic = "{dlq}"
 batch_wait_ms = 10
 [digest]
@@ -370,6 +371,7 @@ listen = "127.0.0.1:{port}"
         name = c.consumer.name,
         events = c.consumer.events_topic,
         clock = c.consumer.clock_topic,
+        audit = c.consumer.audit_topic,
         dlq = c.consumer.dlq_topic,
         publish_at = local_due.format("%H:%M"),
         digests = c.publisher.digests_topic,
@@ -531,4 +533,88 @@ async fn the_timesheet_gate_fires_at_monday_ten_with_missing_timesheets_and_not_
         .expect("rebuild");
     assert!(report.identical, "the rebuilt gates differ: {:?}", report.differing_tables);
     s.stop.cancel();
+}
+
+/// Dead letters in the digest: the categoriser's last depth report of the day (carried to a day
+/// without one) and the items people resolved that day, each audit once, from the audit topic
+/// the ticks bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_parked_and_resolved_reach_the_digest() {
+    let s = Scenario::start().await;
+    let registry = || RegistryClient::new(&s.config.registry.url);
+    let audit_topic = &s.config.consumer.audit_topic;
+    let timeout = Duration::from_secs(30);
+    let depths = ct_platform::audit::RecordWriter::new(
+        &s.ctx.kafka,
+        registry(),
+        audit_topic,
+        ct_core::dlq::DEPTH_RECORD,
+        ct_core::dlq::DEPTH_SCHEMA_JSON,
+        timeout,
+    )
+    .unwrap();
+    let audits = ct_platform::audit::RecordWriter::new(
+        &s.ctx.kafka,
+        registry(),
+        audit_topic,
+        "ct.v1.DlqAudit",
+        ct_core::dlq::AUDIT_SCHEMA_JSON,
+        timeout,
+    )
+    .unwrap();
+    s.tick("2026-05-04T12:00:00Z").await;
+    let depth = |written: &str, schema: i64, transient: i64| ct_core::dlq::Depth {
+        written_at: at(written),
+        parked: schema + transient,
+        by_category: [("schema".to_owned(), schema), ("transient".to_owned(), transient)].into(),
+    };
+    for report in [depth("2026-05-04T09:00:00Z", 5, 0), depth("2026-05-04T20:00:00Z", 2, 1)] {
+        depths.write("depth", &ct_core::dlq::encode_depth(&report).unwrap()).await.unwrap();
+    }
+    let audit = |id: &str, outcome: ct_core::dlq::Outcome| ct_core::dlq::Audit {
+        audit_id: id.into(),
+        item_id: "projector:ct.events.v1:0:7".into(),
+        action: ct_core::dlq::Action::Replay,
+        outcome,
+        actor: "sre:test".into(),
+        at: at("2026-05-04T15:00:00Z"),
+        reason: "fixed the schema".into(),
+        detail: None,
+        attempt: 3,
+    };
+    for record in [
+        audit("a1", ct_core::dlq::Outcome::Replayed),
+        audit("a1", ct_core::dlq::Outcome::Replayed), // the same audit written twice
+        audit("a2", ct_core::dlq::Outcome::Skipped),
+    ] {
+        audits.write(&record.item_id, &ct_core::dlq::encode_audit(&record).unwrap()).await.unwrap();
+    }
+    // 08:00 BST on the 5th decides the 4th; 08:00 BST on the 6th the 5th, which had no report.
+    s.tick("2026-05-05T07:00:00Z").await;
+    s.tick("2026-05-06T07:00:00Z").await;
+    let digests = s.digests().await;
+    let digest = |day: &str| -> serde_json::Value {
+        let json = &digests.iter().find(|d| d.0 == day).unwrap_or_else(|| panic!("no digest of {day}")).1;
+        serde_json::from_str(json).unwrap()
+    };
+    assert_eq!(
+        digest("2026-05-04")["dead_letters"],
+        serde_json::json!({"parked": 3, "parked_by_category": {"schema": 2, "transient": 1},
+                           "resolved_by_outcome": {"replayed": 1, "skipped": 1}})
+    );
+    assert_eq!(
+        digest("2026-05-05")["dead_letters"],
+        serde_json::json!({"parked": 3, "parked_by_category": {"schema": 2, "transient": 1}, "resolved_by_outcome": {}})
+    );
+    assert_eq!(digest("2026-05-03")["dead_letters"]["parked"], serde_json::Value::Null, "no report before the 4th");
+    let markdown = &digests.iter().find(|d| d.0 == "2026-05-04").unwrap().2;
+    assert!(markdown.contains("Parked at the end of the day: 3 (schema 2, transient 1)."), "{markdown}");
+    assert!(markdown.contains("Resolved: replayed 1, skipped 1."), "{markdown}");
+
+    let report = ct_platform::readmodel::rebuild(&DigestModel(s.config.clone()), false, Duration::from_secs(120))
+        .await
+        .expect("rebuild");
+    assert!(report.identical, "{:?}", report.differing_tables);
+    s.stop.cancel();
+    let _ = std::fs::remove_dir_all(&s.archive);
 }
