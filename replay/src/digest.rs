@@ -58,7 +58,9 @@ pub async fn regenerate(config: &ct_digest::Config, day: NaiveDate) -> anyhow::R
     config.validate()?;
     let pool = ct_platform::postgres::connect(&config.postgres).await.context("connecting to Postgres")?;
     let mut conn = pool.acquire().await?;
-    let counts = ct_digest::builder::digest_counts(&mut conn, day).await.context("reading the day's counts")?;
+    let counts = ct_digest::builder::digest_counts(&mut conn, day, config.digest.zone()?)
+        .await
+        .context("reading the day's counts")?;
     let rendered = Digest::build(day, config.digest.zone()?, config.digest.publish_time()?, &counts).render();
     let decided_sha256: Option<String> =
         sqlx::query_scalar("SELECT sha256 FROM digests WHERE day = $1").bind(day).fetch_optional(&mut *conn).await?;

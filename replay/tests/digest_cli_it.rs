@@ -35,7 +35,12 @@ async fn show_prints_the_decided_digest_and_regenerate_shows_what_late_events_ch
     let ticker = Ticker::connect(
         &ctx.kafka,
         RegistryClient::new(&registry_url),
-        &ClockTopics { clock: topics.clock.clone(), events: topics.events.clone(), audit: String::new() },
+        &ClockTopics {
+            clock: topics.clock.clone(),
+            events: topics.events.clone(),
+            audit: String::new(),
+            health: String::new(),
+        },
     )
     .await
     .expect("ticker");

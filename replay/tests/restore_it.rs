@@ -134,9 +134,7 @@ async fn an_export_restored_into_an_empty_cluster_rebuilds_every_read_model_iden
         }
     }
     let ticker =
-        Ticker::connect(&ctx.kafka, RegistryClient::new(&registry_url), &models.health.consumer.clock_topics())
-            .await
-            .unwrap();
+        Ticker::connect(&ctx.kafka, RegistryClient::new(&registry_url), &models.health.clock_topics()).await.unwrap();
     for minute in 1..=5 {
         ticker.tick(at(minute)).await.unwrap();
     }

@@ -27,6 +27,12 @@ pub struct Tick {
     /// End offset of each partition of `audit_topic`, by partition number.
     #[serde(default)]
     pub audit_end: Vec<i64>,
+    /// The status-change topic whose offsets follow ("" when the ticker knows none).
+    #[serde(default)]
+    pub health_topic: String,
+    /// End offset of each partition of `health_topic`, by partition number.
+    #[serde(default)]
+    pub health_end: Vec<i64>,
 }
 
 impl Tick {
@@ -71,6 +77,8 @@ mod tests {
             written_at: "2026-03-03T11:17:00.001Z".parse().unwrap(),
             audit_topic: "ct.audit.v1".into(),
             audit_end: vec![4],
+            health_topic: "ct.health.v1".into(),
+            health_end: vec![2],
         };
         assert_eq!(tick.key(), "2026-03-03T11:16Z");
         assert_eq!(decode_tick(tick_schema(), &encode_tick(&tick).unwrap()).unwrap(), tick);

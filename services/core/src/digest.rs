@@ -75,6 +75,10 @@ pub mod metric {
     pub const DLQ_PARKED: &str = "dlq.parked";
     /// Dead letters resolved by people that day, by outcome (`ct.v1.DlqAudit`).
     pub const DLQ_RESOLVED: &str = "dlq.resolved";
+    /// Per system, its status changes that day (`ct.health.v1`).
+    pub const STATUS_CHANGES: &str = "status.changes";
+    /// `<system>|<status>`: seconds of the day the system spent in that status.
+    pub const STATUS_SECONDS: &str = "status.seconds";
 }
 
 fn severity(s: Severity) -> &'static str {
@@ -158,6 +162,16 @@ pub struct Digest {
     pub payments: Payments,
     #[serde(default)]
     pub dead_letters: DeadLetters,
+    /// Per catalogued system that ever reported a status: its changes that day and the seconds
+    /// it spent in each status (`unknown` before it was first evaluated).
+    #[serde(default)]
+    pub systems: BTreeMap<String, SystemDay>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SystemDay {
+    pub changes: i64,
+    pub seconds: BTreeMap<String, i64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -203,6 +217,16 @@ pub struct Rendered {
     pub json: String,
     pub markdown: String,
     pub sha256: String,
+}
+
+/// `23h 10m`, `50m`, `0m`.
+fn duration_text(seconds: i64) -> String {
+    let minutes = seconds / 60;
+    match (minutes / 60, minutes % 60) {
+        (0, m) => format!("{m}m"),
+        (h, 0) => format!("{h}h"),
+        (h, m) => format!("{h}h {m}m"),
+    }
 }
 
 fn counts(day: &DayCounts, metric: &str) -> BTreeMap<String, i64> {
@@ -251,6 +275,18 @@ impl Digest {
                     parked_by_category,
                     resolved_by_outcome: counts(counts_of_day, metric::DLQ_RESOLVED),
                 }
+            },
+            systems: {
+                let mut systems: BTreeMap<String, SystemDay> = counts(counts_of_day, metric::STATUS_CHANGES)
+                    .into_iter()
+                    .map(|(system, changes)| (system, SystemDay { changes, seconds: BTreeMap::new() }))
+                    .collect();
+                for (key, seconds) in counts(counts_of_day, metric::STATUS_SECONDS) {
+                    if let Some((system, status)) = key.split_once('|') {
+                        systems.entry(system.to_owned()).or_default().seconds.insert(status.to_owned(), seconds);
+                    }
+                }
+                systems
             },
         }
     }
@@ -335,6 +371,18 @@ impl Digest {
         } else {
             let parts: Vec<String> = d.resolved_by_outcome.iter().map(|(o, n)| format!("{o} {n}")).collect();
             let _ = writeln!(md, "Resolved: {}.\n", parts.join(", "));
+        }
+        md += "## Systems\n\n";
+        if self.systems.is_empty() {
+            md += "No status reported yet.\n\n";
+        } else {
+            md += "| System | Changes | Time in each status |\n|---|---:|---|\n";
+            for (system, day) in &self.systems {
+                let spent: Vec<String> =
+                    day.seconds.iter().map(|(status, s)| format!("{status} {}", duration_text(*s))).collect();
+                let _ = writeln!(md, "| {system} | {} | {} |", day.changes, spent.join(", "));
+            }
+            md += "\n";
         }
         let _ = writeln!(md, "---\nContent SHA-256: `{sha256}`");
         md

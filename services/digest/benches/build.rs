@@ -75,7 +75,8 @@ async fn main() {
             .await
             .expect("registry");
     produce(&kafka_config, &name("events"), schema_id, events, event).await;
-    let topics = ClockTopics { clock: name("clock"), events: name("events"), audit: String::new() };
+    let topics =
+        ClockTopics { clock: name("clock"), events: name("events"), audit: String::new(), health: String::new() };
     let ticker = Ticker::connect(&kafka_config, RegistryClient::new(&registry_url), &topics).await.expect("ticker");
     let due: DateTime<Utc> = "2026-03-30T07:00:00Z".parse().unwrap();
     ticker.tick(due).await.unwrap();

@@ -31,6 +31,8 @@ pub struct Builder {
     pub events_topic: String,
     /// The audit topic (dead-letter depth reports and actions).
     pub audit_topic: String,
+    /// The status-change topic (`ct.health.v1`).
+    pub health_topic: String,
 }
 
 /// `[timesheets]` as the builder applies it.
@@ -44,8 +46,9 @@ pub struct GateRule {
 /// The stored clock: last minute, next digest day, next gate week.
 type ClockState = (DateTime<Utc>, NaiveDate, Option<NaiveDate>);
 
-/// A row of `pending_ticks`: clock offset, minute, events end offsets, audit end offsets.
-type PendingTick = (i64, DateTime<Utc>, Vec<i64>, Vec<i64>);
+/// A row of `pending_ticks`: clock offset, minute, and the end offsets of the events, audit and
+/// status-change topics.
+type PendingTick = (i64, DateTime<Utc>, Vec<i64>, Vec<i64>, Vec<i64>);
 
 impl Builder {
     /// The stored progress of `topic`: both consumers of the model share one consumer name.
@@ -71,21 +74,28 @@ impl Builder {
             progress_of(&self.events_topic).fetch_all(&mut *tx).await?.into_iter().collect();
         let audit_progress: HashMap<i32, i64> =
             progress_of(&self.audit_topic).fetch_all(&mut *tx).await?.into_iter().collect();
+        let health_progress: HashMap<i32, i64> =
+            progress_of(&self.health_topic).fetch_all(&mut *tx).await?.into_iter().collect();
         let mut applied = 0;
         loop {
             let tick: Option<PendingTick> = sqlx::query_as(
-                "SELECT clock_offset, minute, events_end, audit_end FROM pending_ticks ORDER BY clock_offset LIMIT 1",
+                "SELECT clock_offset, minute, events_end, audit_end, health_end FROM pending_ticks
+                 ORDER BY clock_offset LIMIT 1",
             )
             .fetch_optional(&mut *tx)
             .await?;
-            let Some((clock_offset, minute, events_end, audit_end)) = tick else { break };
+            let Some((clock_offset, minute, events_end, audit_end, health_end)) = tick else { break };
             // A minute already applied (a second ticker, a restart): time does not go back.
             if state.is_none_or(|(last, ..)| minute > last) {
-                if !covered(&events_end, &events_progress) || !covered(&audit_end, &audit_progress) {
+                if !covered(&events_end, &events_progress)
+                    || !covered(&audit_end, &audit_progress)
+                    || !covered(&health_end, &health_progress)
+                {
                     break;
                 }
                 fold(tx, &events_end).await?;
                 fold_audit(tx, &audit_end).await?;
+                fold_changes(tx, &health_end).await?;
                 // The first tick ever: the first digest is the previous local day's.
                 let mut next_day = state.map_or_else(
                     || local_day(minute, self.zone).checked_sub_days(Days::new(1)).unwrap_or(NaiveDate::MIN),
@@ -129,7 +139,7 @@ impl Builder {
 
     /// Decides the digest of `day` from its counts, at the tick of `minute`.
     async fn decide(&self, tx: &mut PgConnection, day: NaiveDate, minute: DateTime<Utc>) -> Result<(), sqlx::Error> {
-        let counts = digest_counts(tx, day).await?;
+        let counts = digest_counts(tx, day, self.zone).await?;
         let digest = Digest::build(day, self.zone, self.publish_at, &counts);
         let rendered = digest.render();
         sqlx::query(
@@ -194,10 +204,40 @@ async fn decide_gate(
     Ok(())
 }
 
-/// What the digest of `day` is built from: the day's counts and the dead letters parked at its
-/// end (the last depth report of that day or before).
-pub async fn digest_counts(conn: &mut PgConnection, day: NaiveDate) -> Result<DayCounts, sqlx::Error> {
+/// What the digest of `day` is built from: the day's counts, the dead letters parked at its end
+/// (the last depth report of that day or before), and each system's status changes that day and
+/// time in each status (from the status in force when the day began).
+pub async fn digest_counts(conn: &mut PgConnection, day: NaiveDate, zone: Tz) -> Result<DayCounts, sqlx::Error> {
     let mut counts = day_counts(conn, day).await?;
+    let (from, to) = ct_core::digest::day_span(day, zone);
+    let changes: Vec<(String, DateTime<Utc>, String)> = sqlx::query_as(
+        "(SELECT DISTINCT ON (system_id) system_id, at, status FROM status_changes WHERE at < $1
+          ORDER BY system_id, at DESC)
+         UNION ALL
+         (SELECT system_id, at, status FROM status_changes WHERE at >= $1 AND at < $2)
+         ORDER BY system_id, at",
+    )
+    .bind(from)
+    .bind(to)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut by_system: std::collections::BTreeMap<String, Vec<(DateTime<Utc>, String)>> = Default::default();
+    for (system_id, at, status) in changes {
+        by_system.entry(system_id).or_default().push((at, status));
+    }
+    for (system_id, changes) in by_system {
+        let (before, inside): (Vec<_>, Vec<_>) = changes.into_iter().partition(|(at, _)| *at < from);
+        let before = before.last().map(|(_, status)| status.as_str());
+        let seconds = ct_core::trend::time_in_status(before, &inside, from, to);
+        counts
+            .entry(metric::STATUS_CHANGES.to_owned())
+            .or_default()
+            .insert(system_id.clone(), Tally { count: inside.len() as i64, amount_minor: 0 });
+        let by_status = counts.entry(metric::STATUS_SECONDS.to_owned()).or_default();
+        for (status, seconds) in seconds {
+            by_status.insert(format!("{system_id}|{status}"), Tally { count: seconds, amount_minor: 0 });
+        }
+    }
     let depth: Option<String> =
         sqlx::query_scalar("SELECT by_category::text FROM dlq_depth WHERE day <= $1 ORDER BY day DESC LIMIT 1")
             .bind(day)
@@ -225,6 +265,29 @@ pub async fn day_counts(conn: &mut PgConnection, day: NaiveDate) -> Result<DayCo
         counts.entry(metric).or_default().insert(dimension, Tally { count, amount_minor });
     }
     Ok(counts)
+}
+
+/// Moves the status changes below the tick's health offsets into `status_changes`.
+async fn fold_changes(tx: &mut PgConnection, health_end: &[i64]) -> Result<(), sqlx::Error> {
+    if health_end.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "WITH folded AS (
+             DELETE FROM pending_changes p
+             USING UNNEST($1::bigint[]) WITH ORDINALITY AS b(end_offset, n)
+             WHERE p.\"partition\" = b.n - 1 AND p.\"offset\" < b.end_offset
+             RETURNING p.*
+         )
+         INSERT INTO status_changes (system_id, at, status)
+         SELECT DISTINCT ON (system_id, at) system_id, at, status FROM folded
+         ORDER BY system_id, at, \"partition\", \"offset\"
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(health_end)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 /// Moves the audit records below the tick's audit offsets into the day counts (dead letters
@@ -310,6 +373,10 @@ impl ct_platform::clock::Clocked for Builder {
 
     fn audit_topic(&self) -> Option<&str> {
         Some(&self.audit_topic)
+    }
+
+    fn health_topic(&self) -> Option<&str> {
+        Some(&self.health_topic)
     }
 
     fn advance<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), sqlx::Error>> {

@@ -13,6 +13,7 @@ pub mod builder;
 pub mod counting;
 pub mod dead_letters;
 pub mod publisher;
+pub mod statuses;
 
 use std::{path::Path, sync::Arc, time::Duration};
 
@@ -43,6 +44,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 3, name: "timesheet gate", sql: include_str!("../migrations/0003_timesheet_gate.sql") },
     Migration { version: 4, name: "kpi marks", sql: include_str!("../migrations/0004_kpi_marks.sql") },
     Migration { version: 5, name: "dead letters", sql: include_str!("../migrations/0005_dead_letters.sql") },
+    Migration { version: 6, name: "status changes", sql: include_str!("../migrations/0006_status_changes.sql") },
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -69,6 +71,8 @@ pub struct ConsumerConfig {
     pub clock_topic: String,
     /// Dead-letter depth reports and actions (`ct.v1.DlqDepth`, `ct.v1.DlqAudit`).
     pub audit_topic: String,
+    /// Status changes (`ct.v1.HealthChange`, the health evaluator's outbox).
+    pub health_topic: String,
     pub dlq_topic: String,
     pub batch_max: usize,
     pub batch_wait_ms: u64,
@@ -205,6 +209,7 @@ impl Config {
         config.consumer.events_topic = slice.topics.events.clone();
         config.consumer.clock_topic = slice.topics.clock.clone();
         config.consumer.audit_topic = slice.topics.audit.clone();
+        config.consumer.health_topic = slice.topics.health.clone();
         config.consumer.dlq_topic = slice.topics.dlq.clone();
         config.consumer.batch_wait_ms = 10;
         config.publisher.poll_interval_ms = 50;
@@ -230,6 +235,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         consumer: config.consumer.name.clone(),
         events_topic: config.consumer.events_topic.clone(),
         audit_topic: config.consumer.audit_topic.clone(),
+        health_topic: config.consumer.health_topic.clone(),
     });
     ct_platform::metrics::serve_operations(config.http.listen, shutdown.clone())
         .await
@@ -258,21 +264,29 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         registry: RegistryClient::new(&config.registry.url),
         builder: Arc::clone(&builder),
     };
-    let (events_settings, clock_settings, audit_settings) = (
+    let statuses = statuses::Statuses {
+        pool: pool.clone(),
+        registry: RegistryClient::new(&config.registry.url),
+        builder: Arc::clone(&builder),
+    };
+    let (events_settings, clock_settings, audit_settings, health_settings) = (
         config.settings(&config.consumer.events_topic),
         config.settings(&config.consumer.clock_topic),
         config.settings(&config.consumer.audit_topic),
+        config.settings(&config.consumer.health_topic),
     );
-    let (events, ticks, audit) = tokio::join!(
+    let (events, ticks, audit, changes) = tokio::join!(
         consumer::run(&counting, &config.kafka, &events_settings, shutdown.clone()),
         consumer::run(&clock, &config.kafka, &clock_settings, shutdown.clone()),
         consumer::run(&dead_letters, &config.kafka, &audit_settings, shutdown.clone()),
+        consumer::run(&statuses, &config.kafka, &health_settings, shutdown.clone()),
     );
     shutdown.cancel();
     while tasks.join_next().await.is_some() {}
     events?;
     ticks?;
     audit?;
+    changes?;
     Ok(())
 }
 
@@ -286,6 +300,8 @@ const TABLES: &[(&str, &str, &str)] = &[
     ("pending_ticks", "t", "clock_offset"),
     ("pending_audit", "t", "\"partition\", \"offset\""),
     ("dlq_depth", "t", "day"),
+    ("pending_changes", "t", "\"partition\", \"offset\""),
+    ("status_changes", "t", "system_id, at"),
     ("clock", "t", "id"),
     ("counted", "t", "event_id"),
     ("day_counts", "t", "day, metric, dimension"),
@@ -330,6 +346,7 @@ impl ReadModel for DigestModel {
             self.0.consumer.events_topic.clone(),
             self.0.consumer.clock_topic.clone(),
             self.0.consumer.audit_topic.clone(),
+            self.0.consumer.health_topic.clone(),
         ]
     }
 

@@ -62,7 +62,12 @@ impl Scenario {
         let ticker = Ticker::connect(
             &ctx.kafka,
             RegistryClient::new(&registry_url),
-            &ClockTopics { clock: topics.clock.clone(), events: topics.events.clone(), audit: topics.audit.clone() },
+            &ClockTopics {
+                clock: topics.clock.clone(),
+                events: topics.events.clone(),
+                audit: topics.audit.clone(),
+                health: topics.health.clone(),
+            },
         )
         .await
         .expect("ticker");
@@ -336,6 +341,7 @@ name = "{name}"
 events_topic = "{events}"
 clock_topic = "{clock}"
 audit_topic = "{audit}"
+health_topic = "{health}"
 dlq_topic = "{dlq}"
 batch_wait_ms = 10
 [digest]
@@ -372,6 +378,7 @@ listen = "127.0.0.1:{port}"
         events = c.consumer.events_topic,
         clock = c.consumer.clock_topic,
         audit = c.consumer.audit_topic,
+        health = c.consumer.health_topic,
         dlq = c.consumer.dlq_topic,
         publish_at = local_due.format("%H:%M"),
         digests = c.publisher.digests_topic,
@@ -611,6 +618,65 @@ async fn dead_letters_parked_and_resolved_reach_the_digest() {
     assert!(markdown.contains("Parked at the end of the day: 3 (schema 2, transient 1)."), "{markdown}");
     assert!(markdown.contains("Resolved: replayed 1, skipped 1."), "{markdown}");
 
+    let report = ct_platform::readmodel::rebuild(&DigestModel(s.config.clone()), false, Duration::from_secs(120))
+        .await
+        .expect("rebuild");
+    assert!(report.identical, "{:?}", report.differing_tables);
+    s.stop.cancel();
+    let _ = std::fs::remove_dir_all(&s.archive);
+}
+
+/// Status changes in the digest: per system, its changes that local day (an outbox copy counted
+/// once) and the time in each status, from the status in force when the day began (`unknown`
+/// before the first), read from `ct.health.v1` below the deciding tick's health offsets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_systems_status_changes_and_time_in_each_status_reach_the_digest() {
+    let s = Scenario::start().await;
+    let topic = s.config.consumer.health_topic.clone();
+    let schema_id = RegistryClient::new(&s.config.registry.url)
+        .register(&ct_platform::registry::value_subject(&topic), ct_core::health::CHANGE_SCHEMA_JSON)
+        .await
+        .unwrap();
+    s.tick("2026-06-01T12:00:00Z").await;
+    use ct_core::health::StatusSymbol::{Amber, Green, Red};
+    for (system, status, at_) in [
+        ("portal", Green, "2026-05-31T20:00:00Z"),
+        ("portal", Amber, "2026-06-01T10:00:00Z"),
+        ("portal", Amber, "2026-06-01T10:00:00Z"), // the outbox delivered it twice
+        ("portal", Green, "2026-06-01T11:00:00Z"),
+        ("finance", Red, "2026-06-01T17:00:00Z"),
+    ] {
+        let change = ct_core::health::Change {
+            system_id: system.into(),
+            status,
+            previous: None,
+            statuspage: "operational".into(),
+            reason: "heartbeat".into(),
+            message: "test".into(),
+            last_transition_time: at(at_),
+        };
+        let mut value = Vec::new();
+        ct_core::avro::wire::write_header(schema_id, &mut value);
+        value.extend(ct_core::health::encode_change(&change).unwrap());
+        s.producer
+            .send(FutureRecord::to(&topic).key(system).payload(&value), Duration::from_secs(30))
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+    // 08:00 BST on 2 June decides 1 June (23:00 UTC on 31 May to 23:00 UTC on 1 June).
+    s.tick("2026-06-02T07:00:00Z").await;
+    let digests = s.digests().await;
+    let (_, json, markdown, _) = digests.iter().find(|d| d.0 == "2026-06-01").expect("the 1st decided");
+    let digest: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert_eq!(
+        digest["systems"],
+        serde_json::json!({
+            "finance": {"changes": 1, "seconds": {"red": 6 * 3600, "unknown": 18 * 3600}},
+            "portal": {"changes": 2, "seconds": {"amber": 3600, "green": 23 * 3600}},
+        })
+    );
+    assert!(markdown.contains("| portal | 2 | amber 1h, green 23h |"), "{markdown}");
     let report = ct_platform::readmodel::rebuild(&DigestModel(s.config.clone()), false, Duration::from_secs(120))
         .await
         .expect("rebuild");

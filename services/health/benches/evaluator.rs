@@ -80,7 +80,12 @@ async fn main() {
             .expect("registry");
 
     produce(&kafka_config, &name("events"), schema_id, events, event).await;
-    let topics = ct_health::ticker::ClockTopics { clock: name("clock"), events: name("events"), audit: name("audit") };
+    let topics = ct_health::ticker::ClockTopics {
+        clock: name("clock"),
+        events: name("events"),
+        audit: name("audit"),
+        health: String::new(),
+    };
     let ticker = Ticker::connect(&kafka_config, RegistryClient::new(&registry_url), &topics).await.expect("ticker");
     let first: DateTime<Utc> = "2025-09-28T00:00:00Z".parse().unwrap();
     ticker.tick(first).await.unwrap();

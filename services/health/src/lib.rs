@@ -50,6 +50,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0008_notification_columns.sql"),
     },
     Migration { version: 9, name: "drift", sql: include_str!("../migrations/0009_drift.sql") },
+    Migration {
+        version: 10,
+        name: "tick health offsets",
+        sql: include_str!("../migrations/0010_tick_health_offsets.sql"),
+    },
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -116,13 +121,14 @@ pub struct OutboxConfig {
     pub poll_interval_ms: u64,
 }
 
-impl ConsumerConfig {
+impl Config {
     /// What the ticker writes and whose offsets its ticks carry.
     pub fn clock_topics(&self) -> ticker::ClockTopics {
         ticker::ClockTopics {
-            clock: self.clock_topic.clone(),
-            events: self.events_topic.clone(),
-            audit: self.audit_topic.clone(),
+            clock: self.consumer.clock_topic.clone(),
+            events: self.consumer.events_topic.clone(),
+            audit: self.consumer.audit_topic.clone(),
+            health: self.outbox.health_topic.clone(),
         }
     }
 }
@@ -239,13 +245,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         tasks.spawn(prune_periodically(pool.clone(), config.retention.clone(), shutdown.clone()));
     }
     if config.ticker.enabled {
-        let ticker = ticker::Ticker::connect(
-            &config.kafka,
-            RegistryClient::new(&config.registry.url),
-            &config.consumer.clock_topics(),
-        )
-        .await
-        .context("starting the ticker")?;
+        let ticker =
+            ticker::Ticker::connect(&config.kafka, RegistryClient::new(&config.registry.url), &config.clock_topics())
+                .await
+                .context("starting the ticker")?;
         tasks.spawn(ticker::run(
             ticker,
             Duration::from_millis(config.ticker.check_interval_ms),

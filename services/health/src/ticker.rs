@@ -36,6 +36,8 @@ pub struct ClockTopics {
     pub events: String,
     /// Empty: none (ticks then carry no audit offsets).
     pub audit: String,
+    /// The status-change topic (the outbox's); empty: none.
+    pub health: String,
 }
 
 pub struct Ticker {
@@ -76,13 +78,16 @@ impl Ticker {
     /// are now, once the broker acknowledged it.
     pub async fn tick(&self, minute: DateTime<Utc>) -> Result<Tick, TickError> {
         let (offsets, topics) = (std::sync::Arc::clone(&self.offsets), self.topics.clone());
-        let (audit_end, events_end) = blocking(move || {
-            let audit = if topics.audit.is_empty() {
-                Vec::new()
-            } else {
-                kafka::end_offsets(&offsets, &topics.audit, TIMEOUT)?
+        let (audit_end, health_end, events_end) = blocking(move || {
+            let ends = |topic: &str| {
+                if topic.is_empty() { Ok(Vec::new()) } else { kafka::end_offsets(&offsets, topic, TIMEOUT) }
             };
-            Ok::<_, rdkafka::error::KafkaError>((audit, kafka::end_offsets(&offsets, &topics.events, TIMEOUT)?))
+            // Events last: whatever the other topics hold by now was decided from events below it.
+            Ok::<_, rdkafka::error::KafkaError>((
+                ends(&topics.audit)?,
+                ends(&topics.health)?,
+                kafka::end_offsets(&offsets, &topics.events, TIMEOUT)?,
+            ))
         })
         .await?;
         let tick = Tick {
@@ -92,6 +97,8 @@ impl Ticker {
             written_at: Utc::now(),
             audit_topic: self.topics.audit.clone(),
             audit_end,
+            health_topic: self.topics.health.clone(),
+            health_end,
         };
         let mut value = Vec::new();
         ct_core::avro::wire::write_header(self.schema_id, &mut value);

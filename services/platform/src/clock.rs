@@ -23,24 +23,29 @@ pub fn covered(ends: &[i64], progress: &HashMap<i32, i64>) -> bool {
     })
 }
 
-/// Decodes a clock record and checks it names the topics this reader reads (`audit_topic`:
-/// `None` when the reader follows no audit topic). A tick for other topics is the record's fault.
+/// Decodes a clock record and checks it names the topics this reader reads (`audit_topic`,
+/// `health_topic`: `None` when the reader follows no such topic). A tick for other topics is the
+/// record's fault.
 pub async fn decode_tick(
     registry: &RegistryClient,
     record: &Incoming,
     events_topic: &str,
     audit_topic: Option<&str>,
+    health_topic: Option<&str>,
 ) -> Result<Tick, ProcessError> {
     let value = record.value.as_deref().ok_or_else(|| ProcessError::Record("the record has no value".into()))?;
     let tick = registry.decode_with(value, ct_core::clock::decode_tick).await?;
-    if let Some(audit) = audit_topic
-        && !tick.audit_topic.is_empty()
-        && tick.audit_topic != audit
+    for (kind, read, ticked) in
+        [("audit", audit_topic, tick.audit_topic.as_str()), ("health", health_topic, tick.health_topic.as_str())]
     {
-        return Err(ProcessError::Record(format!(
-            "a tick for audit topic `{}`; this reader reads `{audit}`",
-            tick.audit_topic
-        )));
+        if let Some(read) = read
+            && !ticked.is_empty()
+            && ticked != read
+        {
+            return Err(ProcessError::Record(format!(
+                "a tick for {kind} topic `{ticked}`; this reader reads `{read}`"
+            )));
+        }
     }
     if tick.events_topic != events_topic {
         return Err(ProcessError::Record(format!(
@@ -60,6 +65,10 @@ pub trait Clocked: Send + Sync + 'static {
     fn events_topic(&self) -> &str;
     /// The audit topic whose offsets ticks carry, when the model follows one.
     fn audit_topic(&self) -> Option<&str>;
+    /// The status-change topic whose offsets ticks carry, when the model follows it.
+    fn health_topic(&self) -> Option<&str> {
+        None
+    }
     /// Applies, in clock order, the pending ticks whose records are stored; runs inside a batch
     /// transaction, after its progress was advanced.
     fn advance<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, Result<(), sqlx::Error>>;
@@ -79,7 +88,8 @@ pub async fn finish<C: Clocked + ?Sized>(
 }
 
 /// The clock consumer of a [`Clocked`] model: stores each tick in the model's `pending_ticks`
-/// (`clock_offset`, `minute`, `events_end`, `written_at`, `audit_end`) and lets the model advance.
+/// (`clock_offset`, `minute`, `events_end`, `written_at`, `audit_end`, `health_end`) and lets the
+/// model advance.
 pub struct ClockPipeline<C: ?Sized> {
     pub pool: PgPool,
     pub registry: RegistryClient,
@@ -90,7 +100,13 @@ impl<C: Clocked + ?Sized> Pipeline for ClockPipeline<C> {
     type Item = Tick;
 
     fn decode<'a>(&'a self, record: &'a Incoming) -> BoxFuture<'a, Result<Tick, ProcessError>> {
-        Box::pin(decode_tick(&self.registry, record, self.model.events_topic(), self.model.audit_topic()))
+        Box::pin(decode_tick(
+            &self.registry,
+            record,
+            self.model.events_topic(),
+            self.model.audit_topic(),
+            self.model.health_topic(),
+        ))
     }
 
     fn load_progress<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<HashMap<i32, i64>, ProcessError>> {
@@ -109,14 +125,15 @@ impl<C: Clocked + ?Sized> Pipeline for ClockPipeline<C> {
             let mut tx = crate::postgres::begin_batch(&self.pool).await.map_err(classify)?;
             for (at, tick) in items {
                 sqlx::query(
-                    "INSERT INTO pending_ticks (clock_offset, minute, events_end, written_at, audit_end)
-                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                    "INSERT INTO pending_ticks (clock_offset, minute, events_end, written_at, audit_end, health_end)
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
                 )
                 .bind(at.offset)
                 .bind(tick.minute)
                 .bind(&tick.events_end)
                 .bind(tick.written_at)
                 .bind(&tick.audit_end)
+                .bind(&tick.health_end)
                 .execute(&mut *tx)
                 .await
                 .map_err(classify)?;

@@ -138,6 +138,7 @@ impl Stack {
             clock: self.topics.clock.clone(),
             events: self.topics.events.clone(),
             audit: self.topics.audit.clone(),
+            health: self.topics.health.clone(),
         };
         let ticker = ct_health::ticker::Ticker::connect(&self.ctx.kafka, registry, &topics).await.expect("ticker");
         ticker.tick(minute.parse().expect("a literal minute")).await.expect("tick written");

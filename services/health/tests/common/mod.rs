@@ -55,7 +55,7 @@ impl Scenario {
         let mut config = Config::for_slice(&ctx.slice(&topics, &registry_url));
         adjust(&mut config);
         let stop = CancellationToken::new();
-        let ticker = Ticker::connect(&ctx.kafka, RegistryClient::new(&registry_url), &config.consumer.clock_topics())
+        let ticker = Ticker::connect(&ctx.kafka, RegistryClient::new(&registry_url), &config.clock_topics())
             .await
             .expect("ticker");
         let pool = ct_platform::postgres::connect(&ctx.health_postgres()).await.expect("postgres");
