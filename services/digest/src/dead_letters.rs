@@ -27,11 +27,7 @@ impl Pipeline for DeadLetters {
     type Item = AuditRecord;
 
     fn decode<'a>(&'a self, record: &'a Incoming) -> BoxFuture<'a, Result<AuditRecord, ProcessError>> {
-        Box::pin(async move {
-            let value =
-                record.value.as_deref().ok_or_else(|| ProcessError::Record("the record has no value".into()))?;
-            Ok(self.registry.decode_with(value, ct_core::audit::decode).await?)
-        })
+        Box::pin(self.registry.decode_record_with(record, ct_core::audit::decode))
     }
 
     fn load_progress<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<HashMap<i32, i64>, ProcessError>> {

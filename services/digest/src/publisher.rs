@@ -135,18 +135,8 @@ impl Publisher {
                 missing.len(),
                 missing.join(", "),
             );
-            for channel in &self.gate_notify_to {
-                sqlx::query(
-                    "INSERT INTO notifications (subject, kind, channel, title, body, state)
-                     VALUES ($1, 'blocked', $2, $3, $4, 'pending') ON CONFLICT (subject, kind, channel) DO NOTHING",
-                )
-                .bind(format!("timesheet-gate-{period}"))
-                .bind(channel)
-                .bind(&title)
-                .bind(&body)
-                .execute(&mut *tx)
-                .await?;
-            }
+            let subject = format!("timesheet-gate-{period}");
+            queue_notifications(&mut tx, (&subject, "blocked"), &self.gate_notify_to, &title, &body).await?;
             tx.commit().await?;
             tracing::warn!(%period, missing = missing.len(), "Timesheet gate blocked: announced.");
         }
@@ -193,18 +183,8 @@ impl Publisher {
                 .execute(&mut *tx)
                 .await?;
             let title = message_title(*day, late, *due_at, published_at);
-            for channel in &self.deliver_to {
-                sqlx::query(
-                    "INSERT INTO notifications (subject, kind, channel, title, body, state)
-                     VALUES ($1, 'daily', $2, $3, $4, 'pending') ON CONFLICT (subject, kind, channel) DO NOTHING",
-                )
-                .bind(format!("digest-{day}"))
-                .bind(channel)
-                .bind(&title)
-                .bind(markdown)
-                .execute(&mut *tx)
+            queue_notifications(&mut tx, (&format!("digest-{day}"), "daily"), &self.deliver_to, &title, markdown)
                 .await?;
-            }
             tx.commit().await?;
             metrics::counter!("ct_digest_digests_published_total", "late" => if late { "true" } else { "false" })
                 .increment(1);
@@ -216,6 +196,31 @@ impl Publisher {
         }
         Ok(rows.len())
     }
+}
+
+/// One pending notification per channel for the platform's notifier (`ct_platform::notify`);
+/// a subject and kind already queued for a channel is not queued again.
+async fn queue_notifications(
+    tx: &mut sqlx::PgConnection,
+    (subject, kind): (&str, &str),
+    channels: &[String],
+    title: &str,
+    body: &str,
+) -> Result<(), sqlx::Error> {
+    for channel in channels {
+        sqlx::query(
+            "INSERT INTO notifications (subject, kind, channel, title, body, state)
+             VALUES ($1, $2, $3, $4, $5, 'pending') ON CONFLICT (subject, kind, channel) DO NOTHING",
+        )
+        .bind(subject)
+        .bind(kind)
+        .bind(channel)
+        .bind(title)
+        .bind(body)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
 }
 
 /// The subject of a digest's message: the day, and when late, by how much.

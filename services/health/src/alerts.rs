@@ -340,7 +340,7 @@ impl Alerting {
         if policy.drift_after_s > 0 {
             let age = Duration::seconds(policy.drift_after_s);
             let drifting: Vec<(String, String, String, String, String, DateTime<Utc>)> = sqlx::query_as(
-                "SELECT system_id, repo, environment, deployed_commit, head_commit, drift_since FROM deployments
+                "SELECT system_id, repo, environment, deployed_commit, head_commit, drift_since FROM drift_deployments
                  WHERE drift_since IS NOT NULL AND drift_since <= $1 ORDER BY repo, environment",
             )
             .bind(minute - age)
@@ -542,11 +542,7 @@ impl Pipeline for Actions {
     type Item = ct_core::audit::AuditRecord;
 
     fn decode<'a>(&'a self, record: &'a Incoming) -> BoxFuture<'a, Result<ct_core::audit::AuditRecord, ProcessError>> {
-        Box::pin(async move {
-            let value =
-                record.value.as_deref().ok_or_else(|| ProcessError::Record("the record has no value".into()))?;
-            Ok(self.registry.decode_with(value, ct_core::audit::decode).await?)
-        })
+        Box::pin(self.registry.decode_record_with(record, ct_core::audit::decode))
     }
 
     fn load_progress<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<HashMap<i32, i64>, ProcessError>> {

@@ -150,20 +150,20 @@ impl Evaluator {
              ),
              -- The latest deployment per repository and environment, and head per branch, by ts.
              heads AS (
-                 INSERT INTO branch_heads (repo, branch, commit_sha, at)
+                 INSERT INTO drift_branch_heads (repo, branch, commit_sha, at)
                  SELECT DISTINCT ON (repo, scope) repo, scope, commit_sha, ts FROM folded WHERE version_kind = 'head'
                  ORDER BY repo, scope, ts DESC, \"partition\" DESC, \"offset\" DESC
                  ON CONFLICT (repo, branch) DO UPDATE SET commit_sha = EXCLUDED.commit_sha, at = EXCLUDED.at
-                 WHERE EXCLUDED.at >= branch_heads.at
+                 WHERE EXCLUDED.at >= drift_branch_heads.at
              ),
              deploys AS (
-                 INSERT INTO deployments (repo, environment, system_id, deployed_commit, deployed_at)
+                 INSERT INTO drift_deployments (repo, environment, system_id, deployed_commit, deployed_at)
                  SELECT DISTINCT ON (repo, scope) repo, scope, system_id, commit_sha, ts FROM folded
                  WHERE version_kind = 'deploy'
                  ORDER BY repo, scope, ts DESC, \"partition\" DESC, \"offset\" DESC
                  ON CONFLICT (repo, environment) DO UPDATE SET system_id = EXCLUDED.system_id,
                      deployed_commit = EXCLUDED.deployed_commit, deployed_at = EXCLUDED.deployed_at
-                 WHERE EXCLUDED.deployed_at >= deployments.deployed_at
+                 WHERE EXCLUDED.deployed_at >= drift_deployments.deployed_at
              ),
              -- The first completion of a run counts (a duplicate report of it does not): a run
              -- already completed is not updated, so only new completions come back.
@@ -193,11 +193,11 @@ impl Evaluator {
         // Drift, after this fold's deployments and heads: since the later of the two that first
         // made them differ, for as long as they keep differing.
         sqlx::query(
-            "UPDATE deployments d SET head_commit = h.commit_sha, head_at = h.at,
+            "UPDATE drift_deployments d SET head_commit = h.commit_sha, head_at = h.at,
                  drift_since = CASE WHEN h.commit_sha IS NULL OR h.commit_sha = d.deployed_commit THEN NULL
                                     ELSE COALESCE(d.drift_since, GREATEST(d.deployed_at, h.at)) END
-             FROM (SELECT x.repo, x.environment, b.commit_sha, b.at FROM deployments x
-                   LEFT JOIN branch_heads b ON b.repo = x.repo AND b.branch = $1) h
+             FROM (SELECT x.repo, x.environment, b.commit_sha, b.at FROM drift_deployments x
+                   LEFT JOIN drift_branch_heads b ON b.repo = x.repo AND b.branch = $1) h
              WHERE h.repo = d.repo AND h.environment = d.environment
                AND (d.head_commit IS DISTINCT FROM h.commit_sha OR d.head_at IS DISTINCT FROM h.at
                     OR (d.drift_since IS NULL) <> (h.commit_sha IS NULL OR h.commit_sha = d.deployed_commit))",

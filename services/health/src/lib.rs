@@ -55,6 +55,7 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "tick health offsets",
         sql: include_str!("../migrations/0010_tick_health_offsets.sql"),
     },
+    Migration { version: 11, name: "drift table names", sql: include_str!("../migrations/0011_drift_table_names.sql") },
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -312,8 +313,8 @@ const TABLES: &[(&str, &str, &str)] = &[
     ("alerts", "t", "id"),
     ("notifications", "(subject, kind, channel, at, title, body, held, summarised_at)", "subject, kind, channel, at"),
     ("pending_actions", "t", "\"partition\", \"offset\""),
-    ("deployments", "t", "repo, environment"),
-    ("branch_heads", "t", "repo, branch"),
+    ("drift_deployments", "t", "repo, environment"),
+    ("drift_branch_heads", "t", "repo, branch"),
     ("alert_actions", "t", "audit_id"),
     ("silences", "t", "id"),
     ("runs", "t", "system_id, run_id"),

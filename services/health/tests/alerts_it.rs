@@ -360,7 +360,7 @@ async fn a_deployment_drifting_from_main_too_long_alerts_until_the_head_is_deplo
     };
     let drift = || async {
         let rows: Vec<(String, String, Option<chrono::DateTime<chrono::Utc>>)> =
-            sqlx::query_as("SELECT deployed_commit, coalesce(head_commit, ''), drift_since FROM deployments")
+            sqlx::query_as("SELECT deployed_commit, coalesce(head_commit, ''), drift_since FROM drift_deployments")
                 .fetch_all(&s.pool)
                 .await
                 .unwrap();

@@ -33,8 +33,7 @@ pub async fn decode_tick(
     audit_topic: Option<&str>,
     health_topic: Option<&str>,
 ) -> Result<Tick, ProcessError> {
-    let value = record.value.as_deref().ok_or_else(|| ProcessError::Record("the record has no value".into()))?;
-    let tick = registry.decode_with(value, ct_core::clock::decode_tick).await?;
+    let tick = registry.decode_record_with(record, ct_core::clock::decode_tick).await?;
     for (kind, read, ticked) in
         [("audit", audit_topic, tick.audit_topic.as_str()), ("health", health_topic, tick.health_topic.as_str())]
     {

@@ -165,6 +165,20 @@ impl RegistryClient {
         }
     }
 
+    /// Decodes a consumed record's value with `decode(writer schema, datum)`; a record without a
+    /// value is the record's fault, an unreachable registry a dependency's.
+    pub async fn decode_record_with<T>(
+        &self,
+        record: &crate::consumer::Incoming,
+        decode: impl FnOnce(&Schema, &[u8]) -> Result<T, avro::CodecError>,
+    ) -> Result<T, crate::consumer::ProcessError> {
+        let value = record
+            .value
+            .as_deref()
+            .ok_or_else(|| crate::consumer::ProcessError::Record("the record has no value".into()))?;
+        Ok(self.decode_with(value, decode).await?)
+    }
+
     pub async fn decode_with<T>(
         &self,
         value: &[u8],

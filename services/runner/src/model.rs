@@ -97,11 +97,7 @@ impl Pipeline for RunsPipeline {
     type Item = Item;
 
     fn decode<'a>(&'a self, record: &'a Incoming) -> BoxFuture<'a, Result<Item, ProcessError>> {
-        Box::pin(async move {
-            let value =
-                record.value.as_deref().ok_or_else(|| ProcessError::Record("the record has no value".into()))?;
-            Ok(self.registry.decode_with(value, runs::decode_record).await?)
-        })
+        Box::pin(async move { self.registry.decode_record_with(record, runs::decode_record).await })
     }
 
     fn load_progress<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<HashMap<i32, i64>, ProcessError>> {
