@@ -67,8 +67,13 @@ async fn main() {
     let kafka_config = ct_testkit::kafka_config();
     let name = |base: &str| format!("bench.{run_id}.{base}");
     let partitions = 6;
-    let specs =
-        [TopicSpec::new(name("events"), partitions), TopicSpec::new(name("clock"), 1), TopicSpec::new(name("dlq"), 1)];
+    let specs = [
+        TopicSpec::new(name("events"), partitions),
+        TopicSpec::new(name("clock"), 1),
+        TopicSpec::new(name("dlq"), 1),
+        TopicSpec::new(name("audit"), 1),
+        TopicSpec::new(name("health"), 1),
+    ];
     kafka::ensure_topics(&kafka_config, &specs).await.expect("topics");
     let (registry_url, schema_id, stop_registry) =
         ct_registry::spawn_with_event_schema(kafka_config.clone(), &name("_schemas"), &name("events"))
@@ -76,7 +81,7 @@ async fn main() {
             .expect("registry");
     produce(&kafka_config, &name("events"), schema_id, events, event).await;
     let topics =
-        ClockTopics { clock: name("clock"), events: name("events"), audit: String::new(), health: String::new() };
+        ClockTopics { clock: name("clock"), events: name("events"), audit: name("audit"), health: name("health") };
     let ticker = Ticker::connect(&kafka_config, RegistryClient::new(&registry_url), &topics).await.expect("ticker");
     let due: DateTime<Utc> = "2026-03-30T07:00:00Z".parse().unwrap();
     ticker.tick(due).await.unwrap();
@@ -98,6 +103,8 @@ async fn main() {
         config.consumer.events_topic = name("events");
         config.consumer.clock_topic = name("clock");
         config.consumer.dlq_topic = name("dlq");
+        config.consumer.audit_topic = name("audit");
+        config.consumer.health_topic = name("health");
         config.publisher.enabled = false;
         config.registry.url = registry_url.clone();
         config.postgres.url = ct_testkit::postgres_url();
