@@ -130,7 +130,7 @@ impl Publisher {
             let body = format!(
                 "The timesheet deadline for {period} passed at {} with {} of {expected} expected timesheets \
                  missing (more than the threshold of {threshold}): {}.\nInvoice generation for the week \
-                 should wait; chained triggers that check the gate skip it.",
+                 should wait (the timesheet.gate.blocked event is on the log).",
                 deadline.format("%Y-%m-%d %H:%M UTC"),
                 missing.len(),
                 missing.join(", "),
