@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build prerequisites for the Rust workspace: a C toolchain and the headers librdkafka's bundled
-# build needs, the Python venv module for the registry interop tests, and Prometheus (promtool)
-# for the rules and scrape tests. Idempotent.
+# build needs, the Python venv module for the registry interop tests, Prometheus (promtool)
+# for the rules and scrape tests, and Chromium for the dashboards' browser tests. Idempotent.
 set -euo pipefail
 
 say() { printf '[bootstrap] %s\n' "$*" >&2; }
@@ -21,6 +21,10 @@ dpkg -s zlib1g-dev >/dev/null 2>&1 || missing+=(zlib1g-dev)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 # Prometheus and promtool: the shipped rules are checked and the services scraped in the tests.
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+# Debian's Chromium for the dashboards' browser tests (Playwright drives it; it downloads no
+# browser of its own), and a font for its screenshots.
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+dpkg -s fonts-dejavu-core >/dev/null 2>&1 || missing+=(fonts-dejavu-core)
 
 if [ "${#missing[@]}" -gt 0 ]; then
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"

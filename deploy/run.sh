@@ -76,6 +76,7 @@ cat <<BANNER
 Control Tower is running.
   edge (POST /events)   http://127.0.0.1:8080      logs $LOGS/ct-edge.log
   read API              http://127.0.0.1:8090      logs $LOGS/ct-api.log
+  dashboards            http://127.0.0.1:8090/ui/  sign in with a user token (the golden days: ?as_of=2025-09-25T09:00:00Z)
   projector (metrics)   http://127.0.0.1:9101      logs $LOGS/ct-projector.log
   DLQ categoriser       http://127.0.0.1:9102      logs $LOGS/ct-dlq-categoriser.log (GET /metrics: ct_dlq_depth)
   health evaluator      http://127.0.0.1:9103      logs $LOGS/ct-health.log (ticks ct.clock.v1 each minute)

@@ -22,6 +22,8 @@ bash deploy/stack.sh prune
 
 echo "[test] the OpenAPI taxonomy and the clients follow schemas-avro"
 "${CT_STATE_DIR:-$REPO/.state}/venv/bin/python" clients/taxonomy/generate.py --check
+echo "[test] the Grafana dashboards query only metrics the code defines"
+python3 deploy/grafana/check.py
 echo "[test] cargo fmt --check"
 cargo fmt --all --check
 echo "[test] cargo clippy --all-targets -- -D warnings"

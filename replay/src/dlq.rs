@@ -10,7 +10,8 @@ use std::{collections::BTreeMap, num::NonZeroU32, time::Duration};
 use anyhow::Context as _;
 use base64::{Engine, engine::general_purpose::STANDARD};
 use chrono::{DateTime, SecondsFormat, Utc};
-use ct_core::dlq::{Action, Audit, Category, Outcome, encode_audit, header};
+pub use ct_core::dlq::Plan;
+use ct_core::dlq::{Action, Audit, Category, Outcome, PlanItem, encode_audit, header};
 use ct_dlq_categoriser::Config;
 use ct_platform::registry::{RegistryClient, value_subject};
 use governor::{Quota, RateLimiter};
@@ -175,39 +176,10 @@ impl Dlq {
     }
 }
 
-/// What a replay or skip would do, printed by `--dry-run` and before asking.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Plan {
-    pub action: &'static str,
-    pub items: usize,
-    /// `category/stage` -> count.
-    pub by_category_and_stage: BTreeMap<String, usize>,
-    /// Where the records go (replay) or what is written (skip).
-    pub destination: String,
-    pub audit_topic: String,
-    pub ids: Vec<String>,
-    pub dry_run: bool,
-}
-
+/// What a replay or skip of `items` would do, printed by `--dry-run` and before asking.
 pub fn plan(dlq: &Dlq, action: Action, items: &[Item], dry_run: bool) -> Plan {
-    let mut by = BTreeMap::new();
-    for item in items {
-        *by.entry(format!("{}/{}", item.category, item.stage)).or_insert(0) += 1;
-    }
-    let destination = match action {
-        Action::Replay => format!("{} (header {} = the item's stage)", dlq.config.topics.retry, header::RETRY_STAGE),
-        Action::Skip => "nowhere: the items are marked skipped".to_owned(),
-    };
-    Plan {
-        action: action.as_str(),
-        items: items.len(),
-        by_category_and_stage: by,
-        destination,
-        audit_topic: dlq.config.topics.audit.clone(),
-        ids: items.iter().map(|i| i.id.clone()).collect(),
-        dry_run,
-    }
+    let items = items.iter().map(|i| PlanItem { id: &i.id, category: &i.category, stage: &i.stage });
+    ct_core::dlq::plan(action, items, &dlq.config.topics.retry, &dlq.config.topics.audit, dry_run)
 }
 
 /// The outcome of a replay or skip.

@@ -497,17 +497,8 @@ fn print_items(items: &[Item]) {
 }
 
 fn print_plan(plan: &Plan) {
-    println!("{} {} item(s){}", plan.action.to_lowercase(), plan.items, if plan.dry_run { " (dry run)" } else { "" });
-    for (group, count) in &plan.by_category_and_stage {
-        println!("  {count:>6}  {group}");
-    }
-    println!("  to: {}", plan.destination);
-    println!("  audit: {}", plan.audit_topic);
-    for id in plan.ids.iter().take(10) {
-        println!("  - {id}");
-    }
-    if plan.ids.len() > 10 {
-        println!("  … and {} more", plan.ids.len() - 10);
+    for line in plan.lines() {
+        println!("{line}");
     }
 }
 

@@ -16,6 +16,7 @@ pub mod lineage;
 pub mod reports;
 pub mod routes;
 pub mod triggers;
+pub mod ui;
 pub mod versions;
 pub mod views;
 
@@ -56,12 +57,17 @@ pub struct Config {
     /// The system catalogue (unset: the one the project ships): the systems `/systems` lists.
     #[serde(default)]
     pub catalogue: ct_platform::catalogue::CatalogueConfig,
+    /// The dashboards (`/ui/...`): sessions and the live tail.
+    pub ui: ui::UiConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct ActionsConfig {
     /// Where people's actions go (`ct.v1.AlertAudit` records, subject `<topic>-ct.v1.AlertAudit`).
     pub audit_topic: String,
+    /// Where a dead-letter replay hands records back (the categoriser's `topics.retry`): named
+    /// by the replay plan the exceptions page shows.
+    pub retry_topic: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -112,9 +118,17 @@ impl Config {
                     "runs.redaction_salt: the dev salt is refused under the production profile".into(),
                 ));
             }
+            if secrecy::ExposeSecret::expose_secret(&self.ui.session_key).starts_with("dev-") {
+                return Err(ConfigError::Rule(
+                    "ui.session_key: the dev key is refused under the production profile".into(),
+                ));
+            }
             if self.auth.user_tokens.is_empty() {
                 return Err(ConfigError::Rule("auth.user_tokens must list at least one token in production".into()));
             }
+        }
+        if secrecy::ExposeSecret::expose_secret(&self.ui.session_key).len() < 32 {
+            return Err(ConfigError::Rule("ui.session_key must be at least 32 bytes".into()));
         }
         if self.auth.user_tokens.keys().any(|t| t.len() < 8) {
             return Err(ConfigError::Rule("auth.user_tokens: tokens must be at least 8 characters".into()));
@@ -135,26 +149,37 @@ pub struct AppState {
     pub actions: health::ActionWriter,
     pub triggers: triggers::Catalogue,
     pub artifacts: artifacts::Store,
+    pub ui: ui::Ui,
 }
 
 pub struct Application {
     server: ct_platform::http::Server,
+    streams: CancellationToken,
 }
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         let pool = ct_platform::postgres::connect(&config.postgres).await.context("connecting to Postgres")?;
         let catalogue = config.catalogue.load().context("loading the system catalogue")?.catalogue;
-        let users = auth::Users::new(&config.auth.user_tokens);
+        let sessions = auth::Sessions::new(
+            secrecy::ExposeSecret::expose_secret(&config.ui.session_key).as_bytes(),
+            config.ui.session_ttl_s,
+            config.ui.secure_cookie,
+        );
+        let users = auth::Users::new(&config.auth.user_tokens, sessions);
         let actions = health::ActionWriter::new(&config).context("creating the Kafka producer")?;
         let triggers = config.triggers.load().context("loading the triggers")?;
         let triggers = triggers::Catalogue::new(&config, triggers)?;
         let artifacts = artifacts::Store::new(config.artifacts.clone(), &config.edge);
-        let state = Arc::new(AppState { users, pool, config: config.clone(), catalogue, actions, triggers, artifacts });
+        // Ends the dashboards' live tails when the server stops (they would hold the drain open).
+        let streams = CancellationToken::new();
+        let ui = ui::Ui::new(&config.ui, pool.clone(), streams.clone());
+        let state =
+            Arc::new(AppState { users, pool, config: config.clone(), catalogue, actions, triggers, artifacts, ui });
         let server = ct_platform::http::Server::bind(config.http.listen, routes::router(state), &config.http.limits)
             .await
             .with_context(|| format!("binding {}", config.http.listen))?;
-        Ok(Application { server })
+        Ok(Application { server, streams })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -163,6 +188,12 @@ impl Application {
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(addr = %self.local_addr(), "Read API listening.");
+        let streams = self.streams.clone();
+        let stopping = shutdown.clone();
+        tokio::spawn(async move {
+            stopping.cancelled().await;
+            streams.cancel();
+        });
         self.server.run(shutdown).await?;
         Ok(())
     }

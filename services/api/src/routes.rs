@@ -68,6 +68,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/dlq/{item_id}", get(crate::dlq::get_one))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(ready))
+        .merge(crate::ui::router())
         .with_state(state)
 }
 

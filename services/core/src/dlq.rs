@@ -353,6 +353,79 @@ pub fn decode_depth(writer: &Schema, datum: &[u8]) -> Result<Option<Depth>, Code
     crate::avro::decode_record(writer, &DEPTH_SCHEMA, datum).map(Some)
 }
 
+/// What a replay or skip of dead letters would do: printed by `ct dlq replay|skip --dry-run` and
+/// before asking, and shown by the exceptions page for one item. Pure, so both say the same.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    pub action: &'static str,
+    pub items: usize,
+    /// `category/stage` -> count.
+    pub by_category_and_stage: std::collections::BTreeMap<String, usize>,
+    /// Where the records go (replay) or what is written (skip).
+    pub destination: String,
+    pub audit_topic: String,
+    pub ids: Vec<String>,
+    pub dry_run: bool,
+}
+
+/// One dead letter as a plan sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanItem<'a> {
+    pub id: &'a str,
+    pub category: &'a str,
+    pub stage: &'a str,
+}
+
+/// The plan of `action` over `items`; a replay hands the records back through `retry_topic`.
+pub fn plan<'a>(
+    action: Action,
+    items: impl IntoIterator<Item = PlanItem<'a>>,
+    retry_topic: &str,
+    audit_topic: &str,
+    dry_run: bool,
+) -> Plan {
+    let mut by_category_and_stage = std::collections::BTreeMap::new();
+    let mut ids = Vec::new();
+    for item in items {
+        *by_category_and_stage.entry(format!("{}/{}", item.category, item.stage)).or_insert(0) += 1;
+        ids.push(item.id.to_owned());
+    }
+    let destination = match action {
+        Action::Replay => format!("{retry_topic} (header {} = the item's stage)", header::RETRY_STAGE),
+        Action::Skip => "nowhere: the items are marked skipped".to_owned(),
+    };
+    Plan {
+        action: action.as_str(),
+        items: ids.len(),
+        by_category_and_stage,
+        destination,
+        audit_topic: audit_topic.to_owned(),
+        ids,
+        dry_run,
+    }
+}
+
+impl Plan {
+    /// The plan as the CLI prints it, line by line (at most ten ids).
+    pub fn lines(&self) -> Vec<String> {
+        let mut lines = vec![format!(
+            "{} {} item(s){}",
+            self.action.to_lowercase(),
+            self.items,
+            if self.dry_run { " (dry run)" } else { "" }
+        )];
+        lines.extend(self.by_category_and_stage.iter().map(|(group, count)| format!("  {count:>6}  {group}")));
+        lines.push(format!("  to: {}", self.destination));
+        lines.push(format!("  audit: {}", self.audit_topic));
+        lines.extend(self.ids.iter().take(10).map(|id| format!("  - {id}")));
+        if self.ids.len() > 10 {
+            lines.push(format!("  … and {} more", self.ids.len() - 10));
+        }
+        lines
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -504,5 +577,32 @@ mod tests {
         };
         let datum = encode_audit(&audit).unwrap();
         assert_eq!(decode_audit(audit_schema(), &datum).unwrap(), audit);
+    }
+
+    #[test]
+    fn a_plan_groups_by_category_and_stage_and_names_where_records_go() {
+        let items = [
+            PlanItem { id: "a", category: "SCHEMA", stage: "projector" },
+            PlanItem { id: "b", category: "SCHEMA", stage: "projector" },
+            PlanItem { id: "c", category: "CRITICAL", stage: "edge" },
+        ];
+        let plan = plan(Action::Replay, items, "ct.retry.v1", "ct.audit.v1", true);
+        assert_eq!(plan.items, 3);
+        assert_eq!(plan.by_category_and_stage.get("SCHEMA/projector"), Some(&2));
+        assert_eq!(
+            plan.lines(),
+            [
+                "replay 3 item(s) (dry run)",
+                "       1  CRITICAL/edge",
+                "       2  SCHEMA/projector",
+                "  to: ct.retry.v1 (header ct-retry-stage = the item's stage)",
+                "  audit: ct.audit.v1",
+                "  - a",
+                "  - b",
+                "  - c",
+            ]
+        );
+        let skip = super::plan(Action::Skip, items, "ct.retry.v1", "ct.audit.v1", false);
+        assert_eq!(skip.destination, "nowhere: the items are marked skipped");
     }
 }

@@ -31,6 +31,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "erasures and retention",
         sql: include_str!("../migrations/0003_erasures_and_retention.sql"),
     },
+    Migration {
+        version: 4,
+        name: "events by log position",
+        sql: include_str!("../migrations/0004_events_log_position.sql"),
+    },
 ];
 
 /// Applies the migrations this service owns (see [`ct_platform::postgres::migrate`]).
