@@ -33,7 +33,7 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 4,
-        name: "events by log position",
+        name: "events by log position; finance events by time",
         sql: include_str!("../migrations/0004_events_log_position.sql"),
     },
 ];

@@ -464,72 +464,120 @@ pub async fn run(
 pub async fn finance(State(app): State<Arc<AppState>>, headers: HeaderMap, Query(params): Params) -> PageResult {
     let page = Page::open(&app, &headers, params, &[], "finance", "/ui/finance".into())?;
     let start = page.as_of - Duration::days(30);
-    let daily = try_page!(
+    // One read of the finance events (index-only, by `events_finance`), summed here: the
+    // window's, and the invoices generated up to 90 days before it, for the time to pay.
+    let found = try_page!(
         page,
         rows(
             &page,
             sqlx::query(
-                "SELECT date_trunc('day', ts) AS day,
-                        count(*) FILTER (WHERE type = 'finance.invoice.generated') AS generated,
-                        count(*) FILTER (WHERE type = 'finance.payment.webhook' AND payload->>'status_to' = 'paid') AS paid,
-                        coalesce(sum((payload->>'total_minor')::bigint) FILTER (WHERE type = 'finance.invoice.generated'), 0)::bigint AS generated_minor,
-                        coalesce(sum((payload->>'amount_minor')::bigint) FILTER (WHERE type = 'finance.payment.webhook' AND payload->>'status_to' = 'paid'), 0)::bigint AS paid_minor
-                 FROM events WHERE type IN ('finance.invoice.generated', 'finance.payment.webhook') AND ts > $1 AND ts <= $2
-                 GROUP BY 1 ORDER BY 1"
+                "SELECT type, ts, payload->>'invoice_id' AS invoice, payload->>'status_to' = 'paid' AS paid,
+                        coalesce((payload->>'total_minor')::bigint, (payload->>'amount_minor')::bigint, 0) AS minor
+                 FROM events WHERE type IN ('finance.invoice.generated', 'finance.payment.webhook')
+                   AND ts > $1 - interval '90 days' AND ts <= $2
+                 ORDER BY ts"
             )
             .bind(start)
             .bind(page.as_of)
         )
         .await
     );
-    // Each invoice paid in the window, from its first generation (up to 90 days before the window).
-    let to_pay = try_page!(
-        page,
-        rows(
-            &page,
-            sqlx::query(
-                "WITH paid AS (
-                   SELECT payload->>'invoice_id' AS invoice, min(ts) AS at FROM events
-                   WHERE type = 'finance.payment.webhook' AND payload->>'status_to' = 'paid' AND ts > $1 AND ts <= $2
-                   GROUP BY 1),
-                 generated AS (
-                   SELECT payload->>'invoice_id' AS invoice, min(ts) AS at FROM events
-                   WHERE type = 'finance.invoice.generated' AND ts > $1 - interval '90 days' AND ts <= $2
-                   GROUP BY 1)
-                 SELECT count(*) AS n, (avg(extract(epoch FROM paid.at - generated.at)) / 86400)::float8 AS days
-                 FROM paid JOIN generated USING (invoice) WHERE paid.at >= generated.at"
-            )
-            .bind(start)
-            .bind(page.as_of)
-        )
-        .await
-    );
-    let by_day: HashMap<DateTime<Utc>, (i64, i64)> =
-        daily.iter().map(|r| (r.get("day"), (r.get("generated"), r.get("paid")))).collect();
+    let records: Vec<FinanceRecord> = found
+        .iter()
+        .map(|r| FinanceRecord {
+            generated: r.get::<String, _>("type") == "finance.invoice.generated",
+            at: r.get("ts"),
+            invoice: r.get::<Option<String>, _>("invoice").unwrap_or_default(),
+            paid: r.get::<Option<bool>, _>("paid").unwrap_or(false),
+            minor: r.get("minor"),
+        })
+        .collect();
+    let summary = finance_summary(&records, start, page.as_of);
     let mut groups = Vec::new();
     let mut day = start.duration_trunc(Duration::days(1)).unwrap_or(start) + Duration::days(1);
     while day <= page.as_of {
-        let (generated, paid) = by_day.get(&day).copied().unwrap_or_default();
+        let (generated, paid) = summary.by_day.get(&day).copied().unwrap_or_default();
         groups.push(Group { label: day.format("%m-%d").to_string(), values: vec![generated as f64, paid as f64] });
         day += Duration::days(1);
     }
     let series = [Series { name: "generated", class: "s0" }, Series { name: "paid", class: "s1" }];
     let chart = charts::bars("Invoices per day", &series, &groups, 5);
-    let sum = |column: &str| daily.iter().map(|r| r.get::<i64, _>(column)).sum::<i64>();
-    let (paired, days) = to_pay.first().map_or((0, None), |r| (r.get::<i64, _>("n"), r.get::<Option<f64>, _>("days")));
+    let days = summary.average_days_to_pay();
     page.render(
         "finance.html",
         context! {
             chart => Value::from_safe_string(chart),
-            generated => sum("generated"),
-            paid => sum("paid"),
-            generated_money => money(sum("generated_minor")),
-            paid_money => money(sum("paid_minor")),
-            paired => paired,
+            generated => summary.generated,
+            paid => summary.paid,
+            generated_money => money(summary.generated_minor),
+            paid_money => money(summary.paid_minor),
+            paired => summary.paired,
             days_to_pay => days.map(|d| format!("{d:.1}")),
             hours_to_pay => days.map(|d| format!("{:.1}", d * 24.0)),
         },
     )
+}
+
+/// A finance event as the page reads it: an invoice generated, or a payment update.
+#[derive(Debug, Clone)]
+struct FinanceRecord {
+    generated: bool,
+    at: DateTime<Utc>,
+    invoice: String,
+    /// A payment update to `paid`.
+    paid: bool,
+    /// The invoice's total, or the amount paid.
+    minor: i64,
+}
+
+#[derive(Debug, Default, PartialEq)]
+struct FinanceSummary {
+    /// Per UTC day in the window: invoices generated and paid.
+    by_day: HashMap<DateTime<Utc>, (i64, i64)>,
+    generated: i64,
+    paid: i64,
+    generated_minor: i64,
+    paid_minor: i64,
+    /// Invoices first paid in the window whose generation was read, and their days to pay.
+    paired: i64,
+    days_to_pay: f64,
+}
+
+impl FinanceSummary {
+    fn average_days_to_pay(&self) -> Option<f64> {
+        (self.paired > 0).then(|| self.days_to_pay / self.paired as f64)
+    }
+}
+
+/// Sums `records` (ordered by time) over `(start, end]`; each invoice's time to pay runs from its
+/// first generation to its first payment, counted when that payment is in the window.
+fn finance_summary(records: &[FinanceRecord], start: DateTime<Utc>, end: DateTime<Utc>) -> FinanceSummary {
+    let mut summary = FinanceSummary::default();
+    let mut generated_at: HashMap<&str, DateTime<Utc>> = HashMap::new();
+    let mut paid: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    for record in records.iter().filter(|r| r.at <= end) {
+        let inside = record.at > start;
+        let day = record.at.duration_trunc(Duration::days(1)).unwrap_or(record.at);
+        if record.generated {
+            generated_at.entry(&record.invoice).or_insert(record.at);
+            if inside {
+                summary.generated += 1;
+                summary.generated_minor += record.minor;
+                summary.by_day.entry(day).or_default().0 += 1;
+            }
+        } else if record.paid && inside {
+            summary.paid += 1;
+            summary.paid_minor += record.minor;
+            summary.by_day.entry(day).or_default().1 += 1;
+            if paid.insert(&record.invoice)
+                && let Some(at) = generated_at.get(record.invoice.as_str())
+            {
+                summary.paired += 1;
+                summary.days_to_pay += (record.at - *at).num_seconds() as f64 / 86_400.0;
+            }
+        }
+    }
+    summary
 }
 
 /// Minor units as major with two decimals (the pages show totals; currency per invoice is GBP
@@ -815,6 +863,36 @@ mod tests {
         let html = markdown("# Digest\n\n| a | b |\n|---|---|\n| 1 | <script>x</script> |\n");
         assert!(html.contains("<h1>Digest</h1>") && html.contains("<table>"), "{html}");
         assert!(html.contains("&lt;script&gt;") && !html.contains("<script>"), "{html}");
+    }
+
+    #[test]
+    fn finance_counts_the_window_and_pairs_each_invoice_with_its_first_payment() {
+        let t = |d: u32, h: u32| chrono::TimeZone::with_ymd_and_hms(&Utc, 2025, 9, d, h, 0, 0).unwrap();
+        let record = |generated, at, invoice: &str, paid, minor| FinanceRecord {
+            generated,
+            at,
+            invoice: invoice.to_owned(),
+            paid,
+            minor,
+        };
+        let records = vec![
+            record(true, t(1, 9), "INV-old", false, 500), // before the window: pairs, not counted
+            record(true, t(10, 9), "INV-1", false, 1000),
+            record(false, t(11, 9), "INV-1", false, 0), // an update that is not a payment
+            record(false, t(12, 9), "INV-1", true, 1000), // paid 2 days after
+            record(false, t(12, 10), "INV-1", true, 1000), // a repeat: counted as paid, paired once
+            record(false, t(13, 9), "INV-old", true, 500), // paid 12 days after
+            record(false, t(14, 9), "INV-unknown", true, 700),
+            record(true, t(20, 9), "INV-late", false, 1), // after the end
+        ];
+        let summary = finance_summary(&records, t(5, 0), t(15, 0));
+        assert_eq!((summary.generated, summary.generated_minor), (1, 1000));
+        assert_eq!((summary.paid, summary.paid_minor), (4, 3200));
+        assert_eq!(summary.paired, 2);
+        assert_eq!(summary.average_days_to_pay(), Some(7.0));
+        assert_eq!(summary.by_day.get(&t(12, 0)), Some(&(0, 2)));
+        assert_eq!(summary.by_day.get(&t(10, 0)), Some(&(1, 0)));
+        assert_eq!(finance_summary(&[], t(5, 0), t(15, 0)).average_days_to_pay(), None);
     }
 
     #[test]
