@@ -1,7 +1,8 @@
 //! The dashboards in a real browser: the whole pipeline with the golden dataset, a dead letter,
 //! health ticks and a daily digest, then Debian's Chromium driven by Playwright
 //! (`tests/ui/dashboards.py`) signs in, opens every page, filters, watches the live tail
-//! receive an event posted meanwhile, checks what a viewer sees, moves `as_of`, and records every
+//! receive an event posted meanwhile, triggers a run from the runs page (a refused input first),
+//! checks what a viewer sees, moves `as_of`, and records every
 //! request the browser made (all to 127.0.0.1). Screenshots go to `target/ui-screenshots/`.
 
 // The browser's timings (first render, 202 to the live tail) are printed for the reader.
@@ -23,6 +24,9 @@ async fn every_page_renders_the_golden_dataset_in_chromium() {
     digest.publisher.digests_topic = digests;
     let stop = tokio_util::sync::CancellationToken::new();
     tokio::spawn(ct_digest::run(digest, stop.clone()));
+    // The runs model, so a run triggered from the page is listed and has a page of its own.
+    let runner = ct_runner::Config::for_slice(&s.ctx.slice(&s.topics, &s.registry));
+    tokio::spawn(ct_runner::run(runner, stop.clone()));
 
     // The golden dataset through the real edge.
     let requests: Vec<Value> = std::fs::read_to_string(repo_root().join("testdata/golden/requests.jsonl"))

@@ -208,8 +208,12 @@ fn backoff(config: &NotifyConfig, attempts: i32) -> Duration {
     Duration::from_millis(millis)
 }
 
-/// Delivers until `shutdown`.
+/// Delivers until `shutdown`. With no channel configured nothing can be due, so it does not poll.
 pub async fn run(notifier: Notifier, shutdown: CancellationToken) {
+    if notifier.channels.is_empty() {
+        tracing::info!("No notification channel configured: the notifier does not run.");
+        return;
+    }
     let interval = Duration::from_millis(notifier.config.poll_interval_ms);
     let mut failing = false;
     while !shutdown.is_cancelled() {

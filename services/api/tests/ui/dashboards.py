@@ -158,6 +158,27 @@ def main():
         check(page.locator("table.produced tbody tr[data-status]").count() > 10, "producer runs listed")
         check(page.locator("form.trigger").count() >= 1, "the maintainer sees the trigger forms")
         shot(page, "runs")
+        # Trigger an allow-listed action from the page: a bad input is refused naming the field,
+        # then the run is requested and gets a page of its own.
+        form = page.locator("form.trigger[data-trigger='portal.notify.retry']")
+        form.locator("textarea[name=inputs]").fill("{}")
+        form.locator("button").click()
+        expect(form.locator("output")).to_contain_text("422")
+        expect(form.locator("output")).to_contain_text("uploadId")
+        form.locator("textarea[name=inputs]").fill('{"uploadId": "u-ui-1"}')
+        form.locator("input[name=reason]").fill("browser test")
+        form.locator("button").click()
+        expect(form.locator("output")).to_have_class("result ok")
+        answer = form.locator("output").inner_text()
+        run_id = answer.split()[1].rstrip(":")
+        check(run_id.startswith("run_"), f"the trigger answered {answer!r}")
+        for _ in range(40):
+            response = page.goto(f"{UI}/ui/runs/{run_id}")
+            if response.status == 200:
+                break
+            page.wait_for_timeout(250)
+        expect(page.locator("h1")).to_contain_text(run_id)
+        expect(page.locator("dl.facts")).to_contain_text("browser test")
         page.goto(f"{UI}/ui/finance?{AT}")
         check(int(page.locator("strong.generated").inner_text()) > 0, "no invoice generated")
         check(page.locator("strong.days-to-pay").inner_text() != "–", "no average days to pay")
