@@ -12,6 +12,9 @@
 
 use std::time::{Duration, Instant};
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use ct_testkit::bench::{env_or, median};
 use tokio_util::sync::CancellationToken;
 
@@ -154,18 +157,7 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(app.run_until_stopped(stop.clone()));
 
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
-    let signed_in = http
-        .post(format!("{base}/ui/login"))
-        .form(&[("token", "dev-token-maintainer"), ("next", "/ui/status")])
-        .send()
-        .await?;
-    let cookie = signed_in
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(str::to_owned)
-        .ok_or_else(|| anyhow::anyhow!("no session cookie"))?;
+    let cookie = common::session_cookie(&base, "dev-token-maintainer").await;
 
     let at = format!("as_of={END}");
     let pages: Vec<(&str, String, bool)> = vec![

@@ -30,14 +30,7 @@ async fn main() -> anyhow::Result<()> {
     let seconds = env_or("CT_BENCH_SECONDS", 30);
     let s = common::stack().await;
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
-    let signed_in = http.post(format!("{}/ui/login", s.api)).form(&[("token", "dev-token-viewer")]).send().await?;
-    let cookie = signed_in
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(str::to_owned)
-        .ok_or_else(|| anyhow::anyhow!("no session cookie"))?;
+    let cookie = common::session_cookie(&s.api, "dev-token-viewer").await;
     // Warm the pipeline (schemas registered, consumers assigned) before measuring.
     let warm = json!({"eventId": "tail_warm", "type": "system.heartbeat", "ts": "2026-11-30T10:00:00Z",
                       "source": "portal", "payload": {"systemId": "portal"}});

@@ -97,6 +97,17 @@ pub async fn stack() -> Stack {
     }
 }
 
+/// Signs in to the dashboards of the read API at `api` with `token`: the `Cookie` header value
+/// of the session.
+pub async fn session_cookie(api: &str, token: &str) -> String {
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let signed_in = http.post(format!("{api}/ui/login")).form(&[("token", token)]).send().await.unwrap();
+    let set_cookie = signed_in.headers().get("set-cookie").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let cookie = set_cookie.split(';').next().unwrap_or_default().to_owned();
+    assert!(cookie.starts_with("ct_session="), "signing in with {token} set no session: {set_cookie:?}");
+    cookie
+}
+
 impl Stack {
     pub async fn post(&self, token: &str, body: &Value) -> u16 {
         let body = body.to_string();
