@@ -152,7 +152,14 @@ async fn health_shows_the_evaluators_statuses_with_reasons_and_history() {
     .expect("the gap turns finance amber");
     assert_eq!(history[0]["previous"], "green");
     assert_eq!(history[0]["reason"], "heartbeat");
-    let (_, systems, _) = s.get(Some("dev-token-viewer"), "/systems").await;
+    // `/systems` joins the projector's row (last heartbeat) to the evaluator's status: two
+    // consumers of the log, each at its own pace.
+    let systems = eventually(Duration::from_secs(30), || async {
+        let (_, systems, _) = s.get(Some("dev-token-viewer"), "/systems").await;
+        (systems[2]["lastHeartbeat"] == "2026-03-03T11:00:00Z").then_some(systems)
+    })
+    .await
+    .expect("the projector records finance's heartbeat");
     assert_eq!(systems[2]["status"], "amber");
     assert_eq!(systems[2]["statuspage"], "degraded_performance");
     assert_eq!(systems[2]["lastHeartbeat"], "2026-03-03T11:00:00Z");
