@@ -11,11 +11,8 @@ use serde_json::json;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kpis_pair_their_events_and_bucket_them_by_local_day_and_week() {
     let s = common::stack().await;
-    let digests = s.ctx.create_topics(&[("ct.digests.v1", 1)]).await.remove(0);
-    let mut config = ct_digest::Config::for_slice(&s.ctx.slice(&s.topics, &s.registry));
-    config.publisher.digests_topic = digests;
     let stop = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(ct_digest::run(config, stop.clone()));
+    s.spawn_digest(&stop).await;
     let viewer = Some("dev-token-viewer");
 
     for (query, field) in [("?asOf=yesterday", "asOf"), ("?bucket=month", "bucket"), ("?from=2026-11-01", "from")] {

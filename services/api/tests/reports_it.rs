@@ -11,11 +11,8 @@ use serde_json::json;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daily_digest_is_served_as_json_and_markdown_with_its_history() {
     let s = common::stack().await;
-    let digests = s.ctx.create_topics(&[("ct.digests.v1", 1)]).await.remove(0);
-    let mut config = ct_digest::Config::for_slice(&s.ctx.slice(&s.topics, &s.registry));
-    config.publisher.digests_topic = digests;
     let stop = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(ct_digest::run(config, stop.clone()));
+    s.spawn_digest(&stop).await;
     let viewer = Some("dev-token-viewer");
 
     let (status, body, _) = s.get(viewer, "/reports/daily").await;

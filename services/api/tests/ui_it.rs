@@ -19,11 +19,8 @@ use serde_json::Value;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_page_renders_the_golden_dataset_in_chromium() {
     let s = common::stack().await;
-    let digests = s.ctx.create_topics(&[("ct.digests.v1", 1)]).await.remove(0);
-    let mut digest = ct_digest::Config::for_slice(&s.ctx.slice(&s.topics, &s.registry));
-    digest.publisher.digests_topic = digests;
     let stop = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(ct_digest::run(digest, stop.clone()));
+    s.spawn_digest(&stop).await;
     // The runs model, so a run triggered from the page is listed and has a page of its own.
     let runner = ct_runner::Config::for_slice(&s.ctx.slice(&s.topics, &s.registry));
     tokio::spawn(ct_runner::run(runner, stop.clone()));

@@ -109,6 +109,15 @@ pub async fn session_cookie(api: &str, token: &str) -> String {
 }
 
 impl Stack {
+    /// Starts ct-digest on this stack's topics and schemas (with a digests topic of its own)
+    /// until `stop`: what the reports, KPIs and dashboards read.
+    pub async fn spawn_digest(&self, stop: &CancellationToken) {
+        let digests = self.ctx.create_topics(&[("ct.digests.v1", 1)]).await.remove(0);
+        let mut config = ct_digest::Config::for_slice(&self.ctx.slice(&self.topics, &self.registry));
+        config.publisher.digests_topic = digests;
+        tokio::spawn(ct_digest::run(config, stop.clone()));
+    }
+
     pub async fn post(&self, token: &str, body: &Value) -> u16 {
         let body = body.to_string();
         self.http
