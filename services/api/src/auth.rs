@@ -77,7 +77,8 @@ impl Sessions {
     pub fn new(secret: &[u8], ttl_s: u64, secure: bool) -> Sessions {
         Sessions {
             key: Key::derive_from(secret),
-            ttl: chrono::Duration::seconds(i64::try_from(ttl_s).unwrap_or(i64::MAX / 1_000)),
+            // The configuration bounds it to 30 days.
+            ttl: chrono::Duration::seconds(i64::try_from(ttl_s.min(30 * 86_400)).unwrap_or(86_400)),
             secure,
         }
     }

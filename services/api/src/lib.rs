@@ -127,6 +127,9 @@ impl Config {
                 return Err(ConfigError::Rule("auth.user_tokens must list at least one token in production".into()));
             }
         }
+        if !(60..=30 * 86_400).contains(&self.ui.session_ttl_s) {
+            return Err(ConfigError::Rule("ui.session_ttl_s must be from 60 s to 30 days".into()));
+        }
         if secrecy::ExposeSecret::expose_secret(&self.ui.session_key).len() < 32 {
             return Err(ConfigError::Rule("ui.session_key must be at least 32 bytes".into()));
         }

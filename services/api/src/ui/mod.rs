@@ -373,6 +373,16 @@ mod tests {
     }
 
     #[test]
+    fn a_session_lasts_from_a_minute_to_thirty_days() {
+        let mut config = crate::Config::defaults();
+        assert!(config.validate().is_ok());
+        for (ttl, ok) in [(59, false), (60, true), (30 * 86_400, true), (30 * 86_400 + 1, false)] {
+            config.ui.session_ttl_s = ttl;
+            assert_eq!(config.validate().is_ok(), ok, "{ttl}");
+        }
+    }
+
+    #[test]
     fn every_template_parses() {
         let mut templates = Environment::new();
         for (name, source) in TEMPLATES {

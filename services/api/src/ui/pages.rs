@@ -12,7 +12,6 @@ use chrono::{DateTime, Duration, DurationRound, Utc};
 use ct_core::{EventType, Source, dlq::Action, health::Status};
 use ct_platform::http_error::ApiError;
 use minijinja::{Value, context};
-use serde_json::json;
 use sqlx::Row;
 
 use super::{
@@ -846,12 +845,6 @@ fn markdown(source: &str) -> String {
     let mut out = String::new();
     html::push_html(&mut out, parser);
     out
-}
-
-/// Unused by the pages, kept for the JSON of a page's data in tests.
-#[allow(dead_code)]
-fn as_json(value: &Value) -> serde_json::Value {
-    serde_json::to_value(value).unwrap_or(json!(null))
 }
 
 #[cfg(test)]
