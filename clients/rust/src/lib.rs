@@ -315,6 +315,16 @@ pub struct RetryPolicy {
     pub timeout: Duration,
 }
 
+impl RetryPolicy {
+    /// The longest one send keeps retrying the same event: every attempt runs to its timeout and
+    /// every wait is at the cap (a `Retry-After` is capped too). The edge remembers an `eventId`
+    /// for at least twice this (its `idempotency.ttl_s`), so every retry of this client is
+    /// answered as a duplicate.
+    pub fn horizon(&self) -> Duration {
+        self.timeout.saturating_mul(self.max_attempts) + self.cap.saturating_mul(self.max_attempts.saturating_sub(1))
+    }
+}
+
 impl Default for RetryPolicy {
     fn default() -> Self {
         Self {

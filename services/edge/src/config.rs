@@ -163,6 +163,12 @@ impl Config {
         if self.events.max_batch_events == 0 || self.events.max_events_in_progress < self.events.max_batch_events {
             return rule("events.max_events_in_progress must be at least events.max_batch_events (> 0)".into());
         }
+        let pending_s = (self.events.delivery_timeout_ms / 1000) + 5;
+        if self.idempotency.ttl_s <= pending_s {
+            return rule(format!(
+                "idempotency.ttl_s must be longer than a claim lives (events.delivery_timeout_ms + 5 s = {pending_s} s)"
+            ));
+        }
         if self.rate_limit.per_minute == 0 || self.rate_limit.burst == 0 {
             return rule("rate_limit.per_minute and rate_limit.burst must be positive".into());
         }
@@ -201,6 +207,19 @@ mod tests {
         config.validate().unwrap();
         assert_eq!(config.auth.producer_tokens.len(), 7, "six producers and Control Tower's own");
         assert_eq!(config.http.max_body_bytes, 256 * 1024);
+    }
+
+    #[test]
+    fn the_idempotency_window_outlasts_every_retry_of_a_client() {
+        let config = defaults();
+        let horizon = ct_client::RetryPolicy::default().horizon();
+        assert_eq!(horizon, std::time::Duration::from_secs(290));
+        assert!(config.idempotency.ttl_s >= 2 * horizon.as_secs(), "the rule in config.default.toml");
+
+        let mut config = defaults();
+        config.idempotency.ttl_s = 15;
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("idempotency.ttl_s must be longer than a claim lives"), "{error}");
     }
 
     #[test]

@@ -1,18 +1,28 @@
 //! Idempotency on `eventId`, in Redis so it holds across edge restarts and instances.
 //!
 //! A request first claims the id with `SET NX GET` and a short expiry (the delivery timeout plus a
-//! margin), produces, then records the result with the long expiry. If the edge dies between
-//! claim and result, the claim expires by itself and the producer's retry goes through; the
-//! projector's unique `event_id` keeps read models single in that rare case.
+//! margin), produces, then records the result with the long expiry (`idempotency.ttl_s`: the
+//! window in which a retry is answered as a duplicate). If the edge dies between claim and
+//! result, the claim expires by itself and the producer's retry goes through; the read models'
+//! unique `event_id` keeps them single in that rare case, and for retries after the window.
 //!
 //! Every claim carries its request's owner token, and completing or releasing it is a
 //! compare-and-act script: a request whose claim expired (and was taken by a retry) can neither
 //! release nor overwrite the new owner's claim.
+//!
+//! Entries are binary, so a remembered event costs little more than its key (ARCHITECTURE.md
+//! gives the bytes per event): a claim is `P`, the 16-byte fingerprint of the content digest and
+//! the owner; a receipt is `D`, the fingerprint, the partition (4 bytes) and the offset (8 bytes),
+//! big-endian. The topic is the edge's own and is not stored.
+//!
+//! Every request's commands go through one writer task, which sends what is waiting as one
+//! pipeline per round trip: at thousands of events per second, claims and receipts of many
+//! requests share a write and a read instead of costing two each.
 
-use std::sync::LazyLock;
-
-use redis::{Script, aio::ConnectionManager};
+use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use tokio::sync::{mpsc, oneshot};
 
 /// What a finished request answered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,18 +30,6 @@ pub struct Receipt {
     pub topic: String,
     pub partition: i32,
     pub offset: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Entry {
-    /// The event's content digest ([`ct_core::avro::content_digest`]). Absent in entries written
-    /// before digests were content-based (they hashed the raw body, so cannot be compared).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    digest: Option<String>,
-    /// The request holding the claim; only it may complete or release it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    owner: Option<String>,
-    receipt: Option<Receipt>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -46,70 +44,129 @@ pub enum Claim {
     Conflict,
 }
 
-/// Records receipts: `KEYS[i]` gets `ARGV[2 + i]` for `ARGV[2]` seconds when it is still claimed by
-/// `ARGV[1]`, or no longer held at all (the claim expired and nobody took it: the event is stored,
-/// so its receipt is still worth keeping). Returns how many were written.
-static COMPLETE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-local written = 0
+/// Why the store could not answer (Redis down, timed out or refusing).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct StoreError(String);
+
+impl From<redis::RedisError> for StoreError {
+    fn from(error: redis::RedisError) -> Self {
+        Self(error.to_string())
+    }
+}
+
+const CLAIM_TAG: u8 = b'P';
+const RECEIPT_TAG: u8 = b'D';
+const FINGERPRINT_LEN: usize = 16;
+/// A receipt: tag, fingerprint, partition, offset.
+const RECEIPT_LEN: usize = 1 + FINGERPRINT_LEN + 4 + 8;
+
+/// The first 16 bytes of the SHA-256 of the content digest: enough to tell two bodies of one
+/// `eventId` apart, at a quarter of the digest's hex text.
+fn fingerprint(digest: &str) -> [u8; FINGERPRINT_LEN] {
+    let hash = Sha256::digest(digest.as_bytes());
+    let mut fingerprint = [0; FINGERPRINT_LEN];
+    fingerprint.copy_from_slice(&hash[..FINGERPRINT_LEN]);
+    fingerprint
+}
+
+fn claim_entry(digest: &str, owner: &str) -> Vec<u8> {
+    let mut entry = Vec::with_capacity(1 + FINGERPRINT_LEN + owner.len());
+    entry.push(CLAIM_TAG);
+    entry.extend_from_slice(&fingerprint(digest));
+    entry.extend_from_slice(owner.as_bytes());
+    entry
+}
+
+fn receipt_entry(digest: &str, receipt: &Receipt) -> Vec<u8> {
+    let mut entry = Vec::with_capacity(RECEIPT_LEN);
+    entry.push(RECEIPT_TAG);
+    entry.extend_from_slice(&fingerprint(digest));
+    entry.extend_from_slice(&receipt.partition.to_be_bytes());
+    entry.extend_from_slice(&receipt.offset.to_be_bytes());
+    entry
+}
+
+/// Entries of the edge before they were binary (JSON, for at most one window after an upgrade).
+#[derive(Deserialize)]
+struct LegacyEntry {
+    #[serde(default)]
+    digest: Option<String>,
+    receipt: Option<Receipt>,
+}
+
+/// Records receipts: `KEYS[i]` gets `ARGV[2i + 1]` for `ARGV[1]` seconds when it is still claimed
+/// by owner `ARGV[2i]`, or no longer held at all (the claim expired and nobody took it: the event
+/// is stored, so its receipt is still worth keeping). Returns 1 or 0 per key.
+static COMPLETE: &str = r"
+local written = {}
 for i, key in ipairs(KEYS) do
   local held = redis.call('GET', key)
-  local ours = not held
-  if held then
-    local ok, entry = pcall(cjson.decode, held)
-    ours = ok and type(entry) == 'table' and entry.owner == ARGV[1] and entry.receipt == cjson.null
-  end
-  if ours then
-    redis.call('SET', key, ARGV[2 + i], 'EX', ARGV[2])
-    written = written + 1
+  written[i] = 0
+  if (not held) or (string.byte(held, 1) == 80 and string.sub(held, 18) == ARGV[2 * i]) then
+    redis.call('SET', key, ARGV[2 * i + 1], 'EX', ARGV[1])
+    written[i] = 1
   end
 end
 return written
-",
-    )
-});
+";
 
-/// Releases the claims of `KEYS` still held by `ARGV[1]`. Returns how many were released.
-static RELEASE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-local released = 0
-for _, key in ipairs(KEYS) do
+/// Releases each claim `KEYS[i]` still held by owner `ARGV[i]`. Returns 1 or 0 per key.
+static RELEASE: &str = r"
+local released = {}
+for i, key in ipairs(KEYS) do
   local held = redis.call('GET', key)
-  if held then
-    local ok, entry = pcall(cjson.decode, held)
-    if ok and type(entry) == 'table' and entry.owner == ARGV[1] and entry.receipt == cjson.null then
-      redis.call('DEL', key)
-      released = released + 1
-    end
+  released[i] = 0
+  if held and string.byte(held, 1) == 80 and string.sub(held, 18) == ARGV[i] then
+    redis.call('DEL', key)
+    released[i] = 1
   end
 end
 return released
-",
-    )
-});
+";
 
 /// A request's owner token: random, so no other request can guess it.
 pub fn new_owner() -> String {
     hex::encode(rand::random::<[u8; 16]>())
 }
 
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// One request's commands, waiting for the writer's next round trip.
+enum Op {
+    /// `SET key entry NX PX <pending> GET` per key; answers what held each key.
+    Claim { entries: Vec<(String, Vec<u8>)>, reply: Reply<Vec<Option<Vec<u8>>>> },
+    /// The `COMPLETE` script's keys with their owner and receipt entry; answers how many were written.
+    Complete { entries: Vec<(String, Vec<u8>)>, owner: String, reply: Reply<usize> },
+    /// The `RELEASE` script's keys; answers how many were released.
+    Release { keys: Vec<String>, owner: String, reply: Reply<usize> },
+}
+
+/// Keys in one pipeline at most: bounds a round trip's size (a batch request's keys stay together).
+const MAX_KEYS_PER_ROUND_TRIP: usize = 4096;
+
 #[derive(Clone)]
 pub struct IdempotencyStore {
     redis: ConnectionManager,
+    writer: mpsc::UnboundedSender<Op>,
     prefix: String,
-    pending_ttl_ms: u64,
-    done_ttl_s: u64,
+    topic: String,
 }
 
 impl IdempotencyStore {
-    pub fn new(redis: ConnectionManager, prefix: &str, pending_ttl_ms: u64, done_ttl_s: u64) -> Self {
-        Self { redis, prefix: format!("{prefix}:idem:"), pending_ttl_ms, done_ttl_s }
+    /// A store for the receipts of `topic`'s records, under `<prefix>:idem:`; starts its writer
+    /// task, which ends when the last clone of the store is dropped.
+    pub fn new(redis: ConnectionManager, prefix: &str, topic: &str, pending_ttl_ms: u64, done_ttl_s: u64) -> Self {
+        let (writer, ops) = mpsc::unbounded_channel();
+        tokio::spawn(write_loop(redis.clone(), ops, pending_ttl_ms, done_ttl_s));
+        Self { redis, writer, prefix: format!("{prefix}:idem:"), topic: topic.to_owned() }
     }
 
     fn key(&self, event_id: &str) -> String {
-        format!("{}{event_id}", self.prefix)
+        let mut key = String::with_capacity(self.prefix.len() + event_id.len());
+        key.push_str(&self.prefix);
+        key.push_str(event_id);
+        key
     }
 
     /// `SET NX GET` needs Redis 7.0 or newer; an older server would fail every claim, so the edge
@@ -133,67 +190,198 @@ impl IdempotencyStore {
         redis::cmd("PING").query_async(&mut self.redis.clone()).await
     }
 
-    /// Claims each `(event_id, digest)` for `owner` in one pipelined round trip: `SET NX GET`
-    /// either takes the id or returns what holds it, atomically.
-    pub async fn claim_all(&self, items: &[(&str, &str)], owner: &str) -> Result<Vec<Claim>, redis::RedisError> {
-        let mut pipeline = redis::pipe();
-        for (event_id, digest) in items {
-            let entry = Entry { digest: Some((*digest).to_owned()), owner: Some(owner.to_owned()), receipt: None };
-            pipeline
-                .cmd("SET")
-                .arg(self.key(event_id))
-                .arg(serde_json::to_string(&entry).expect("entry serialises"))
-                .arg("NX")
-                .arg("PX")
-                .arg(self.pending_ttl_ms)
-                .arg("GET");
-        }
-        let held: Vec<Option<String>> = pipeline.query_async(&mut self.redis.clone()).await?;
-        Ok(items.iter().zip(held).map(|((_, digest), held)| Self::judge(digest, held)).collect())
+    async fn submit<T>(&self, op: impl FnOnce(Reply<T>) -> Op) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.writer.send(op(reply)).map_err(|_| StoreError("the idempotency writer stopped".into()))?;
+        answer.await.map_err(|_| StoreError("the idempotency writer stopped".into()))?
     }
 
-    fn judge(digest: &str, held: Option<String>) -> Claim {
-        let Some(held) = held else { return Claim::Claimed };
-        match serde_json::from_str::<Entry>(&held) {
-            Ok(Entry { digest: Some(theirs), .. }) if theirs != digest => Claim::Conflict,
-            Ok(Entry { receipt: Some(receipt), .. }) => Claim::Duplicate(receipt),
-            Ok(Entry { receipt: None, .. }) => Claim::InFlight,
-            // Not ours to overwrite; refusing is safer than producing twice.
-            Err(_) => Claim::Conflict,
-        }
+    /// Claims each `(event_id, digest)` for `owner` in one round trip: `SET NX GET` either takes
+    /// the id or returns what holds it, atomically.
+    pub async fn claim_all(&self, items: &[(&str, &str)], owner: &str) -> Result<Vec<Claim>, StoreError> {
+        let entries = items.iter().map(|(event_id, digest)| (self.key(event_id), claim_entry(digest, owner))).collect();
+        let held = self.submit(|reply| Op::Claim { entries, reply }).await?;
+        Ok(items.iter().zip(held).map(|((_, digest), held)| judge(&self.topic, digest, held.as_deref())).collect())
     }
 
     /// Records each produced event's receipt with the long expiry, in one round trip, where the
     /// claim is still `owner`'s (or expired unclaimed). Returns how many were recorded.
-    pub async fn complete_all(
-        &self,
-        items: &[(&str, &str, &Receipt)],
-        owner: &str,
-    ) -> Result<usize, redis::RedisError> {
+    pub async fn complete_all(&self, items: &[(&str, &str, &Receipt)], owner: &str) -> Result<usize, StoreError> {
         if items.is_empty() {
             return Ok(0);
         }
-        let mut invocation = COMPLETE.prepare_invoke();
-        invocation.arg(owner).arg(self.done_ttl_s);
-        for (event_id, digest, receipt) in items {
-            let entry = Entry { digest: Some((*digest).to_owned()), owner: None, receipt: Some((*receipt).clone()) };
-            invocation.key(self.key(event_id)).arg(serde_json::to_string(&entry).expect("entry serialises"));
-        }
-        invocation.invoke_async(&mut self.redis.clone()).await
+        let entries = items
+            .iter()
+            .map(|(event_id, digest, receipt)| (self.key(event_id), receipt_entry(digest, receipt)))
+            .collect();
+        self.submit(|reply| Op::Complete { entries, owner: owner.to_owned(), reply }).await
     }
 
     /// Gives ids back after a failed produce (or a refused batch), so the producer's retry is not
     /// a conflict; only claims `owner` still holds. Returns how many were released.
-    pub async fn release_all(&self, event_ids: &[&str], owner: &str) -> Result<usize, redis::RedisError> {
+    pub async fn release_all(&self, event_ids: &[&str], owner: &str) -> Result<usize, StoreError> {
         if event_ids.is_empty() {
             return Ok(0);
         }
-        let mut invocation = RELEASE.prepare_invoke();
-        invocation.arg(owner);
-        for event_id in event_ids {
-            invocation.key(self.key(event_id));
+        let keys = event_ids.iter().map(|event_id| self.key(event_id)).collect();
+        self.submit(|reply| Op::Release { keys, owner: owner.to_owned(), reply }).await
+    }
+}
+
+/// What a claim found under the key decides: go, duplicate, in flight or conflict.
+fn judge(topic: &str, digest: &str, held: Option<&[u8]>) -> Claim {
+    let Some(held) = held else { return Claim::Claimed };
+    let ours = fingerprint(digest);
+    match held.split_first() {
+        Some((&CLAIM_TAG, rest)) if rest.len() >= FINGERPRINT_LEN => {
+            if rest[..FINGERPRINT_LEN] == ours {
+                Claim::InFlight
+            } else {
+                Claim::Conflict
+            }
         }
-        invocation.invoke_async(&mut self.redis.clone()).await
+        Some((&RECEIPT_TAG, rest)) if held.len() == RECEIPT_LEN => {
+            let (theirs, position) = rest.split_at(FINGERPRINT_LEN);
+            if theirs != ours {
+                return Claim::Conflict;
+            }
+            let (partition, offset) = position.split_at(4);
+            Claim::Duplicate(Receipt {
+                topic: topic.to_owned(),
+                partition: i32::from_be_bytes(partition.try_into().expect("4 bytes")),
+                offset: i64::from_be_bytes(offset.try_into().expect("8 bytes")),
+            })
+        }
+        Some((b'{', _)) => match serde_json::from_slice::<LegacyEntry>(held) {
+            Ok(LegacyEntry { digest: Some(theirs), .. }) if theirs != digest => Claim::Conflict,
+            Ok(LegacyEntry { receipt: Some(receipt), .. }) => Claim::Duplicate(receipt),
+            Ok(LegacyEntry { receipt: None, .. }) => Claim::InFlight,
+            Err(_) => Claim::Conflict,
+        },
+        // Not ours to overwrite; refusing is safer than producing twice.
+        _ => Claim::Conflict,
+    }
+}
+
+/// Sends what is waiting as one pipeline, answers each request, and goes again: while one round
+/// trip is out, the next one fills up.
+async fn write_loop(
+    mut redis: ConnectionManager,
+    mut ops: mpsc::UnboundedReceiver<Op>,
+    pending_ttl_ms: u64,
+    done_ttl_s: u64,
+) {
+    let mut batch = Vec::new();
+    while let Some(first) = ops.recv().await {
+        let mut keys = first.keys();
+        batch.push(first);
+        while keys < MAX_KEYS_PER_ROUND_TRIP {
+            let Ok(op) = ops.try_recv() else { break };
+            keys += op.keys();
+            batch.push(op);
+        }
+        let answers = round_trip(&mut redis, &batch, pending_ttl_ms, done_ttl_s).await;
+        answer(batch.drain(..), answers);
+    }
+}
+
+impl Op {
+    fn keys(&self) -> usize {
+        match self {
+            Op::Claim { entries, .. } | Op::Complete { entries, .. } => entries.len(),
+            Op::Release { keys, .. } => keys.len(),
+        }
+    }
+}
+
+/// What one round trip answered: per claimed key what held it, per completed and released key
+/// whether it was written.
+struct Answers {
+    held: std::vec::IntoIter<Option<Vec<u8>>>,
+    completed: std::vec::IntoIter<i64>,
+    released: std::vec::IntoIter<i64>,
+}
+
+async fn round_trip(
+    redis: &mut ConnectionManager,
+    batch: &[Op],
+    pending_ttl_ms: u64,
+    done_ttl_s: u64,
+) -> Result<Answers, StoreError> {
+    let mut pipeline = redis::pipe();
+    let (mut complete, mut release) = (redis::cmd("EVAL"), redis::cmd("EVAL"));
+    let (mut complete_keys, mut release_keys): (Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new());
+    let (mut complete_args, mut release_args): (Vec<&[u8]>, Vec<&[u8]>) = (Vec::new(), Vec::new());
+    let mut claims = 0;
+    for op in batch {
+        match op {
+            Op::Claim { entries, .. } => {
+                for (key, entry) in entries {
+                    pipeline.cmd("SET").arg(key).arg(entry).arg("NX").arg("PX").arg(pending_ttl_ms).arg("GET");
+                    claims += 1;
+                }
+            }
+            Op::Complete { entries, owner, .. } => {
+                for (key, entry) in entries {
+                    complete_keys.push(key);
+                    complete_args.extend([owner.as_bytes(), entry.as_slice()]);
+                }
+            }
+            Op::Release { keys, owner, .. } => {
+                for key in keys {
+                    release_keys.push(key);
+                    release_args.push(owner.as_bytes());
+                }
+            }
+        }
+    }
+    // EVAL with the script's text, not EVALSHA: a Redis that restarted answers it all the same,
+    // and the text is sent once per round trip, not per event.
+    if !complete_keys.is_empty() {
+        complete.arg(COMPLETE).arg(complete_keys.len()).arg(&complete_keys).arg(done_ttl_s).arg(&complete_args);
+        pipeline.add_command(complete);
+    }
+    if !release_keys.is_empty() {
+        release.arg(RELEASE).arg(release_keys.len()).arg(&release_keys).arg(&release_args);
+        pipeline.add_command(release);
+    }
+    let mut replies: Vec<redis::Value> = pipeline.query_async(redis).await?;
+    let mut scripts = replies.split_off(claims).into_iter();
+    let held = replies.iter().map(redis::from_redis_value).collect::<Result<Vec<Option<Vec<u8>>>, _>>()?;
+    let mut flags = |sent: bool| -> Result<Vec<i64>, StoreError> {
+        if !sent {
+            return Ok(Vec::new());
+        }
+        let reply = scripts.next().ok_or_else(|| StoreError("a script's reply is missing".into()))?;
+        Ok(redis::from_redis_value(&reply)?)
+    };
+    let completed = flags(!complete_keys.is_empty())?;
+    let released = flags(!release_keys.is_empty())?;
+    Ok(Answers { held: held.into_iter(), completed: completed.into_iter(), released: released.into_iter() })
+}
+
+fn answer(batch: impl Iterator<Item = Op>, answers: Result<Answers, StoreError>) {
+    let mut answers = match answers {
+        Ok(answers) => answers,
+        Err(error) => {
+            for op in batch {
+                match op {
+                    Op::Claim { reply, .. } => drop(reply.send(Err(error.clone()))),
+                    Op::Complete { reply, .. } | Op::Release { reply, .. } => drop(reply.send(Err(error.clone()))),
+                }
+            }
+            return;
+        }
+    };
+    let count =
+        |flags: &mut std::vec::IntoIter<i64>, n: usize| flags.by_ref().take(n).filter(|flag| *flag == 1).count();
+    for op in batch {
+        // A request that gave up waiting no longer listens; nothing to do then.
+        match op {
+            Op::Claim { entries, reply } => drop(reply.send(Ok(answers.held.by_ref().take(entries.len()).collect()))),
+            Op::Complete { entries, reply, .. } => drop(reply.send(Ok(count(&mut answers.completed, entries.len())))),
+            Op::Release { keys, reply, .. } => drop(reply.send(Ok(count(&mut answers.released, keys.len())))),
+        }
     }
 }
 
@@ -212,21 +400,34 @@ mod tests {
         assert_eq!(redis_version("# Server\r\n"), None);
     }
 
-    fn entry(digest: &str, receipt: Option<Receipt>) -> Option<String> {
-        Some(serde_json::to_string(&Entry { digest: Some(digest.into()), owner: Some("o".into()), receipt }).unwrap())
-    }
-
     #[test]
     fn what_holds_an_id_decides_the_claim() {
         let receipt = Receipt { topic: "t".into(), partition: 1, offset: 7 };
-        assert_eq!(IdempotencyStore::judge("a", None), Claim::Claimed);
-        assert_eq!(IdempotencyStore::judge("a", entry("a", Some(receipt.clone()))), Claim::Duplicate(receipt.clone()));
-        assert_eq!(IdempotencyStore::judge("a", entry("a", None)), Claim::InFlight);
-        assert_eq!(IdempotencyStore::judge("a", entry("b", Some(receipt))), Claim::Conflict);
-        assert_eq!(IdempotencyStore::judge("a", entry("b", None)), Claim::Conflict);
-        assert_eq!(IdempotencyStore::judge("a", Some("not json".into())), Claim::Conflict);
-        // Written before digests were content-based: the raw-body hash cannot be compared.
-        let legacy = r#"{"body_sha256":"b","receipt":{"topic":"t","partition":1,"offset":7}}"#;
-        assert!(matches!(IdempotencyStore::judge("a", Some(legacy.into())), Claim::Duplicate(_)));
+        let judge = |digest: &str, held: Option<Vec<u8>>| judge("t", digest, held.as_deref());
+        assert_eq!(judge("a", None), Claim::Claimed);
+        assert_eq!(judge("a", Some(receipt_entry("a", &receipt))), Claim::Duplicate(receipt.clone()));
+        assert_eq!(judge("a", Some(claim_entry("a", "o"))), Claim::InFlight);
+        assert_eq!(judge("a", Some(receipt_entry("b", &receipt))), Claim::Conflict);
+        assert_eq!(judge("a", Some(claim_entry("b", "o"))), Claim::Conflict);
+        assert_eq!(judge("a", Some(b"not json".to_vec())), Claim::Conflict);
+        assert_eq!(judge("a", Some(b"D-too-short".to_vec())), Claim::Conflict);
+        // JSON entries of the edge before entries were binary.
+        let legacy = br#"{"digest":"a","owner":null,"receipt":{"topic":"t","partition":1,"offset":7}}"#;
+        assert_eq!(judge("a", Some(legacy.to_vec())), Claim::Duplicate(receipt.clone()));
+        assert_eq!(judge("b", Some(legacy.to_vec())), Claim::Conflict);
+        assert_eq!(judge("a", Some(br#"{"digest":"a","owner":"o","receipt":null}"#.to_vec())), Claim::InFlight);
+        let hashed_raw_body = br#"{"body_sha256":"b","receipt":{"topic":"t","partition":1,"offset":7}}"#;
+        assert!(matches!(judge("a", Some(hashed_raw_body.to_vec())), Claim::Duplicate(_)));
+    }
+
+    #[test]
+    fn entries_are_compact_and_fixed_where_they_last() {
+        let receipt = Receipt { topic: "ct.events.v1".into(), partition: 5, offset: i64::MAX };
+        let entry = receipt_entry(&"f".repeat(64), &receipt);
+        assert_eq!(entry.len(), RECEIPT_LEN);
+        assert_eq!(RECEIPT_LEN, 29, "what a remembered event stores besides its key");
+        assert_eq!(&entry[17..21], &5i32.to_be_bytes());
+        assert_eq!(claim_entry("d", "owner").len(), 1 + 16 + 5);
+        assert_ne!(fingerprint("a"), fingerprint("b"));
     }
 }

@@ -153,7 +153,7 @@ impl Ingestor {
     /// acknowledged ones keep their receipts (a retry of the same events answers them as
     /// duplicates) and the rest are released, so retrying the same events is always safe.
     pub async fn accept_all(&self, candidates: Vec<Candidate>, traceparent: &str) -> Result<Vec<Accepted>, Refused> {
-        let redis_down = |e: redis::RedisError| {
+        let redis_down = |e: idempotency::StoreError| {
             tracing::warn!(error = %e, "Idempotency store unavailable.");
             Refused::whole(ApiError::unavailable(
                 "idempotency_unavailable",

@@ -66,6 +66,7 @@ impl Application {
             idempotency: idempotency::IdempotencyStore::new(
                 redis.clone(),
                 &config.redis.key_prefix,
+                &config.events.topic,
                 u64::try_from(ingest::pending_ttl(delivery_timeout).as_millis()).unwrap_or(u64::MAX),
                 config.idempotency.ttl_s,
             ),

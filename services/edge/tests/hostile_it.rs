@@ -186,7 +186,7 @@ async fn an_expired_claim_cannot_touch_the_next_owners_claim() {
     let ctx = ct_testkit::TestContext::new();
     let redis = ct_platform::redis::connect(&ctx.redis()).await.unwrap();
     let prefix = ctx.topic("idem");
-    let store = IdempotencyStore::new(redis, &prefix, 200, 60);
+    let store = IdempotencyStore::new(redis, &prefix, "t", 200, 60);
     let receipt = |offset| Receipt { topic: "t".into(), partition: 0, offset };
 
     // A claims, stalls past its claim's expiry; B claims the same event.
@@ -209,6 +209,53 @@ async fn an_expired_claim_cannot_touch_the_next_owners_claim() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(store.complete_all(&[("evt_2", "d", &receipt(3))], "owner-e").await.unwrap(), 1);
     assert_eq!(store.claim_all(&[("evt_2", "d")], "owner-f").await.unwrap(), [Claim::Duplicate(receipt(3))]);
+}
+
+/// Concurrent requests share the store's round trips: claims, receipts and releases of many
+/// requests travel in one pipeline, and each request still gets exactly its own answers.
+#[tokio::test]
+async fn concurrent_requests_get_their_own_answers_from_shared_round_trips() {
+    let ctx = ct_testkit::TestContext::new();
+    let redis = ct_platform::redis::connect(&ctx.redis()).await.unwrap();
+    let store = IdempotencyStore::new(redis, &ctx.topic("idem"), "t", 10_000, 60);
+    let receipt = |offset: i64| Receipt { topic: "t".into(), partition: (offset % 6) as i32, offset };
+    let events: Vec<(String, String)> = (0..300).map(|i| (format!("evt_{i}"), format!("digest-{i}"))).collect();
+
+    let claims = futures::future::join_all(events.iter().enumerate().map(|(i, (id, digest))| {
+        let store = store.clone();
+        async move { store.claim_all(&[(id.as_str(), digest.as_str())], &format!("owner-{i}")).await.unwrap() }
+    }))
+    .await;
+    assert!(claims.iter().all(|claim| claim == &[Claim::Claimed]), "{claims:?}");
+
+    // Even events complete, odd ones are released, all at once; a stranger's release touches nothing.
+    let settled = futures::future::join_all(events.iter().enumerate().map(|(i, (id, digest))| {
+        let store = store.clone();
+        async move {
+            let owner = format!("owner-{i}");
+            let stranger = store.release_all(&[id.as_str()], "stranger").await.unwrap();
+            let mine = if i % 2 == 0 {
+                store.complete_all(&[(id.as_str(), digest.as_str(), &receipt(i as i64))], &owner).await.unwrap()
+            } else {
+                store.release_all(&[id.as_str()], &owner).await.unwrap()
+            };
+            (stranger, mine)
+        }
+    }))
+    .await;
+    assert!(settled.iter().all(|answer| *answer == (0, 1)), "{settled:?}");
+
+    let again = futures::future::join_all(events.iter().map(|(id, digest)| {
+        let store = store.clone();
+        async move { store.claim_all(&[(id.as_str(), digest.as_str())], "owner-late").await.unwrap() }
+    }))
+    .await;
+    for (i, claim) in again.iter().enumerate() {
+        let expected = if i % 2 == 0 { Claim::Duplicate(receipt(i as i64)) } else { Claim::Claimed };
+        assert_eq!(claim, &[expected], "event {i}");
+    }
+    let conflict = store.claim_all(&[("evt_0", "another body")], "owner-x").await.unwrap();
+    assert_eq!(conflict, [Claim::Conflict]);
 }
 
 /// A heartbeat speaks for a system: a made-up `systemId` (a burst of them once made `/health`
