@@ -14,6 +14,10 @@
 //! medians are printed with the edge/forwarder ratio, each server's CPU, and the edge's peak RSS.
 //! Every answer must be a 202.
 //!
+//! With `CT_BENCH_RATE` (events per second) the loop is open instead: request `i` leaves at
+//! `i / rate` (in requests) on whichever connection is free, its latency counted from then, so
+//! both targets do the same work and their CPU per event compares like for like, below saturation.
+//!
 //! With `CT_BENCH_CLUSTER` set to a cluster's bootstrap servers (`CT_KAFKA_BROKERS=3
 //! CT_KAFKA_PORT=19092 deploy/stack.sh up`, then `127.0.0.1:19092,127.0.0.1:19094,127.0.0.1:19096`),
 //! the forwarder is replaced by a second edge producing to that cluster (a topic of 3 replicas,
@@ -273,6 +277,7 @@ async fn drive(
     connections: usize,
     seconds: u64,
     reuse: bool,
+    requests_per_s: Option<f64>,
 ) -> RoundResult {
     let http = reqwest::Client::builder().pool_max_idle_per_host(connections).build().expect("client");
     let requests = Arc::new(requests);
@@ -299,11 +304,18 @@ async fn drive(
         workers.push(tokio::spawn(async move {
             let mut latency = Histogram::<u64>::new(3).expect("histogram");
             loop {
-                let sent = Instant::now();
+                let mut index = next.fetch_add(1, Ordering::Relaxed);
+                let sent = match requests_per_s {
+                    Some(rate) => {
+                        let due = start + Duration::from_secs_f64(index as f64 / rate);
+                        tokio::time::sleep_until(due.into()).await;
+                        due
+                    }
+                    None => Instant::now(),
+                };
                 if sent >= deadline {
                     break;
                 }
-                let mut index = next.fetch_add(1, Ordering::Relaxed);
                 if reuse {
                     index %= requests.len();
                 }
@@ -367,6 +379,7 @@ async fn bench() -> anyhow::Result<()> {
     let rounds = env_or("CT_BENCH_ROUNDS", 3) as usize;
     let seconds = env_or("CT_BENCH_SECONDS", 10);
     let connections = env_or("CT_BENCH_CONNECTIONS", 128) as usize;
+    let fixed_rate = std::env::var("CT_BENCH_RATE").ok().and_then(|r| r.parse::<f64>().ok());
     // Prepared events per round: enough for this rate over the round, warm-up included.
     let max_rate = env_or("CT_BENCH_MAX_RATE", 100_000);
     let batches: Vec<usize> = std::env::var("CT_BENCH_BATCH")
@@ -411,8 +424,9 @@ async fn bench() -> anyhow::Result<()> {
     };
     let forwarder = baseline;
     let edge = Server::spawn("edge", &edge_env(kafka, topics[0].clone(), ctx.redis().key_prefix)).await?;
+    let mode = fixed_rate.map_or("closed loop".to_owned(), |rate| format!("open loop at {rate} events/s"));
     println!(
-        "{} vs edge: {rounds} rounds of {seconds} s (after {} s warm-up), {connections} connections, closed loop",
+        "{} vs edge: {rounds} rounds of {seconds} s (after {} s warm-up), {connections} connections, {mode}",
         forwarder.name,
         WARM_UP.as_secs()
     );
@@ -429,7 +443,8 @@ async fn bench() -> anyhow::Result<()> {
                 let count = (rate * (seconds + WARM_UP.as_secs())) as usize / batch;
                 let run = format!("{}_{}_{batch}_{round}", ctx.id, server.name);
                 let requests = tokio::task::block_in_place(|| prepare(&run, count, batch));
-                let result = drive(server, path, requests, connections, seconds, reuse).await;
+                let requests_per_s = fixed_rate.map(|rate| rate / batch as f64);
+                let result = drive(server, path, requests, connections, seconds, reuse, requests_per_s).await;
                 let rss_kib = server.proc_status_kib("VmRSS:");
                 if server.name == "edge" {
                     peak_rss_kib = peak_rss_kib.max(server.proc_status_kib("VmHWM:"));
