@@ -45,3 +45,149 @@ pub mod workload {
         (format!("dev-token-{source}"), body.to_string())
     }
 }
+
+pub mod cpu {
+    //! Where the CPU goes during a run, from `/proc` (Linux): each core's busy share and the cores
+    //! used by each part of the pipeline; and pinning with `taskset` (util-linux).
+
+    use std::{collections::BTreeMap, process::Command};
+
+    /// The parts of the pipeline, by process name (`comm`, at most 15 characters).
+    const PARTS: [(&str, &str); 12] = [
+        ("ct-edge", "ct-edge"),
+        ("ct-projector", "ct-projector"),
+        ("ct-dlq-categori", "ct-dlq-categoriser"),
+        ("ct-registry", "ct-registry"),
+        ("ct-health", "ct-health"),
+        ("ct-digest", "ct-digest"),
+        ("ct-api", "ct-api"),
+        ("ct-runner", "ct-runner"),
+        ("java", "kafka (java)"),
+        ("redis-server", "redis"),
+        ("postgres", "postgres"),
+        ("ct-load", "ct-load"),
+    ];
+
+    fn part_of(comm: &str) -> Option<&'static str> {
+        PARTS.iter().find(|(name, _)| *name == comm).map(|(_, part)| *part)
+    }
+
+    /// `(pid, comm, utime + stime in clock ticks)` of every process.
+    fn processes() -> Vec<(u32, String, u64)> {
+        let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+        entries
+            .filter_map(|entry| {
+                let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+                let (head, rest) = stat.rsplit_once(')')?;
+                let comm = head.split_once('(')?.1.to_owned();
+                let fields: Vec<&str> = rest.split_whitespace().collect();
+                let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+                Some((pid, comm, ticks))
+            })
+            .collect()
+    }
+
+    /// Per core `(busy, total)` jiffies from `/proc/stat`.
+    fn cores() -> Vec<(u64, u64)> {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        stat.lines()
+            .filter(|line| line.starts_with("cpu") && line.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+            .map(|line| {
+                let values: Vec<u64> = line.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+                let total: u64 = values.iter().sum();
+                // idle and iowait
+                let idle = values.get(3).copied().unwrap_or(0) + values.get(4).copied().unwrap_or(0);
+                (total - idle, total)
+            })
+            .collect()
+    }
+
+    /// What `/proc` said at one moment.
+    pub struct CpuSample {
+        at: std::time::Instant,
+        cores: Vec<(u64, u64)>,
+        parts: BTreeMap<&'static str, u64>,
+    }
+
+    impl CpuSample {
+        pub fn now() -> Self {
+            let mut parts = BTreeMap::new();
+            for (_, comm, ticks) in processes() {
+                if let Some(part) = part_of(&comm) {
+                    *parts.entry(part).or_insert(0) += ticks;
+                }
+            }
+            Self { at: std::time::Instant::now(), cores: cores(), parts }
+        }
+
+        /// Each core's busy share (0 to 1) and each part's cores between `earlier` and this sample
+        /// (a process that ended meanwhile is not counted).
+        pub fn since(&self, earlier: &CpuSample) -> (Vec<f64>, BTreeMap<&'static str, f64>) {
+            let per_core = self
+                .cores
+                .iter()
+                .zip(&earlier.cores)
+                .map(|((busy, total), (busy0, total0))| {
+                    let total = total.saturating_sub(*total0).max(1) as f64;
+                    busy.saturating_sub(*busy0) as f64 / total
+                })
+                .collect();
+            let seconds = (self.at - earlier.at).as_secs_f64().max(1e-3);
+            // Linux reports process times in clock ticks of 1/100 s.
+            let parts = self
+                .parts
+                .iter()
+                .map(|(part, ticks)| {
+                    let before = earlier.parts.get(part).copied().unwrap_or(0);
+                    (*part, ticks.saturating_sub(before) as f64 / 100.0 / seconds)
+                })
+                .collect();
+            (per_core, parts)
+        }
+    }
+
+    /// `taskset -a -p -c <cpus> <pid>`: every thread of `pid` on those CPUs.
+    pub fn pin(pid: u32, cpus: &str) -> std::io::Result<()> {
+        let status = Command::new("taskset")
+            .args(["-a", "-p", "-c", cpus, &pid.to_string()])
+            .stdout(std::process::Stdio::null())
+            .status()?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(std::io::Error::other(format!("taskset could not pin process {pid} to CPUs {cpus}")))
+        }
+    }
+
+    /// Pins every running part of the pipeline but ct-load itself; returns the pids pinned.
+    pub fn pin_services(cpus: &str) -> std::io::Result<Vec<u32>> {
+        let mut pinned = Vec::new();
+        for (pid, comm, _) in processes() {
+            if part_of(&comm).is_some_and(|part| part != "ct-load") {
+                pin(pid, cpus)?;
+                pinned.push(pid);
+            }
+        }
+        Ok(pinned)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn this_process_and_the_cores_are_seen() {
+            let earlier = CpuSample::now();
+            let spin = std::time::Instant::now();
+            while spin.elapsed() < std::time::Duration::from_millis(50) {
+                std::hint::black_box(0);
+            }
+            let (per_core, _) = CpuSample::now().since(&earlier);
+            assert!(!per_core.is_empty());
+            assert!(per_core.iter().all(|busy| (0.0..=1.0).contains(busy)), "{per_core:?}");
+            assert_eq!(part_of("ct-dlq-categori"), Some("ct-dlq-categoriser"));
+            assert_eq!(part_of("bash"), None);
+        }
+    }
+}

@@ -17,10 +17,14 @@ use std::{
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
 use ct_core::signature::ct_signature;
-use ct_load::workload::{SOURCES, event_body};
+use ct_load::{
+    cpu::{self, CpuSample},
+    workload::{SOURCES, event_body},
+};
 use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use serde_json::{Value, json};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use serde_json::json;
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 enum Scenario {
@@ -104,6 +108,12 @@ struct Args {
     /// Maximum requests in flight before the tool counts arrivals as client overload.
     #[arg(long, default_value_t = 20_000)]
     max_in_flight: u64,
+    /// Pin ct-load to these CPUs (a `taskset` list, e.g. `1`), so it does not take the services'.
+    #[arg(long, value_name = "LIST")]
+    cpus: Option<String>,
+    /// Pin every running Control Tower service, Kafka, Postgres and Redis to these CPUs (e.g. `0`).
+    #[arg(long, value_name = "LIST")]
+    service_cpus: Option<String>,
 }
 
 /// Outcome of one logical event (after retries in the broker-restart scenario).
@@ -119,10 +129,24 @@ struct Tally {
     client_overload: AtomicU64,
 }
 
+/// One request, generated and signed before the clock starts: while the clock runs, ct-load only
+/// sends and counts, so its cost per request stays small next to the pipeline's.
+struct Prepared {
+    /// When it leaves, from the start of the run.
+    due: Duration,
+    authorization: HeaderValue,
+    signature: HeaderValue,
+    body: bytes::Bytes,
+    /// Ending in `#dup` for a repeat of an earlier request.
+    event_ids: Vec<String>,
+    refusal: bool,
+}
+
 struct Shared {
     args: Args,
     http: reqwest::Client,
-    run: String,
+    /// `POST /events` or `/events/batch` on the edge, parsed once.
+    ingest_url: reqwest::Url,
     tally: Tally,
     http_latency: Mutex<Histogram<u64>>,
     second_latency: Mutex<Histogram<u64>>,
@@ -133,43 +157,40 @@ struct Shared {
     started: Instant,
 }
 
-async fn send_once(shared: &Shared, token: &str, body: &str) -> Result<u16, reqwest::Error> {
-    let path = if shared.args.batch > 1 { "/events/batch" } else { "/events" };
+static JSON: HeaderValue = HeaderValue::from_static("application/json");
+
+async fn send_once(shared: &Shared, request: &Prepared) -> Result<u16, reqwest::Error> {
     let response = shared
         .http
-        .post(format!("{}{path}", shared.args.edge))
-        .header("content-type", "application/json")
-        .header("authorization", format!("Bearer {token}"))
-        .header("x-ct-signature", ct_signature(&shared.args.secret, body.as_bytes()))
-        .body(body.to_owned())
+        .post(shared.ingest_url.clone())
+        .header(CONTENT_TYPE, JSON.clone())
+        .header(AUTHORIZATION, request.authorization.clone())
+        .header("x-ct-signature", request.signature.clone())
+        .body(request.body.clone())
         .send()
         .await?;
     let status = response.status().as_u16();
-    let answer: Value = response.json().await.unwrap_or(Value::Null);
+    let answer = response.bytes().await?;
     if status == 202 {
-        let duplicates = match answer["events"].as_array() {
-            Some(receipts) => receipts.iter().filter(|r| r["duplicate"] == true).count(),
-            None => usize::from(answer["duplicate"] == true),
-        };
+        // The edge's compact JSON; counting the flag avoids parsing every answer.
+        let duplicates = answer.windows(DUPLICATE.len()).filter(|window| *window == DUPLICATE).count();
         shared.tally.duplicates_answered.fetch_add(duplicates as u64, Ordering::Relaxed);
     }
     Ok(status)
 }
 
+const DUPLICATE: &[u8] = br#""duplicate":true"#;
+
 /// Sends one request (one event, or a batch); retries 5xx/transport errors with the same body and
 /// eventIds (what a producer does).
-async fn deliver(
-    shared: Arc<Shared>,
-    token: String,
-    event_ids: Vec<String>,
-    body: String,
-    expect_refusal: bool,
-    sample: bool,
-) {
+async fn deliver(shared: Arc<Shared>, requests: Arc<Vec<Prepared>>, index: usize, due: Instant, sample: bool) {
+    let request = &requests[index];
+    let (event_ids, expect_refusal) = (&request.event_ids, request.refusal);
     let mut attempt = 0;
+    // The first attempt counts from when it was due, so a client that falls behind shows.
+    let mut started = due;
     loop {
-        let started = Instant::now();
-        let outcome = send_once(&shared, &token, &body).await;
+        let outcome = send_once(&shared, request).await;
         let micros = started.elapsed().as_micros() as u64;
         let _ = shared.http_latency.lock().expect("histogram").record(micros.max(1));
         let _ = shared.second_latency.lock().expect("histogram").record(micros.max(1));
@@ -179,12 +200,12 @@ async fn deliver(
                 if sample {
                     shared.samples.lock().expect("samples").insert(event_ids[0].clone(), started);
                 }
-                shared.accepted_ids.lock().expect("ids").extend(event_ids);
+                shared.accepted_ids.lock().expect("ids").extend(event_ids.iter().cloned());
                 break;
             }
             Ok(400..=499) if expect_refusal => {
                 shared.tally.refused_as_expected.fetch_add(event_ids.len() as u64, Ordering::Relaxed);
-                shared.refused_ids.lock().expect("ids").extend(event_ids);
+                shared.refused_ids.lock().expect("ids").extend(event_ids.iter().cloned());
                 break;
             }
             Ok(status) if (500..=599).contains(&status) || status == 429 => {
@@ -203,8 +224,98 @@ async fn deliver(
             break;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+        started = Instant::now();
     }
     shared.in_flight.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// When each request leaves, from the start: `--batch` events at `rate_at` events per second.
+fn schedule(args: &Args) -> Vec<Duration> {
+    let (mut at, end) = (0.0, args.duration.as_secs_f64());
+    let mut due = Vec::new();
+    while at < end {
+        due.push(Duration::from_secs_f64(at));
+        at += args.batch as f64 / rate_at(args, Duration::from_secs_f64(at));
+    }
+    due
+}
+
+/// Every request of the run, generated and signed on every core: the same mix as before (a share
+/// invalid, a share repeating an earlier request of the same slice), the event numbers congruent
+/// to the request's number modulo the sources, so a request holds one source.
+fn prepare(args: &Args, run: &str) -> Vec<Prepared> {
+    let due = schedule(args);
+    let threads = std::thread::available_parallelism().map_or(2, usize::from);
+    let slice = due.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let slices: Vec<_> = due
+            .chunks(slice)
+            .enumerate()
+            .map(|(t, dues)| scope.spawn(move || prepare_slice(args, run, t * slice, dues, t as u64)))
+            .collect();
+        slices.into_iter().flat_map(|s| s.join().expect("a generator thread")).collect()
+    })
+}
+
+fn prepare_slice(args: &Args, run: &str, first: usize, dues: &[Duration], seed: u64) -> Vec<Prepared> {
+    let mut rng = StdRng::seed_from_u64(7 + seed);
+    let batch = args.batch;
+    let sources = SOURCES.len() as u64;
+    let mut prepared: Vec<Prepared> = Vec::with_capacity(dues.len());
+    // Earlier fresh requests of this slice, repeated as duplicates.
+    let mut fresh: Vec<usize> = Vec::new();
+    for (i, due) in dues.iter().enumerate() {
+        let n = (first + i + 1) as u64;
+        let (source, event_type) = SOURCES[(n % sources) as usize];
+        let roll: f64 = rng.random();
+        let invalid = roll < args.invalid;
+        if !invalid && roll < args.invalid + args.duplicates && !fresh.is_empty() {
+            let earlier = &prepared[fresh[rng.random_range(0..fresh.len())]];
+            let repeat = Prepared {
+                due: *due,
+                authorization: earlier.authorization.clone(),
+                signature: earlier.signature.clone(),
+                body: earlier.body.clone(),
+                event_ids: earlier.event_ids.iter().map(|id| format!("{id}#dup")).collect(),
+                refusal: false,
+            };
+            prepared.push(repeat);
+            continue;
+        }
+        let mut events: Vec<(String, String)> = (0..batch)
+            .map(|j| {
+                let number = (n * batch + j) * sources + n % sources;
+                let id = format!("{run}_{number}");
+                let (_, body) = event_body(&id, number, &mut rng);
+                (id, body)
+            })
+            .collect();
+        if invalid {
+            // The first event has an empty payload: the whole request is refused (422), and in a
+            // batch none of its valid events may be stored either.
+            let id = format!("{run}_bad_{n}");
+            let bad = json!({"eventId": id, "type": event_type, "ts": chrono::Utc::now().to_rfc3339(), "source": source, "payload": {}});
+            events[0] = (id, bad.to_string());
+        }
+        let event_ids: Vec<String> = events.iter().map(|(id, _)| id.clone()).collect();
+        let body = if batch > 1 {
+            format!("[{}]", events.into_iter().map(|(_, body)| body).collect::<Vec<_>>().join(","))
+        } else {
+            events.into_iter().next().expect("one event").1
+        };
+        if !invalid && fresh.len() < 10_000 {
+            fresh.push(prepared.len());
+        }
+        prepared.push(Prepared {
+            due: *due,
+            authorization: HeaderValue::from_str(&format!("Bearer dev-token-{source}")).expect("ASCII"),
+            signature: HeaderValue::from_str(&ct_signature(&args.secret, body.as_bytes())).expect("ASCII"),
+            body: bytes::Bytes::from(body),
+            event_ids,
+            refusal: invalid,
+        });
+    }
+    prepared
 }
 
 /// One read of the API; 200 counts as accepted, anything else as unexpected.
@@ -367,8 +478,35 @@ async fn run(args: Args) -> anyhow::Result<bool> {
                 .context("connecting to the read model (pass --postgres-url '' to skip the checks)")?,
         )
     };
+    if let Some(cpus) = &args.cpus {
+        cpu::pin(std::process::id(), cpus)?;
+    }
+    if let Some(cpus) = &args.service_cpus {
+        let pinned = cpu::pin_services(cpus)?;
+        eprintln!("ct-load: pinned {} service processes to CPUs {cpus}", pinned.len());
+    }
+    let run = format!("load_{}", chrono::Utc::now().format("%Y%m%d%H%M%S"));
+    let reading = args.read_api.is_some() || !args.get.is_empty();
+    let prepared = if reading {
+        Vec::new()
+    } else {
+        let preparing = Instant::now();
+        let prepared = prepare(&args, &run);
+        let bytes: usize = prepared.iter().map(|p| p.body.len()).sum();
+        eprintln!(
+            "ct-load: {} requests prepared and signed in {:.1} s ({} MiB of bodies)",
+            prepared.len(),
+            preparing.elapsed().as_secs_f64(),
+            bytes / (1 << 20)
+        );
+        prepared
+    };
+    let prepared = Arc::new(prepared);
+    let path = if args.batch > 1 { "/events/batch" } else { "/events" };
+    let ingest_url = reqwest::Url::parse(&format!("{}{path}", args.edge.trim_end_matches('/')))
+        .with_context(|| format!("--edge {}", args.edge))?;
     let shared = Arc::new(Shared {
-        run: format!("load_{}", chrono::Utc::now().format("%Y%m%d%H%M%S")),
+        ingest_url,
         http,
         tally: Tally::default(),
         http_latency: Mutex::new(Histogram::new_with_bounds(1, 120_000_000, 3)?),
@@ -388,9 +526,6 @@ async fn run(args: Args) -> anyhow::Result<bool> {
 
     let args = &shared.args;
     let mut rng = StdRng::seed_from_u64(7);
-    // Earlier requests (event ids, token, body), resent as duplicates.
-    let mut bodies: Vec<(Vec<String>, String, String)> = Vec::new();
-    let batch = args.batch;
     let mut per_second: Vec<(u64, f64, u64, u64)> = Vec::new();
     let mut knee: Option<f64> = None;
     let mut step_rate = rate_at(args, Duration::ZERO);
@@ -400,6 +535,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let mut n: u64 = 0;
     let mut last_report = Instant::now();
     let mut last_sent = 0;
+    let cpu_at_start = CpuSample::now();
     while shared.started.elapsed() < args.duration {
         let elapsed = shared.started.elapsed();
         let rate = rate_at(args, elapsed);
@@ -419,9 +555,12 @@ async fn run(args: Args) -> anyhow::Result<bool> {
                 }
             });
         }
-        next += Duration::from_secs_f64(
-            if args.read_api.is_some() || !args.get.is_empty() { 1.0 } else { batch as f64 } / rate,
-        );
+        if reading {
+            next += Duration::from_secs_f64(1.0 / rate);
+        } else {
+            let Some(request) = prepared.get(n as usize) else { break };
+            next = shared.started + request.due;
+        }
         let now = Instant::now();
         if next > now {
             tokio::time::sleep_until(next.into()).await;
@@ -455,51 +594,18 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             }
             continue;
         }
-        let token = format!("dev-token-{source}");
-        let roll: f64 = rng.random();
-        let invalid = roll < args.invalid;
-        if !invalid && roll < args.invalid + args.duplicates && !bodies.is_empty() {
-            let (ids, token_again, body) = bodies[rng.random_range(0..bodies.len())].clone();
-            shared.in_flight.fetch_add(1, Ordering::Relaxed);
-            shared.tally.sent.fetch_add(ids.len() as u64, Ordering::Relaxed);
-            let ids = ids.iter().map(|id| format!("{id}#dup")).collect();
-            tokio::spawn(deliver(Arc::clone(&shared), token_again, ids, body, false, false));
-            continue;
-        }
-        // Event numbers congruent to `n` modulo the sources: one source per request.
-        let mut events: Vec<(String, String)> = (0..batch)
-            .map(|j| {
-                let number = (n * batch + j) * SOURCES.len() as u64 + n % SOURCES.len() as u64;
-                let id = format!("{}_{number}", shared.run);
-                let (_, body) = event_body(&id, number, &mut rng);
-                (id, body)
-            })
-            .collect();
-        if invalid {
-            // The first event has an empty payload: the whole request is refused (422), and in a
-            // batch none of its valid events may be stored either.
-            let id = format!("{}_bad_{n}", shared.run);
-            let bad = json!({"eventId": id, "type": event_type, "ts": chrono::Utc::now().to_rfc3339(), "source": source, "payload": {}});
-            events[0] = (id, bad.to_string());
-        }
-        let event_ids: Vec<String> = events.iter().map(|(id, _)| id.clone()).collect();
-        let body = if batch > 1 {
-            format!("[{}]", events.into_iter().map(|(_, body)| body).collect::<Vec<_>>().join(","))
-        } else {
-            events.into_iter().next().expect("one event").1
-        };
-        let refusal = invalid;
-        if !invalid && bodies.len() < 10_000 {
-            bodies.push((event_ids.clone(), token.clone(), body.clone()));
-        }
+        let index = (n - 1) as usize;
+        let request = &prepared[index];
+        let events = request.event_ids.len() as u64;
         if shared.in_flight.load(Ordering::Relaxed) >= args.max_in_flight {
-            shared.tally.client_overload.fetch_add(event_ids.len() as u64, Ordering::Relaxed);
+            shared.tally.client_overload.fetch_add(events, Ordering::Relaxed);
             continue;
         }
         shared.in_flight.fetch_add(1, Ordering::Relaxed);
-        shared.tally.sent.fetch_add(event_ids.len() as u64, Ordering::Relaxed);
-        let sample = !refusal && rng.random::<f64>() < args.sample_visible;
-        tokio::spawn(deliver(Arc::clone(&shared), token, event_ids, body, refusal, sample));
+        shared.tally.sent.fetch_add(events, Ordering::Relaxed);
+        let repeat = request.event_ids[0].ends_with("#dup");
+        let sample = !request.refusal && !repeat && rng.random::<f64>() < args.sample_visible;
+        tokio::spawn(deliver(Arc::clone(&shared), Arc::clone(&prepared), index, next, sample));
 
         if last_report.elapsed() >= Duration::from_secs(1) {
             let sent = shared.tally.sent.load(Ordering::Relaxed);
@@ -526,6 +632,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         knee = Some(step_rate);
     }
     let send_seconds = shared.started.elapsed().as_secs_f64();
+    let (per_core, parts) = CpuSample::now().since(&cpu_at_start);
     while shared.in_flight.load(Ordering::Relaxed) > 0 {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -583,6 +690,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         "http_ms": {"p50": ms(&http, 0.5), "p90": ms(&http, 0.9), "p99": ms(&http, 0.99), "p999": ms(&http, 0.999), "max": http.max() as f64 / 1000.0},
         "visible_ms": {"samples": visible.len(), "p50": ms(&visible, 0.5), "p99": ms(&visible, 0.99), "max": visible.max() as f64 / 1000.0},
         "knee_rate": knee,
+        "cpu": {"per_core_busy": per_core, "cores_by_part": parts},
         "zero_loss": {"checked": checked, "accepted": accepted.len(), "visible_exactly_once": visible_count, "lost": lost, "refused_but_visible": refused_visible, "passed": zero_loss},
     });
     if let Some(path) = &args.csv {
@@ -633,6 +741,13 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         if let Some(knee) = knee {
             println!("knee            {knee:.0}/s (highest step with p99 < {} ms)", args.knee_p99_ms);
         }
+        let busy: Vec<String> =
+            per_core.iter().enumerate().map(|(i, b)| format!("cpu{i} {:.0} %", b * 100.0)).collect();
+        println!("cores busy      {}", busy.join("  "));
+        let mut by_part: Vec<(&&str, &f64)> = parts.iter().filter(|(_, cores)| **cores >= 0.005).collect();
+        by_part.sort_by(|a, b| b.1.total_cmp(a.1));
+        let by_part: Vec<String> = by_part.iter().map(|(part, cores)| format!("{part} {cores:.2}")).collect();
+        println!("cores by part   {}", by_part.join("  "));
         println!(
             "zero loss       {} ({} accepted, {} visible exactly once, {} lost, {} refused but visible)",
             if !checked {
