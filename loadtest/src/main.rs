@@ -229,6 +229,26 @@ async fn deliver(shared: Arc<Shared>, requests: Arc<Vec<Prepared>>, index: usize
     shared.in_flight.fetch_sub(1, Ordering::Relaxed);
 }
 
+/// One connection's worker: the next request of the schedule, when it is due, until none is left.
+async fn send_in_turn(
+    shared: Arc<Shared>,
+    prepared: Arc<Vec<Prepared>>,
+    cursor: Arc<std::sync::atomic::AtomicUsize>,
+    mut rng: StdRng,
+) {
+    loop {
+        let index = cursor.fetch_add(1, Ordering::Relaxed);
+        let Some(request) = prepared.get(index) else { break };
+        let due = shared.started + request.due;
+        tokio::time::sleep_until(due.into()).await;
+        shared.in_flight.fetch_add(1, Ordering::Relaxed);
+        shared.tally.sent.fetch_add(request.event_ids.len() as u64, Ordering::Relaxed);
+        let repeat = request.event_ids[0].ends_with("#dup");
+        let sample = !request.refusal && !repeat && rng.random::<f64>() < shared.args.sample_visible;
+        deliver(Arc::clone(&shared), Arc::clone(&prepared), index, due, sample).await;
+    }
+}
+
 /// When each request leaves, from the start: `--batch` events at `rate_at` events per second.
 fn schedule(args: &Args) -> Vec<Duration> {
     let (mut at, end) = (0.0, args.duration.as_secs_f64());
@@ -525,7 +545,6 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     });
 
     let args = &shared.args;
-    let mut rng = StdRng::seed_from_u64(7);
     let mut per_second: Vec<(u64, f64, u64, u64)> = Vec::new();
     let mut knee: Option<f64> = None;
     let mut step_rate = rate_at(args, Duration::ZERO);
@@ -536,6 +555,16 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let mut last_report = Instant::now();
     let mut last_sent = 0;
     let cpu_at_start = CpuSample::now();
+    // Open loop on a fixed set of connections (as wrk2 does): each worker takes the next request
+    // of the schedule, waits until it is due and sends it; a request that leaves late still
+    // counts its latency from when it was due, so falling behind shows instead of hiding.
+    let cursor = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let workers: Vec<_> = (0..if reading { 0 } else { args.connections })
+        .map(|w| {
+            let rng = StdRng::seed_from_u64(1_000 + w as u64);
+            tokio::spawn(send_in_turn(Arc::clone(&shared), Arc::clone(&prepared), Arc::clone(&cursor), rng))
+        })
+        .collect();
     while shared.started.elapsed() < args.duration {
         let elapsed = shared.started.elapsed();
         let rate = rate_at(args, elapsed);
@@ -557,17 +586,12 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         }
         if reading {
             next += Duration::from_secs_f64(1.0 / rate);
-        } else {
-            let Some(request) = prepared.get(n as usize) else { break };
-            next = shared.started + request.due;
-        }
-        let now = Instant::now();
-        if next > now {
-            tokio::time::sleep_until(next.into()).await;
-        }
-        n += 1;
-        let (source, event_type) = SOURCES[(n % SOURCES.len() as u64) as usize];
-        if args.read_api.is_some() || !args.get.is_empty() {
+            let now = Instant::now();
+            if next > now {
+                tokio::time::sleep_until(next.into()).await;
+            }
+            n += 1;
+            let (source, event_type) = SOURCES[(n % SOURCES.len() as u64) as usize];
             if shared.in_flight.load(Ordering::Relaxed) >= args.max_in_flight {
                 shared.tally.client_overload.fetch_add(1, Ordering::Relaxed);
                 continue;
@@ -594,19 +618,8 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             }
             continue;
         }
-        let index = (n - 1) as usize;
-        let request = &prepared[index];
-        let events = request.event_ids.len() as u64;
-        if shared.in_flight.load(Ordering::Relaxed) >= args.max_in_flight {
-            shared.tally.client_overload.fetch_add(events, Ordering::Relaxed);
-            continue;
-        }
-        shared.in_flight.fetch_add(1, Ordering::Relaxed);
-        shared.tally.sent.fetch_add(events, Ordering::Relaxed);
-        let repeat = request.event_ids[0].ends_with("#dup");
-        let sample = !request.refusal && !repeat && rng.random::<f64>() < args.sample_visible;
-        tokio::spawn(deliver(Arc::clone(&shared), Arc::clone(&prepared), index, next, sample));
-
+        // The connections' workers send; this loop only reports.
+        tokio::time::sleep(Duration::from_millis(50)).await;
         if last_report.elapsed() >= Duration::from_secs(1) {
             let sent = shared.tally.sent.load(Ordering::Relaxed);
             let mut second = shared.second_latency.lock().expect("histogram");
@@ -627,6 +640,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             last_sent = sent;
             last_report = Instant::now();
         }
+    }
+    for worker in workers {
+        worker.await.context("a sending worker")?;
     }
     if args.scenario == Scenario::Ramp && step_p99 < args.knee_p99_ms {
         knee = Some(step_rate);
