@@ -54,6 +54,12 @@ start() { # name port readiness-path
   die "$name did not become ready on port $port within 60 s (see $LOGS/$name.log)"
 }
 
+# On a machine of two cores or fewer, every service runs one Tokio worker: ten services with a
+# worker per core each fought over two cores (one event per request at 6,000/s: HTTP p99 315 ms with
+# the default, 31 ms with one worker; loadtest/README.md). Set TOKIO_WORKER_THREADS to override.
+if [ -z "${TOKIO_WORKER_THREADS:-}" ] && [ "$(nproc)" -le 2 ]; then
+  export TOKIO_WORKER_THREADS=1
+fi
 start ct-registry 8081 /schemas/types
 # Locally the per-token rate limit is raised so the golden dataset and load tests are not throttled;
 # set CT_RATE_LIMIT__PER_MINUTE / CT_RATE_LIMIT__BURST to see the production defaults (60 / 120).
