@@ -177,7 +177,7 @@ pub mod cpu {
         use super::*;
 
         #[test]
-        fn this_process_and_the_cores_are_seen() {
+        fn cores_are_read_and_parts_named_by_their_process_name() {
             let earlier = CpuSample::now();
             let spin = std::time::Instant::now();
             while spin.elapsed() < std::time::Duration::from_millis(50) {

@@ -61,12 +61,15 @@ const FINGERPRINT_LEN: usize = 16;
 /// A receipt: tag, fingerprint, partition, offset.
 const RECEIPT_LEN: usize = 1 + FINGERPRINT_LEN + 4 + 8;
 
-/// The first 16 bytes of the SHA-256 of the content digest: enough to tell two bodies of one
-/// `eventId` apart, at a quarter of the digest's hex text.
+/// 16 bytes of the content digest: enough to tell two bodies of one `eventId` apart, at a quarter
+/// of the digest's hex text. The edge's digests are SHA-256 hex, so their first 16 bytes are taken
+/// as they are (no hashing per event); any other text is hashed first.
 fn fingerprint(digest: &str) -> [u8; FINGERPRINT_LEN] {
-    let hash = Sha256::digest(digest.as_bytes());
     let mut fingerprint = [0; FINGERPRINT_LEN];
-    fingerprint.copy_from_slice(&hash[..FINGERPRINT_LEN]);
+    let leading_hex = digest.get(..2 * FINGERPRINT_LEN).map(|hex| hex::decode_to_slice(hex, &mut fingerprint));
+    if !matches!(leading_hex, Some(Ok(()))) {
+        fingerprint.copy_from_slice(&Sha256::digest(digest.as_bytes())[..FINGERPRINT_LEN]);
+    }
     fingerprint
 }
 
@@ -87,7 +90,8 @@ fn receipt_entry(digest: &str, receipt: &Receipt) -> Vec<u8> {
     entry
 }
 
-/// Entries of the edge before they were binary (JSON, for at most one window after an upgrade).
+/// Entries of the edge before they were binary: JSON, read until they expire (they were written
+/// with the old 7-day window).
 #[derive(Deserialize)]
 struct LegacyEntry {
     #[serde(default)]
@@ -429,5 +433,7 @@ mod tests {
         assert_eq!(&entry[17..21], &5i32.to_be_bytes());
         assert_eq!(claim_entry("d", "owner").len(), 1 + 16 + 5);
         assert_ne!(fingerprint("a"), fingerprint("b"));
+        let digest = "00112233445566778899aabbccddeeff".repeat(2);
+        assert_eq!(fingerprint(&digest), hex::decode("00112233445566778899aabbccddeeff").unwrap()[..]);
     }
 }
