@@ -18,6 +18,10 @@
 //! `i / rate` (in requests) on whichever connection is free, its latency counted from then, so
 //! both targets do the same work and their CPU per event compares like for like, below saturation.
 //!
+//! With `CT_BENCH_CPUS=<client>:<servers>` (`taskset` lists, e.g. `0:1`) the client is pinned to the
+//! first CPUs and both servers to the second, so the load generator does not run on the cores whose
+//! time is being measured (Kafka and Redis stay unpinned).
+//!
 //! With `CT_BENCH_CLUSTER` set to a cluster's bootstrap servers (`CT_KAFKA_BROKERS=3
 //! CT_KAFKA_PORT=19092 deploy/stack.sh up`, then `127.0.0.1:19092,127.0.0.1:19094,127.0.0.1:19096`),
 //! the forwarder is replaced by a second edge producing to that cluster (a topic of 3 replicas,
@@ -165,6 +169,9 @@ impl Server {
             .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
             .spawn()
             .with_context(|| format!("starting the {name}"))?;
+        if let Some((_, servers)) = pinning()? {
+            ct_load::cpu::pin(child.id(), &servers)?;
+        }
         let server = Server { name, url: format!("http://127.0.0.1:{port}"), child };
         let http = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -375,7 +382,18 @@ async fn drive(
     }
 }
 
+/// `CT_BENCH_CPUS=<client>:<servers>`, when set.
+fn pinning() -> anyhow::Result<Option<(String, String)>> {
+    let Some(cpus) = std::env::var("CT_BENCH_CPUS").ok().filter(|c| !c.is_empty()) else { return Ok(None) };
+    let (client, servers) = cpus.split_once(':').context("CT_BENCH_CPUS: <client CPUs>:<server CPUs>, e.g. 0:1")?;
+    Ok(Some((client.to_owned(), servers.to_owned())))
+}
+
 async fn bench() -> anyhow::Result<()> {
+    if let Some((client, servers)) = pinning()? {
+        ct_load::cpu::pin(std::process::id(), &client)?;
+        println!("client pinned to CPUs {client}, servers to CPUs {servers}");
+    }
     let rounds = env_or("CT_BENCH_ROUNDS", 3) as usize;
     let seconds = env_or("CT_BENCH_SECONDS", 10);
     let connections = env_or("CT_BENCH_CONNECTIONS", 128) as usize;

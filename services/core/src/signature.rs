@@ -47,12 +47,36 @@ fn key_bytes(secret: &str) -> Vec<u8> {
     }
 }
 
+fn keyed(secret: &str) -> HmacSha256 {
+    HmacSha256::new_from_slice(&key_bytes(secret)).expect("HMAC takes keys of any length")
+}
+
 fn mac(secret: &str, parts: &[&[u8]]) -> HmacSha256 {
-    let mut mac = HmacSha256::new_from_slice(&key_bytes(secret)).expect("HMAC takes keys of any length");
+    mac_with(keyed(secret), parts)
+}
+
+fn mac_with(mut mac: HmacSha256, parts: &[&[u8]]) -> HmacSha256 {
     for part in parts {
         mac.update(part);
     }
     mac
+}
+
+/// The secrets a server verifies against, each keyed once (HMAC's key schedule costs two SHA-256
+/// blocks), so a request costs only its own bytes. Never printed.
+#[derive(Clone)]
+pub struct VerifyingKeys(Vec<HmacSha256>);
+
+impl VerifyingKeys {
+    pub fn new(secrets: &[SecretString]) -> Self {
+        Self(secrets.iter().map(|secret| keyed(secret.expose_secret())).collect())
+    }
+}
+
+impl std::fmt::Debug for VerifyingKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "VerifyingKeys({} secrets)", self.0.len())
+    }
 }
 
 /// `sha256=<hex>` for `body` under `secret` (what producers send).
@@ -92,9 +116,22 @@ pub fn verify(
     tolerance_secs: i64,
     require_ct_timestamp: bool,
 ) -> Result<(), SignatureError> {
+    verify_with(headers, body, &VerifyingKeys::new(secrets), now_unix, tolerance_secs, require_ct_timestamp)
+}
+
+/// [`verify`] with keys prepared once ([`VerifyingKeys`]).
+pub fn verify_with(
+    headers: &SignatureHeaders<'_>,
+    body: &[u8],
+    keys: &VerifyingKeys,
+    now_unix: i64,
+    tolerance_secs: i64,
+    require_ct_timestamp: bool,
+) -> Result<(), SignatureError> {
     if let Some(header) = headers.ct_signature {
         let hex_digest = header.trim().strip_prefix("sha256=").ok_or(SignatureError::Malformed)?;
-        let expected = hex::decode(hex_digest).map_err(|_| SignatureError::Malformed)?;
+        let mut expected = [0u8; 32];
+        hex::decode_to_slice(hex_digest, &mut expected).map_err(|_| SignatureError::Malformed)?;
         let timestamp = match headers.ct_timestamp {
             Some(ts) => Some(timestamp_within(ts, now_unix, tolerance_secs)?.to_string()),
             None if require_ct_timestamp => return Err(SignatureError::MissingTimestamp),
@@ -104,9 +141,10 @@ pub fn verify(
             Some(ts) => vec![ts.as_bytes(), b".", body],
             None => vec![body],
         };
-        return secrets
+        return keys
+            .0
             .iter()
-            .any(|secret| mac(secret.expose_secret(), &signed).verify_slice(&expected).is_ok())
+            .any(|key| mac_with(key.clone(), &signed).verify_slice(&expected).is_ok())
             .then_some(())
             .ok_or(SignatureError::Mismatch);
     }
@@ -125,8 +163,8 @@ pub fn verify(
         return Err(SignatureError::Malformed);
     }
     let ts = ts.to_string();
-    let matched = secrets.iter().any(|secret| {
-        let mac = mac(secret.expose_secret(), &[id.as_bytes(), b".", ts.as_bytes(), b".", body]);
+    let matched = keys.0.iter().any(|key| {
+        let mac = mac_with(key.clone(), &[id.as_bytes(), b".", ts.as_bytes(), b".", body]);
         candidates.iter().any(|candidate| mac.clone().verify_slice(candidate).is_ok())
     });
     matched.then_some(()).ok_or(SignatureError::Mismatch)
@@ -166,7 +204,12 @@ mod tests {
 
     #[test]
     fn ct_signature_failures_are_classified() {
-        let cases = [("sha256=zz", SignatureError::Malformed), ("md5=00", SignatureError::Malformed)];
+        // A digest that is not 32 bytes of hex cannot be an HMAC-SHA256: malformed, not a mismatch.
+        let cases = [
+            ("sha256=zz", SignatureError::Malformed),
+            ("md5=00", SignatureError::Malformed),
+            ("sha256=00", SignatureError::Malformed),
+        ];
         for (header, expected) in cases {
             let h = SignatureHeaders { ct_signature: Some(header), ..Default::default() };
             assert_eq!(verify(&h, BODY, &secrets(), 0, 300, false), Err(expected), "{header}");

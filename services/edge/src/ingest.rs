@@ -72,9 +72,35 @@ pub fn traceparent_for(incoming: Option<&str>) -> String {
     if let Some(tp) = incoming.filter(|tp| ct_platform::telemetry::trace_id_of(tp).is_some()) {
         return tp.to_owned();
     }
-    let trace: [u8; 16] = rand::random();
-    let span: [u8; 8] = rand::random();
-    format!("00-{}-{}-01", hex::encode(trace), hex::encode(span))
+    // Trace id (16 bytes) and span id (8), written straight into `00-<trace>-<span>-01`.
+    let ids: [u8; 24] = rand::random();
+    let mut text = *b"00-00000000000000000000000000000000-0000000000000000-01";
+    hex::encode_to_slice(&ids[..16], &mut text[3..35]).expect("32 hex digits for 16 bytes");
+    hex::encode_to_slice(&ids[16..], &mut text[36..52]).expect("16 hex digits for 8 bytes");
+    String::from_utf8(text.to_vec()).expect("hex digits and dashes are ASCII")
+}
+
+fn store_unavailable(error: idempotency::StoreError) -> ApiError {
+    tracing::warn!(%error, "Idempotency store unavailable.");
+    ApiError::unavailable(
+        "idempotency_unavailable",
+        "the idempotency store is unavailable; retry with the same eventId",
+    )
+}
+
+/// The answer to a claim that found the id held: by different content, or by the same content
+/// still being produced.
+fn held_elsewhere(claim: &Claim) -> ApiError {
+    let error = if *claim == Claim::Conflict {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "event_id_conflict",
+            "this eventId was already accepted with a different body",
+        )
+    } else {
+        ApiError::unavailable("in_flight", "an identical request with this eventId is being processed; retry")
+    };
+    error.with_field("eventId")
 }
 
 impl Ingestor {
@@ -138,12 +164,37 @@ impl Ingestor {
         Ok(Candidate { event, digest, value })
     }
 
-    /// Claims the id, produces, and records the receipt.
+    /// Claims the id, produces, and records the receipt: [`Ingestor::accept_all`] for one event,
+    /// without its per-batch bookkeeping (the path of every `POST /events`).
     pub async fn accept(&self, event: Envelope, traceparent: &str) -> Result<Accepted, ApiError> {
         let candidate = self.candidate(event, traceparent)?;
-        match self.accept_all(vec![candidate], traceparent).await {
-            Ok(mut accepted) => Ok(accepted.remove(0)),
-            Err(refused) => Err(refused.error),
+        let (event_id, digest) = (candidate.event.event_id(), candidate.digest.as_str());
+        let owner = idempotency::new_owner();
+        let mut claims = self.idempotency.claim_all(&[(event_id, digest)], &owner).await.map_err(store_unavailable)?;
+        match claims.pop().expect("one answer per claimed id") {
+            Claim::Claimed => {}
+            Claim::Duplicate(receipt) => {
+                metrics::counter!("ct_edge_duplicates_total").increment(1);
+                return Ok(Accepted { event_id: event_id.to_owned(), receipt, duplicate: true });
+            }
+            held => return Err(held_elsewhere(&held)),
+        }
+        match self.produce(&candidate, traceparent).await {
+            Ok(receipt) => {
+                metrics::counter!("ct_edge_events_accepted_total", "type" => candidate.event.event_type().as_str())
+                    .increment(1);
+                if let Err(error) = self.idempotency.complete_all(&[(event_id, digest, &receipt)], &owner).await {
+                    // The record is durable; only duplicate detection for this id is weakened.
+                    tracing::warn!(%error, "Could not record the receipt of an accepted event.");
+                }
+                Ok(Accepted { event_id: event_id.to_owned(), receipt, duplicate: false })
+            }
+            Err(error) => {
+                if let Err(error) = self.idempotency.release_all(&[event_id], &owner).await {
+                    tracing::warn!(%error, "Could not release an idempotency claim; it expires by itself.");
+                }
+                Err(error)
+            }
         }
     }
 
@@ -153,13 +204,7 @@ impl Ingestor {
     /// acknowledged ones keep their receipts (a retry of the same events answers them as
     /// duplicates) and the rest are released, so retrying the same events is always safe.
     pub async fn accept_all(&self, candidates: Vec<Candidate>, traceparent: &str) -> Result<Vec<Accepted>, Refused> {
-        let redis_down = |e: idempotency::StoreError| {
-            tracing::warn!(error = %e, "Idempotency store unavailable.");
-            Refused::whole(ApiError::unavailable(
-                "idempotency_unavailable",
-                "the idempotency store is unavailable; retry with the same eventId",
-            ))
-        };
+        let redis_down = |error| Refused::whole(store_unavailable(error));
         let owner = idempotency::new_owner();
         let keys: Vec<(&str, &str)> = candidates.iter().map(|c| (c.event.event_id(), c.digest.as_str())).collect();
         let claims = self.idempotency.claim_all(&keys, &owner).await.map_err(redis_down)?;
@@ -172,16 +217,7 @@ impl Ingestor {
             if let Err(error) = self.idempotency.release_all(&ours, &owner).await {
                 tracing::warn!(%error, "Could not release idempotency claims; they expire by themselves.");
             }
-            let error = if *claim == Claim::Conflict {
-                ApiError::new(
-                    StatusCode::CONFLICT,
-                    "event_id_conflict",
-                    "this eventId was already accepted with a different body",
-                )
-            } else {
-                ApiError::unavailable("in_flight", "an identical request with this eventId is being processed; retry")
-            };
-            return Err(Refused { index: Some(index), error: error.with_field("eventId") });
+            return Err(Refused { index: Some(index), error: held_elsewhere(claim) });
         }
         drop(keys);
 

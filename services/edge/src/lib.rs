@@ -30,6 +30,8 @@ pub struct AppState {
     pub registry: Arc<RegistryClient>,
     /// One permit per event being parsed, checked or produced (`events.max_events_in_progress`).
     pub in_progress: Arc<tokio::sync::Semaphore>,
+    /// `auth.hmac_secrets`, keyed once.
+    pub verifying_keys: ct_core::signature::VerifyingKeys,
 }
 
 pub struct Application {
@@ -91,6 +93,7 @@ impl Application {
             .collect();
         let state = Arc::new(AppState {
             tokens: auth::Tokens::new(&config.auth),
+            verifying_keys: ct_core::signature::VerifyingKeys::new(&config.auth.hmac_secrets),
             rate_limit: auth::RateLimit::new(&config.rate_limit),
             ingestor,
             registry,

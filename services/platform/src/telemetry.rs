@@ -149,7 +149,7 @@ pub fn trace_id_of(traceparent: &str) -> Option<&str> {
     let (version, trace_id, span_id) = (parts.next()?, parts.next()?, parts.next()?);
     let flags = parts.next()?;
     let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
-    (hex(version, 2) && hex(trace_id, 32) && hex(span_id, 16) && hex(flags, 2) && trace_id != "0".repeat(32))
+    (hex(version, 2) && hex(trace_id, 32) && hex(span_id, 16) && hex(flags, 2) && trace_id.bytes().any(|b| b != b'0'))
         .then_some(trace_id)
 }
 

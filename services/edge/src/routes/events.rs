@@ -6,14 +6,15 @@ use std::{collections::HashSet, sync::Arc};
 use axum::{
     Json, Router,
     body::{Body, Bytes},
-    extract::State,
-    http::{HeaderMap, StatusCode},
+    extract::{Request, State},
+    http::{HeaderMap, HeaderName, StatusCode, header},
     response::{IntoResponse, Response},
     routing::post,
 };
 use chrono::Utc;
 use ct_core::signature::{self, SignatureError, SignatureHeaders};
-use serde_json::{Value, json, value::RawValue};
+use serde::Serialize;
+use serde_json::{Value, value::RawValue};
 
 use crate::{
     AppState,
@@ -26,7 +27,15 @@ pub fn router() -> Router<Arc<AppState>> {
     Router::new().route("/events", post(post_event)).route("/events/batch", post(post_batch))
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+// Header names built once: looking a header up by `&str` parses and lowercases the name per request.
+static X_CT_SIGNATURE: HeaderName = HeaderName::from_static("x-ct-signature");
+static X_CT_TIMESTAMP: HeaderName = HeaderName::from_static("x-ct-timestamp");
+static WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
+static WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
+static WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
+static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
+fn header<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -35,30 +44,55 @@ fn is_json(content_type: Option<&str>) -> bool {
     mime.eq_ignore_ascii_case("application/json") || mime.to_ascii_lowercase().ends_with("+json")
 }
 
+// The whole request, not the `HeaderMap` extractor: that one clones every header per request.
 #[tracing::instrument(skip_all, fields(event_id, source))]
-async fn post_event(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
-    match ingest_one(&app, &headers, body).await {
-        Ok(accepted) => (StatusCode::ACCEPTED, Json(accepted)).into_response(),
+async fn post_event(State(app): State<Arc<AppState>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    match ingest_one(&app, &parts.headers, body).await {
+        Ok(accepted) => (StatusCode::ACCEPTED, Json(AcceptedBody::from(&accepted))).into_response(),
         Err(error) => error.into_response(),
     }
 }
 
 #[tracing::instrument(skip_all, fields(events, source))]
-async fn post_batch(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
-    match ingest_batch(&app, &headers, body).await {
-        Ok(accepted) => (StatusCode::ACCEPTED, Json(accepted)).into_response(),
+async fn post_batch(State(app): State<Arc<AppState>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    match ingest_batch(&app, &parts.headers, body).await {
+        Ok(accepted) => {
+            let events = accepted.iter().map(AcceptedBody::from).collect();
+            (StatusCode::ACCEPTED, Json(BatchBody { events })).into_response()
+        }
         Err(error) => error.into_response(),
     }
 }
 
-fn accepted_json(accepted: &Accepted) -> Value {
-    json!({
-        "eventId": accepted.event_id,
-        "topic": accepted.receipt.topic,
-        "partition": accepted.receipt.partition,
-        "offset": accepted.receipt.offset,
-        "duplicate": accepted.duplicate,
-    })
+/// The 202 body of one event (OpenAPI `Accepted`).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AcceptedBody<'a> {
+    event_id: &'a str,
+    topic: &'a str,
+    partition: i32,
+    offset: i64,
+    duplicate: bool,
+}
+
+impl<'a> From<&'a Accepted> for AcceptedBody<'a> {
+    fn from(accepted: &'a Accepted) -> Self {
+        Self {
+            event_id: &accepted.event_id,
+            topic: &accepted.receipt.topic,
+            partition: accepted.receipt.partition,
+            offset: accepted.receipt.offset,
+            duplicate: accepted.duplicate,
+        }
+    }
+}
+
+/// The 202 body of a batch (OpenAPI `BatchAccepted`).
+#[derive(Serialize)]
+struct BatchBody<'a> {
+    events: Vec<AcceptedBody<'a>>,
 }
 
 fn invalid_json(e: &serde_json::Error) -> ApiError {
@@ -67,7 +101,7 @@ fn invalid_json(e: &serde_json::Error) -> ApiError {
 
 /// Content type, size and UTF-8: the checks before anything is parsed.
 async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<Bytes, ApiError> {
-    if !is_json(header(headers, "content-type")) {
+    if !is_json(header(headers, &header::CONTENT_TYPE)) {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
@@ -82,7 +116,7 @@ async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<Bytes,
             format!("the body is larger than {max} bytes"),
         )
     };
-    if header(headers, "content-length").and_then(|l| l.parse::<usize>().ok()).is_some_and(|l| l > max) {
+    if header(headers, &header::CONTENT_LENGTH).and_then(|l| l.parse::<usize>().ok()).is_some_and(|l| l > max) {
         return Err(too_large());
     }
     let raw = axum::body::to_bytes(body, max).await.map_err(|_| too_large())?;
@@ -94,7 +128,7 @@ async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<Bytes,
 
 /// The producer behind the bearer token: checked first, before the body is read.
 fn authenticate(app: &AppState, headers: &HeaderMap) -> Result<Producer, ApiError> {
-    app.tokens.authenticate(header(headers, "authorization")).ok_or_else(|| {
+    app.tokens.authenticate(header(headers, &header::AUTHORIZATION)).ok_or_else(|| {
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing or unknown bearer token")
             .with_field("Authorization")
     })
@@ -130,17 +164,17 @@ fn check_source(event: &Value, producer: &Producer, field: impl FnOnce() -> Stri
 
 fn verify_signature(app: &AppState, headers: &HeaderMap, raw: &[u8]) -> Result<(), ApiError> {
     let signature_headers = SignatureHeaders {
-        ct_signature: header(headers, "x-ct-signature"),
-        ct_timestamp: header(headers, "x-ct-timestamp"),
-        webhook_id: header(headers, "webhook-id"),
-        webhook_timestamp: header(headers, "webhook-timestamp"),
-        webhook_signature: header(headers, "webhook-signature"),
+        ct_signature: header(headers, &X_CT_SIGNATURE),
+        ct_timestamp: header(headers, &X_CT_TIMESTAMP),
+        webhook_id: header(headers, &WEBHOOK_ID),
+        webhook_timestamp: header(headers, &WEBHOOK_TIMESTAMP),
+        webhook_signature: header(headers, &WEBHOOK_SIGNATURE),
     };
     let auth = &app.config.auth;
-    signature::verify(
+    signature::verify_with(
         &signature_headers,
         raw,
-        &auth.hmac_secrets,
+        &app.verifying_keys,
         Utc::now().timestamp(),
         auth.signature_tolerance_s,
         auth.require_signed_timestamp,
@@ -172,7 +206,7 @@ async fn admit(app: &AppState, events: usize) -> Result<tokio::sync::SemaphorePe
 
 /// The checks run in this order for single events and batches alike: token, body (type, size,
 /// UTF-8), signature, JSON and shape, rate limit, admission, source, validation.
-async fn ingest_one(app: &AppState, headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
+async fn ingest_one(app: &AppState, headers: &HeaderMap, body: Body) -> Result<Accepted, ApiError> {
     let producer = authenticate(app, headers)?;
     let raw = read_body(headers, body, app.config.http.max_body_bytes).await?;
     verify_signature(app, headers, &raw)?;
@@ -185,10 +219,9 @@ async fn ingest_one(app: &AppState, headers: &HeaderMap, body: Body) -> Result<V
     tracing::Span::current().record("event_id", event.event_id()).record("source", event.source().as_str());
     // The request's span when spans are exported (it continues the caller's trace), otherwise the
     // caller's traceparent or a new one: the record's trace id either way.
-    let traceparent = ct_platform::telemetry::current_traceparent()
-        .unwrap_or_else(|| traceparent_for(header(headers, "traceparent")));
-    let accepted = app.ingestor.accept(event, &traceparent).await?;
-    Ok(accepted_json(&accepted))
+    let traceparent =
+        ct_platform::telemetry::current_traceparent().unwrap_or_else(|| traceparent_for(header(headers, &TRACEPARENT)));
+    app.ingestor.accept(event, &traceparent).await
 }
 
 /// `[3].payload.total`: the field of the 4th event of a batch.
@@ -206,7 +239,7 @@ fn in_batch(index: usize, mut error: ApiError) -> ApiError {
 
 /// `POST /events/batch`: a JSON array of events from one source, checked like single events
 /// and accepted all together or not at all (see [`crate::ingest::Ingestor::accept_all`]).
-async fn ingest_batch(app: &AppState, headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
+async fn ingest_batch(app: &AppState, headers: &HeaderMap, body: Body) -> Result<Vec<Accepted>, ApiError> {
     let producer = authenticate(app, headers)?;
     let raw = read_body(headers, body, app.config.http.max_batch_bytes).await?;
     verify_signature(app, headers, &raw)?;
@@ -252,8 +285,8 @@ async fn ingest_batch(app: &AppState, headers: &HeaderMap, body: Body) -> Result
 
     // The request's span when spans are exported (it continues the caller's trace), otherwise the
     // caller's traceparent or a new one: the record's trace id either way.
-    let traceparent = ct_platform::telemetry::current_traceparent()
-        .unwrap_or_else(|| traceparent_for(header(headers, "traceparent")));
+    let traceparent =
+        ct_platform::telemetry::current_traceparent().unwrap_or_else(|| traceparent_for(header(headers, &TRACEPARENT)));
     let mut candidates = Vec::with_capacity(items.len());
     for (index, value) in values.iter().enumerate() {
         let (event, _) = app.ingestor.parse(value).map_err(|e| in_batch(index, e))?;
@@ -269,11 +302,10 @@ async fn ingest_batch(app: &AppState, headers: &HeaderMap, body: Body) -> Result
         .with_field(item_field(index, Some("eventId"))));
     }
     tracing::Span::current().record("events", candidates.len()).record("source", producer.source.as_str());
-    let accepted = app.ingestor.accept_all(candidates, &traceparent).await.map_err(|refused| match refused.index {
+    app.ingestor.accept_all(candidates, &traceparent).await.map_err(|refused| match refused.index {
         Some(index) => in_batch(index, refused.error),
         None => refused.error,
-    })?;
-    Ok(json!({"events": accepted.iter().map(accepted_json).collect::<Vec<_>>()}))
+    })
 }
 
 #[cfg(test)]
