@@ -330,28 +330,19 @@ async fn fold_audit(tx: &mut PgConnection, audit_end: &[i64]) -> Result<(), sqlx
     Ok(())
 }
 
-/// Moves the facts below the tick's offsets into the day counts; an event already counted (a
-/// second copy in the log) adds nothing.
+/// Moves the facts below the tick's offsets into the day counts. Only first copies of events
+/// have pending facts (`counting.rs` claims ids in `counted` as it stores them), so the fold is
+/// a sum.
 async fn fold(tx: &mut PgConnection, events_end: &[i64]) -> Result<(), sqlx::Error> {
     sqlx::query(
         "WITH folded AS (
              DELETE FROM pending_facts f
              USING UNNEST($1::bigint[]) WITH ORDINALITY AS b(end_offset, n)
              WHERE f.\"partition\" = b.n - 1 AND f.\"offset\" < b.end_offset
-             RETURNING f.*
-         ),
-         first_copies AS (
-             SELECT DISTINCT ON (event_id, metric, dimension) * FROM folded
-             ORDER BY event_id, metric, dimension, \"partition\", \"offset\"
-         ),
-         fresh AS (
-             INSERT INTO counted (event_id, day)
-             SELECT DISTINCT ON (event_id) event_id, day FROM first_copies ORDER BY event_id
-             ON CONFLICT DO NOTHING
-             RETURNING event_id
+             RETURNING f.day, f.metric, f.dimension, f.amount
          )
          INSERT INTO day_counts (day, metric, dimension, count, amount)
-         SELECT day, metric, dimension, count(*), sum(amount) FROM first_copies JOIN fresh USING (event_id)
+         SELECT day, metric, dimension, count(*), sum(amount) FROM folded
          GROUP BY day, metric, dimension
          ON CONFLICT (day, metric, dimension) DO UPDATE
              SET count = day_counts.count + EXCLUDED.count, amount = day_counts.amount + EXCLUDED.amount",

@@ -1,8 +1,15 @@
 //! The events side of the digest: what each event adds to its local day
 //! (`ct_core::digest::observe`, pure), stored as pending facts with the event's partition and
 //! offset until a clock tick whose offsets cover it folds them in (`builder.rs`).
+//!
+//! Each batch claims its events' ids in `counted` as it stores them, and keeps the facts of the
+//! ids it claimed: a second copy of an event (the same id later in the log) stores nothing. The
+//! claim is spread over the batches, so a tick's fold only moves facts into the day counts.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use chrono::NaiveDate;
 use ct_core::{
@@ -44,6 +51,38 @@ struct FactColumns {
     amount: Vec<i64>,
 }
 
+/// Claims in `counted` the ids of the events in `items` that have facts, for the first copy of
+/// each (lowest partition and offset); returns where the copies claimed now (ids not counted
+/// before) are: a second copy in the same batch is not among them.
+async fn claim_first_copies(
+    tx: &mut sqlx::PgConnection,
+    items: &[(Coordinates, Observed)],
+) -> Result<HashSet<(i32, i64)>, sqlx::Error> {
+    let mut firsts: Vec<&(Coordinates, Observed)> = items.iter().filter(|(_, o)| !o.facts.is_empty()).collect();
+    firsts.sort_by_key(|(at, _)| (at.partition, at.offset));
+    let mut seen = HashSet::with_capacity(firsts.len());
+    firsts.retain(|(_, o)| seen.insert(o.event_id.as_str()));
+    // One key order for every writer, so two instances claiming overlapping ids cannot deadlock.
+    firsts.sort_unstable_by(|(_, a), (_, b)| a.event_id.cmp(&b.event_id));
+    if firsts.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let claimed: Vec<String> = sqlx::query_scalar(
+        "INSERT INTO counted (event_id, day) SELECT * FROM UNNEST($1::text[], $2::date[])
+         ON CONFLICT DO NOTHING RETURNING event_id",
+    )
+    .bind(firsts.iter().map(|(_, o)| o.event_id.as_str()).collect::<Vec<_>>())
+    .bind(firsts.iter().map(|(_, o)| o.facts[0].day).collect::<Vec<_>>())
+    .fetch_all(&mut *tx)
+    .await?;
+    let claimed: HashSet<String> = claimed.into_iter().collect();
+    Ok(firsts
+        .into_iter()
+        .filter(|(_, o)| claimed.contains(&o.event_id))
+        .map(|(at, _)| (at.partition, at.offset))
+        .collect())
+}
+
 impl Pipeline for Counting {
     type Item = Observed;
 
@@ -79,8 +118,9 @@ impl Pipeline for Counting {
     ) -> BoxFuture<'a, Result<(), ProcessError>> {
         Box::pin(async move {
             let mut tx = ct_platform::postgres::begin_batch(&self.pool).await.map_err(classify)?;
+            let fresh = claim_first_copies(&mut tx, items).await.map_err(classify)?;
             let mut columns = FactColumns::default();
-            for (at, observed) in items {
+            for (at, observed) in items.iter().filter(|(at, _)| fresh.contains(&(at.partition, at.offset))) {
                 for fact in &observed.facts {
                     columns.partition.push(at.partition);
                     columns.offset.push(at.offset);

@@ -45,6 +45,11 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 4, name: "kpi marks", sql: include_str!("../migrations/0004_kpi_marks.sql") },
     Migration { version: 5, name: "dead letters", sql: include_str!("../migrations/0005_dead_letters.sql") },
     Migration { version: 6, name: "status changes", sql: include_str!("../migrations/0006_status_changes.sql") },
+    Migration {
+        version: 7,
+        name: "counted when stored",
+        sql: include_str!("../migrations/0007_counted_when_stored.sql"),
+    },
 ];
 
 #[derive(Debug, Clone, Deserialize)]
