@@ -23,7 +23,7 @@ use hyper_util::{
 use serde::Deserialize;
 use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_util::sync::CancellationToken;
-use tower_http::trace::TraceLayer;
+use tower_http::{classify::ServerErrorsFailureClass, trace::TraceLayer};
 
 use crate::http_error::ApiError;
 
@@ -204,12 +204,26 @@ pub fn layered(app: Router, limits: &HttpLimits, style: ErrorStyle) -> Router {
         in_progress: Arc::new(Semaphore::new(limits.max_concurrent_requests)),
         style,
     });
-    let trace = TraceLayer::new_for_http().make_span_with(request_span).on_response(
-        |response: &Response, _latency: Duration, span: &tracing::Span| {
+    let trace = TraceLayer::new_for_http()
+        .make_span_with(request_span)
+        .on_response(|response: &Response, _latency: Duration, span: &tracing::Span| {
             span.record("http.response.status_code", response.status().as_u16());
-        },
-    );
+        })
+        .on_failure(log_failure);
     app.layer(middleware::from_fn_with_state(guard, shared)).layer(trace)
+}
+
+/// A 5xx answer in the log. A 503 is how a server sheds load or waits for a dependency (counted in
+/// `http_requests_total` by status): at debug level, or an overloaded server would also log an
+/// error line per refused request. Every other 5xx is an error.
+fn log_failure(class: ServerErrorsFailureClass, latency: Duration, _span: &tracing::Span) {
+    let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+    match class {
+        ServerErrorsFailureClass::StatusCode(StatusCode::SERVICE_UNAVAILABLE) => {
+            tracing::debug!(latency_ms, "Answered 503 Service Unavailable.");
+        }
+        other => tracing::error!(classification = %other, latency_ms, "Request failed."),
+    }
 }
 
 /// The server span of a request (OpenTelemetry's HTTP conventions; named by the route template,
