@@ -89,7 +89,7 @@ impl<'a> From<&'a Accepted> for AcceptedBody<'a> {
     }
 }
 
-/// The 202 body of a batch (OpenAPI `BatchAccepted`).
+/// The 202 body of a batch: one OpenAPI `Accepted` per event, in request order.
 #[derive(Serialize)]
 struct BatchBody<'a> {
     events: Vec<AcceptedBody<'a>>,
