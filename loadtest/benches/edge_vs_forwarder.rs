@@ -22,6 +22,10 @@
 //! first CPUs and both servers to the second, so the load generator does not run on the cores whose
 //! time is being measured (Kafka and Redis stay unpinned).
 //!
+//! With `CT_BENCH_WRAP` set to a command (`valgrind --tool=callgrind`), both servers run under it:
+//! with an open loop at a low rate, their instruction counts per event are steadier on a noisy
+//! machine than CPU time (`callgrind_annotate` gives the totals).
+//!
 //! With `CT_BENCH_CLUSTER` set to a cluster's bootstrap servers (`CT_KAFKA_BROKERS=3
 //! CT_KAFKA_PORT=19092 deploy/stack.sh up`, then `127.0.0.1:19092,127.0.0.1:19094,127.0.0.1:19096`),
 //! the forwarder is replaced by a second edge producing to that cluster (a topic of 3 replicas,
@@ -162,7 +166,16 @@ struct Server {
 impl Server {
     async fn spawn(name: &'static str, envs: &[(&str, String)]) -> anyhow::Result<Server> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let child = Command::new(std::env::current_exe()?)
+        let mut command = match wrapper() {
+            Some(wrapper) => {
+                let mut words = wrapper.split_whitespace();
+                let mut command = Command::new(words.next().context("CT_BENCH_WRAP is empty")?);
+                command.args(words).arg(std::env::current_exe()?);
+                command
+            }
+            None => Command::new(std::env::current_exe()?),
+        };
+        let child = command
             .env(ROLE, name)
             .env("CT_HTTP__LISTEN", format!("127.0.0.1:{port}"))
             .env("CT_TELEMETRY__FILTER", "warn")
@@ -174,9 +187,11 @@ impl Server {
         }
         let server = Server { name, url: format!("http://127.0.0.1:{port}"), child };
         let http = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
+        // Under valgrind a server starts many times slower.
+        let patience = Duration::from_secs(if wrapper().is_some() { 300 } else { 60 });
+        let deadline = Instant::now() + patience;
         while http.get(format!("{}/healthz", server.url)).send().await.is_err() {
-            anyhow::ensure!(Instant::now() < deadline, "the {name} did not answer /healthz within 60 s");
+            anyhow::ensure!(Instant::now() < deadline, "the {name} did not answer /healthz within {patience:?}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Ok(server)
@@ -207,7 +222,14 @@ impl Server {
 }
 
 impl Drop for Server {
+    /// SIGTERM first, so a server shuts down as it would in production (and valgrind writes its
+    /// counts); SIGKILL if it is still there after its patience.
     fn drop(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(if wrapper().is_some() { 120 } else { 10 });
+        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -380,6 +402,11 @@ async fn drive(
         server_cores: cpu / seconds as f64,
         refused: refused.load(Ordering::Relaxed),
     }
+}
+
+/// `CT_BENCH_WRAP`, when set: the command both servers run under (`valgrind --tool=callgrind`).
+fn wrapper() -> Option<String> {
+    std::env::var("CT_BENCH_WRAP").ok().filter(|w| !w.trim().is_empty())
 }
 
 /// `CT_BENCH_CPUS=<client>:<servers>`, when set.

@@ -6,7 +6,7 @@
 //! from `schemas-avro/` (a field's `ct.parse` names the `Fields` method that reads it); field order
 //! is the Avro field order. Rules that span fields are the hand-written hooks in [`custom`].
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -118,7 +118,8 @@ pub fn camel_case(snake: &str) -> String {
 /// dropped (and PII-named ones counted).
 struct Fields<'a> {
     map: &'a Map<String, Value>,
-    used: HashSet<&'a str>,
+    /// A payload has a handful of keys: a list is cheaper than hashing each.
+    used: Vec<&'a str>,
     redactor: &'a Redactor,
     report: &'a mut RedactionReport,
     /// The first field given under both spellings with different values (refused in `finish`).
@@ -127,7 +128,7 @@ struct Fields<'a> {
 
 impl<'a> Fields<'a> {
     fn new(map: &'a Map<String, Value>, redactor: &'a Redactor, report: &'a mut RedactionReport) -> Self {
-        Self { map, used: HashSet::new(), redactor, report, conflict: None }
+        Self { map, used: Vec::with_capacity(map.len()), redactor, report, conflict: None }
     }
 
     fn path(name: &str) -> String {
@@ -142,7 +143,7 @@ impl<'a> Fields<'a> {
         let snake_entry = self.map.get_key_value(name);
         let camel_entry = if camel == name { None } else { self.map.get_key_value(camel) };
         for (key, _) in snake_entry.iter().chain(&camel_entry) {
-            self.used.insert(key.as_str());
+            self.used.push(key.as_str());
         }
         let value = match (snake_entry, camel_entry) {
             (Some((_, a)), Some((_, b))) if a != b => {
@@ -331,7 +332,7 @@ impl<'a> Fields<'a> {
             return Err(conflict);
         }
         for key in self.map.keys() {
-            if self.used.contains(key.as_str()) {
+            if self.used.contains(&key.as_str()) {
                 continue;
             }
             if is_pii_key(key) {

@@ -7,7 +7,7 @@
 
 use std::{borrow::Cow, collections::BTreeMap, sync::LazyLock};
 
-use regex::Regex;
+use regex::{Regex, RegexSet};
 use sha2::{Digest, Sha256};
 
 /// What kind of PII a rule found; the label of the redaction metric.
@@ -125,18 +125,30 @@ fn luhn_valid(candidate: &str) -> bool {
     sum.is_multiple_of(10)
 }
 
+/// A rule: what it finds, its pattern, and the check a match must also pass.
+type Rule = (PiiKind, &'static str, fn(&str) -> bool);
+
+/// The rules in the order they are applied.
+const RULES: [Rule; 6] = [
+    (PiiKind::Email, r"(?i)\b[a-z0-9._%+-]+@[a-z0-9.-]+\.[a-z]{2,}\b", always),
+    (PiiKind::Iban, r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b", always),
+    (PiiKind::NiNumber, r"\b[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b", always),
+    (PiiKind::CardNumber, r"\b(?:\d[ -]?){12,18}\d\b", luhn_valid),
+    (PiiKind::SortCode, r"\b\d{2}-\d{2}-\d{2}\b", always),
+    // International (+44 ...) or UK national (07..., 01..., 02...) numbers with separators.
+    (PiiKind::Phone, r"(?:\+\d{1,3}[ -]?|\b0)(?:\(?\d{2,5}\)?[ -]?){2,4}\d{2,4}\b", always),
+];
+
 static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
-    let p = |kind, re: &str, check| Pattern { kind, regex: Regex::new(re).expect("redaction regex"), check };
-    vec![
-        p(PiiKind::Email, r"(?i)\b[a-z0-9._%+-]+@[a-z0-9.-]+\.[a-z]{2,}\b", always),
-        p(PiiKind::Iban, r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b", always),
-        p(PiiKind::NiNumber, r"\b[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b", always),
-        p(PiiKind::CardNumber, r"\b(?:\d[ -]?){12,18}\d\b", luhn_valid),
-        p(PiiKind::SortCode, r"\b\d{2}-\d{2}-\d{2}\b", always),
-        // International (+44 ...) or UK national (07..., 01..., 02...) numbers with separators.
-        p(PiiKind::Phone, r"(?:\+\d{1,3}[ -]?|\b0)(?:\(?\d{2,5}\)?[ -]?){2,4}\d{2,4}\b", always),
-    ]
+    RULES
+        .iter()
+        .map(|&(kind, re, check)| Pattern { kind, regex: Regex::new(re).expect("redaction regex"), check })
+        .collect()
 });
+
+/// Every rule in one automaton: most strings match none, and one scan says so.
+static ANY_RULE: LazyLock<RegexSet> =
+    LazyLock::new(|| RegexSet::new(RULES.iter().map(|(_, re, _)| re)).expect("redaction regexes"));
 
 /// Applies the redaction rules with a salt for the joinable hashes.
 #[derive(Debug, Clone)]
@@ -160,6 +172,9 @@ impl Redactor {
     /// Replaces every PII match in `text`, counting each in `report`.
     pub fn scrub<'a>(&self, text: &'a str, report: &mut RedactionReport) -> Cow<'a, str> {
         let mut current: Cow<'a, str> = Cow::Borrowed(text);
+        if !ANY_RULE.is_match(text) {
+            return current;
+        }
         for pattern in PATTERNS.iter() {
             if !pattern.regex.is_match(&current) {
                 continue;

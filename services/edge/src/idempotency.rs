@@ -18,6 +18,14 @@
 //! Every request's commands go through one writer task, which sends what is waiting as one
 //! pipeline per round trip: at thousands of events per second, claims and receipts of many
 //! requests share a write and a read instead of costing two each.
+//!
+//! A request waits for its claim, but not for its receipt or release
+//! ([`IdempotencyStore::complete_later`], [`IdempotencyStore::release_later`]). The writer runs
+//! one round trip at a time on one connection, with a round trip's receipts and releases before
+//! its claims, so a claim always finds every receipt and release submitted before it: a retry
+//! through the same edge after a 202 is answered as a duplicate. Waiting would change nothing
+//! but the request's latency and CPU: a receipt that cannot be written was only ever logged (the
+//! record is durable either way).
 
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
@@ -140,10 +148,12 @@ type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 enum Op {
     /// `SET key entry NX PX <pending> GET` per key; answers what held each key.
     Claim { entries: Vec<(String, Vec<u8>)>, reply: Reply<Vec<Option<Vec<u8>>>> },
-    /// The `COMPLETE` script's keys with their owner and receipt entry; answers how many were written.
-    Complete { entries: Vec<(String, Vec<u8>)>, owner: String, reply: Reply<usize> },
-    /// The `RELEASE` script's keys; answers how many were released.
-    Release { keys: Vec<String>, owner: String, reply: Reply<usize> },
+    /// The `COMPLETE` script's keys with their owner and receipt entry; answers how many were
+    /// written, or logs a failure when nobody waits.
+    Complete { entries: Vec<(String, Vec<u8>)>, owner: String, reply: Option<Reply<usize>> },
+    /// The `RELEASE` script's keys; answers how many were released, or logs a failure when
+    /// nobody waits.
+    Release { keys: Vec<String>, owner: String, reply: Option<Reply<usize>> },
 }
 
 /// Keys in one pipeline at most: bounds a round trip's size (a batch request's keys stay together).
@@ -208,17 +218,30 @@ impl IdempotencyStore {
         Ok(items.iter().zip(held).map(|((_, digest), held)| judge(&self.topic, digest, held.as_deref())).collect())
     }
 
+    fn receipts(&self, items: &[(&str, &str, &Receipt)]) -> Vec<(String, Vec<u8>)> {
+        items.iter().map(|(event_id, digest, receipt)| (self.key(event_id), receipt_entry(digest, receipt))).collect()
+    }
+
     /// Records each produced event's receipt with the long expiry, in one round trip, where the
     /// claim is still `owner`'s (or expired unclaimed). Returns how many were recorded.
     pub async fn complete_all(&self, items: &[(&str, &str, &Receipt)], owner: &str) -> Result<usize, StoreError> {
         if items.is_empty() {
             return Ok(0);
         }
-        let entries = items
-            .iter()
-            .map(|(event_id, digest, receipt)| (self.key(event_id), receipt_entry(digest, receipt)))
-            .collect();
-        self.submit(|reply| Op::Complete { entries, owner: owner.to_owned(), reply }).await
+        let entries = self.receipts(items);
+        self.submit(|reply| Op::Complete { entries, owner: owner.to_owned(), reply: Some(reply) }).await
+    }
+
+    /// [`IdempotencyStore::complete_all`] without waiting: the writer logs a failure. A claim of
+    /// these ids submitted later finds the receipts.
+    pub fn complete_later(&self, items: &[(&str, &str, &Receipt)], owner: &str) {
+        if items.is_empty() {
+            return;
+        }
+        let op = Op::Complete { entries: self.receipts(items), owner: owner.to_owned(), reply: None };
+        if self.writer.send(op).is_err() {
+            tracing::warn!(events = items.len(), "The idempotency writer stopped; receipts not recorded.");
+        }
     }
 
     /// Gives ids back after a failed produce (or a refused batch), so the producer's retry is not
@@ -228,7 +251,19 @@ impl IdempotencyStore {
             return Ok(0);
         }
         let keys = event_ids.iter().map(|event_id| self.key(event_id)).collect();
-        self.submit(|reply| Op::Release { keys, owner: owner.to_owned(), reply }).await
+        self.submit(|reply| Op::Release { keys, owner: owner.to_owned(), reply: Some(reply) }).await
+    }
+
+    /// [`IdempotencyStore::release_all`] without waiting: the writer logs a failure, and the
+    /// claims expire by themselves. A retry's claim is sent after the release.
+    pub fn release_later(&self, event_ids: &[&str], owner: &str) {
+        if event_ids.is_empty() {
+            return;
+        }
+        let keys = event_ids.iter().map(|event_id| self.key(event_id)).collect();
+        if self.writer.send(Op::Release { keys, owner: owner.to_owned(), reply: None }).is_err() {
+            tracing::warn!(events = event_ids.len(), "The idempotency writer stopped; claims expire by themselves.");
+        }
     }
 }
 
@@ -277,6 +312,9 @@ async fn write_loop(
 ) {
     let mut batch = Vec::new();
     while let Some(first) = ops.recv().await {
+        // Let the requests that are ready run first: their claims and receipts join this round
+        // trip instead of each waking the writer for one of their own.
+        tokio::task::yield_now().await;
         let mut keys = first.keys();
         batch.push(first);
         while keys < MAX_KEYS_PER_ROUND_TRIP {
@@ -316,15 +354,10 @@ async fn round_trip(
     let (mut complete, mut release) = (redis::cmd("EVAL"), redis::cmd("EVAL"));
     let (mut complete_keys, mut release_keys): (Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new());
     let (mut complete_args, mut release_args): (Vec<&[u8]>, Vec<&[u8]>) = (Vec::new(), Vec::new());
-    let mut claims = 0;
+    let mut claims = Vec::new();
     for op in batch {
         match op {
-            Op::Claim { entries, .. } => {
-                for (key, entry) in entries {
-                    pipeline.cmd("SET").arg(key).arg(entry).arg("NX").arg("PX").arg(pending_ttl_ms).arg("GET");
-                    claims += 1;
-                }
-            }
+            Op::Claim { entries, .. } => claims.extend(entries),
             Op::Complete { entries, owner, .. } => {
                 for (key, entry) in entries {
                     complete_keys.push(key);
@@ -339,6 +372,9 @@ async fn round_trip(
             }
         }
     }
+    // Receipts and releases go before the claims. They act only on claims answered in earlier
+    // round trips, so a claim in this one (submitted before or after them) cannot be theirs; run
+    // first, they keep the promise that a claim finds every receipt and release submitted before it.
     // EVAL with the script's text, not EVALSHA: a Redis that restarted answers it all the same,
     // and the text is sent once per round trip, not per event.
     if !complete_keys.is_empty() {
@@ -349,19 +385,36 @@ async fn round_trip(
         release.arg(RELEASE).arg(release_keys.len()).arg(&release_keys).arg(&release_args);
         pipeline.add_command(release);
     }
-    let mut replies: Vec<redis::Value> = pipeline.query_async(redis).await?;
-    let mut scripts = replies.split_off(claims).into_iter();
-    let held = replies.iter().map(redis::from_redis_value).collect::<Result<Vec<Option<Vec<u8>>>, _>>()?;
+    for (key, entry) in &claims {
+        pipeline.cmd("SET").arg(key).arg(entry).arg("NX").arg("PX").arg(pending_ttl_ms).arg("GET");
+    }
+    let replies: Vec<redis::Value> = pipeline.query_async(redis).await?;
+    let mut replies = replies.into_iter();
     let mut flags = |sent: bool| -> Result<Vec<i64>, StoreError> {
         if !sent {
             return Ok(Vec::new());
         }
-        let reply = scripts.next().ok_or_else(|| StoreError("a script's reply is missing".into()))?;
+        let reply = replies.next().ok_or_else(|| StoreError("a script's reply is missing".into()))?;
         Ok(redis::from_redis_value(&reply)?)
     };
     let completed = flags(!complete_keys.is_empty())?;
     let released = flags(!release_keys.is_empty())?;
+    let held = replies.map(|reply| redis::from_redis_value(&reply)).collect::<Result<Vec<Option<Vec<u8>>>, _>>()?;
+    if held.len() != claims.len() {
+        return Err(StoreError(format!("{} claims sent, {} answered", claims.len(), held.len())));
+    }
     Ok(Answers { held: held.into_iter(), completed: completed.into_iter(), released: released.into_iter() })
+}
+
+/// What a receipt or release nobody waits for did, or why it failed.
+fn settle(reply: Option<Reply<usize>>, outcome: Result<usize, StoreError>, what: &'static str) {
+    match (reply, outcome) {
+        (Some(reply), outcome) => drop(reply.send(outcome)),
+        (None, Ok(_)) => {}
+        // The records are durable; only duplicate detection for these ids is weakened (claims
+        // not released expire by themselves).
+        (None, Err(error)) => tracing::warn!(%error, what, "Could not write to the idempotency store."),
+    }
 }
 
 fn answer(batch: impl Iterator<Item = Op>, answers: Result<Answers, StoreError>) {
@@ -371,7 +424,8 @@ fn answer(batch: impl Iterator<Item = Op>, answers: Result<Answers, StoreError>)
             for op in batch {
                 match op {
                     Op::Claim { reply, .. } => drop(reply.send(Err(error.clone()))),
-                    Op::Complete { reply, .. } | Op::Release { reply, .. } => drop(reply.send(Err(error.clone()))),
+                    Op::Complete { reply, .. } => settle(reply, Err(error.clone()), "receipts"),
+                    Op::Release { reply, .. } => settle(reply, Err(error.clone()), "releases"),
                 }
             }
             return;
@@ -383,8 +437,10 @@ fn answer(batch: impl Iterator<Item = Op>, answers: Result<Answers, StoreError>)
         // A request that gave up waiting no longer listens; nothing to do then.
         match op {
             Op::Claim { entries, reply } => drop(reply.send(Ok(answers.held.by_ref().take(entries.len()).collect()))),
-            Op::Complete { entries, reply, .. } => drop(reply.send(Ok(count(&mut answers.completed, entries.len())))),
-            Op::Release { keys, reply, .. } => drop(reply.send(Ok(count(&mut answers.released, keys.len())))),
+            Op::Complete { entries, reply, .. } => {
+                settle(reply, Ok(count(&mut answers.completed, entries.len())), "receipts");
+            }
+            Op::Release { keys, reply, .. } => settle(reply, Ok(count(&mut answers.released, keys.len())), "releases"),
         }
     }
 }

@@ -11,6 +11,7 @@ use ct_core::{
     avro::{self, wire},
     catalogue::{Catalogue, Ownership},
     envelope::ParseOptions,
+    event_type::EventType,
     payload::Payload,
     redact::{RedactionReport, Redactor},
 };
@@ -56,6 +57,42 @@ impl Refused {
     }
 }
 
+/// The ingest path's metric handles, registered once: looking a metric up by name and labels per
+/// event costs a hash and a comparison of every label.
+pub struct IngestMetrics {
+    accepted: Vec<(EventType, metrics::Counter)>,
+    duplicates: metrics::Counter,
+    produce_duration: metrics::Histogram,
+}
+
+impl IngestMetrics {
+    /// Handles of the global recorder, installed here if it is not yet (a handle taken before
+    /// would record nowhere).
+    pub fn new() -> Self {
+        ct_platform::metrics::install();
+        Self {
+            accepted: EventType::ALL
+                .iter()
+                .map(|t| (*t, metrics::counter!("ct_edge_events_accepted_total", "type" => t.as_str())))
+                .collect(),
+            duplicates: metrics::counter!("ct_edge_duplicates_total"),
+            produce_duration: metrics::histogram!("ct_edge_produce_duration_seconds"),
+        }
+    }
+
+    fn accepted(&self, event_type: EventType) {
+        if let Some((_, counter)) = self.accepted.iter().find(|(t, _)| *t == event_type) {
+            counter.increment(1);
+        }
+    }
+}
+
+impl Default for IngestMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 pub struct Ingestor {
     pub producer: FutureProducer,
     /// Which source may speak for which system (heartbeats).
@@ -65,6 +102,7 @@ pub struct Ingestor {
     pub redactor: Redactor,
     pub idempotency: IdempotencyStore,
     pub max_future_skew: chrono::Duration,
+    pub metrics: IngestMetrics,
 }
 
 /// A W3C `traceparent` for the record: the caller's when valid, otherwise a new root.
@@ -174,25 +212,19 @@ impl Ingestor {
         match claims.pop().expect("one answer per claimed id") {
             Claim::Claimed => {}
             Claim::Duplicate(receipt) => {
-                metrics::counter!("ct_edge_duplicates_total").increment(1);
+                self.metrics.duplicates.increment(1);
                 return Ok(Accepted { event_id: event_id.to_owned(), receipt, duplicate: true });
             }
             held => return Err(held_elsewhere(&held)),
         }
         match self.produce(&candidate, traceparent).await {
             Ok(receipt) => {
-                metrics::counter!("ct_edge_events_accepted_total", "type" => candidate.event.event_type().as_str())
-                    .increment(1);
-                if let Err(error) = self.idempotency.complete_all(&[(event_id, digest, &receipt)], &owner).await {
-                    // The record is durable; only duplicate detection for this id is weakened.
-                    tracing::warn!(%error, "Could not record the receipt of an accepted event.");
-                }
+                self.metrics.accepted(candidate.event.event_type());
+                self.idempotency.complete_later(&[(event_id, digest, &receipt)], &owner);
                 Ok(Accepted { event_id: event_id.to_owned(), receipt, duplicate: false })
             }
             Err(error) => {
-                if let Err(error) = self.idempotency.release_all(&[event_id], &owner).await {
-                    tracing::warn!(%error, "Could not release an idempotency claim; it expires by itself.");
-                }
+                self.idempotency.release_later(&[event_id], &owner);
                 Err(error)
             }
         }
@@ -214,9 +246,7 @@ impl Ingestor {
             claims.iter().enumerate().find(|(_, claim)| matches!(claim, Claim::Conflict | Claim::InFlight))
         {
             let ours: Vec<&str> = claimed_ids().collect();
-            if let Err(error) = self.idempotency.release_all(&ours, &owner).await {
-                tracing::warn!(%error, "Could not release idempotency claims; they expire by themselves.");
-            }
+            self.idempotency.release_later(&ours, &owner);
             return Err(Refused { index: Some(index), error: held_elsewhere(claim) });
         }
         drop(keys);
@@ -233,23 +263,17 @@ impl Ingestor {
             match outcome {
                 Some(Ok(receipt)) => {
                     // Counted when stored, even if another event of the batch then fails.
-                    metrics::counter!("ct_edge_events_accepted_total", "type" => candidate.event.event_type().as_str())
-                        .increment(1);
+                    self.metrics.accepted(candidate.event.event_type());
                     receipts.push((candidate.event.event_id(), candidate.digest.as_str(), receipt));
                 }
                 Some(Err(_)) => failed.push((index, candidate.event.event_id())),
                 None => {}
             }
         }
-        if let Err(error) = self.idempotency.complete_all(&receipts, &owner).await {
-            // The records are durable; only duplicate detection for these ids is weakened.
-            tracing::warn!(%error, events = receipts.len(), "Could not record the receipts of accepted events.");
-        }
+        self.idempotency.complete_later(&receipts, &owner);
         if let Some(&(first_failed, _)) = failed.first() {
             let ids: Vec<&str> = failed.iter().map(|(_, id)| *id).collect();
-            if let Err(error) = self.idempotency.release_all(&ids, &owner).await {
-                tracing::warn!(%error, "Could not release idempotency claims; they expire by themselves.");
-            }
+            self.idempotency.release_later(&ids, &owner);
             let error = produced
                 .into_iter()
                 .nth(first_failed)
@@ -267,7 +291,7 @@ impl Ingestor {
                 let event_id = candidate.event.event_id().to_owned();
                 match (claim, outcome) {
                     (Claim::Duplicate(receipt), _) => {
-                        metrics::counter!("ct_edge_duplicates_total").increment(1);
+                        self.metrics.duplicates.increment(1);
                         Accepted { event_id, receipt, duplicate: true }
                     }
                     (_, Some(Ok(receipt))) => Accepted { event_id, receipt, duplicate: false },
@@ -321,7 +345,7 @@ impl Ingestor {
             }
         };
         let outcome = delivery.await;
-        metrics::histogram!("ct_edge_produce_duration_seconds").record(started.elapsed().as_secs_f64());
+        self.metrics.produce_duration.record(started.elapsed().as_secs_f64());
         match outcome {
             Ok(Ok(d)) => Ok(Receipt { topic: self.topic.clone(), partition: d.partition, offset: d.offset }),
             Ok(Err((error, _))) => {

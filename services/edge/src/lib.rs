@@ -73,6 +73,7 @@ impl Application {
                 config.idempotency.ttl_s,
             ),
             max_future_skew: chrono::Duration::seconds(config.events.max_future_skew_s),
+            metrics: ingest::IngestMetrics::new(),
         });
         let redis_version =
             ingestor.idempotency.require_redis_7().await.map_err(|e| anyhow::anyhow!("refusing to start: {e}"))?;

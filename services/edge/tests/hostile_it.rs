@@ -211,6 +211,25 @@ async fn an_expired_claim_cannot_touch_the_next_owners_claim() {
     assert_eq!(store.claim_all(&[("evt_2", "d")], "owner-f").await.unwrap(), [Claim::Duplicate(receipt(3))]);
 }
 
+/// The request path does not wait for receipts and releases: a claim submitted after them, even
+/// one that shares their round trip, already sees them.
+#[tokio::test]
+async fn receipts_and_releases_not_waited_for_come_before_the_next_claim() {
+    let ctx = ct_testkit::TestContext::new();
+    let redis = ct_platform::redis::connect(&ctx.redis()).await.unwrap();
+    let store = IdempotencyStore::new(redis, &ctx.topic("idem"), "t", 60_000, 60);
+    let receipt = |offset| Receipt { topic: "t".into(), partition: 2, offset };
+    for round in 0..50 {
+        let (done, given_back) = (format!("evt_done_{round}"), format!("evt_back_{round}"));
+        let claims = store.claim_all(&[(done.as_str(), "d"), (given_back.as_str(), "d")], "owner-a").await.unwrap();
+        assert_eq!(claims, [Claim::Claimed, Claim::Claimed]);
+        store.complete_later(&[(done.as_str(), "d", &receipt(round))], "owner-a");
+        store.release_later(&[given_back.as_str()], "owner-a");
+        let retried = store.claim_all(&[(done.as_str(), "d"), (given_back.as_str(), "d")], "owner-b").await.unwrap();
+        assert_eq!(retried, [Claim::Duplicate(receipt(round)), Claim::Claimed], "round {round}");
+    }
+}
+
 /// Concurrent requests share the store's round trips: claims, receipts and releases of many
 /// requests travel in one pipeline, and each request still gets exactly its own answers.
 #[tokio::test]

@@ -103,6 +103,40 @@ struct Guard {
     limits: HttpLimits,
     in_progress: Arc<Semaphore>,
     style: ErrorStyle,
+    metrics: RequestMetrics,
+}
+
+/// `(route, method, status)`, each an interned label.
+type RequestLabels = (&'static str, &'static str, &'static str);
+
+/// The request metrics' handles by label values, registered on first use: the labels are bounded,
+/// so the list stays short, and a handle saves the recorder's lookup by name and labels per request.
+#[derive(Default)]
+struct RequestMetrics(std::sync::RwLock<Vec<(RequestLabels, metrics::Counter, metrics::Histogram)>>);
+
+impl RequestMetrics {
+    /// Counts a request and records its latency: `http_requests_total` by route, method and status,
+    /// `http_request_duration_seconds` by route and method.
+    fn record(&self, labels: RequestLabels, seconds: f64) {
+        let same = |known: &RequestLabels| *known == labels;
+        let record = |(_, requests, latency): &(RequestLabels, metrics::Counter, metrics::Histogram)| {
+            requests.increment(1);
+            latency.record(seconds);
+        };
+        if let Some(handles) = self.0.read().unwrap_or_else(|p| p.into_inner()).iter().find(|(l, ..)| same(l)) {
+            return record(handles);
+        }
+        let mut all = self.0.write().unwrap_or_else(|p| p.into_inner());
+        if all.iter().all(|(l, ..)| !same(l)) {
+            let (route, method, status) = labels;
+            all.push((
+                labels,
+                metrics::counter!("http_requests_total", "route" => route, "method" => method, "status" => status),
+                metrics::histogram!("http_request_duration_seconds", "route" => route, "method" => method),
+            ));
+        }
+        all.iter().filter(|(l, ..)| same(l)).for_each(record);
+    }
 }
 
 /// A label value as `&'static str`, so recording a metric allocates nothing: route patterns and
@@ -131,9 +165,7 @@ async fn shared(State(guard): State<Arc<Guard>>, request: Request, next: Next) -
     let status = interned(response.status().as_str());
     // Request count and latency by route (the matched pattern, or `unmatched`), method (known
     // ones, or `other`) and status: every label is bounded whatever clients send.
-    metrics::counter!("http_requests_total", "route" => route, "method" => method, "status" => status).increment(1);
-    metrics::histogram!("http_request_duration_seconds", "route" => route, "method" => method)
-        .record(started.elapsed().as_secs_f64());
+    guard.metrics.record((route, method, status), started.elapsed().as_secs_f64());
     response
 }
 
@@ -203,6 +235,7 @@ pub fn layered(app: Router, limits: &HttpLimits, style: ErrorStyle) -> Router {
         limits: limits.clone(),
         in_progress: Arc::new(Semaphore::new(limits.max_concurrent_requests)),
         style,
+        metrics: RequestMetrics::default(),
     });
     let trace = TraceLayer::new_for_http()
         .make_span_with(request_span)
