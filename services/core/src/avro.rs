@@ -2,13 +2,15 @@
 //!
 //! `schemas-avro/` holds one `.avsc` per named type; [`compose`] inlines the referenced types into
 //! one self-contained schema per topic value (what is registered under `<topic>-value`).
-//! Encoding goes through serde straight into Avro binary (`write_avro_datum_ref`), not through
-//! `apache_avro::types::Value`. Each named type is used once, because that encoder cannot follow
-//! references to an already defined name.
+//! Events are encoded through serde straight into Avro binary by [`binary`], positionally, without
+//! walking the schema (the event types mirror it; a test holds the bytes equal to apache-avro's
+//! schema-aware `write_avro_datum_ref`), not through `apache_avro::types::Value`. Each named type
+//! is used once, because that schema-aware encoder cannot follow references to an already
+//! defined name.
 
 use std::{collections::HashSet, io::Cursor, sync::LazyLock};
 
-use apache_avro::{Schema, from_avro_datum, from_avro_datum_schemata, from_value, write_avro_datum_ref};
+use apache_avro::{Schema, from_avro_datum, from_avro_datum_schemata, from_value};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -18,6 +20,8 @@ use crate::{
     payload::Payload,
     source::Source,
 };
+
+pub mod binary;
 
 include!(concat!(env!("OUT_DIR"), "/schema_files.rs"));
 
@@ -31,6 +35,8 @@ pub enum CodecError {
     Schema(#[source] Box<apache_avro::Error>),
     #[error("Avro encoding failed: {0}")]
     Encode(#[source] Box<apache_avro::Error>),
+    #[error("Avro encoding failed: {0}")]
+    Binary(#[from] binary::BinaryError),
     #[error("Avro decoding failed: {0}")]
     Decode(#[source] Box<apache_avro::Error>),
     #[error("record is inconsistent: {0}")]
@@ -209,9 +215,7 @@ impl<'a> EventRecordRef<'a> {
 
 /// Appends the Avro binary datum of `event` (no wire header) to `out`.
 pub fn encode_event(event: &Envelope, out: &mut Vec<u8>) -> Result<(), CodecError> {
-    write_avro_datum_ref(event_schema(), &EventRecordRef::of(event), out)
-        .map_err(|e| CodecError::Encode(Box::new(e)))?;
-    Ok(())
+    Ok(binary::write(&EventRecordRef::of(event), out)?)
 }
 
 /// What "the same event" means for idempotency: the SHA-256 (hex) of the event's Avro encoding with
@@ -223,7 +227,7 @@ pub fn content_digest(event: &Envelope) -> Result<String, CodecError> {
     let mut record = EventRecordRef::of(event);
     record.ingest = IngestRecordRef { received_at: 0, attempt: 0, status: "", redactions: 0, trace_id: None };
     let mut bytes = Vec::with_capacity(256);
-    write_avro_datum_ref(event_schema(), &record, &mut bytes).map_err(|e| CodecError::Encode(Box::new(e)))?;
+    binary::write(&record, &mut bytes)?;
     Ok(hex::encode(sha2::Sha256::digest(&bytes)))
 }
 
@@ -387,6 +391,40 @@ mod tests {
     }
 
     use super::*;
+
+    /// The positional writer and apache-avro's schema-aware one give the same bytes for every
+    /// event type, with and without the optional envelope fields.
+    #[test]
+    fn events_encode_as_the_schema_says() {
+        let redactor = crate::redact::Redactor::new("binary");
+        let options = crate::envelope::ParseOptions {
+            redactor: &redactor,
+            // Whole microseconds, as the record keeps them, so the decoded event compares equal.
+            received_at: DateTime::from_timestamp_micros(1_764_000_000_123_456).unwrap(),
+            max_future_skew: chrono::Duration::days(36_500),
+        };
+        for t in crate::EventType::ALL {
+            let mut sample = crate::samples::sample(t);
+            for traced in [false, true] {
+                for correlated in [false, true] {
+                    if !correlated {
+                        sample.as_object_mut().unwrap().remove("correlationId");
+                    }
+                    let mut event = Envelope::parse(&sample, &options).expect("samples are valid").0;
+                    if traced {
+                        event.set_trace_id("4bf92f3577b34da6a3ce929d0e0e4736");
+                    }
+                    let mut expected = Vec::new();
+                    apache_avro::write_avro_datum_ref(event_schema(), &EventRecordRef::of(&event), &mut expected)
+                        .unwrap();
+                    let mut positional = Vec::new();
+                    encode_event(&event, &mut positional).unwrap();
+                    assert_eq!(positional, expected, "{t}, traced {traced}, correlated {correlated}");
+                    assert_eq!(decode_event(event_schema(), &positional).unwrap(), event);
+                }
+            }
+        }
+    }
 
     #[test]
     fn the_event_schema_composes_and_names_each_type_once() {
