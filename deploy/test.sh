@@ -46,6 +46,12 @@ echo "[test] cargo test"
 # Every test process and every service it starts logs into this folder; the scan below reads it.
 export CT_TEST_LOG_DIR="$REPO/target/test-logs"
 rm -rf "$CT_TEST_LOG_DIR" && mkdir -p "$CT_TEST_LOG_DIR"
+# Each test binary runs under a time limit (cargo's runner): a consumer dropped while a test's
+# runtime shuts down can hang in librdkafka's close (its issue 4884). Such a binary then fails
+# (exit status 124) after CT_TEST_BINARY_TIMEOUT_S instead of stalling the run until CI's limit.
+host="$(rustc -vV | sed -n 's/^host: //p')"
+runner_var="CARGO_TARGET_$(echo "$host" | tr 'a-z-' 'A-Z_')_RUNNER"
+export "$runner_var=timeout --kill-after=30 ${CT_TEST_BINARY_TIMEOUT_S:-1200}"
 cargo test --workspace --locked --no-fail-fast
 echo "[test] scanning the run's logs for the tests' secrets"
 bash deploy/scan-test-logs.sh "$CT_TEST_LOG_DIR"

@@ -312,9 +312,6 @@ async fn write_loop(
 ) {
     let mut batch = Vec::new();
     while let Some(first) = ops.recv().await {
-        // Let the requests that are ready run first: their claims and receipts join this round
-        // trip instead of each waking the writer for one of their own.
-        tokio::task::yield_now().await;
         let mut keys = first.keys();
         batch.push(first);
         while keys < MAX_KEYS_PER_ROUND_TRIP {
