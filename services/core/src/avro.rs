@@ -403,12 +403,24 @@ mod tests {
             received_at: DateTime::from_timestamp_micros(1_764_000_000_123_456).unwrap(),
             max_future_skew: chrono::Duration::days(36_500),
         };
+        let mut multi_block = 0;
         for t in crate::EventType::ALL {
-            let mut sample = crate::samples::sample(t);
             for traced in [false, true] {
                 for correlated in [false, true] {
+                    let mut sample = crate::samples::sample(t);
                     if !correlated {
                         sample.as_object_mut().unwrap().remove("correlationId");
+                    }
+                    // Maps longer than a block (apache-avro writes blocks of 1,025 items).
+                    if let Some(payload) = sample["payload"].as_object_mut() {
+                        for (key, value) in [("inputs", "v"), ("metrics", "7")] {
+                            if payload.contains_key(key) {
+                                let entries = (0..2100).map(|i| (format!("k{i:05}"), serde_json::json!(value)));
+                                let entries = entries
+                                    .map(|(k, v)| if key == "metrics" { (k, serde_json::json!(7)) } else { (k, v) });
+                                payload.insert(key.to_owned(), Value::Object(entries.collect()));
+                            }
+                        }
                     }
                     let mut event = Envelope::parse(&sample, &options).expect("samples are valid").0;
                     if traced {
@@ -420,10 +432,12 @@ mod tests {
                     let mut positional = Vec::new();
                     encode_event(&event, &mut positional).unwrap();
                     assert_eq!(positional, expected, "{t}, traced {traced}, correlated {correlated}");
+                    multi_block += usize::from(positional.len() > 2100 * 6);
                     assert_eq!(decode_event(event_schema(), &positional).unwrap(), event);
                 }
             }
         }
+        assert!(multi_block > 0, "some event type has a map written in several blocks");
     }
 
     #[test]

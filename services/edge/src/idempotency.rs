@@ -22,10 +22,13 @@
 //! A request waits for its claim, but not for its receipt or release
 //! ([`IdempotencyStore::complete_later`], [`IdempotencyStore::release_later`]). The writer runs
 //! one round trip at a time on one connection, with a round trip's receipts and releases before
-//! its claims, so a claim always finds every receipt and release submitted before it: a retry
-//! through the same edge after a 202 is answered as a duplicate. Waiting would change nothing
-//! but the request's latency and CPU: a receipt that cannot be written was only ever logged (the
-//! record is durable either way).
+//! its claims, so a claim finds every receipt and release submitted before it to the same writer
+//! (unless that round trip failed: then they are logged, as they always were): a retry through
+//! the same edge after a 202 is answered as a duplicate. Through another edge instance, a retry
+//! within the millisecond or so before the receipt is written gets 503 `in_flight` and is retried.
+//! At shutdown the edge waits for the writer ([`IdempotencyStore::flush`]) after the last request.
+//! Waiting per request would change nothing else but the request's latency and CPU: a receipt
+//! that cannot be written was only ever logged (the record is durable either way).
 
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
@@ -154,6 +157,8 @@ enum Op {
     /// The `RELEASE` script's keys; answers how many were released, or logs a failure when
     /// nobody waits.
     Release { keys: Vec<String>, owner: String, reply: Option<Reply<usize>> },
+    /// Answered once every command submitted before it has had its round trip.
+    Flush { reply: oneshot::Sender<()> },
 }
 
 /// Keys in one pipeline at most: bounds a round trip's size (a batch request's keys stay together).
@@ -244,6 +249,15 @@ impl IdempotencyStore {
         }
     }
 
+    /// Waits until every command submitted before has had its round trip (the receipts and
+    /// releases not waited for included): the edge's last step at shutdown.
+    pub async fn flush(&self) {
+        let (reply, done) = oneshot::channel();
+        if self.writer.send(Op::Flush { reply }).is_ok() {
+            let _ = done.await;
+        }
+    }
+
     /// Gives ids back after a failed produce (or a refused batch), so the producer's retry is not
     /// a conflict; only claims `owner` still holds. Returns how many were released.
     pub async fn release_all(&self, event_ids: &[&str], owner: &str) -> Result<usize, StoreError> {
@@ -329,6 +343,7 @@ impl Op {
         match self {
             Op::Claim { entries, .. } | Op::Complete { entries, .. } => entries.len(),
             Op::Release { keys, .. } => keys.len(),
+            Op::Flush { .. } => 0,
         }
     }
 }
@@ -367,7 +382,15 @@ async fn round_trip(
                     release_args.push(owner.as_bytes());
                 }
             }
+            Op::Flush { .. } => {}
         }
+    }
+    if claims.is_empty() && complete_keys.is_empty() && release_keys.is_empty() {
+        return Ok(Answers {
+            held: Vec::new().into_iter(),
+            completed: Vec::new().into_iter(),
+            released: Vec::new().into_iter(),
+        });
     }
     // Receipts and releases go before the claims. They act only on claims answered in earlier
     // round trips, so a claim in this one (submitted before or after them) cannot be theirs; run
@@ -423,6 +446,7 @@ fn answer(batch: impl Iterator<Item = Op>, answers: Result<Answers, StoreError>)
                     Op::Claim { reply, .. } => drop(reply.send(Err(error.clone()))),
                     Op::Complete { reply, .. } => settle(reply, Err(error.clone()), "receipts"),
                     Op::Release { reply, .. } => settle(reply, Err(error.clone()), "releases"),
+                    Op::Flush { reply } => drop(reply.send(())),
                 }
             }
             return;
@@ -438,6 +462,7 @@ fn answer(batch: impl Iterator<Item = Op>, answers: Result<Answers, StoreError>)
                 settle(reply, Ok(count(&mut answers.completed, entries.len())), "receipts");
             }
             Op::Release { keys, reply, .. } => settle(reply, Ok(count(&mut answers.released, keys.len())), "releases"),
+            Op::Flush { reply } => drop(reply.send(())),
         }
     }
 }

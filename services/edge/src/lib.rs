@@ -37,6 +37,7 @@ pub struct AppState {
 pub struct Application {
     server: ct_platform::http::Server,
     pollers: Vec<poller::Poller>,
+    idempotency: idempotency::IdempotencyStore,
 }
 
 impl Application {
@@ -92,6 +93,7 @@ impl Application {
                 in_progress: Arc::clone(&in_progress),
             })
             .collect();
+        let idempotency = ingestor.idempotency.clone();
         let state = Arc::new(AppState {
             tokens: auth::Tokens::new(&config.auth),
             verifying_keys: ct_core::signature::VerifyingKeys::new(&config.auth.hmac_secrets),
@@ -108,7 +110,7 @@ impl Application {
             .await
             .with_context(|| format!("binding {}", config.http.listen))?;
         tracing::info!(schema_id, subject, "Event schema registered.");
-        Ok(Application { server, pollers })
+        Ok(Application { server, pollers, idempotency })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -121,6 +123,13 @@ impl Application {
             tokio::spawn(poller.run(shutdown.clone()));
         }
         self.server.run(shutdown).await?;
+        // Receipts and releases are not waited for by requests: written before the process ends.
+        let flushed = tokio::time::timeout(std::time::Duration::from_secs(10), self.idempotency.flush()).await;
+        if flushed.is_err() {
+            tracing::warn!(
+                "Idempotency writes still pending after 10 s at shutdown; their claims expire by themselves."
+            );
+        }
         Ok(())
     }
 }

@@ -230,6 +230,28 @@ async fn receipts_and_releases_not_waited_for_come_before_the_next_claim() {
     }
 }
 
+/// What `flush` returns after is in Redis for every other connection too (the edge flushes at
+/// shutdown, after its last request).
+#[tokio::test]
+async fn a_flush_waits_for_the_receipts_not_waited_for() {
+    let ctx = ct_testkit::TestContext::new();
+    let prefix = ctx.topic("idem");
+    let connect = || async { ct_platform::redis::connect(&ctx.redis()).await.unwrap() };
+    let edge = IdempotencyStore::new(connect().await, &prefix, "t", 60_000, 60);
+    let receipt = |offset| Receipt { topic: "t".into(), partition: 1, offset };
+    let ids: Vec<String> = (0..200).map(|i| format!("evt_flush_{i}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(edge.claim_all(&[(id.as_str(), "d")], "owner-a").await.unwrap(), [Claim::Claimed]);
+        edge.complete_later(&[(id.as_str(), "d", &receipt(i as i64))], "owner-a");
+    }
+    edge.flush().await;
+    let other = IdempotencyStore::new(connect().await, &prefix, "t", 60_000, 60);
+    for (i, id) in ids.iter().enumerate() {
+        let seen = other.claim_all(&[(id.as_str(), "d")], "owner-b").await.unwrap();
+        assert_eq!(seen, [Claim::Duplicate(receipt(i as i64))], "{id}");
+    }
+}
+
 /// Concurrent requests share the store's round trips: claims, receipts and releases of many
 /// requests travel in one pipeline, and each request still gets exactly its own answers.
 #[tokio::test]

@@ -6,7 +6,9 @@
 //! `["null", T]` union (branch 0 or 1); a unit variant is an enum symbol by its index; a newtype
 //! variant is a union branch by its index (the payload union); integers are zig-zag varints
 //! (`int` and `long` alike), `f32`/`f64` little-endian, strings and bytes length-prefixed, and
-//! sequences and maps one block followed by the empty block.
+//! sequences and maps in blocks of at most 1,025 items followed by the empty block: the blocks
+//! apache-avro 0.21's writer makes, so an event's bytes, and its content digest, do not depend on
+//! which of the two wrote it.
 //!
 //! Nothing here checks the schema: `avro::tests` encodes every event type both ways (this and
 //! apache-avro's schema-aware writer) and requires the same bytes.
@@ -54,32 +56,59 @@ struct Writer<'a> {
     out: &'a mut Vec<u8>,
 }
 
-impl Writer<'_> {
+/// Items per block: apache-avro writes a block once it holds more than 1,024.
+const BLOCK_ITEMS: usize = 1025;
+
+/// A sequence or map being written: the items not yet written and those left in the current block.
+struct Blocks<'w, 'a> {
+    writer: &'w mut Writer<'a>,
+    remaining: usize,
+    left_in_block: usize,
+}
+
+impl Blocks<'_, '_> {
+    /// Starts a block before its first item.
+    fn item(&mut self) -> Result<(), BinaryError> {
+        if self.remaining == 0 {
+            return Err(BinaryError::Custom("more items than the declared length".into()));
+        }
+        if self.left_in_block == 0 {
+            self.left_in_block = self.remaining.min(BLOCK_ITEMS);
+            write_len(self.left_in_block, self.writer.out);
+        }
+        self.left_in_block -= 1;
+        self.remaining -= 1;
+        Ok(())
+    }
+
+    fn end(self) -> Result<(), BinaryError> {
+        if self.remaining != 0 {
+            return Err(BinaryError::Custom("fewer items than the declared length".into()));
+        }
+        self.writer.out.push(0);
+        Ok(())
+    }
+}
+
+impl<'a> Writer<'a> {
     fn bytes(&mut self, bytes: &[u8]) {
         write_len(bytes.len(), self.out);
         self.out.extend_from_slice(bytes);
     }
 
-    /// One block of `len` items (none when empty); the items follow, then the empty block.
-    fn block(&mut self, len: Option<usize>) -> Result<(), BinaryError> {
-        match len.ok_or(BinaryError::UnknownLength)? {
-            0 => Ok(()),
-            len => {
-                write_len(len, self.out);
-                Ok(())
-            }
-        }
+    fn blocks<'w>(&'w mut self, len: Option<usize>) -> Result<Blocks<'w, 'a>, BinaryError> {
+        Ok(Blocks { writer: self, remaining: len.ok_or(BinaryError::UnknownLength)?, left_in_block: 0 })
     }
 }
 
-impl ser::Serializer for &mut Writer<'_> {
+impl<'w, 'a> ser::Serializer for &'w mut Writer<'a> {
     type Ok = ();
     type Error = BinaryError;
-    type SerializeSeq = Self;
+    type SerializeSeq = Blocks<'w, 'a>;
     type SerializeTuple = ser::Impossible<(), BinaryError>;
     type SerializeTupleStruct = ser::Impossible<(), BinaryError>;
     type SerializeTupleVariant = ser::Impossible<(), BinaryError>;
-    type SerializeMap = Self;
+    type SerializeMap = Blocks<'w, 'a>;
     type SerializeStruct = Self;
     type SerializeStructVariant = ser::Impossible<(), BinaryError>;
 
@@ -192,9 +221,8 @@ impl ser::Serializer for &mut Writer<'_> {
         value.serialize(self)
     }
 
-    fn serialize_seq(self, len: Option<usize>) -> Result<Self, BinaryError> {
-        self.block(len)?;
-        Ok(self)
+    fn serialize_seq(self, len: Option<usize>) -> Result<Self::SerializeSeq, BinaryError> {
+        self.blocks(len)
     }
 
     fn serialize_tuple(self, _len: usize) -> Result<Self::SerializeTuple, BinaryError> {
@@ -219,9 +247,8 @@ impl ser::Serializer for &mut Writer<'_> {
         Err(BinaryError::Unsupported("a tuple variant"))
     }
 
-    fn serialize_map(self, len: Option<usize>) -> Result<Self, BinaryError> {
-        self.block(len)?;
-        Ok(self)
+    fn serialize_map(self, len: Option<usize>) -> Result<Self::SerializeMap, BinaryError> {
+        self.blocks(len)
     }
 
     fn serialize_struct(self, _name: &'static str, _len: usize) -> Result<Self, BinaryError> {
@@ -243,35 +270,35 @@ impl ser::Serializer for &mut Writer<'_> {
     }
 }
 
-impl ser::SerializeSeq for &mut Writer<'_> {
+impl ser::SerializeSeq for Blocks<'_, '_> {
     type Ok = ();
     type Error = BinaryError;
 
     fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), BinaryError> {
-        value.serialize(&mut **self)
+        self.item()?;
+        value.serialize(&mut *self.writer)
     }
 
     fn end(self) -> Result<(), BinaryError> {
-        self.out.push(0);
-        Ok(())
+        Blocks::end(self)
     }
 }
 
-impl ser::SerializeMap for &mut Writer<'_> {
+impl ser::SerializeMap for Blocks<'_, '_> {
     type Ok = ();
     type Error = BinaryError;
 
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), BinaryError> {
-        key.serialize(&mut **self)
+        self.item()?;
+        key.serialize(&mut *self.writer)
     }
 
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), BinaryError> {
-        value.serialize(&mut **self)
+        value.serialize(&mut *self.writer)
     }
 
     fn end(self) -> Result<(), BinaryError> {
-        self.out.push(0);
-        Ok(())
+        Blocks::end(self)
     }
 }
 
@@ -281,6 +308,11 @@ impl ser::SerializeStruct for &mut Writer<'_> {
 
     fn serialize_field<T: Serialize + ?Sized>(&mut self, _key: &'static str, value: &T) -> Result<(), BinaryError> {
         value.serialize(&mut **self)
+    }
+
+    /// A skipped field (`skip_serializing_if`) would shift every field after it.
+    fn skip_field(&mut self, key: &'static str) -> Result<(), BinaryError> {
+        Err(BinaryError::Custom(format!("field `{key}` is skipped; Avro records have every field")))
     }
 
     fn end(self) -> Result<(), BinaryError> {
@@ -318,6 +350,13 @@ mod tests {
         assert_eq!(bytes(&Vec::<i64>::new()), [0x00]);
         let map: std::collections::BTreeMap<&str, i64> = [("a", 1)].into();
         assert_eq!(bytes(&map), [0x02, 0x02, b'a', 0x02, 0x00]);
+        let big: std::collections::BTreeMap<String, i64> = (0..1030).map(|i| (format!("{i:04}"), 1)).collect();
+        let encoded = bytes(&big);
+        assert_eq!(&encoded[..2], [0x82, 0x10], "a first block of 1,025 items");
+        assert_eq!(&encoded[encoded.len() - 7..], [0x08, b'1', b'0', b'2', b'9', 0x02, 0x00]);
+        // Two block headers (1,025 then 5 items), 1,030 items of 6 bytes, the empty block.
+        assert_eq!(encoded.len(), 2 + 1 + 1030 * 6 + 1);
+        assert_eq!(encoded[2 + 1025 * 6], 0x0a, "a second block of 5 items");
         assert!(matches!(write(&(1, 2), &mut Vec::new()), Err(BinaryError::Unsupported(_))));
         assert!(matches!(write(&u64::MAX, &mut Vec::new()), Err(BinaryError::OutOfRange(_))));
     }
