@@ -1,11 +1,12 @@
 //! The event envelope: what producers send, parsed once into a value that is valid by construction.
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::{
     error::{FieldError, Rule},
     event_type::EventType,
+    json::{Json, Object},
     payload::Payload,
     redact::{RedactionReport, Redactor},
     source::Source,
@@ -47,7 +48,7 @@ pub struct ParseOptions<'a> {
 
 /// The value under either spelling; both spellings with different values are refused rather than
 /// one silently winning (a `null` under one never hides a value under the other).
-fn field<'a>(map: &'a Map<String, Value>, camel: &str, snake: &str) -> Result<Option<&'a Value>, FieldError> {
+fn field<'a, 'j>(map: &'a Object<'j>, camel: &str, snake: &str) -> Result<Option<&'a Json<'j>>, FieldError> {
     let value = match (map.get(camel), map.get(snake).filter(|_| snake != camel)) {
         (Some(a), Some(b)) if a != b => return Err(FieldError::conflicting_spellings(camel, camel, snake)),
         (a, b) => a.or(b),
@@ -55,7 +56,7 @@ fn field<'a>(map: &'a Map<String, Value>, camel: &str, snake: &str) -> Result<Op
     Ok(value.filter(|v| !v.is_null()))
 }
 
-fn parse_id(name: &str, value: Option<&Value>) -> Result<Option<String>, FieldError> {
+fn parse_id(name: &str, value: Option<&Json<'_>>) -> Result<Option<String>, FieldError> {
     let Some(value) = value else { return Ok(None) };
     let s = value.as_str().ok_or_else(|| FieldError::wrong_type(name, "a string"))?;
     check_id(name, s)?;
@@ -85,6 +86,12 @@ impl Envelope {
     /// Parses a producer's JSON event: envelope fields, the typed payload, source binding and
     /// timestamp skew, redacting PII on the way. The error names the first invalid field.
     pub fn parse(value: &Value, options: &ParseOptions<'_>) -> Result<(Envelope, RedactionReport), FieldError> {
+        Self::parse_json(&Json::from(value), options)
+    }
+
+    /// [`Envelope::parse`] of a document read by [`Json::from_slice`], which borrows its strings
+    /// from the body instead of building a `serde_json::Value` (the edge's path).
+    pub fn parse_json(value: &Json<'_>, options: &ParseOptions<'_>) -> Result<(Envelope, RedactionReport), FieldError> {
         let map = value.as_object().ok_or_else(|| FieldError::wrong_type("$", "a JSON object"))?;
         let event_id =
             parse_id("eventId", field(map, "eventId", "event_id")?)?.ok_or_else(|| FieldError::required("eventId"))?;
@@ -245,7 +252,7 @@ mod tests {
     #[test]
     fn each_envelope_rule_names_its_field() {
         let redactor = Redactor::new("s");
-        type Mutation = Box<dyn Fn(&mut Map<String, Value>)>;
+        type Mutation = Box<dyn Fn(&mut serde_json::Map<String, Value>)>;
         let cases: Vec<(Mutation, &str, Rule)> = vec![
             (
                 Box::new(|m| {
@@ -332,5 +339,68 @@ mod tests {
             assert_eq!((err.field.as_str(), err.rule), (field, rule), "{err}");
         }
         assert_eq!(Envelope::parse(&json!([]), &options(&redactor)).unwrap_err().field, "$");
+    }
+
+    /// The edge parses the body's bytes ([`Json::from_slice`]); every other caller a
+    /// `serde_json::Value`. Both must give the same event, report and error, odd bodies included.
+    #[test]
+    fn the_borrowed_parse_of_the_bytes_equals_the_parse_of_the_value() {
+        let redactor = Redactor::new("s");
+        let mut bodies: Vec<String> = EventType::ALL
+            .iter()
+            .map(|t| {
+                let mut sample = crate::samples::sample(*t);
+                sample["correlationId"] = json!("corr-1");
+                sample["ts"] = json!("2025-09-27T10:00:00Z");
+                sample.to_string()
+            })
+            .collect();
+        bodies.extend(
+            [
+                // A repeated key: the last wins, as in serde_json.
+                r#"{"eventId":"e1","eventId":"e2","type":"finance.invoice.generated","ts":"2025-09-27T10:00:00Z","source":"finance","payload":{"invoiceId":"I-1","period":"p","total":1,"total":"2.50"}}"#,
+                // Escapes, PII by key and by value, camelCase and snake_case.
+                r#"{"event_id":"e3","type":"backend.fn.error","ts":"2025-09-27T10:00:00Z","source":"backend","payload":{"fn_name":"f\u0041\n","severity":"high","message":"mail bob@corp.com","email":"x@y.z","stack":"s"}}"#,
+                // Both spellings with equal values: not a conflict.
+                r#"{"eventId":"e4","type":"backend.fn.error","ts":"2025-09-27T10:00:00Z","source":"backend","payload":{"fnName":"f","fn_name":"f","severity":"low"}}"#,
+                // Both spellings with different values: refused.
+                r#"{"eventId":"e5","event_id":"e6","type":"backend.fn.error","ts":"2025-09-27T10:00:00Z","source":"backend","payload":{}}"#,
+                r#"{"eventId":"e7","type":"backend.fn.error","ts":"2025-09-27T10:00:00Z","source":"backend","payload":{"fnName":"f","fn_name":"g","severity":"low"}}"#,
+                r#"{"eventId":"e8","type":"backend.fn.error","ts":"2025-09-27T10:00:00Z","source":"backend","payload":{"fnName":"f\u0000","severity":"low"}}"#,
+                r#"[1,2]"#,
+            ]
+            .map(str::to_owned),
+        );
+        // A map field: a repeated key, a nested object kept as its JSON text (keys sorted, as
+        // serde_json prints them), PII inside it, and both spellings of an object in another order.
+        let run = crate::samples::sample(EventType::RunStarted);
+        let envelope = format!(r#""type":{},"ts":"2025-09-27T10:00:00Z","source":{}"#, run["type"], run["source"]);
+        bodies.push(format!(
+            r#"{{"eventId":"e9",{envelope},"payload":{{"runId":"r1","trigger":"t","initiator":"i",
+                "inputs":{{"a":"1","a":"2","n":{{"y":1,"x":[1,"bob@corp.com"]}},"email":"x@y.z"}}}}}}"#
+        ));
+        bodies.push(format!(
+            r#"{{"eventId":"e10",{envelope},"payload":{{"run_id":"r1","runId":"r1","trigger":"t","initiator":"i",
+                "durationMs":5,"duration_ms":5,"inputs":{{"b":{{"q":1,"p":2}}}}}}}}"#
+        ));
+        let mut refused = Vec::new();
+        for body in &bodies {
+            let value: Value = serde_json::from_str(body).unwrap();
+            let from_value = Envelope::parse(&value, &options(&redactor));
+            let from_bytes = Envelope::parse_json(&Json::from_slice(body.as_bytes()).unwrap(), &options(&redactor));
+            assert_eq!(from_bytes, from_value, "{body}");
+            if let Err(e) = from_bytes {
+                refused.push((e.field, e.rule));
+            }
+        }
+        let nul = Rule::NoNulCharacter;
+        let conflict = Rule::ConflictingSpellings;
+        assert_eq!(
+            refused,
+            [("eventId".into(), conflict), ("payload.fn_name".into(), conflict), ("payload.fn_name".into(), nul)]
+                .into_iter()
+                .chain([("$".to_owned(), Rule::Type)])
+                .collect::<Vec<(String, Rule)>>()
+        );
     }
 }

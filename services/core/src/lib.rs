@@ -17,6 +17,7 @@ pub mod erasure;
 pub mod error;
 pub mod event_type;
 pub mod health;
+pub mod json;
 pub mod kpi;
 pub mod money;
 pub mod payload;

@@ -1,6 +1,6 @@
 //! Money as integer minor units plus an ISO 4217 currency; parsed exactly, never through floats.
 
-use serde_json::Value;
+use crate::json::Json;
 
 use crate::error::{FieldError, Rule};
 
@@ -56,9 +56,9 @@ pub fn parse_major_units(field: &str, decimal: &str, currency: &str) -> Result<i
 
 /// Accepts the canonical `{"amount_minor": 123456, "currency": "GBP"}` (or camelCase), a JSON
 /// number in major units, or a decimal string. `currency` applies to the latter two.
-pub fn parse_money(field: &str, value: &Value, currency: &str) -> Result<Money, FieldError> {
+pub fn parse_money(field: &str, value: &Json<'_>, currency: &str) -> Result<Money, FieldError> {
     match value {
-        Value::Object(map) => {
+        Json::Object(map) => {
             let minor_field = format!("{field}.amount_minor");
             let minor = map
                 .get("amount_minor")
@@ -69,16 +69,16 @@ pub fn parse_money(field: &str, value: &Value, currency: &str) -> Result<Money, 
             let currency_field = format!("{field}.currency");
             let currency = match map.get("currency") {
                 None => currency.to_owned(),
-                Some(Value::String(c)) => parse_currency(&currency_field, c)?,
+                Some(Json::String(c)) => parse_currency(&currency_field, c)?,
                 Some(_) => return Err(FieldError::wrong_type(&currency_field, "a string")),
             };
             Ok(Money { amount_minor: minor, currency })
         }
-        Value::Number(n) => Ok(Money {
+        Json::Number(n) => Ok(Money {
             amount_minor: parse_major_units(field, &n.to_string(), currency)?,
             currency: currency.to_owned(),
         }),
-        Value::String(s) => {
+        Json::String(s) => {
             Ok(Money { amount_minor: parse_major_units(field, s, currency)?, currency: currency.to_owned() })
         }
         _ => Err(FieldError::wrong_type(field, "an amount (number, decimal string or {amount_minor, currency})")),
@@ -112,12 +112,13 @@ mod tests {
 
     #[test]
     fn json_forms_agree() {
-        let from_number = parse_money("total", &json!(1234.56), "GBP").unwrap();
-        let from_string = parse_money("total", &json!("1234.56"), "GBP").unwrap();
-        let canonical = parse_money("total", &json!({"amount_minor": 123456, "currency": "GBP"}), "EUR").unwrap();
+        let from_number = parse_money("total", &Json::from(&json!(1234.56)), "GBP").unwrap();
+        let from_string = parse_money("total", &Json::from(&json!("1234.56")), "GBP").unwrap();
+        let canonical =
+            parse_money("total", &Json::from(&json!({"amount_minor": 123456, "currency": "GBP"})), "EUR").unwrap();
         assert_eq!(from_number, from_string);
         assert_eq!(from_number, canonical);
-        assert_eq!(parse_money("t", &json!({"amountMinor": 5}), "EUR").unwrap().currency, "EUR");
-        assert_eq!(parse_money("t", &json!(true), "GBP").unwrap_err().rule, Rule::Type);
+        assert_eq!(parse_money("t", &Json::from(&json!({"amountMinor": 5})), "EUR").unwrap().currency, "EUR");
+        assert_eq!(parse_money("t", &Json::from(&json!(true)), "GBP").unwrap_err().rule, Rule::Type);
     }
 }

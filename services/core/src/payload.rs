@@ -8,8 +8,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::json::{Json, Object};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 
 use crate::{
     error::{FieldError, Rule},
@@ -27,7 +27,7 @@ impl Payload {
     /// Parses the `payload` object of an incoming event of type `event_type`.
     pub fn parse(
         event_type: EventType,
-        value: &Value,
+        value: &Json<'_>,
         redactor: &Redactor,
         report: &mut RedactionReport,
     ) -> Result<Payload, FieldError> {
@@ -117,7 +117,7 @@ pub fn camel_case(snake: &str) -> String {
 /// Reads typed fields from a payload object, remembering which keys were used so the rest can be
 /// dropped (and PII-named ones counted).
 struct Fields<'a> {
-    map: &'a Map<String, Value>,
+    map: &'a Object<'a>,
     /// A payload has a handful of keys: a list is cheaper than hashing each.
     used: Vec<&'a str>,
     redactor: &'a Redactor,
@@ -127,7 +127,7 @@ struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
-    fn new(map: &'a Map<String, Value>, redactor: &'a Redactor, report: &'a mut RedactionReport) -> Self {
+    fn new(map: &'a Object<'a>, redactor: &'a Redactor, report: &'a mut RedactionReport) -> Self {
         Self { map, used: Vec::with_capacity(map.len()), redactor, report, conflict: None }
     }
 
@@ -138,12 +138,12 @@ impl<'a> Fields<'a> {
     /// The value under the snake_case name or its camelCase spelling.
     /// Both spellings with different values are a contradiction (refused in `finish`), so a
     /// `null` under one never hides a value under the other.
-    fn raw(&mut self, name: &'static str) -> Option<&'a Value> {
+    fn raw(&mut self, name: &'static str) -> Option<&'a Json<'a>> {
         let camel = camel_spelling(name);
         let snake_entry = self.map.get_key_value(name);
         let camel_entry = if camel == name { None } else { self.map.get_key_value(camel) };
         for (key, _) in snake_entry.iter().chain(&camel_entry) {
-            self.used.push(key.as_str());
+            self.used.push(*key);
         }
         let value = match (snake_entry, camel_entry) {
             (Some((_, a)), Some((_, b))) if a != b => {
@@ -172,7 +172,7 @@ impl<'a> Fields<'a> {
     fn opt_string(&mut self, name: &'static str) -> Result<Option<String>, FieldError> {
         match self.raw(name) {
             None => Ok(None),
-            Some(Value::String(s)) => {
+            Some(Json::String(s)) => {
                 if s.chars().count() > MAX_STRING_LEN {
                     return Err(FieldError::new(
                         Self::path(name),
@@ -204,7 +204,7 @@ impl<'a> Fields<'a> {
 
     /// An identifier: a non-empty string; numbers are accepted and kept as their decimal text.
     fn id(&mut self, name: &'static str) -> Result<String, FieldError> {
-        if let Some(Value::Number(n)) = self.raw(name) {
+        if let Some(Json::Number(n)) = self.raw(name) {
             return Ok(n.to_string());
         }
         self.text(name)
@@ -238,7 +238,7 @@ impl<'a> Fields<'a> {
     fn opt_centi(&mut self, name: &'static str) -> Result<Option<i64>, FieldError> {
         match self.raw(name) {
             None => Ok(None),
-            Some(Value::Number(n)) => {
+            Some(Json::Number(n)) => {
                 crate::money::parse_major_units(&Self::path(name), &n.to_string(), "GBP").map(Some)
             }
             Some(_) => Err(FieldError::wrong_type(&Self::path(name), "a number")),
@@ -249,7 +249,7 @@ impl<'a> Fields<'a> {
     /// field itself, else 0.
     fn item_count(&mut self, name: &'static str) -> Result<i32, FieldError> {
         match self.raw("items") {
-            Some(Value::Array(items)) => Ok(i32::try_from(items.len()).unwrap_or(i32::MAX)),
+            Some(Json::Array(items)) => Ok(i32::try_from(items.len()).unwrap_or(i32::MAX)),
             Some(_) => Err(FieldError::wrong_type("payload.items", "an array")),
             None => Ok(self.opt_non_negative(name)?.map_or(0, |n| i32::try_from(n).unwrap_or(i32::MAX))),
         }
@@ -258,7 +258,7 @@ impl<'a> Fields<'a> {
     fn opt_unit_interval(&mut self, name: &'static str) -> Result<Option<f64>, FieldError> {
         match self.raw(name) {
             None => Ok(None),
-            Some(Value::Number(n)) => match n.as_f64() {
+            Some(Json::Number(n)) => match n.as_f64() {
                 Some(x) if (0.0..=1.0).contains(&x) => Ok(Some(x)),
                 _ => Err(FieldError::new(
                     Self::path(name),
@@ -294,7 +294,7 @@ impl<'a> Fields<'a> {
         let Some(value) = self.raw(name) else { return Ok(BTreeMap::new()) };
         let map = value.as_object().ok_or_else(|| FieldError::wrong_type(&Self::path(name), "an object"))?;
         let mut out = BTreeMap::new();
-        for (key, value) in map {
+        for (key, value) in map.iter() {
             if is_pii_key(key) || is_content_key(key) {
                 self.report.add(if is_pii_key(key) { PiiKind::PiiField } else { PiiKind::Content });
                 continue;
@@ -303,8 +303,8 @@ impl<'a> Fields<'a> {
             // Keys are text the read models store too: scrubbed like values.
             let stored_key = self.storable(path, key)?;
             let text = match value {
-                Value::String(s) => self.storable(path, s)?,
-                Value::Null => continue,
+                Json::String(s) => self.storable(path, s)?,
+                Json::Null => continue,
                 other => other.to_string(),
             };
             out.insert(stored_key, text);
@@ -316,7 +316,7 @@ impl<'a> Fields<'a> {
         let Some(value) = self.raw(name) else { return Ok(BTreeMap::new()) };
         let map = value.as_object().ok_or_else(|| FieldError::wrong_type(&Self::path(name), "an object"))?;
         let mut out = BTreeMap::new();
-        for (key, value) in map {
+        for (key, value) in map.iter() {
             let path = || format!("payload.{name}.{key}");
             let n = value.as_i64().ok_or_else(|| FieldError::wrong_type(&path(), "an integer"))?;
             out.insert(self.storable(path, key)?, n);
@@ -332,7 +332,7 @@ impl<'a> Fields<'a> {
             return Err(conflict);
         }
         for key in self.map.keys() {
-            if self.used.contains(&key.as_str()) {
+            if self.used.contains(&key) {
                 continue;
             }
             if is_pii_key(key) {
@@ -351,9 +351,9 @@ mod tests {
 
     use super::*;
 
-    fn parse(t: EventType, v: Value) -> (Result<Payload, FieldError>, RedactionReport) {
+    fn parse(t: EventType, v: serde_json::Value) -> (Result<Payload, FieldError>, RedactionReport) {
         let mut report = RedactionReport::default();
-        (Payload::parse(t, &v, &Redactor::new("s"), &mut report), report)
+        (Payload::parse(t, &Json::from(&v), &Redactor::new("s"), &mut report), report)
     }
 
     #[test]

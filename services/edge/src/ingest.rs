@@ -12,6 +12,7 @@ use ct_core::{
     catalogue::{Catalogue, Ownership},
     envelope::ParseOptions,
     event_type::EventType,
+    json::Json,
     payload::Payload,
     redact::{RedactionReport, Redactor},
 };
@@ -20,7 +21,6 @@ use rdkafka::{
     message::{Header, OwnedHeaders},
     producer::{FutureProducer, FutureRecord},
 };
-use serde_json::Value;
 use tracing::Instrument as _;
 
 use crate::{
@@ -143,10 +143,10 @@ fn held_elsewhere(claim: &Claim) -> ApiError {
 
 impl Ingestor {
     /// Validates and redacts an event (counting redactions by kind); a 422 names the field and the rule.
-    pub fn parse(&self, body: &Value) -> Result<(Envelope, RedactionReport), ApiError> {
+    pub fn parse(&self, body: &Json<'_>) -> Result<(Envelope, RedactionReport), ApiError> {
         let options =
             ParseOptions { redactor: &self.redactor, received_at: Utc::now(), max_future_skew: self.max_future_skew };
-        let (event, report) = Envelope::parse(body, &options).map_err(|e| {
+        let (event, report) = Envelope::parse_json(body, &options).map_err(|e| {
             ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "validation_failed",

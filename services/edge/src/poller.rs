@@ -8,7 +8,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use ct_core::Source;
+use ct_core::{Source, json::Json};
 use redis::{AsyncCommands, aio::ConnectionManager};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
@@ -118,7 +118,7 @@ impl Poller {
         };
         let mut accepted = 0;
         for event in &page.events {
-            let parsed = match self.ingestor.parse(event) {
+            let parsed = match self.ingestor.parse(&Json::from(event)) {
                 Ok((parsed, _)) if parsed.source() == self.source => parsed,
                 Ok((parsed, _)) => {
                     self.refuse(event, &format!("source `{}` is not this poller's `{}`", parsed.source(), self.source));

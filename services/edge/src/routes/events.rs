@@ -12,9 +12,12 @@ use axum::{
     routing::post,
 };
 use chrono::Utc;
-use ct_core::signature::{self, SignatureError, SignatureHeaders};
+use ct_core::{
+    json,
+    signature::{self, SignatureError, SignatureHeaders},
+};
 use serde::Serialize;
-use serde_json::{Value, value::RawValue};
+use serde_json::value::RawValue;
 
 use crate::{
     AppState,
@@ -150,8 +153,8 @@ fn charge(app: &AppState, producer: &Producer, events: u32) -> Result<(), ApiErr
 }
 
 /// A token speaks for one source only.
-fn check_source(event: &Value, producer: &Producer, field: impl FnOnce() -> String) -> Result<(), ApiError> {
-    match event.get("source").and_then(Value::as_str) {
+fn check_source(event: &json::Json<'_>, producer: &Producer, field: impl FnOnce() -> String) -> Result<(), ApiError> {
+    match event.get("source").and_then(json::Json::as_str) {
         Some(claimed) if claimed != producer.source.as_str() => Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden_source",
@@ -210,7 +213,7 @@ async fn ingest_one(app: &AppState, headers: &HeaderMap, body: Body) -> Result<A
     let producer = authenticate(app, headers)?;
     let raw = read_body(headers, body, app.config.http.max_body_bytes).await?;
     verify_signature(app, headers, &raw)?;
-    let value: Value = serde_json::from_slice(&raw).map_err(|e| invalid_json(&e))?;
+    let value = json::Json::from_slice(&raw).map_err(|e| invalid_json(&e))?;
     charge(app, &producer, 1)?;
     let _permit = admit(app, 1).await?;
     check_source(&value, &producer, || "source".to_owned())?;
@@ -276,7 +279,7 @@ async fn ingest_batch(app: &AppState, headers: &HeaderMap, body: Body) -> Result
     let _permit = admit(app, items.len()).await?;
     let values = items
         .iter()
-        .map(|item| serde_json::from_str::<Value>(item.get()))
+        .map(|item| json::Json::from_slice(item.get().as_bytes()))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| invalid_json(&e))?;
     for (index, value) in values.iter().enumerate() {
