@@ -13,6 +13,11 @@
 //!
 //! Two workloads: a typical event (`finance.invoice.generated`, the seeds' smoke test) and the
 //! whole taxonomy in turn.
+//!
+//! A second table times reading a request body (the producer's JSON bytes) into a document, and
+//! dropping it: `ct_core::json::Json` (what the edge does) against `serde_json::Value` (what it did
+//! before), interleaved in the same rounds; and the whole parse into an `Envelope` through `Json`,
+//! redaction included.
 #![allow(clippy::print_stdout)]
 
 use std::{hint::black_box, io::Cursor, time::Instant};
@@ -22,6 +27,7 @@ use ct_core::{
     Envelope, EventType,
     avro::{self, wire},
     envelope::ParseOptions,
+    json::Json,
     redact::Redactor,
     samples::sample,
 };
@@ -86,6 +92,43 @@ impl Workload {
     }
 }
 
+/// Reading a body into a document both ways (what changed), and the whole parse into an
+/// `Envelope` through `Json` (what the edge does per event).
+fn parse_table(rounds: usize, n: usize) {
+    let redactor = Redactor::new("bench");
+    let options = ParseOptions {
+        redactor: &redactor,
+        received_at: "2025-09-27T10:00:01Z".parse().expect("time"),
+        max_future_skew: Duration::minutes(5),
+    };
+    let workloads: [(&str, &[EventType]); 2] = [
+        ("typical (finance.invoice.generated)", &[EventType::FinanceInvoiceGenerated]),
+        ("every event type in turn", &EventType::ALL),
+    ];
+    println!("\nrequest body → document, and body → Envelope (redaction included), medians in ns per event\n");
+    println!("| workload | body bytes | read into Json | read into serde_json::Value | ratio | whole parse |");
+    println!("|---|---|---|---|---|---|");
+    for (name, types) in workloads {
+        let bodies: Vec<Vec<u8>> = types.iter().map(|t| sample(*t).to_string().into_bytes()).collect();
+        let mut samples: [Vec<f64>; 3] = Default::default();
+        for _ in 0..rounds {
+            samples[0].push(per_event(&bodies, n, |body| {
+                black_box(Json::from_slice(body).expect("json"));
+            }));
+            samples[1].push(per_event(&bodies, n, |body| {
+                black_box(serde_json::from_slice::<serde_json::Value>(body).expect("json"));
+            }));
+            samples[2].push(per_event(&bodies, n, |body| {
+                let json = Json::from_slice(body).expect("json");
+                black_box(Envelope::parse_json(&json, &options).expect("valid"));
+            }));
+        }
+        let [borrowed, value, whole] = samples.map(median);
+        let bytes = bodies.iter().map(Vec::len).sum::<usize>() / bodies.len();
+        println!("| {name} | {bytes} | {borrowed:.0} | {value:.0} | {:.2}x | {whole:.0} |", value / borrowed);
+    }
+}
+
 fn main() {
     let rounds = env_or("CT_BENCH_ROUNDS", 7);
     let n = env_or("CT_BENCH_EVENTS", 100_000);
@@ -134,4 +177,5 @@ fn main() {
             standard / decode
         );
     }
+    parse_table(rounds, n);
 }
