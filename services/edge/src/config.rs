@@ -55,6 +55,8 @@ pub struct EventsConfig {
 #[derive(Debug, Clone, Deserialize)]
 pub struct IdempotencyConfig {
     pub ttl_s: u64,
+    /// How long receipts may wait for a claim to share its Redis round trip.
+    pub receipt_linger_ms: u64,
 }
 
 #[derive(Clone, Deserialize)]

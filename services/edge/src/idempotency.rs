@@ -24,11 +24,15 @@
 //! one round trip at a time on one connection, with a round trip's receipts and releases before
 //! its claims, so a claim finds every receipt and release submitted before it to the same writer
 //! (unless that round trip failed: then they are logged, as they always were): a retry through
-//! the same edge after a 202 is answered as a duplicate. Through another edge instance, a retry
-//! within the millisecond or so before the receipt is written gets 503 `in_flight` and is retried.
+//! the same edge after a 202 is answered as a duplicate. A receipt that is all the writer has
+//! waits up to `idempotency.receipt_linger_ms` (5 ms) for a claim to share its round trip, so under
+//! load receipts cost no write of their own. Through another edge instance, a retry in the
+//! meantime (the linger and the round trip) gets 503 `in_flight` and is retried.
 //! At shutdown the edge waits for the writer ([`IdempotencyStore::flush`]) after the last request.
 //! Waiting per request would change nothing else but the request's latency and CPU: a receipt
 //! that cannot be written was only ever logged (the record is durable either way).
+
+use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
@@ -164,6 +168,18 @@ enum Op {
 /// Keys in one pipeline at most: bounds a round trip's size (a batch request's keys stay together).
 const MAX_KEYS_PER_ROUND_TRIP: usize = 4096;
 
+/// `idempotency.receipt_linger_ms`'s default, like a Kafka producer's `linger.ms`.
+pub const DEFAULT_RECEIPT_LINGER: Duration = Duration::from_millis(5);
+
+#[derive(Clone, Copy)]
+struct WriterSettings {
+    pending_ttl_ms: u64,
+    done_ttl_s: u64,
+    /// How long receipts not waited for, when they are all the writer has, wait for a command
+    /// that is waited for (a claim) to share its round trip.
+    linger: Duration,
+}
+
 #[derive(Clone)]
 pub struct IdempotencyStore {
     redis: ConnectionManager,
@@ -176,8 +192,22 @@ impl IdempotencyStore {
     /// A store for the receipts of `topic`'s records, under `<prefix>:idem:`; starts its writer
     /// task, which ends when the last clone of the store is dropped.
     pub fn new(redis: ConnectionManager, prefix: &str, topic: &str, pending_ttl_ms: u64, done_ttl_s: u64) -> Self {
+        Self::with_receipt_linger(redis, prefix, topic, pending_ttl_ms, done_ttl_s, DEFAULT_RECEIPT_LINGER)
+    }
+
+    /// [`IdempotencyStore::new`] whose writer holds receipts not waited for up to `linger` for a
+    /// claim to ride with (`idempotency.receipt_linger_ms`).
+    pub fn with_receipt_linger(
+        redis: ConnectionManager,
+        prefix: &str,
+        topic: &str,
+        pending_ttl_ms: u64,
+        done_ttl_s: u64,
+        linger: Duration,
+    ) -> Self {
         let (writer, ops) = mpsc::unbounded_channel();
-        tokio::spawn(write_loop(redis.clone(), ops, pending_ttl_ms, done_ttl_s));
+        let settings = WriterSettings { pending_ttl_ms, done_ttl_s, linger };
+        tokio::spawn(write_loop(redis.clone(), ops, settings));
         Self { redis, writer, prefix: format!("{prefix}:idem:"), topic: topic.to_owned() }
     }
 
@@ -318,23 +348,61 @@ fn judge(topic: &str, digest: &str, held: Option<&[u8]>) -> Claim {
 
 /// Sends what is waiting as one pipeline, answers each request, and goes again: while one round
 /// trip is out, the next one fills up.
-async fn write_loop(
-    mut redis: ConnectionManager,
-    mut ops: mpsc::UnboundedReceiver<Op>,
-    pending_ttl_ms: u64,
-    done_ttl_s: u64,
-) {
-    let mut batch = Vec::new();
+///
+/// A round trip of receipts alone would cost a write and a read for commands nobody waits for.
+/// So when receipts not waited for are all there is, the writer holds them up to the linger for a
+/// claim (or anything else waited for) to join them: under load one comes within a millisecond and
+/// they share its round trip; when idle, they go alone at the linger's end. A flush, a release or a
+/// receipt that is waited for goes at once.
+async fn write_loop(mut redis: ConnectionManager, mut ops: mpsc::UnboundedReceiver<Op>, settings: WriterSettings) {
+    let mut round = Round::default();
     while let Some(first) = ops.recv().await {
-        let mut keys = first.keys();
-        batch.push(first);
-        while keys < MAX_KEYS_PER_ROUND_TRIP {
-            let Ok(op) = ops.try_recv() else { break };
-            keys += op.keys();
-            batch.push(op);
+        round.take(first);
+        let until = tokio::time::Instant::now() + settings.linger;
+        loop {
+            while !round.is_full() {
+                let Ok(op) = ops.try_recv() else { break };
+                round.take(op);
+            }
+            if !round.lingering || round.is_full() {
+                break;
+            }
+            match tokio::time::timeout_at(until, ops.recv()).await {
+                Ok(Some(op)) => round.take(op),
+                // Closed (the edge is stopping) or the linger is over: send what there is.
+                Ok(None) | Err(_) => break,
+            }
         }
-        let answers = round_trip(&mut redis, &batch, pending_ttl_ms, done_ttl_s).await;
-        answer(batch.drain(..), answers);
+        let answers = round_trip(&mut redis, &round.batch, settings.pending_ttl_ms, settings.done_ttl_s).await;
+        answer(round.batch.drain(..), answers);
+        round.keys = 0;
+        round.lingering = true;
+    }
+}
+
+/// The commands gathered for the next round trip.
+struct Round {
+    batch: Vec<Op>,
+    keys: usize,
+    /// Nothing gathered is waited for.
+    lingering: bool,
+}
+
+impl Default for Round {
+    fn default() -> Self {
+        Self { batch: Vec::new(), keys: 0, lingering: true }
+    }
+}
+
+impl Round {
+    fn take(&mut self, op: Op) {
+        self.keys += op.keys();
+        self.lingering &= op.may_linger();
+        self.batch.push(op);
+    }
+
+    fn is_full(&self) -> bool {
+        self.keys >= MAX_KEYS_PER_ROUND_TRIP
     }
 }
 
@@ -345,6 +413,11 @@ impl Op {
             Op::Release { keys, .. } => keys.len(),
             Op::Flush { .. } => 0,
         }
+    }
+
+    /// Receipts nobody waits for: they may wait for a round trip that is needed anyway.
+    fn may_linger(&self) -> bool {
+        matches!(self, Op::Complete { reply: None, .. })
     }
 }
 

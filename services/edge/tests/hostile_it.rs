@@ -252,6 +252,52 @@ async fn a_flush_waits_for_the_receipts_not_waited_for() {
     }
 }
 
+/// A receipt nobody waits for waits for the next claim's round trip (up to the linger), goes
+/// alone when no claim comes, and a flush does not wait for the linger.
+#[tokio::test]
+async fn receipts_linger_for_a_claim_and_go_alone_when_none_comes() {
+    let ctx = ct_testkit::TestContext::new();
+    let prefix = ctx.topic("idem");
+    let prefix = prefix.as_str();
+    let connect = || async { ct_platform::redis::connect(&ctx.redis()).await.unwrap() };
+    let store = |linger_ms| async move {
+        IdempotencyStore::with_receipt_linger(
+            connect().await,
+            prefix,
+            "t",
+            60_000,
+            60,
+            Duration::from_millis(linger_ms),
+        )
+    };
+    let (patient, quick, other) = (store(60_000).await, store(100).await, store(0).await);
+    let receipt = |offset| Receipt { topic: "t".into(), partition: 3, offset };
+    let seen_elsewhere = |id: &'static str| {
+        let other = other.clone();
+        async move { other.claim_all(&[(id, "d")], "owner-other").await.unwrap().remove(0) }
+    };
+
+    // Held while no claim comes...
+    assert_eq!(patient.claim_all(&[("evt_held", "d")], "owner-a").await.unwrap(), [Claim::Claimed]);
+    patient.complete_later(&[("evt_held", "d", &receipt(1))], "owner-a");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(seen_elsewhere("evt_held").await, Claim::InFlight, "the receipt waits for a claim");
+    // ...and written, first, in the next claim's round trip.
+    assert_eq!(patient.claim_all(&[("evt_next", "d")], "owner-a").await.unwrap(), [Claim::Claimed]);
+    assert_eq!(seen_elsewhere("evt_held").await, Claim::Duplicate(receipt(1)));
+
+    // A flush does not wait for the linger.
+    patient.complete_later(&[("evt_next", "d", &receipt(2))], "owner-a");
+    tokio::time::timeout(Duration::from_secs(5), patient.flush()).await.expect("a flush sends at once");
+    assert_eq!(seen_elsewhere("evt_next").await, Claim::Duplicate(receipt(2)));
+
+    // With no claim to ride with, a receipt goes alone at the end of the linger.
+    assert_eq!(quick.claim_all(&[("evt_alone", "d")], "owner-q").await.unwrap(), [Claim::Claimed]);
+    quick.complete_later(&[("evt_alone", "d", &receipt(3))], "owner-q");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(seen_elsewhere("evt_alone").await, Claim::Duplicate(receipt(3)));
+}
+
 /// Concurrent requests share the store's round trips: claims, receipts and releases of many
 /// requests travel in one pipeline, and each request still gets exactly its own answers.
 #[tokio::test]
