@@ -379,6 +379,13 @@ mod tests {
             r#"{{"eventId":"e9",{envelope},"payload":{{"runId":"r1","trigger":"t","initiator":"i",
                 "inputs":{{"a":"1","a":"2","n":{{"y":1,"x":[1,"bob@corp.com"]}},"email":"x@y.z"}}}}}}"#
         ));
+        // Two faulty keys: the first in key order is named (as serde_json's sorted map gave it).
+        let completed = crate::samples::sample(EventType::RunCompleted);
+        bodies.push(format!(
+            r#"{{"eventId":"e11","type":{},"ts":"2025-09-27T10:00:00Z","source":{},"payload":{{"runId":"r1",
+                "status":"success","metrics":{{"b":"x","a":"y"}}}}}}"#,
+            completed["type"], completed["source"]
+        ));
         bodies.push(format!(
             r#"{{"eventId":"e10",{envelope},"payload":{{"run_id":"r1","runId":"r1","trigger":"t","initiator":"i",
                 "durationMs":5,"duration_ms":5,"inputs":{{"b":{{"q":1,"p":2}}}}}}}}"#
@@ -399,7 +406,7 @@ mod tests {
             refused,
             [("eventId".into(), conflict), ("payload.fn_name".into(), conflict), ("payload.fn_name".into(), nul)]
                 .into_iter()
-                .chain([("$".to_owned(), Rule::Type)])
+                .chain([("$".to_owned(), Rule::Type), ("payload.metrics.a".to_owned(), Rule::Type)])
                 .collect::<Vec<(String, Rule)>>()
         );
     }

@@ -9,6 +9,10 @@
 //! - objects compare without regard to key order, as `serde_json::Map` does;
 //! - [`Json::to_value`] gives back the `serde_json::Value` (for text such as `Display`).
 //!
+//! One difference, on purpose: with `serde_json`'s `raw_value` feature (the edge's batches use it)
+//! a `Value` reads an object whose first key is `$serde_json::private::RawValue` as the JSON text
+//! it holds; `Json` reads it as the one-key object it is (and the parse refuses it).
+//!
 //! `serde_json_borrow` was considered: its own `Number` type would change how numbers print, and
 //! ids and amounts keep a number's decimal text.
 
@@ -126,6 +130,14 @@ impl<'a> Object<'a> {
         self.members.iter().map(|(k, v)| (k.as_ref(), v))
     }
 
+    /// The members in key order, as a `serde_json::Map` iterates them: where the first of several
+    /// faults is named, it is the same one.
+    pub fn sorted(&self) -> Vec<(&str, &Json<'a>)> {
+        let mut members: Vec<(&str, &Json<'a>)> = self.iter().collect();
+        members.sort_unstable_by_key(|(k, _)| *k);
+        members
+    }
+
     pub fn keys(&self) -> impl Iterator<Item = &str> {
         self.members.iter().map(|(k, _)| k.as_ref())
     }
@@ -168,11 +180,18 @@ impl<'a> Object<'a> {
     }
 }
 
-/// Key order does not matter, as for `serde_json::Map` (keys are unique, so equal lengths and
-/// every member found equal is equality).
+/// Key order does not matter, as for `serde_json::Map`. Keys are unique, so equal lengths and
+/// equal members in key order is equality: members in the same order compare in one pass, others
+/// are sorted first (n log n, however many keys a hostile body sends under both spellings).
 impl PartialEq for Object<'_> {
     fn eq(&self, other: &Self) -> bool {
-        self.len() == other.len() && self.iter().all(|(k, v)| other.get(k) == Some(v))
+        if self.len() != other.len() {
+            return false;
+        }
+        if self.members.iter().zip(&other.members).all(|((a, _), (b, _))| a == b) {
+            return self.members.iter().zip(&other.members).all(|((_, a), (_, b))| a == b);
+        }
+        self.sorted() == other.sorted()
     }
 }
 
@@ -262,7 +281,7 @@ impl<'de> Visitor<'de> for JsonVisitor {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+        let mut items = Vec::new();
         while let Some(item) = seq.next_element()? {
             items.push(item);
         }
@@ -270,7 +289,9 @@ impl<'de> Visitor<'de> for JsonVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut members = Vec::with_capacity(map.size_hint().unwrap_or(8).min(64));
+        // No reservation ahead (serde_json gives no size hint): an empty object allocates nothing,
+        // so a body of many small objects costs no more than the members it has.
+        let mut members = Vec::new();
         while let Some(Text(key)) = map.next_key()? {
             members.push((key, map.next_value()?));
         }
@@ -289,7 +310,8 @@ mod tests {
     fn a_document_means_what_serde_json_reads() {
         let documents = [
             r#"{"eventId":"e1","ts":"2025-09-27T10:00:00Z","payload":{"total":1234.56,"n":-3,"big":18446744073709551615}}"#,
-            r#"{"a":"esc\"aped\u00e9","b":[1,2.5e3,null,true,{"x":{}}],"c":1e400}"#,
+            r#"{"a":"esc\"aped\u00e9","b":[1,2.5e3,null,true,{"x":{}}],"c":-1.5e-7}"#,
+            r#"{"c":1e400}"#,
             r#"{"k":1,"k":2,"j":{"z":1,"z":null}}"#,
             r#"[{"k":"v"},"s",0.1,-0]"#,
             r#""just a string""#,
@@ -342,6 +364,13 @@ mod tests {
             Json::from_slice(r#"{"b":[2],"a":1}"#.as_bytes()).unwrap()
         );
         assert_ne!(Json::from_slice(b"[1,2]").unwrap(), Json::from_slice(b"[2,1]").unwrap());
+        assert_ne!(Json::from_slice(br#"{"a":1,"b":2}"#).unwrap(), Json::from_slice(br#"{"b":1,"a":2}"#).unwrap());
+        assert_ne!(Json::from_slice(br#"{"a":1,"b":2}"#).unwrap(), Json::from_slice(br#"{"a":1,"c":2}"#).unwrap());
+        // Many keys under both spellings, in opposite orders: still equal, in n log n.
+        let keys: Vec<String> = (0..20_000).map(|i| format!("\"k{i}\":{i}")).collect();
+        let forward = format!("{{{}}}", keys.join(","));
+        let backward = format!("{{{}}}", keys.iter().rev().cloned().collect::<Vec<_>>().join(","));
+        assert_eq!(Json::from_slice(forward.as_bytes()).unwrap(), Json::from_slice(backward.as_bytes()).unwrap());
         assert_ne!(Json::from_slice(b"1").unwrap(), Json::from_slice(b"1.0").unwrap());
         let value = json!({"x": [1, "y"], "z": null});
         assert_eq!(Json::from(&value).to_value(), value);

@@ -294,7 +294,7 @@ impl<'a> Fields<'a> {
         let Some(value) = self.raw(name) else { return Ok(BTreeMap::new()) };
         let map = value.as_object().ok_or_else(|| FieldError::wrong_type(&Self::path(name), "an object"))?;
         let mut out = BTreeMap::new();
-        for (key, value) in map.iter() {
+        for (key, value) in map.sorted() {
             if is_pii_key(key) || is_content_key(key) {
                 self.report.add(if is_pii_key(key) { PiiKind::PiiField } else { PiiKind::Content });
                 continue;
@@ -316,7 +316,7 @@ impl<'a> Fields<'a> {
         let Some(value) = self.raw(name) else { return Ok(BTreeMap::new()) };
         let map = value.as_object().ok_or_else(|| FieldError::wrong_type(&Self::path(name), "an object"))?;
         let mut out = BTreeMap::new();
-        for (key, value) in map.iter() {
+        for (key, value) in map.sorted() {
             let path = || format!("payload.{name}.{key}");
             let n = value.as_i64().ok_or_else(|| FieldError::wrong_type(&path(), "an integer"))?;
             out.insert(self.storable(path, key)?, n);

@@ -171,6 +171,11 @@ impl Config {
                 "idempotency.ttl_s must be longer than a claim lives (events.delivery_timeout_ms + 5 s = {pending_s} s)"
             ));
         }
+        // A receipt held longer than its claim lives could find the claim expired and taken by a
+        // retry through another instance; a second is already far past any round trip.
+        if self.idempotency.receipt_linger_ms > 1_000 {
+            return rule("idempotency.receipt_linger_ms must be at most 1000 (a claim must outlive it)".into());
+        }
         if self.rate_limit.per_minute == 0 || self.rate_limit.burst == 0 {
             return rule("rate_limit.per_minute and rate_limit.burst must be positive".into());
         }
@@ -222,6 +227,11 @@ mod tests {
         config.idempotency.ttl_s = 15;
         let error = config.validate().unwrap_err().to_string();
         assert!(error.contains("idempotency.ttl_s must be longer than a claim lives"), "{error}");
+
+        let mut config = defaults();
+        config.idempotency.receipt_linger_ms = 5_000;
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("idempotency.receipt_linger_ms must be at most 1000"), "{error}");
     }
 
     #[test]

@@ -285,6 +285,11 @@ async fn receipts_linger_for_a_claim_and_go_alone_when_none_comes() {
     // ...and written, first, in the next claim's round trip.
     assert_eq!(patient.claim_all(&[("evt_next", "d")], "owner-a").await.unwrap(), [Claim::Claimed]);
     assert_eq!(seen_elsewhere("evt_held").await, Claim::Duplicate(receipt(1)));
+    // A held receipt and a retry of its own event share a round trip: the receipt goes first.
+    assert_eq!(patient.claim_all(&[("evt_retried", "d")], "owner-a").await.unwrap(), [Claim::Claimed]);
+    patient.complete_later(&[("evt_retried", "d", &receipt(9))], "owner-a");
+    let retried = patient.claim_all(&[("evt_retried", "d")], "owner-b").await.unwrap();
+    assert_eq!(retried, [Claim::Duplicate(receipt(9))]);
 
     // A flush does not wait for the linger.
     patient.complete_later(&[("evt_next", "d", &receipt(2))], "owner-a");
