@@ -531,7 +531,7 @@ pub async fn import(kafka: &KafkaConfig, dir: &Path, options: ImportOptions) -> 
         for partition in 0..entry.partitions {
             let held = {
                 let (consumer, name) = (std::sync::Arc::clone(&consumer), topic.clone());
-                tokio::task::spawn_blocking(move || consumer.fetch_watermarks(&name, partition, TIMEOUT))
+                tokio::task::spawn_blocking(move || watermarks_of_new_topic(&consumer, &name, partition))
                     .await
                     .expect("watermark request panicked")?
             };
@@ -664,6 +664,32 @@ pub async fn read_back(kafka: &KafkaConfig, topic: &str, partition: i32) -> Resu
     })
     .await
     .expect("read-back panicked")
+}
+
+/// The watermarks of a partition whose topic may have just been created: until the broker has
+/// elected its leader it answers "not leader" or "leader not available", which is a wait, not an
+/// error (seen right after topics were deleted and created again). Other errors, and the same
+/// ones after 30 s, are returned.
+fn watermarks_of_new_topic(consumer: &BaseConsumer, topic: &str, partition: i32) -> Result<(i64, i64), BackupError> {
+    use rdkafka::{error::KafkaError, types::RDKafkaErrorCode};
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        match consumer.fetch_watermarks(topic, partition, TIMEOUT) {
+            Err(
+                KafkaError::MetadataFetch(
+                    RDKafkaErrorCode::NotLeaderForPartition
+                    | RDKafkaErrorCode::LeaderNotAvailable
+                    | RDKafkaErrorCode::UnknownTopicOrPartition,
+                )
+                | KafkaError::OffsetFetch(
+                    RDKafkaErrorCode::NotLeaderForPartition
+                    | RDKafkaErrorCode::LeaderNotAvailable
+                    | RDKafkaErrorCode::UnknownTopicOrPartition,
+                ),
+            ) if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(200)),
+            other => return Ok(other?),
+        }
+    }
 }
 
 /// Polls the partition's end until it reaches `at_least` (a transaction marker is written after
