@@ -674,19 +674,16 @@ fn watermarks_of_new_topic(consumer: &BaseConsumer, topic: &str, partition: i32)
     use rdkafka::{error::KafkaError, types::RDKafkaErrorCode};
     let deadline = std::time::Instant::now() + TIMEOUT;
     loop {
+        let leader_pending = |code: &RDKafkaErrorCode| {
+            use RDKafkaErrorCode::{LeaderNotAvailable, NotLeaderForPartition, UnknownTopicOrPartition};
+            matches!(code, NotLeaderForPartition | LeaderNotAvailable | UnknownTopicOrPartition)
+        };
         match consumer.fetch_watermarks(topic, partition, TIMEOUT) {
-            Err(
-                KafkaError::MetadataFetch(
-                    RDKafkaErrorCode::NotLeaderForPartition
-                    | RDKafkaErrorCode::LeaderNotAvailable
-                    | RDKafkaErrorCode::UnknownTopicOrPartition,
-                )
-                | KafkaError::OffsetFetch(
-                    RDKafkaErrorCode::NotLeaderForPartition
-                    | RDKafkaErrorCode::LeaderNotAvailable
-                    | RDKafkaErrorCode::UnknownTopicOrPartition,
-                ),
-            ) if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(200)),
+            Err(KafkaError::MetadataFetch(code) | KafkaError::OffsetFetch(code))
+                if leader_pending(&code) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(200));
+            }
             other => return Ok(other?),
         }
     }
