@@ -336,13 +336,18 @@ async fn fold_audit(tx: &mut PgConnection, audit_end: &[i64]) -> Result<(), sqlx
 async fn fold(tx: &mut PgConnection, events_end: &[i64]) -> Result<(), sqlx::Error> {
     sqlx::query(
         "WITH folded AS (
-             DELETE FROM pending_facts f
+             DELETE FROM pending_events f
              USING UNNEST($1::bigint[]) WITH ORDINALITY AS b(end_offset, n)
              WHERE f.\"partition\" = b.n - 1 AND f.\"offset\" < b.end_offset
-             RETURNING f.day, f.metric, f.dimension, f.amount
+             RETURNING f.day, f.metrics, f.dimensions, f.amounts
+         ),
+         facts AS (
+             SELECT folded.day, fact.metric, fact.dimension, fact.amount
+             FROM folded CROSS JOIN LATERAL UNNEST(folded.metrics, folded.dimensions, folded.amounts)
+                 AS fact(metric, dimension, amount)
          )
          INSERT INTO day_counts (day, metric, dimension, count, amount)
-         SELECT day, metric, dimension, count(*), sum(amount) FROM folded
+         SELECT day, metric, dimension, count(*), sum(amount) FROM facts
          GROUP BY day, metric, dimension
          ON CONFLICT (day, metric, dimension) DO UPDATE
              SET count = day_counts.count + EXCLUDED.count, amount = day_counts.amount + EXCLUDED.amount",

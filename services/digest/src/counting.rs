@@ -1,6 +1,7 @@
 //! The events side of the digest: what each event adds to its local day
-//! (`ct_core::digest::observe`, pure), stored as pending facts with the event's partition and
-//! offset until a clock tick whose offsets cover it folds them in (`builder.rs`).
+//! (`ct_core::digest::observe`, pure), stored as one row of `pending_events` (the event's facts
+//! in (metric, dimension) order) with its partition and offset until a clock tick whose offsets
+//! cover it folds them in (`builder.rs`).
 //!
 //! Each batch claims its events' ids in `counted` as it stores them, and keeps the facts of the
 //! ids it claimed: a second copy of an event (the same id later in the log) stores nothing. The
@@ -40,15 +41,31 @@ pub struct Observed {
     pub mark: Option<Mark>,
 }
 
+/// The facts of the events claimed now, one element per fact; the statement groups them into
+/// one row per event.
 #[derive(Default)]
-struct FactColumns {
+struct FactColumns<'a> {
     partition: Vec<i32>,
     offset: Vec<i64>,
-    event_id: Vec<String>,
     day: Vec<NaiveDate>,
     metric: Vec<&'static str>,
-    dimension: Vec<String>,
+    dimension: Vec<&'a str>,
     amount: Vec<i64>,
+}
+
+impl<'a> FactColumns<'a> {
+    fn push(&mut self, at: &Coordinates, facts: &'a [Fact]) {
+        let mut facts: Vec<&Fact> = facts.iter().collect();
+        facts.sort_by(|a, b| (a.metric, &a.dimension).cmp(&(b.metric, &b.dimension)));
+        for fact in facts {
+            self.partition.push(at.partition);
+            self.offset.push(at.offset);
+            self.day.push(fact.day);
+            self.metric.push(fact.metric);
+            self.dimension.push(&fact.dimension);
+            self.amount.push(fact.amount);
+        }
+    }
 }
 
 /// Claims in `counted` the ids of the events in `items` that have facts, for the first copy of
@@ -121,24 +138,19 @@ impl Pipeline for Counting {
             let fresh = claim_first_copies(&mut tx, items).await.map_err(classify)?;
             let mut columns = FactColumns::default();
             for (at, observed) in items.iter().filter(|(at, _)| fresh.contains(&(at.partition, at.offset))) {
-                for fact in &observed.facts {
-                    columns.partition.push(at.partition);
-                    columns.offset.push(at.offset);
-                    columns.event_id.push(observed.event_id.clone());
-                    columns.day.push(fact.day);
-                    columns.metric.push(fact.metric);
-                    columns.dimension.push(fact.dimension.clone());
-                    columns.amount.push(fact.amount);
-                }
+                columns.push(at, &observed.facts);
             }
+            // A plain insert: the claim above made each row new, and `ON CONFLICT` would add a
+            // speculative-insertion record to the WAL per row.
             sqlx::query(
-                "INSERT INTO pending_facts (\"partition\", \"offset\", event_id, day, metric, dimension, amount)
-                 SELECT * FROM UNNEST($1::int[], $2::bigint[], $3::text[], $4::date[], $5::text[], $6::text[], $7::bigint[])
-                 ON CONFLICT DO NOTHING",
+                "INSERT INTO pending_events (\"partition\", \"offset\", day, metrics, dimensions, amounts)
+                 SELECT p, o, min(d), array_agg(m ORDER BY n), array_agg(dim ORDER BY n), array_agg(a ORDER BY n)
+                 FROM UNNEST($1::int[], $2::bigint[], $3::date[], $4::text[], $5::text[], $6::bigint[])
+                     WITH ORDINALITY AS fact(p, o, d, m, dim, a, n)
+                 GROUP BY p, o",
             )
             .bind(&columns.partition)
             .bind(&columns.offset)
-            .bind(&columns.event_id)
             .bind(&columns.day)
             .bind(&columns.metric)
             .bind(&columns.dimension)

@@ -50,6 +50,7 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "counted when stored",
         sql: include_str!("../migrations/0007_counted_when_stored.sql"),
     },
+    Migration { version: 8, name: "pending events", sql: include_str!("../migrations/0008_pending_events.sql") },
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -301,7 +302,7 @@ pub struct DigestModel(pub Config);
 /// Tables compared by a rebuild, each with the columns that are decisions and its order. The
 /// delivery columns of `digests` (when it was published, late, archived) are not state of the log.
 const TABLES: &[(&str, &str, &str)] = &[
-    ("pending_facts", "t", "\"partition\", \"offset\", metric, dimension"),
+    ("pending_events", "t", "\"partition\", \"offset\""),
     ("pending_ticks", "t", "clock_offset"),
     ("pending_audit", "t", "\"partition\", \"offset\""),
     ("dlq_depth", "t", "day"),

@@ -684,3 +684,58 @@ async fn each_systems_status_changes_and_time_in_each_status_reach_the_digest() 
     s.stop.cancel();
     let _ = std::fs::remove_dir_all(&s.archive);
 }
+
+/// Facts stored by the version before migration 8, one row per fact in `pending_facts`, are
+/// carried into `pending_events`: one row per event, its facts in (metric, dimension) order as the
+/// current version writes them, so the next tick folds them as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pending_facts_of_the_earlier_version_become_one_row_per_event() {
+    let ctx = TestContext::new();
+    let pool = ct_platform::postgres::connect(&ctx.digest_postgres()).await.expect("postgres");
+    let earlier: Vec<_> = ct_digest::MIGRATIONS.iter().filter(|m| m.version < 8).copied().collect();
+    ct_platform::postgres::migrate(&pool, "digest", &earlier).await.expect("earlier migrations");
+    sqlx::query(
+        "INSERT INTO pending_facts (\"partition\", \"offset\", event_id, day, metric, dimension, amount) VALUES
+             (1, 2, 'e2', '2026-06-02', 'invoices.currency', 'GBP', 1250),
+             (0, 5, 'e1', '2026-06-01', 'events.type', 'portal.user.signup', 0),
+             (1, 2, 'e2', '2026-06-02', 'events.source', 'finance', 0),
+             (0, 5, 'e1', '2026-06-01', 'events.source', 'portal', 0)",
+    )
+    .execute(&pool)
+    .await
+    .expect("facts of the earlier version");
+    ct_platform::postgres::migrate(&pool, "digest", ct_digest::MIGRATIONS).await.expect("every migration");
+    type Row = (i32, i64, String, Vec<String>, Vec<String>, Vec<i64>);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT \"partition\", \"offset\", day::text, metrics, dimensions, amounts FROM pending_events
+         ORDER BY \"partition\", \"offset\"",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("pending events");
+    let texts = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    assert_eq!(
+        rows,
+        vec![
+            (
+                0,
+                5,
+                "2026-06-01".to_owned(),
+                texts(&["events.source", "events.type"]),
+                texts(&["portal", "portal.user.signup"]),
+                vec![0, 0]
+            ),
+            (
+                1,
+                2,
+                "2026-06-02".to_owned(),
+                texts(&["events.source", "invoices.currency"]),
+                texts(&["finance", "GBP"]),
+                vec![0, 1250]
+            ),
+        ]
+    );
+    let old_table: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass('pending_facts')::text").fetch_one(&pool).await.expect("catalogue");
+    assert_eq!(old_table, None, "the per-fact table is dropped");
+}
