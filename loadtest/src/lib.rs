@@ -107,18 +107,33 @@ pub mod cpu {
     pub struct CpuSample {
         at: std::time::Instant,
         cores: Vec<(u64, u64)>,
-        parts: BTreeMap<&'static str, u64>,
+        /// Each process of a part: pid -> (part, ticks so far).
+        processes: BTreeMap<u32, (&'static str, u64)>,
     }
 
     impl CpuSample {
         pub fn now() -> Self {
+            let processes = processes()
+                .into_iter()
+                .filter_map(|(pid, comm, ticks)| Some((pid, (part_of(&comm)?, ticks))))
+                .collect();
+            Self { at: std::time::Instant::now(), cores: cores(), processes }
+        }
+
+        /// Each part's ticks between `earlier` and this sample, process by process: a process
+        /// started meanwhile counts whole, one that ended meanwhile is not counted (its last
+        /// ticks are gone with it). Summing each part's ticks first and subtracting would lose the
+        /// whole part whenever a busy process ends, as Postgres's autovacuum workers do.
+        fn part_ticks(&self, earlier: &CpuSample) -> BTreeMap<&'static str, u64> {
             let mut parts = BTreeMap::new();
-            for (_, comm, ticks) in processes() {
-                if let Some(part) = part_of(&comm) {
-                    *parts.entry(part).or_insert(0) += ticks;
-                }
+            for (pid, (part, ticks)) in &self.processes {
+                let before = match earlier.processes.get(pid) {
+                    Some((same_part, before)) if same_part == part => *before,
+                    _ => 0,
+                };
+                *parts.entry(*part).or_insert(0) += ticks.saturating_sub(before);
             }
-            Self { at: std::time::Instant::now(), cores: cores(), parts }
+            parts
         }
 
         /// Each core's busy share (0 to 1) and each part's cores between `earlier` and this sample
@@ -136,12 +151,9 @@ pub mod cpu {
             let seconds = (self.at - earlier.at).as_secs_f64().max(1e-3);
             // Linux reports process times in clock ticks of 1/100 s.
             let parts = self
-                .parts
-                .iter()
-                .map(|(part, ticks)| {
-                    let before = earlier.parts.get(part).copied().unwrap_or(0);
-                    (*part, ticks.saturating_sub(before) as f64 / 100.0 / seconds)
-                })
+                .part_ticks(earlier)
+                .into_iter()
+                .map(|(part, ticks)| (part, ticks as f64 / 100.0 / seconds))
                 .collect();
             (per_core, parts)
         }
@@ -188,6 +200,26 @@ pub mod cpu {
             assert!(per_core.iter().all(|busy| (0.0..=1.0).contains(busy)), "{per_core:?}");
             assert_eq!(part_of("ct-dlq-categori"), Some("ct-dlq-categoriser"));
             assert_eq!(part_of("bash"), None);
+        }
+
+        fn sample(processes: &[(u32, &'static str, u64)]) -> CpuSample {
+            CpuSample {
+                at: std::time::Instant::now(),
+                cores: Vec::new(),
+                processes: processes.iter().map(|&(pid, part, ticks)| (pid, (part, ticks))).collect(),
+            }
+        }
+
+        #[test]
+        fn a_part_keeps_its_ticks_when_one_of_its_processes_ends_or_starts() {
+            // Postgres: backend 10 ran 500 ticks before and 40 during; autovacuum worker 11 had
+            // run 900 ticks and ended; worker 12 started and ran 30; pid 13 was reused by another
+            // part.
+            let earlier = sample(&[(10, "postgres", 500), (11, "postgres", 900), (13, "postgres", 70)]);
+            let later = sample(&[(10, "postgres", 540), (12, "postgres", 30), (13, "redis", 5)]);
+            let parts = later.part_ticks(&earlier);
+            assert_eq!(parts.get("postgres"), Some(&70));
+            assert_eq!(parts.get("redis"), Some(&5));
         }
     }
 }
