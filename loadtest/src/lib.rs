@@ -72,8 +72,11 @@ pub mod cpu {
         PARTS.iter().find(|(name, _)| *name == comm).map(|(_, part)| *part)
     }
 
-    /// `(pid, comm, utime + stime in clock ticks)` of every process.
-    fn processes() -> Vec<(u32, String, u64)> {
+    /// A process: its pid and start time (clock ticks after boot), so a reused pid is another.
+    type ProcessId = (u32, u64);
+
+    /// `(pid and start time, comm, utime + stime in clock ticks)` of every process.
+    fn processes() -> Vec<(ProcessId, String, u64)> {
         let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
         entries
             .filter_map(|entry| {
@@ -83,7 +86,8 @@ pub mod cpu {
                 let comm = head.split_once('(')?.1.to_owned();
                 let fields: Vec<&str> = rest.split_whitespace().collect();
                 let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-                Some((pid, comm, ticks))
+                let started = fields.get(19)?.parse::<u64>().ok()?;
+                Some(((pid, started), comm, ticks))
             })
             .collect()
     }
@@ -107,8 +111,8 @@ pub mod cpu {
     pub struct CpuSample {
         at: std::time::Instant,
         cores: Vec<(u64, u64)>,
-        /// Each process of a part: pid -> (part, ticks so far).
-        processes: BTreeMap<u32, (&'static str, u64)>,
+        /// Each process of a part -> (part, ticks so far).
+        processes: BTreeMap<ProcessId, (&'static str, u64)>,
     }
 
     impl CpuSample {
@@ -126,11 +130,8 @@ pub mod cpu {
         /// whole part whenever a busy process ends, as Postgres's autovacuum workers do.
         fn part_ticks(&self, earlier: &CpuSample) -> BTreeMap<&'static str, u64> {
             let mut parts = BTreeMap::new();
-            for (pid, (part, ticks)) in &self.processes {
-                let before = match earlier.processes.get(pid) {
-                    Some((same_part, before)) if same_part == part => *before,
-                    _ => 0,
-                };
+            for (process, (part, ticks)) in &self.processes {
+                let before = earlier.processes.get(process).map_or(0, |(_, before)| *before);
                 *parts.entry(*part).or_insert(0) += ticks.saturating_sub(before);
             }
             parts
@@ -175,7 +176,7 @@ pub mod cpu {
     /// Pins every running part of the pipeline but ct-load itself; returns the pids pinned.
     pub fn pin_services(cpus: &str) -> std::io::Result<Vec<u32>> {
         let mut pinned = Vec::new();
-        for (pid, comm, _) in processes() {
+        for ((pid, _), comm, _) in processes() {
             if part_of(&comm).is_some_and(|part| part != "ct-load") {
                 pin(pid, cpus)?;
                 pinned.push(pid);
@@ -202,23 +203,36 @@ pub mod cpu {
             assert_eq!(part_of("bash"), None);
         }
 
-        fn sample(processes: &[(u32, &'static str, u64)]) -> CpuSample {
+        fn sample(processes: &[(u32, u64, &'static str, u64)]) -> CpuSample {
             CpuSample {
                 at: std::time::Instant::now(),
                 cores: Vec::new(),
-                processes: processes.iter().map(|&(pid, part, ticks)| (pid, (part, ticks))).collect(),
+                processes: processes
+                    .iter()
+                    .map(|&(pid, started, part, ticks)| ((pid, started), (part, ticks)))
+                    .collect(),
             }
         }
 
         #[test]
         fn a_part_keeps_its_ticks_when_one_of_its_processes_ends_or_starts() {
             // Postgres: backend 10 ran 500 ticks before and 40 during; autovacuum worker 11 had
-            // run 900 ticks and ended; worker 12 started and ran 30; pid 13 was reused by another
-            // part.
-            let earlier = sample(&[(10, "postgres", 500), (11, "postgres", 900), (13, "postgres", 70)]);
-            let later = sample(&[(10, "postgres", 540), (12, "postgres", 30), (13, "redis", 5)]);
+            // run 900 ticks and ended; worker 12 started and ran 30; pid 14 ended and a new
+            // Postgres process started under it and ran 8; pid 13 was reused by another part.
+            let earlier = sample(&[
+                (10, 1, "postgres", 500),
+                (11, 2, "postgres", 900),
+                (13, 3, "postgres", 70),
+                (14, 4, "postgres", 600),
+            ]);
+            let later = sample(&[
+                (10, 1, "postgres", 540),
+                (12, 5, "postgres", 30),
+                (13, 6, "redis", 5),
+                (14, 7, "postgres", 8),
+            ]);
             let parts = later.part_ticks(&earlier);
-            assert_eq!(parts.get("postgres"), Some(&70));
+            assert_eq!(parts.get("postgres"), Some(&78));
             assert_eq!(parts.get("redis"), Some(&5));
         }
     }

@@ -4,6 +4,11 @@
 -- event, the largest share of any table. The facts are kept in (metric, dimension) order, the
 -- byte order `counting.rs` sorts them in, so the rows carried over here and the rows a rebuild
 -- writes compare equal.
+-- An earlier instance may still be storing a batch (a rolling update): wait for it, so that the
+-- copy below sees its facts before the table is dropped. Its next batch fails on the missing
+-- table, which pauses it as an unavailable dependency until it is replaced.
+LOCK TABLE pending_facts IN EXCLUSIVE MODE;
+
 CREATE TABLE pending_events (
     "partition" INT NOT NULL,
     "offset"    BIGINT NOT NULL,

@@ -135,9 +135,11 @@ impl Pipeline for Counting {
     ) -> BoxFuture<'a, Result<(), ProcessError>> {
         Box::pin(async move {
             let mut tx = ct_platform::postgres::begin_batch(&self.pool).await.map_err(classify)?;
-            let fresh = claim_first_copies(&mut tx, items).await.map_err(classify)?;
+            let mut fresh = claim_first_copies(&mut tx, items).await.map_err(classify)?;
             let mut columns = FactColumns::default();
-            for (at, observed) in items.iter().filter(|(at, _)| fresh.contains(&(at.partition, at.offset))) {
+            // Each claimed record once: a batch can hold a record twice (read again after its
+            // partition was revoked and given back), and both copies would share one row.
+            for (at, observed) in items.iter().filter(|(at, _)| fresh.remove(&(at.partition, at.offset))) {
                 columns.push(at, &observed.facts);
             }
             // A plain insert: the claim above made each row new, and `ON CONFLICT` would add a

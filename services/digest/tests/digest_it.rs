@@ -686,8 +686,9 @@ async fn each_systems_status_changes_and_time_in_each_status_reach_the_digest() 
 }
 
 /// Facts stored by the version before migration 8, one row per fact in `pending_facts`, are
-/// carried into `pending_events`: one row per event, its facts in (metric, dimension) order as the
-/// current version writes them, so the next tick folds them as before.
+/// carried into `pending_events`: one row per event, its facts in (metric, dimension) order (the
+/// order `counting.rs` writes them in; the golden test's rebuild compares what it writes), and the
+/// per-fact table is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pending_facts_of_the_earlier_version_become_one_row_per_event() {
     let ctx = TestContext::new();

@@ -457,6 +457,10 @@ impl<P: Pipeline> Runner<'_, P> {
             };
             match delivery {
                 Delivery::Moved(partitions) => {
+                    // What this batch read of them is dropped: a partition given back is read
+                    // again from the stored progress, which this batch has not moved, so its
+                    // records would be in the batch twice; one given away is its new owner's.
+                    batch.retain(|record: &Incoming| !partitions.contains(&record.coordinates.partition));
                     for partition in partitions {
                         positions.next.remove(&partition);
                         positions.held.remove(&partition);
