@@ -861,3 +861,88 @@ impl DeadLetters {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Stored progress only: what `next_batch` asks a pipeline for.
+    struct StoredAt(HashMap<i32, i64>);
+
+    impl Pipeline for StoredAt {
+        type Item = ();
+
+        fn decode<'a>(&'a self, _record: &'a Incoming) -> BoxFuture<'a, Result<(), ProcessError>> {
+            Box::pin(async { Ok(()) })
+        }
+
+        fn load_progress<'a>(&'a self, _topic: &'a str) -> BoxFuture<'a, Result<HashMap<i32, i64>, ProcessError>> {
+            Box::pin(async { Ok(self.0.clone()) })
+        }
+
+        fn apply<'a>(
+            &'a self,
+            _items: &'a [(Coordinates, ())],
+            _topic: &'a str,
+            _progress: &'a [Advance],
+        ) -> BoxFuture<'a, Result<(), ProcessError>> {
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    fn record(partition: i32, offset: i64) -> Delivery {
+        let coordinates = Coordinates { topic: "t".into(), partition, offset };
+        let record = Incoming { coordinates, key: None, value: None, headers: Vec::new(), timestamp_ms: None };
+        Delivery::Record { record, epoch: 0 }
+    }
+
+    /// A partition revoked and given back while a batch is collected is read again from the
+    /// stored progress, which the batch has not moved: each record must be in the batch once.
+    #[tokio::test]
+    async fn a_partition_given_back_during_a_batch_is_in_it_once() {
+        // The Kafka clients are created, never connected: nothing here reads or sends.
+        let kafka = KafkaConfig { bootstrap_servers: "127.0.0.1:1".into(), properties: Default::default() };
+        let settings = ConsumerSettings {
+            name: "unit".into(),
+            topic: "t".into(),
+            dlq_topic: "t.dlq".into(),
+            batch_max: 100,
+            batch_wait: Duration::from_millis(50),
+            backoff_base: Duration::from_millis(10),
+            backoff_max: Duration::from_millis(10),
+            retry_of: None,
+            horizon: Horizon::default(),
+        };
+        let pipeline = StoredAt(HashMap::from([(0, 5), (1, 40)]));
+        let (seeks, _seek_requests) = mpsc::unbounded_channel();
+        let runner = Runner {
+            pipeline: &pipeline,
+            settings: &settings,
+            member: "unit".into(),
+            dlq: DeadLetters::new(&kafka, &settings).expect("a producer object"),
+            consumer: Arc::new(
+                kafka::group_consumer(&kafka, "unit", GroupContext::default()).expect("a consumer object"),
+            ),
+            seeks,
+            shutdown: CancellationToken::new(),
+        };
+        let (out, mut deliveries) = mpsc::channel(16);
+        for delivery in [
+            record(0, 5),
+            record(1, 40),
+            record(0, 6),
+            Delivery::Moved(vec![0]),
+            record(0, 5),
+            record(0, 6),
+            record(1, 41),
+        ] {
+            out.send(delivery).await.expect("room for every delivery");
+        }
+        let mut positions = Positions::default();
+        let Ok(batch) = runner.next_batch(&mut deliveries, &mut positions).await else {
+            panic!("the runner was not asked to stop");
+        };
+        let read: Vec<(i32, i64)> = batch.iter().map(|r| (r.coordinates.partition, r.coordinates.offset)).collect();
+        assert_eq!(read, vec![(1, 40), (0, 5), (0, 6), (1, 41)]);
+    }
+}
