@@ -53,10 +53,15 @@ struct FactColumns<'a> {
     amount: Vec<i64>,
 }
 
+/// An event's facts in (metric, dimension) byte order, the order of their row's arrays.
+fn sorted(mut facts: Vec<Fact>) -> Vec<Fact> {
+    facts.sort_by(|a, b| (a.metric, &a.dimension).cmp(&(b.metric, &b.dimension)));
+    facts
+}
+
 impl<'a> FactColumns<'a> {
+    /// `facts` as [`sorted`] left them (when the record was decoded).
     fn push(&mut self, at: &Coordinates, facts: &'a [Fact]) {
-        let mut facts: Vec<&Fact> = facts.iter().collect();
-        facts.sort_by(|a, b| (a.metric, &a.dimension).cmp(&(b.metric, &b.dimension)));
         for fact in facts {
             self.partition.push(at.partition);
             self.offset.push(at.offset);
@@ -115,7 +120,7 @@ impl Pipeline for Counting {
             Ok(match self.registry.decode_event_or_skip(record).await? {
                 Some(event) => Observed {
                     event_id: event.event_id().to_owned(),
-                    facts: digest::observe(&event, self.builder.zone),
+                    facts: sorted(digest::observe(&event, self.builder.zone)),
                     mark: kpi::mark(&event),
                 },
                 None => undecodable(),
@@ -144,22 +149,24 @@ impl Pipeline for Counting {
             }
             // A plain insert: the claim above made each row new, and `ON CONFLICT` would add a
             // speculative-insertion record to the WAL per row.
-            sqlx::query(
-                "INSERT INTO pending_events (\"partition\", \"offset\", day, metrics, dimensions, amounts)
-                 SELECT p, o, min(d), array_agg(m ORDER BY n), array_agg(dim ORDER BY n), array_agg(a ORDER BY n)
-                 FROM UNNEST($1::int[], $2::bigint[], $3::date[], $4::text[], $5::text[], $6::bigint[])
-                     WITH ORDINALITY AS fact(p, o, d, m, dim, a, n)
-                 GROUP BY p, o",
-            )
-            .bind(&columns.partition)
-            .bind(&columns.offset)
-            .bind(&columns.day)
-            .bind(&columns.metric)
-            .bind(&columns.dimension)
-            .bind(&columns.amount)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
+            if !columns.partition.is_empty() {
+                sqlx::query(
+                    "INSERT INTO pending_events (\"partition\", \"offset\", day, metrics, dimensions, amounts)
+                     SELECT p, o, min(d), array_agg(m ORDER BY n), array_agg(dim ORDER BY n), array_agg(a ORDER BY n)
+                     FROM UNNEST($1::int[], $2::bigint[], $3::date[], $4::text[], $5::text[], $6::bigint[])
+                         WITH ORDINALITY AS fact(p, o, d, m, dim, a, n)
+                     GROUP BY p, o",
+                )
+                .bind(&columns.partition)
+                .bind(&columns.offset)
+                .bind(&columns.day)
+                .bind(&columns.metric)
+                .bind(&columns.dimension)
+                .bind(&columns.amount)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+            }
             let marks: Vec<(&str, &Mark)> =
                 items.iter().filter_map(|(_, o)| o.mark.as_ref().map(|m| (o.event_id.as_str(), m))).collect();
             if !marks.is_empty() {
