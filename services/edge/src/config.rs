@@ -57,6 +57,8 @@ pub struct IdempotencyConfig {
     pub ttl_s: u64,
     /// How long receipts may wait for a claim to share its Redis round trip.
     pub receipt_linger_ms: u64,
+    /// How long a claim that finds the Redis writer idle waits for others to share its round trip.
+    pub claim_linger_ms: u64,
 }
 
 #[derive(Clone, Deserialize)]
@@ -176,6 +178,9 @@ impl Config {
         if self.idempotency.receipt_linger_ms > 1_000 {
             return rule("idempotency.receipt_linger_ms must be at most 1000 (a claim must outlive it)".into());
         }
+        if self.idempotency.claim_linger_ms > 100 {
+            return rule("idempotency.claim_linger_ms must be at most 100 (every request waits for it)".into());
+        }
         if self.rate_limit.per_minute == 0 || self.rate_limit.burst == 0 {
             return rule("rate_limit.per_minute and rate_limit.burst must be positive".into());
         }
@@ -232,6 +237,11 @@ mod tests {
         config.idempotency.receipt_linger_ms = 5_000;
         let error = config.validate().unwrap_err().to_string();
         assert!(error.contains("idempotency.receipt_linger_ms must be at most 1000"), "{error}");
+
+        let mut config = defaults();
+        config.idempotency.claim_linger_ms = 250;
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("idempotency.claim_linger_ms must be at most 100"), "{error}");
     }
 
     #[test]

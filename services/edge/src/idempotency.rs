@@ -168,16 +168,29 @@ enum Op {
 /// Keys in one pipeline at most: bounds a round trip's size (a batch request's keys stay together).
 const MAX_KEYS_PER_ROUND_TRIP: usize = 4096;
 
-/// `idempotency.receipt_linger_ms`'s default, like a Kafka producer's `linger.ms`.
-pub const DEFAULT_RECEIPT_LINGER: Duration = Duration::from_millis(5);
+/// How long the writer holds commands for others to share their round trip, like a Kafka
+/// producer's `linger.ms` (`idempotency.receipt_linger_ms`, `idempotency.claim_linger_ms`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lingers {
+    /// Receipts not waited for, when they are all the writer has, wait this long for a command
+    /// that is waited for (a claim) to share its round trip.
+    pub receipt: Duration,
+    /// A claim that finds the writer idle waits this long for other claims to share its round
+    /// trip; a claim that queued while a round trip was out goes with the next one at once.
+    pub claim: Duration,
+}
+
+impl Default for Lingers {
+    fn default() -> Self {
+        Self { receipt: Duration::from_millis(5), claim: Duration::ZERO }
+    }
+}
 
 #[derive(Clone, Copy)]
 struct WriterSettings {
     pending_ttl_ms: u64,
     done_ttl_s: u64,
-    /// How long receipts not waited for, when they are all the writer has, wait for a command
-    /// that is waited for (a claim) to share its round trip.
-    linger: Duration,
+    lingers: Lingers,
 }
 
 #[derive(Clone)]
@@ -192,21 +205,21 @@ impl IdempotencyStore {
     /// A store for the receipts of `topic`'s records, under `<prefix>:idem:`; starts its writer
     /// task, which ends when the last clone of the store is dropped.
     pub fn new(redis: ConnectionManager, prefix: &str, topic: &str, pending_ttl_ms: u64, done_ttl_s: u64) -> Self {
-        Self::with_receipt_linger(redis, prefix, topic, pending_ttl_ms, done_ttl_s, DEFAULT_RECEIPT_LINGER)
+        Self::with_lingers(redis, prefix, topic, pending_ttl_ms, done_ttl_s, Lingers::default())
     }
 
-    /// [`IdempotencyStore::new`] whose writer holds receipts not waited for up to `linger` for a
-    /// claim to ride with (`idempotency.receipt_linger_ms`).
-    pub fn with_receipt_linger(
+    /// [`IdempotencyStore::new`] whose writer holds commands for others to share their round
+    /// trip as `lingers` says.
+    pub fn with_lingers(
         redis: ConnectionManager,
         prefix: &str,
         topic: &str,
         pending_ttl_ms: u64,
         done_ttl_s: u64,
-        linger: Duration,
+        lingers: Lingers,
     ) -> Self {
         let (writer, ops) = mpsc::unbounded_channel();
-        let settings = WriterSettings { pending_ttl_ms, done_ttl_s, linger };
+        let settings = WriterSettings { pending_ttl_ms, done_ttl_s, lingers };
         tokio::spawn(write_loop(redis.clone(), ops, settings));
         Self { redis, writer, prefix: format!("{prefix}:idem:"), topic: topic.to_owned() }
     }
@@ -350,25 +363,41 @@ fn judge(topic: &str, digest: &str, held: Option<&[u8]>) -> Claim {
 /// trip is out, the next one fills up.
 ///
 /// A round trip of receipts alone would cost a write and a read for commands nobody waits for.
-/// So when receipts not waited for are all there is, the writer holds them up to the linger for a
-/// claim (or anything else waited for) to join them: under load one comes within a millisecond and
-/// they share its round trip; when idle, they go alone at the linger's end. A flush, a release or a
-/// receipt that is waited for goes at once.
+/// So when receipts not waited for are all there is, the writer holds them up to the receipt
+/// linger for a claim (or anything else waited for) to join them: under load one comes within a
+/// millisecond and they share its round trip; when idle, they go alone at the linger's end.
+///
+/// Under load, claims share round trips by themselves: those submitted while one is out go
+/// together in the next. At a few thousand events per second there is seldom one out, and each
+/// claim would cost a write and a read (and two wake-ups) of its own; so a claim that finds the
+/// writer idle waits up to the claim linger for others. A flush, a release or a receipt that is
+/// waited for goes at once.
 async fn write_loop(mut redis: ConnectionManager, mut ops: mpsc::UnboundedReceiver<Op>, settings: WriterSettings) {
     let mut round = Round::default();
-    while let Some(first) = ops.recv().await {
-        round.take(first);
-        let until = tokio::time::Instant::now() + settings.linger;
+    loop {
+        // Commands that queued during the last round trip have waited already; only a round
+        // begun by an idle writer lingers for claims.
+        let (first, idle) = match ops.try_recv() {
+            Ok(op) => (op, false),
+            Err(mpsc::error::TryRecvError::Empty) => match ops.recv().await {
+                Some(op) => (op, true),
+                None => break,
+            },
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+        };
+        let started = tokio::time::Instant::now();
+        let lingers = Lingers { claim: if idle { settings.lingers.claim } else { Duration::ZERO }, ..settings.lingers };
+        round.take(first, started, &lingers);
         loop {
             while !round.is_full() {
                 let Ok(op) = ops.try_recv() else { break };
-                round.take(op);
+                round.take(op, started, &lingers);
             }
-            if !round.lingering || round.is_full() {
+            if round.is_full() || round.until <= tokio::time::Instant::now() {
                 break;
             }
-            match tokio::time::timeout_at(until, ops.recv()).await {
-                Ok(Some(op)) => round.take(op),
+            match tokio::time::timeout_at(round.until, ops.recv()).await {
+                Ok(Some(op)) => round.take(op, started, &lingers),
                 // Closed (the edge is stopping) or the linger is over: send what there is.
                 Ok(None) | Err(_) => break,
             }
@@ -376,28 +405,37 @@ async fn write_loop(mut redis: ConnectionManager, mut ops: mpsc::UnboundedReceiv
         let answers = round_trip(&mut redis, &round.batch, settings.pending_ttl_ms, settings.done_ttl_s).await;
         answer(round.batch.drain(..), answers);
         round.keys = 0;
-        round.lingering = true;
+        round.until = tokio::time::Instant::now() + FAR;
     }
 }
+
+/// Later than any linger: the deadline of an empty round.
+const FAR: Duration = Duration::from_secs(3600);
 
 /// The commands gathered for the next round trip.
 struct Round {
     batch: Vec<Op>,
     keys: usize,
-    /// Nothing gathered is waited for.
-    lingering: bool,
+    /// When it goes: the earliest deadline of what it holds.
+    until: tokio::time::Instant,
 }
 
 impl Default for Round {
     fn default() -> Self {
-        Self { batch: Vec::new(), keys: 0, lingering: true }
+        Self { batch: Vec::new(), keys: 0, until: tokio::time::Instant::now() + FAR }
     }
 }
 
 impl Round {
-    fn take(&mut self, op: Op) {
+    /// Adds `op` to a round begun at `started`.
+    fn take(&mut self, op: Op, started: tokio::time::Instant, lingers: &Lingers) {
         self.keys += op.keys();
-        self.lingering &= op.may_linger();
+        let until = match &op {
+            Op::Complete { reply: None, .. } => started + lingers.receipt,
+            Op::Claim { .. } => started + lingers.claim,
+            _ => started,
+        };
+        self.until = self.until.min(until);
         self.batch.push(op);
     }
 
@@ -413,11 +451,6 @@ impl Op {
             Op::Release { keys, .. } => keys.len(),
             Op::Flush { .. } => 0,
         }
-    }
-
-    /// Receipts nobody waits for: they may wait for a round trip that is needed anyway.
-    fn may_linger(&self) -> bool {
-        matches!(self, Op::Complete { reply: None, .. })
     }
 }
 

@@ -320,11 +320,12 @@ impl Ingestor {
 
     async fn send(&self, candidate: &Candidate, traceparent: &str) -> Result<Receipt, ApiError> {
         let (event, value) = (&candidate.event, &candidate.value);
-        let schema_id = self.schema_id.to_string();
+        let mut schema_id = itoa::Buffer::new();
+        let schema_id = schema_id.format(self.schema_id);
         let headers = OwnedHeaders::new_with_capacity(3)
             .insert(Header { key: "traceparent", value: Some(traceparent) })
             .insert(Header { key: "content-type", value: Some("application/vnd.ct.event.v1+avro") })
-            .insert(Header { key: "ct-schema-id", value: Some(schema_id.as_str()) });
+            .insert(Header { key: "ct-schema-id", value: Some(schema_id) });
         let record = FutureRecord::to(&self.topic).key(event.source().as_str()).payload(&value).headers(headers);
         let started = Instant::now();
         let delivery = match self.producer.send_result(record) {

@@ -66,13 +66,16 @@ impl Application {
             topic: config.events.topic.clone(),
             schema_id,
             redactor: Redactor::new(config.events.redaction_salt.expose_secret().to_owned()),
-            idempotency: idempotency::IdempotencyStore::with_receipt_linger(
+            idempotency: idempotency::IdempotencyStore::with_lingers(
                 redis.clone(),
                 &config.redis.key_prefix,
                 &config.events.topic,
                 u64::try_from(ingest::pending_ttl(delivery_timeout).as_millis()).unwrap_or(u64::MAX),
                 config.idempotency.ttl_s,
-                std::time::Duration::from_millis(config.idempotency.receipt_linger_ms),
+                idempotency::Lingers {
+                    receipt: std::time::Duration::from_millis(config.idempotency.receipt_linger_ms),
+                    claim: std::time::Duration::from_millis(config.idempotency.claim_linger_ms),
+                },
             ),
             max_future_skew: chrono::Duration::seconds(config.events.max_future_skew_s),
             metrics: ingest::IngestMetrics::new(),

@@ -15,7 +15,7 @@ use ct_core::{
     payload::Payload,
     signature::{ct_signature, ct_signature_at},
 };
-use ct_edge::idempotency::{Claim, IdempotencyStore, Receipt};
+use ct_edge::idempotency::{Claim, IdempotencyStore, Lingers, Receipt};
 use serde_json::{Value, json};
 
 fn code(body: &Value) -> (&str, Option<&str>) {
@@ -261,13 +261,13 @@ async fn receipts_linger_for_a_claim_and_go_alone_when_none_comes() {
     let prefix = prefix.as_str();
     let connect = || async { ct_platform::redis::connect(&ctx.redis()).await.unwrap() };
     let store = |linger_ms| async move {
-        IdempotencyStore::with_receipt_linger(
+        IdempotencyStore::with_lingers(
             connect().await,
             prefix,
             "t",
             60_000,
             60,
-            Duration::from_millis(linger_ms),
+            Lingers { receipt: Duration::from_millis(linger_ms), claim: Duration::ZERO },
         )
     };
     let (patient, quick, other) = (store(60_000).await, store(100).await, store(0).await);
@@ -301,6 +301,46 @@ async fn receipts_linger_for_a_claim_and_go_alone_when_none_comes() {
     quick.complete_later(&[("evt_alone", "d", &receipt(3))], "owner-q");
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(seen_elsewhere("evt_alone").await, Claim::Duplicate(receipt(3)));
+}
+
+/// A claim that finds the writer idle waits for the claim linger, and what comes meanwhile shares
+/// its round trip; a flush sends it at once.
+#[tokio::test]
+async fn a_claim_on_an_idle_writer_lingers_for_others_to_share_its_round_trip() {
+    let ctx = ct_testkit::TestContext::new();
+    let prefix = ctx.topic("idem");
+    let connect = || async { ct_platform::redis::connect(&ctx.redis()).await.unwrap() };
+    let claim_linger = Duration::from_secs(3);
+    let lingers = Lingers { receipt: Duration::from_secs(60), claim: claim_linger };
+    let store = IdempotencyStore::with_lingers(connect().await, &prefix, "t", 60_000, 60, lingers);
+    let other = IdempotencyStore::new(connect().await, &prefix, "t", 60_000, 60);
+    let receipt = Receipt { topic: "t".into(), partition: 0, offset: 4 };
+
+    let started = std::time::Instant::now();
+    assert_eq!(store.claim_all(&[("evt_first", "d")], "owner-a").await.unwrap(), [Claim::Claimed]);
+    assert!(started.elapsed() >= claim_linger, "a lone claim waited {:?}", started.elapsed());
+
+    // A receipt submitted while the next claim lingers goes in that claim's round trip (alone, it
+    // would wait a minute for one).
+    let lingering = tokio::spawn({
+        let store = store.clone();
+        async move { store.claim_all(&[("evt_second", "d")], "owner-b").await.unwrap() }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    store.complete_later(&[("evt_first", "d", &receipt)], "owner-a");
+    assert_eq!(lingering.await.unwrap(), [Claim::Claimed]);
+    assert_eq!(other.claim_all(&[("evt_first", "d")], "owner-c").await.unwrap(), [Claim::Duplicate(receipt)]);
+
+    // A flush does not wait for a lingering claim.
+    let flushed = std::time::Instant::now();
+    let lingering = tokio::spawn({
+        let store = store.clone();
+        async move { store.claim_all(&[("evt_third", "d")], "owner-d").await.unwrap() }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::time::timeout(Duration::from_secs(2), store.flush()).await.expect("a flush sends at once");
+    assert_eq!(lingering.await.unwrap(), [Claim::Claimed]);
+    assert!(flushed.elapsed() < claim_linger, "the flush took the claim along: {:?}", flushed.elapsed());
 }
 
 /// Concurrent requests share the store's round trips: claims, receipts and releases of many

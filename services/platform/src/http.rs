@@ -5,13 +5,19 @@
 //! labels bounded to known routes and methods, JSON bodies for 404/405, and, optionally,
 //! `/metrics` on a listener of its own.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    convert::Infallible,
+    net::SocketAddr,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
 
 use axum::{
     Router,
-    extract::{MatchedPath, Request, State},
+    extract::{MatchedPath, Request},
     http::{Method, StatusCode, header},
-    middleware::{self, Next},
     response::{IntoResponse, Response},
 };
 use hyper::server::conn::http1;
@@ -155,13 +161,45 @@ fn interned(value: &str) -> &'static str {
     })
 }
 
-/// The whole shared layer in one middleware (one boxed future per request, not one per concern):
-/// bounded metrics around the body cap, load shedding, the request timeout and JSON 404/405.
-async fn shared(State(guard): State<Arc<Guard>>, request: Request, next: Next) -> Response {
+/// The whole shared layer as one service around each route: one boxed future per request, not
+/// one per concern (axum's `middleware::from_fn` would also box the inner service and its future).
+#[derive(Clone)]
+struct Shared<S> {
+    inner: S,
+    guard: Arc<Guard>,
+}
+
+impl<S> tower::Service<Request> for Shared<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        // The clone that was polled ready serves this request; a fresh one waits for the next.
+        let fresh = self.inner.clone();
+        let ready = std::mem::replace(&mut self.inner, fresh);
+        let guard = Arc::clone(&self.guard);
+        Box::pin(async move { Ok(shared(&guard, request, ready).await) })
+    }
+}
+
+/// Bounded metrics around the body cap, load shedding, the request timeout and JSON 404/405.
+async fn shared<S>(guard: &Guard, request: Request, inner: S) -> Response
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible>,
+{
     let started = std::time::Instant::now();
     let route = interned(request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str));
     let method = method_label(request.method());
-    let response = json_errors(guarded(&guard, request, next).await, guard.style).await;
+    let response = json_errors(guarded(guard, request, inner).await, guard.style).await;
     let status = interned(response.status().as_str());
     // Request count and latency by route (the matched pattern, or `unmatched`), method (known
     // ones, or `other`) and status: every label is bounded whatever clients send.
@@ -170,7 +208,10 @@ async fn shared(State(guard): State<Arc<Guard>>, request: Request, next: Next) -
 }
 
 /// Body cap, load shedding and the request timeout, in that order.
-async fn guarded(guard: &Guard, request: Request, next: Next) -> Response {
+async fn guarded<S>(guard: &Guard, request: Request, mut inner: S) -> Response
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible>,
+{
     let limits = &guard.limits;
     let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|length| length > limits.max_request_bytes as u64) {
@@ -185,8 +226,9 @@ async fn guarded(guard: &Guard, request: Request, next: Next) -> Response {
         return guard.style.render(ApiError::unavailable("overloaded", "too many requests in progress; retry"));
     };
     let timeout = Duration::from_millis(limits.request_timeout_ms);
-    match tokio::time::timeout(timeout, next.run(request)).await {
-        Ok(response) => response,
+    match tokio::time::timeout(timeout, inner.call(request)).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(never)) => match never {},
         Err(_) => {
             metrics::counter!("http_requests_timed_out_total").increment(1);
             guard.style.render(ApiError::unavailable(
@@ -243,7 +285,7 @@ pub fn layered(app: Router, limits: &HttpLimits, style: ErrorStyle) -> Router {
             span.record("http.response.status_code", response.status().as_u16());
         })
         .on_failure(log_failure);
-    app.layer(middleware::from_fn_with_state(guard, shared)).layer(trace)
+    app.layer(tower::layer::layer_fn(move |inner| Shared { inner, guard: Arc::clone(&guard) })).layer(trace)
 }
 
 /// A 5xx answer in the log. A 503 is how a server sheds load or waits for a dependency (counted in
