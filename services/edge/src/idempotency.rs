@@ -183,6 +183,8 @@ pub struct Lingers {
     pub claim: Duration,
 }
 
+/// A 5 ms receipt linger and no claim linger: what [`IdempotencyStore::new`] uses. The edge's
+/// configuration sets both (`idempotency.claim_linger_ms` defaults to 1 ms there).
 impl Default for Lingers {
     fn default() -> Self {
         Self { receipt: Duration::from_millis(5), claim: Duration::ZERO }
