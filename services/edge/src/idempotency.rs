@@ -378,7 +378,7 @@ fn judge(topic: &str, digest: &str, held: Option<&[u8]>) -> Claim {
 /// writer idle waits up to the claim linger for others. A flush, a release or a receipt that is
 /// waited for goes at once.
 async fn write_loop(mut redis: ConnectionManager, mut ops: mpsc::UnboundedReceiver<Op>, settings: WriterSettings) {
-    let mut round = Round::default();
+    let mut round = Round { batch: Vec::new(), keys: 0 };
     loop {
         // Commands that queued during the last round trip have waited already; only a round
         // begun by an idle writer lingers for claims.
@@ -392,17 +392,18 @@ async fn write_loop(mut redis: ConnectionManager, mut ops: mpsc::UnboundedReceiv
         };
         let started = tokio::time::Instant::now();
         let lingers = Lingers { claim: if idle { settings.lingers.claim } else { Duration::ZERO }, ..settings.lingers };
-        round.take(first, started, &lingers);
+        // When the round goes: the earliest deadline of what it holds.
+        let mut until = round.take(first, started, &lingers);
         loop {
             while !round.is_full() {
                 let Ok(op) = ops.try_recv() else { break };
-                round.take(op, started, &lingers);
+                until = until.min(round.take(op, started, &lingers));
             }
-            if round.is_full() || round.until <= tokio::time::Instant::now() {
+            if round.is_full() || until <= tokio::time::Instant::now() {
                 break;
             }
-            match tokio::time::timeout_at(round.until, ops.recv()).await {
-                Ok(Some(op)) => round.take(op, started, &lingers),
+            match tokio::time::timeout_at(until, ops.recv()).await {
+                Ok(Some(op)) => until = until.min(round.take(op, started, &lingers)),
                 // Closed (the edge is stopping) or the linger is over: send what there is.
                 Ok(None) | Err(_) => break,
             }
@@ -410,38 +411,26 @@ async fn write_loop(mut redis: ConnectionManager, mut ops: mpsc::UnboundedReceiv
         let answers = round_trip(&mut redis, &round.batch, settings.pending_ttl_ms, settings.done_ttl_s).await;
         answer(round.batch.drain(..), answers);
         round.keys = 0;
-        round.until = tokio::time::Instant::now() + FAR;
     }
 }
-
-/// Later than any linger: the deadline of an empty round.
-const FAR: Duration = Duration::from_secs(3600);
 
 /// The commands gathered for the next round trip.
 struct Round {
     batch: Vec<Op>,
     keys: usize,
-    /// When it goes: the earliest deadline of what it holds.
-    until: tokio::time::Instant,
-}
-
-impl Default for Round {
-    fn default() -> Self {
-        Self { batch: Vec::new(), keys: 0, until: tokio::time::Instant::now() + FAR }
-    }
 }
 
 impl Round {
-    /// Adds `op` to a round begun at `started`.
-    fn take(&mut self, op: Op, started: tokio::time::Instant, lingers: &Lingers) {
+    /// Adds `op` to a round begun at `started`; returns the latest the round may go for its sake.
+    fn take(&mut self, op: Op, started: tokio::time::Instant, lingers: &Lingers) -> tokio::time::Instant {
         self.keys += op.keys();
         let until = match &op {
             Op::Complete { reply: None, .. } => started + lingers.receipt,
             Op::Claim { .. } => started + lingers.claim,
             _ => started,
         };
-        self.until = self.until.min(until);
         self.batch.push(op);
+        until
     }
 
     fn is_full(&self) -> bool {
